@@ -1,0 +1,75 @@
+"""Accumulating: train an ancestry model on the base classes of a data set.
+
+The result is a `.safetensors` checkpoint plus a model card that records the architecture, the
+data and its split, the training settings, the held-out base-class accuracy and the exact command.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learngene.data import ImageSet, holdout_split
+from learngene.models import ModelCard, create_model, save_checkpoint
+from learngene.reporting import Reporter
+from learngene.train.trainer import Trainer, TrainConfig
+
+
+def remap_labels(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
+    """Map global class ids to 0..len(classes)-1 in the order of `classes`."""
+    lut = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+    lut[torch.tensor(classes)] = torch.arange(len(classes))
+    out = lut[labels]
+    assert (out >= 0).all(), "labels outside the given classes"
+    return out
+
+
+def accumulate(
+    ds: ImageSet, arch: str, cfg: TrainConfig, out: str | Path, *, overrides: dict[str, Any] | None = None,
+    holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None,
+) -> tuple[Path, ModelCard]:
+    """Train `arch` on the base classes of `ds` and save it with its model card.
+
+    Args:
+        ds: the data set; its `split.base` classes are used.
+        arch: a preset or timm architecture name.
+        cfg: training settings.
+        out: path of the `.safetensors` file to write (the card goes next to it as `.json`).
+        overrides: architecture overrides (e.g. depth, embed_dim).
+        holdout_per_class: base-class images per class kept out of training to measure accuracy.
+        command: the command line, recorded in the card.
+        reporter: progress/metrics sink.
+    """
+    base = tuple(ds.split.base)
+    train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed)
+    x_train, x_test = ds.images[train_idx], ds.images[test_idx]
+    y_train = remap_labels(ds.labels[train_idx], base)
+    y_test = remap_labels(ds.labels[test_idx], base)
+    torch.manual_seed(cfg.seed)
+    model = create_model(arch, num_classes=len(base), img_size=ds.image_size, **(overrides or {}))
+    trainer = Trainer(model, cfg, x_train, y_train, x_test, y_test)
+    if reporter is not None:
+        def on_epoch(tr: Trainer, rec: dict) -> None:
+            reporter.metric({"kind": "epoch", "model": "ancestry", **rec})
+            reporter.advance(1, test_acc=rec.get("test_acc", float("nan")))
+        trainer.add_callback("on_epoch_end", on_epoch)
+    t0 = time.time()
+    history = trainer.run()
+    final = history[-1]
+    card = ModelCard(
+        spec=model.lg_spec, dataset=ds.name, split=ds.split.to_dict(), epochs=cfg.epochs, seed=cfg.seed,
+        base_accuracy=final.get("test_acc"), command=command,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), sha256="",
+        extra={
+            "train_config": cfg.to_dict(), "holdout_per_class": holdout_per_class,
+            "train_images": len(x_train), "heldout_images": len(x_test),
+            "final_train_acc": final.get("train_acc"), "final_test_loss": final.get("test_loss"),
+            "train_seconds": round(time.time() - t0, 1), "device": str(trainer.device),
+            "data_meta": {k: v for k, v in ds.meta.items() if isinstance(v, (int, float, str, bool))},
+        },
+    )
+    path = save_checkpoint(model.cpu(), out, card)
+    return path, card

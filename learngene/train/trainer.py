@@ -1,0 +1,246 @@
+"""A small generic trainer for image classifiers, with callbacks.
+
+The loop knows nothing about the UI or the run folder: logging, progress bars and job heartbeats
+plug in through `Trainer.add_callback` (as in minGPT's Trainer). Data are uint8 image tensors that
+stay resident on the training device; they are normalised and augmented per batch. The data order
+and augmentation draw from a generator seeded by `TrainConfig.seed` alone, so a learngene
+descendant and its random-init baseline see exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learngene.data import normalize
+from learngene.errors import ConfigError, DivergedError
+
+Event = Literal["on_epoch_end", "on_batch_end", "on_train_end"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast, CUDA only
+    compile: bool = False  # torch.compile, CUDA only
+    seed: int = 0
+    eval_every: int = 1
+    eval_batch_size: int = 500
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**d).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validated(self) -> TrainConfig:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
+            (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
+            (self.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
+            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+             "warmup_epochs must be smaller than epochs"),
+            (self.eval_every >= 1, "eval_every must be at least 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map 'auto' to CUDA when present; refuse 'cuda' on a machine without it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
+    """Random horizontal flip and translation by up to `max_shift` pixels (edge padded)."""
+    b, _, h, w = x.shape  # (B, C, H, W) float
+    u = torch.rand(b, 3, generator=gen, device=gen.device).to(x.device)
+    flip = u[:, 0] < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    shift = (u[:, 1:] * 2 - 1) * (2 * max_shift / torch.tensor([w, h], device=x.device))
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = 1
+    theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift.round(decimals=2).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500,
+    device: torch.device | None = None, amp: bool = True,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on uint8 images `x` with labels `y`."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb = normalize(x[i:i + batch_size].to(device, non_blocking=True))
+        yb = y[i:i + batch_size].to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(xb)
+        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return total_loss / n, correct / n
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Learning rate at `progress` in [0, 1) of training (linear warm-up, then cosine or constant)."""
+    warm = cfg.warmup_epochs / cfg.epochs
+    if warm > 0 and progress < warm:
+        return cfg.lr * (progress / warm)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    p = (progress - warm) / max(1e-12, 1 - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    """Trains `model` on uint8 images; evaluates on a held-out set every `eval_every` epochs.
+
+    Each epoch ends with a record {epoch, step, train_loss, train_acc, test_loss, test_acc, lr,
+    time, epoch_time, img_per_s} passed to the `on_epoch_end` callbacks and kept in `history`.
+    A non-finite loss raises `DivergedError` after the `on_train_end` callbacks ran.
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train_x: torch.Tensor, train_y: torch.Tensor,
+                 test_x: torch.Tensor | None = None, test_y: torch.Tensor | None = None):
+        self.cfg = cfg.validated()
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
+        self.train_x, self.train_y = train_x.to(self.device), train_y.to(self.device)
+        self.test_x = None if test_x is None else test_x.to(self.device)
+        self.test_y = None if test_y is None else test_y.to(self.device)
+        if len(self.train_x) == 0:
+            raise ConfigError("the training set is empty")
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+        self.history: list[dict[str, Any]] = []
+        self.step = 0
+        self.diverged = False
+        self._forward = model
+        if cfg.compile and self.device.type == "cuda":
+            self._forward = torch.compile(model)
+
+    def add_callback(self, event: Event, fn: Callable) -> None:
+        self.callbacks[event].append(fn)
+
+    def _fire(self, event: str, *args) -> None:
+        for fn in self.callbacks[event]:
+            fn(self, *args)
+
+    def _train_epoch(self, epoch: int, gen: torch.Generator) -> tuple[float, float]:
+        cfg, n = self.cfg, len(self.train_x)
+        steps = math.ceil(n / cfg.batch_size)
+        order = torch.randperm(n, generator=gen, device=gen.device).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        self.model.train()
+        for s in range(steps):
+            lr = lr_at(cfg, (epoch + s / steps) / cfg.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            xb = normalize(self.train_x[idx])  # (B, 3, H, W)
+            yb = self.train_y[idx]
+            if cfg.augment:
+                xb = augment_batch(xb, gen)
+            with _autocast(self.device, cfg.amp):
+                logits = self._forward(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                self.diverged = True
+                return float("nan"), float("nan")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == yb).sum()
+            self._fire("on_batch_end", s, steps)
+        return loss_sum.item() / n, correct.item() / n
+
+    def run(self) -> list[dict[str, Any]]:
+        """Train for `cfg.epochs` epochs and return the per-epoch history."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        start = time.perf_counter()
+        for epoch in range(cfg.epochs):
+            t0 = time.perf_counter()
+            train_loss, train_acc = self._train_epoch(epoch, gen)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_time = time.perf_counter() - t0
+            rec: dict[str, Any] = {
+                "epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_acc": train_acc,
+                "lr": self.optimizer.param_groups[0]["lr"], "epoch_time": epoch_time,
+                "img_per_s": len(self.train_x) / max(epoch_time, 1e-9),
+            }
+            if self.diverged:
+                rec["diverged"] = True
+            elif self.test_x is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                rec["test_loss"], rec["test_acc"] = evaluate(
+                    self.model, self.test_x, self.test_y, batch_size=cfg.eval_batch_size,
+                    device=self.device, amp=cfg.amp)
+            rec["time"] = time.perf_counter() - start
+            self.history.append(rec)
+            self._fire("on_epoch_end", rec)
+            if self.diverged:
+                break
+        self._fire("on_train_end")
+        if self.diverged:
+            raise DivergedError(f"training diverged at epoch {len(self.history)} (loss became NaN or infinite);"
+                                " try a smaller learning rate")
+        return self.history
