@@ -1,0 +1,51 @@
+"""Where the app finds things: assets, runs and the default ancestry (each overridable by env var).
+
+- `LEARNGENE_RUNS_DIR`: the job folders and the studio state file (default `<repo>/runs`).
+- `LEARNGENE_ASSETS_DIR`: the shipped ancestry checkpoints (default `<repo>/assets`).
+- `LEARNGENE_ANCESTRY`: the checkpoint the app opens on (default `<assets>/lg_vit_tiny.safetensors`).
+
+Tests point these at `tmp_path` so that nothing they do touches the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = "lg_vit_tiny.safetensors"
+RUNS_ENV, ASSETS_ENV, ANCESTRY_ENV = "LEARNGENE_RUNS_DIR", "LEARNGENE_ASSETS_DIR", "LEARNGENE_ANCESTRY"
+
+
+def runs_dir() -> Path:
+    """The folder that holds one sub-folder per job."""
+    return Path(os.environ.get(RUNS_ENV) or ROOT / "runs")
+
+
+def assets_dir() -> Path:
+    """The folder of the shipped ancestry checkpoints and their model cards."""
+    return Path(os.environ.get(ASSETS_ENV) or ROOT / "assets")
+
+
+def uploads_dir() -> Path:
+    """Where uploaded checkpoints and learngene files are kept (inside the runs folder)."""
+    return runs_dir() / ".uploads"
+
+
+def default_ancestry() -> Path:
+    """The embedded default ancestry checkpoint the app opens on."""
+    env = os.environ.get(ANCESTRY_ENV)
+    return Path(env) if env else assets_dir() / DEFAULT_CHECKPOINT
+
+
+def shipped_ancestries() -> list[Path]:
+    """Every checkpoint in the assets folder plus the configured default, default first."""
+    found = sorted(assets_dir().glob("*.safetensors")) if assets_dir().is_dir() else []
+    default = default_ancestry()
+    return [default] + [p for p in found if p.resolve() != default.resolve()]
+
+
+CREATE_DEFAULT_HINT = (
+    "python -m learngene accumulate --arch lg_vit_tiny --dataset shapes "
+    f"--out assets/{DEFAULT_CHECKPOINT}"
+)

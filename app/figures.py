@@ -1,0 +1,283 @@
+"""Plotly figure builders: pure functions from plain data to `go.Figure` (no Streamlit here).
+
+Colours are fixed per role so every page tells the same story: the learngene descendant is teal,
+the random-init baseline grey-orange, inherited layers teal, random layers light grey.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+INHERIT, RANDOM, STEM, HEAD = "#0f8b8d", "#c9ccd1", "#7a6fb0", "#e0a458"
+SELECTED, UNSELECTED, OVERLAY = "#0f8b8d", "#9aa5b1", "#d1495b"
+MODEL_COLORS = {"learngene": "#0f8b8d", "baseline": "#e07a5f", "ancestry": "#3d5a80"}
+PALETTE = ["#0f8b8d", "#e07a5f", "#3d5a80", "#81b29a", "#f2cc8f", "#9c6644", "#6d597a", "#52796f"]
+KIND_COLORS = {"inherit": INHERIT, "random": RANDOM, "stem": STEM, "head": HEAD}
+KIND_LABELS = {"inherit": "inherited (learngene)", "random": "random init", "stem": "stem", "head": "new head"}
+
+
+def _layout(fig: go.Figure, title: str = "", height: int | None = None) -> go.Figure:
+    fig.update_layout(title=title or None, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      height=height, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig
+
+
+def color_of(series: str, i: int = 0) -> str:
+    """The fixed colour of a model role ("learngene", "baseline", "ancestry"), else a palette colour."""
+    return MODEL_COLORS.get(series, PALETTE[i % len(PALETTE)])
+
+
+# ---------------------------------------------------------------- similarity
+
+
+def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], *,
+                       selected: Sequence[int] = (), value_label: str = "similarity",
+                       title: str = "") -> go.Figure:
+    """Ancestry (rows) × pseudo-descendant (columns) heatmap.
+
+    Hovering shows both layer names and the value. A transparent marker sits on every cell so
+    that a click (or a box selection) reports the cell as a selectable point: Streamlit does not
+    report selections on heatmap traces. Each marker's `customdata` is `[row, col]`. Selected
+    ancestry rows are outlined.
+    """
+    z = np.asarray(matrix, dtype=float)  # (M, N)
+    m, n = z.shape
+    rows, cols = [str(r) for r in row_names], [str(c) for c in col_names]
+    assert len(rows) == m and len(cols) == n, "names must match the matrix shape"
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(n)), y=list(range(m)), colorscale="Viridis",
+                               colorbar=dict(title=value_label), hoverinfo="skip", name=value_label))
+    ii, jj = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    text = [f"ancestry: {rows[i]}<br>pseudo-descendant: {cols[j]}<br>{value_label}: {_fmt(z[i, j])}"
+            for i, j in zip(ii, jj, strict=True)]
+    fig.add_trace(go.Scatter(
+        x=jj, y=ii, mode="markers", customdata=np.stack([ii, jj], axis=1), text=text,
+        hovertemplate="%{text}<extra></extra>", showlegend=False, name="cells",
+        marker=dict(symbol="square", size=max(6, min(40, 420 // max(m, n))), color="rgba(0,0,0,0)"),
+    ))
+    for i in selected:
+        if 0 <= i < m:
+            fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=i - 0.5, y1=i + 0.5,
+                          line=dict(color=OVERLAY, width=2))
+    fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title="pseudo-descendant layer")
+    fig.update_yaxes(tickvals=list(range(m)), ticktext=rows, title="ancestry layer", autorange="reversed")
+    fig.update_layout(clickmode="event+select", dragmode="select")
+    return _layout(fig, title, height=max(320, 28 * m + 120))
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if not math.isfinite(v) else f"{v:.4g}"
+
+
+def score_bars(names: Sequence[str], scores: Sequence[float], *, selected: Sequence[int] = (),
+               significance: Sequence[float] | None = None, significance_label: str = "significance",
+               score_label: str = "score", title: str = "") -> go.Figure:
+    """Per-ancestry-layer score bars, selected layers highlighted, optional significance overlay.
+
+    The overlay is drawn on a second y-axis (its own scale), as markers joined by a line.
+    Each bar's `customdata` is its layer index, so a click on a bar can select the layer.
+    """
+    names = [str(x) for x in names]
+    sel = set(selected)
+    colors = [SELECTED if i in sel else UNSELECTED for i in range(len(names))]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=names, y=list(scores), marker_color=colors, name=score_label,
+                         customdata=list(range(len(names))),
+                         hovertemplate="%{x}<br>" + score_label + ": %{y:.4g}<extra></extra>"),
+                  secondary_y=False)
+    if significance is not None:
+        fig.add_trace(go.Scatter(x=names, y=list(significance), mode="lines+markers", name=significance_label,
+                                 line=dict(color=OVERLAY), marker=dict(size=8),
+                                 hovertemplate="%{x}<br>" + significance_label + ": %{y:.4g}<extra></extra>"),
+                      secondary_y=True)
+        fig.update_yaxes(title_text=significance_label, secondary_y=True, showgrid=False)
+    fig.update_yaxes(title_text=score_label, secondary_y=False)
+    fig.update_xaxes(title_text="ancestry layer")
+    fig.update_layout(clickmode="event+select")
+    return _layout(fig, title, height=320)
+
+
+# ---------------------------------------------------------------- descendants
+
+
+def descendant_stack(slots: Sequence[Mapping], *, title: str = "") -> go.Figure:
+    """The descendant as a stack of boxes, input at the bottom, head on top.
+
+    Args:
+        slots: ordered bottom→top; each has `label`, `kind` ("stem", "inherit", "random", "head")
+            and optionally `params` (number of parameters, shown in the hover).
+    """
+    fig = go.Figure()
+    labels = [str(s.get("label", "")) for s in slots]
+    for kind in ("stem", "inherit", "random", "head"):
+        idx = [i for i, s in enumerate(slots) if s.get("kind") == kind]
+        if not idx:
+            continue
+        fig.add_trace(go.Bar(
+            y=[i for i in idx], x=[1.0] * len(idx), orientation="h", name=KIND_LABELS[kind],
+            marker=dict(color=KIND_COLORS[kind], line=dict(color="white", width=2)),
+            text=[labels[i] for i in idx], textposition="inside", insidetextanchor="middle",
+            customdata=[_params(slots[i]) for i in idx],
+            hovertemplate="%{text}<br>%{customdata}<extra>" + KIND_LABELS[kind] + "</extra>",
+        ))
+    fig.update_xaxes(visible=False, range=[0, 1])
+    fig.update_yaxes(visible=False, range=[-0.6, max(len(slots), 1) - 0.4])
+    fig.update_layout(barmode="overlay", bargap=0.08)
+    return _layout(fig, title, height=max(220, 34 * len(slots) + 80))
+
+
+def _params(slot: Mapping) -> str:
+    p = slot.get("params")
+    return f"{int(p):,} parameters" if p is not None else ""
+
+
+def idea_figure(ancestry: Sequence[str], chosen: Sequence[int], descendant: Sequence[Mapping]) -> go.Figure:
+    """Ancestry → learngene → descendant in one picture (three columns of boxes).
+
+    Args:
+        ancestry: names of the ancestry's integral layers, bottom → top.
+        chosen: indices of the learngene layers.
+        descendant: slots as for `descendant_stack`.
+    """
+    chosen = list(chosen)
+    cols = [
+        ("ancestry", [(n, "inherit" if i in chosen else "random") for i, n in enumerate(ancestry)]),
+        ("learngene", [(ancestry[i], "inherit") for i in chosen if 0 <= i < len(ancestry)]),
+        ("descendant", [(str(s.get("label", "")), str(s.get("kind", "random"))) for s in descendant]),
+    ]
+    fig = go.Figure()
+    height = max(len(c[1]) for c in cols) or 1
+    for x, (title, boxes) in enumerate(cols):
+        y0 = (height - len(boxes)) / 2
+        for j, (_label, kind) in enumerate(boxes):
+            color = KIND_COLORS.get(kind, RANDOM) if title != "ancestry" or kind == "inherit" else "#e9ecef"
+            fig.add_shape(type="rect", x0=x * 3, x1=x * 3 + 2, y0=y0 + j, y1=y0 + j + 0.85,
+                          fillcolor=color, line=dict(color="white"))
+        fig.add_trace(go.Scatter(
+            x=[x * 3 + 1] * len(boxes), y=[y0 + j + 0.42 for j in range(len(boxes))], mode="text",
+            text=[b[0] for b in boxes], showlegend=False, hoverinfo="text", name=title))
+        fig.add_annotation(x=x * 3 + 1, y=height + 0.4, text=f"<b>{title}</b>", showarrow=False)
+    for x in (2.1, 5.1):
+        fig.add_annotation(x=x + 0.8, y=height / 2, ax=x, ay=height / 2, xref="x", yref="y", axref="x",
+                           ayref="y", showarrow=True, arrowhead=3, arrowsize=1.5, text="")
+    fig.update_xaxes(visible=False, range=[-0.3, 8.3])
+    fig.update_yaxes(visible=False, range=[-0.3, height + 0.9])
+    return _layout(fig, "", height=max(240, 26 * height + 80))
+
+
+def size_bars(sizes: Mapping[str, float], *, unit: str = "parameters", title: str = "") -> go.Figure:
+    """Horizontal bars comparing sizes (e.g. learngene vs ancestry vs descendant)."""
+    names = list(sizes)
+    fig = go.Figure(go.Bar(y=names, x=[sizes[k] for k in names], orientation="h",
+                           marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
+                           text=[_human(sizes[k]) for k in names], textposition="auto",
+                           hovertemplate="%{y}: %{x:,}<extra>" + unit + "</extra>"))
+    fig.update_xaxes(title_text=unit)
+    return _layout(fig, title, height=60 + 40 * len(names))
+
+
+def _human(v: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.2f}{suffix}"
+    return f"{v:g}"
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def ema(values: Sequence[float], alpha: float) -> np.ndarray:
+    """Debiased exponential moving average (as TensorBoard's smoothing); alpha=0 returns the input."""
+    v = np.asarray(values, dtype=float)
+    if alpha <= 0 or v.size == 0:
+        return v
+    out, acc, weight = np.empty_like(v), 0.0, 0.0
+    for i, x in enumerate(v):
+        if not math.isfinite(x):
+            out[i] = np.nan
+            continue
+        acc = alpha * acc + (1 - alpha) * x
+        weight = alpha * weight + (1 - alpha)
+        out[i] = acc / weight
+    return out
+
+
+def curves_frame(records: Sequence[Mapping], series_key: str = "model") -> pd.DataFrame:
+    """Epoch records → one row per (series, epoch), mean over tasks, with wall-clock seconds.
+
+    `time` is taken per series relative to its first record, so runs started at different moments
+    share the x-axis.
+    """
+    df = pd.DataFrame([r for r in records if r.get("kind", "epoch") == "epoch"])
+    if df.empty or "epoch" not in df:
+        return pd.DataFrame(columns=["series", "epoch", "time", "train_loss", "test_acc"])
+    df["series"] = df[series_key].astype(str) if series_key in df else "run"
+    for col in ("train_loss", "test_acc", "time"):
+        if col not in df:
+            df[col] = np.nan
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    out = df.groupby(["series", "epoch"], as_index=False)[["train_loss", "test_acc", "time"]].mean()
+    out["time"] = out["time"] - out.groupby("series")["time"].transform("min")
+    return out.sort_values(["series", "epoch"]).reset_index(drop=True)
+
+
+def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float = 0.6,
+                    log_loss: bool = True, target: float | None = None, title: str = "") -> go.Figure:
+    """Loss and accuracy of every series on shared x-axes: EMA line bold, raw line faint.
+
+    Args:
+        frame: from `curves_frame` (columns series, epoch, time, train_loss, test_acc).
+        x: "epoch" or "time" (wall-clock seconds).
+        smoothing: EMA factor in [0, 1).
+        log_loss: log-scale loss axis.
+        target: accuracy target drawn as a dashed line.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"),
+                        horizontal_spacing=0.08)
+    xcol = "time" if x == "time" else "epoch"
+    for i, (name, g) in enumerate(frame.groupby("series", sort=False)):
+        color = color_of(str(name), i)
+        for col, metric in ((1, "train_loss"), (2, "test_acc")):
+            gx, gy = g[xcol].to_numpy(), g[metric].to_numpy(dtype=float)
+            fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=color, width=1), opacity=0.3,
+                                     name=f"{name} (raw)", legendgroup=str(name), showlegend=False,
+                                     hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=gx, y=ema(gy, smoothing), mode="lines", line=dict(color=color, width=2.5),
+                                     name=str(name), legendgroup=str(name), showlegend=col == 1,
+                                     hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"), row=1, col=col)
+    xtitle = "wall-clock seconds" if xcol == "time" else "epoch"
+    fig.update_xaxes(title_text=xtitle)
+    fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    if target is not None:
+        fig.add_hline(y=target, line_dash="dash", line_color="#888", row=1, col=2)
+    fig.update_layout(hovermode="x unified")
+    return _layout(fig, title, height=380)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def sweep_figure(frame: pd.DataFrame, *, x: str, log_x: bool = False, title: str = "",
+                 x_title: str | None = None) -> go.Figure:
+    """Final accuracy against a swept setting, one line per model, error bars = 95% CI.
+
+    Args:
+        frame: columns `model`, `x` (the setting), `mean`, and optionally `ci` (half-width).
+    """
+    fig = go.Figure()
+    for i, (model, g) in enumerate(frame.sort_values(x).groupby("model", sort=False)):
+        err = g["ci"].to_numpy(dtype=float) if "ci" in g else None
+        fig.add_trace(go.Scatter(
+            x=g[x], y=g["mean"], mode="lines+markers", name=str(model), line=dict(color=color_of(str(model), i)),
+            error_y=dict(type="data", array=err, visible=True) if err is not None else None,
+            hovertemplate=f"{model}<br>{x}=%{{x}}<br>accuracy %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text="final test accuracy", range=[0, 1.02])
+    return _layout(fig, title, height=360)

@@ -1,0 +1,5 @@
+"""Ancestry page."""
+
+import streamlit as st
+
+st.title("Ancestry")

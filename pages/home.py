@@ -1,0 +1,5 @@
+"""Home page."""
+
+import streamlit as st
+
+st.title("Home")

@@ -1,0 +1,5 @@
+"""Learngene page."""
+
+import streamlit as st
+
+st.title("Learngene")

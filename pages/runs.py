@@ -1,0 +1,5 @@
+"""Runs page."""
+
+import streamlit as st
+
+st.title("Runs")

@@ -1,0 +1,5 @@
+"""Similarity page."""
+
+import streamlit as st
+
+st.title("Similarity")

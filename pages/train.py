@@ -1,0 +1,5 @@
+"""Train page."""
+
+import streamlit as st
+
+st.title("Train")
