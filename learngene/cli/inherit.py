@@ -1,0 +1,97 @@
+"""`python -m learngene inherit`: cut a learngene out of an ancestry and show the descendant recipe.
+
+Also home of the source/recipe options shared with `train` and `sweep`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from learngene.cli._common import add_run_dir, command_line
+from learngene.reporting import Reporter
+
+NAME = "inherit"
+HELP = "save the chosen ancestry layers as a learngene file and print the descendant recipe"
+
+
+def add_layer_choice(p: argparse.ArgumentParser) -> None:
+    """--ancestry and one of --layers / --preset / --similarity."""
+    g = p.add_argument_group("learngene source")
+    g.add_argument("--ancestry", default=None,
+                   help="ancestry checkpoint (.safetensors with its .json card); default: the shipped "
+                        "assets/lg_vit_tiny.safetensors")
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--layers", default=None, help="ancestry layer indices, e.g. 0,1,6,7 (negative = from the end)")
+    how.add_argument("--preset", default=None,
+                     help="heur (last 3), auto-paper (Auto-LG's published choice), front-K, middle-K, last-K "
+                          "(default when nothing is given: auto-paper)")
+    how.add_argument("--similarity", default=None, help="similarity.json written by `condense`: use its selected layers")
+
+
+def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> None:
+    """--placement, --depth, --stem (defaults None so a learngene file's own recipe can fill them)."""
+    g = p.add_argument_group("descendant recipe")
+    note = " (default: the learngene file's recipe, else %s)" if from_file else " (default: %s)"
+    g.add_argument("--placement", choices=["original", "top", "bottom"], default=None,
+                   help="original: learngene layers keep their index; top: random layers below the learngene "
+                        "(Heur-LG); bottom: learngene first" + note % "original")
+    g.add_argument("--depth", type=int, default=None,
+                   help="descendant depth in layers (ViT only; CNN descendants keep the ancestry's depth)"
+                        + note % "the ancestry's depth")
+    g.add_argument("--stem", choices=["inherit", "random"], default=None,
+                   help="inherit the ancestry stem or start it random" + note % "inherit")
+
+
+def recipe_kwargs(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """placement/depth/stem from the arguments, falling back to a stored recipe, then the defaults."""
+    stored = stored or {}
+    depth = args.depth if args.depth is not None else (len(stored["slots"]) if "slots" in stored else None)
+    return {"placement": args.placement or (stored.get("placement") if stored.get("placement") != "custom" else None)
+            or "original", "depth": depth, "stem": args.stem or stored.get("stem") or "inherit"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_layer_choice(p)
+    add_recipe_options(p)
+    p.add_argument("--n-way", type=int, default=5, help="classes of the descendant's head (default: 5)")
+    p.add_argument("--out", default=None,
+                   help="learngene file to write (.safetensors); default: <run>/outputs/learngene.safetensors "
+                        "in a job, else ./learngene.safetensors")
+    add_run_dir(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from learngene.errors import ConfigError
+    from learngene.inherit.build import build_descendant
+    from learngene.inherit.choose import choose_layers, load_ancestry
+    from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
+    from learngene.inherit.recipe import Recipe
+    from learngene.models import layer_view
+
+    ancestry, card, anc_path = load_ancestry(args.ancestry)
+    choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
+                           ancestry_sha256=card.sha256)
+    view = layer_view(ancestry)
+    recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=args.n_way,
+                                **recipe_kwargs(args))
+    build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
+    with Reporter(args.run_dir, total=1, desc="inherit", quiet=True) as rep:
+        out = Path(args.out or (rep.outputs_dir / "learngene.safetensors" if rep.outputs_dir else "learngene.safetensors"))
+        if out.suffix != ".safetensors":
+            raise ConfigError(f"the learngene file must end in .safetensors, got {out.name!r}")
+        path = save_learngene(ancestry, choice.layers, out, method=choice.method, scores=choice.scores,
+                              ancestry_sha256=card.sha256,
+                              extra={"ancestry_path": str(anc_path), "recipe": recipe.to_dict(),
+                                     "choice": choice.source, "command": command_line()})
+        report = size_report(load_learngene(path))
+        rep.metric({"kind": "result", "learngene": str(path), "layers": choice.layers, "method": choice.method,
+                    "size": report.to_dict(), "recipe": recipe.to_dict()})
+        rep.advance(1)
+    print(f"ancestry: {anc_path} ({ancestry.lg_spec.arch}, {len(view)} layers)")
+    print(f"learngene layers: {choice.layers} ({choice.method})")
+    print(recipe.describe(view.names))
+    print(report.lines())
+    print(f"saved {path}")
+    return 0

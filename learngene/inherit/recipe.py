@@ -1,0 +1,219 @@
+"""Descendant recipes: which ancestry layers a descendant inherits, and where they go.
+
+A recipe is an ordered list of slots (DESIGN.md §1, "Inheriting"). Each slot either inherits one
+integral layer of the ancestry (copied exactly) or is a new random layer shaped like an ancestry
+layer. The stem is inherited or random and the head is always new. The baseline of a recipe is the
+same architecture with every slot and the stem random.
+
+Placements offered by `Recipe.from_layers`:
+- "original": every learngene layer keeps its own index; the other indices are random layers
+  (Auto-LG, and Cluster-Learngene's "keep blocks 0-5" when `depth` is smaller than the ancestry).
+- "top": random layers at the bottom, the learngene stacked on top (Heur-LG).
+- "bottom": the learngene first, random layers above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from learngene.errors import ConfigError
+from learngene.models import ModelSpec
+
+Source = Literal["inherit", "random"]
+Placement = Literal["original", "bottom", "top"]
+PLACEMENTS: tuple[str, ...] = ("original", "bottom", "top")
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One layer of a descendant.
+
+    Attributes:
+        source: "inherit" copies ancestry layer `layer`; "random" is a new layer shaped like it.
+        layer: the ancestry layer index copied (inherit) or whose shape is taken (random).
+    """
+
+    source: Source
+    layer: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "layer": self.layer}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Slot:
+        _refuse_unknown(d, cls, "slot")
+        if d.get("source") not in ("inherit", "random"):
+            raise ConfigError(f"slot source must be 'inherit' or 'random', got {d.get('source')!r}")
+        if not isinstance(d.get("layer"), int) or isinstance(d.get("layer"), bool):
+            raise ConfigError(f"slot layer must be an integer, got {d.get('layer')!r}")
+        return cls(source=d["source"], layer=d["layer"])
+
+
+def _refuse_unknown(d: Any, cls: type, what: str) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"a {what} must be a JSON object, got {type(d).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known - {"version"})
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known: {sorted(known)}")
+
+
+def normalize_layers(layers: list[int] | tuple[int, ...], n_layers: int) -> list[int]:
+    """Map negative indices (-1 = last) to 0..n_layers-1, keep order, refuse out-of-range/duplicates."""
+    out: list[int] = []
+    for i in layers:
+        j = i + n_layers if i < 0 else i
+        if not 0 <= j < n_layers:
+            raise ConfigError(f"layer index {i} is out of range: the ancestry has {n_layers} layers "
+                              f"(0..{n_layers - 1}, or -1..-{n_layers} from the end)")
+        if j in out:
+            raise ConfigError(f"layer {j} is listed twice in the learngene layers {list(layers)}")
+        out.append(j)
+    return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build one descendant from an ancestry (or its learngene).
+
+    Attributes:
+        ancestry: architecture spec of the ancestry model.
+        ancestry_layers: number of integral layers of the ancestry.
+        slots: the descendant's layers, bottom to top.
+        stem: "inherit" copies the ancestry stem (ViT: patch/position embedding, cls token, final
+            norm; CNN: stem conv); "random" initialises it afresh.
+        num_classes: classes of the descendant task (size of the new head).
+        placement: how the recipe was made ("custom" when slots were given directly).
+    """
+
+    ancestry: ModelSpec
+    ancestry_layers: int
+    slots: tuple[Slot, ...]
+    stem: Source = "inherit"
+    num_classes: int = 5
+    placement: Literal["original", "bottom", "top", "custom"] = "custom"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", tuple(self.slots))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.ancestry_layers < 1:
+            raise ConfigError(f"ancestry_layers must be at least 1, got {self.ancestry_layers}")
+        if not self.slots:
+            raise ConfigError("a recipe needs at least one slot")
+        if self.stem not in ("inherit", "random"):
+            raise ConfigError(f"stem must be 'inherit' or 'random', got {self.stem!r}")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        for p, slot in enumerate(self.slots):
+            if not 0 <= slot.layer < self.ancestry_layers:
+                raise ConfigError(f"slot {p} refers to ancestry layer {slot.layer}, but the ancestry has "
+                                  f"{self.ancestry_layers} layers (0..{self.ancestry_layers - 1})")
+
+    @property
+    def depth(self) -> int:
+        """Number of integral layers of the descendant."""
+        return len(self.slots)
+
+    @property
+    def inherited_layers(self) -> list[int]:
+        """Ancestry layer indices the recipe copies, in slot order."""
+        return [s.layer for s in self.slots if s.source == "inherit"]
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.stem == "random" and not self.inherited_layers
+
+    @classmethod
+    def from_layers(
+        cls, ancestry: ModelSpec, n_layers: int, learngene_layers: list[int] | tuple[int, ...],
+        placement: Placement = "original", depth: int | None = None, stem: Source = "inherit",
+        num_classes: int = 5,
+    ) -> Recipe:
+        """A recipe that inherits `learngene_layers` (ancestry indices) and fills the rest randomly.
+
+        A random slot at position p takes the shape of ancestry layer p (the last layer where p is
+        past the ancestry's depth; ViT blocks all share one shape).
+        """
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"placement must be one of {list(PLACEMENTS)}, got {placement!r}")
+        lg = normalize_layers(list(learngene_layers), n_layers)
+        if placement == "original":
+            lg = sorted(lg)
+        depth = n_layers if depth is None else depth
+        need = (max(lg) + 1) if (placement == "original" and lg) else len(lg)
+        if depth < max(need, 1):
+            raise ConfigError(f"depth {depth} is too small for placement {placement!r} of layers {lg}: "
+                              f"it needs at least {need}")
+
+        def rand(p: int) -> Slot:
+            return Slot("random", min(p, n_layers - 1))
+
+        if placement == "original":
+            keep = set(lg)
+            slots = [Slot("inherit", p) if p in keep else rand(p) for p in range(depth)]
+        elif placement == "top":
+            slots = [rand(p) for p in range(depth - len(lg))] + [Slot("inherit", i) for i in lg]
+        else:
+            slots = [Slot("inherit", i) for i in lg] + [rand(p) for p in range(len(lg), depth)]
+        return cls(ancestry=ancestry, ancestry_layers=n_layers, slots=tuple(slots), stem=stem,
+                   num_classes=num_classes, placement=placement)
+
+    def baseline(self) -> Recipe:
+        """The same architecture with every slot and the stem random (the fair comparison)."""
+        slots = tuple(Slot("random", s.layer) for s in self.slots)
+        return replace(self, slots=slots, stem="random", notes={**self.notes, "baseline_of": self.placement})
+
+    def with_classes(self, num_classes: int) -> Recipe:
+        return replace(self, num_classes=num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": RECIPE_VERSION, "ancestry": self.ancestry.to_dict(),
+            "ancestry_layers": self.ancestry_layers, "slots": [s.to_dict() for s in self.slots],
+            "stem": self.stem, "num_classes": self.num_classes, "placement": self.placement,
+            "notes": dict(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        _refuse_unknown(d, cls, "recipe")
+        missing = sorted({"ancestry", "ancestry_layers", "slots"} - set(d))
+        if missing:
+            raise ConfigError(f"recipe is missing {missing}")
+        if d.get("version", RECIPE_VERSION) != RECIPE_VERSION:
+            raise ConfigError(f"recipe version {d['version']} is not supported (expected {RECIPE_VERSION})")
+        if not isinstance(d["slots"], list):
+            raise ConfigError("recipe 'slots' must be a list of {source, layer} objects")
+        placement = d.get("placement", "custom")
+        if placement not in (*PLACEMENTS, "custom"):
+            raise ConfigError(f"unknown placement {placement!r}")
+        try:
+            spec = ModelSpec.from_dict(d["ancestry"])
+        except (TypeError, KeyError) as exc:
+            raise ConfigError(f"recipe 'ancestry' is not a valid model spec: {exc}") from exc
+        return cls(ancestry=spec, ancestry_layers=int(d["ancestry_layers"]),
+                   slots=tuple(Slot.from_dict(s) for s in d["slots"]), stem=d.get("stem", "inherit"),
+                   num_classes=int(d.get("num_classes", 5)), placement=placement,
+                   notes=dict(d.get("notes") or {}))
+
+    def describe(self, layer_names: list[str] | None = None) -> str:
+        """One line per slot, bottom to top, e.g. for the CLI and the UI."""
+        def name(i: int) -> str:
+            return f" ({layer_names[i]})" if layer_names and i < len(layer_names) else ""
+
+        n_inh = len(self.inherited_layers)
+        lines = [f"descendant of {self.ancestry.arch} ({self.ancestry_layers} layers): {self.depth} slots, "
+                 f"{n_inh} inherited, {self.depth - n_inh} random, placement {self.placement}",
+                 f"  stem     {'inherited from the ancestry' if self.stem == 'inherit' else 'random'}"]
+        for p, s in enumerate(self.slots):
+            if s.source == "inherit":
+                lines.append(f"  slot {p:<3} inherit ancestry layer {s.layer}{name(s.layer)}")
+            else:
+                lines.append(f"  slot {p:<3} random  (shaped like ancestry layer {s.layer}{name(s.layer)})")
+        lines.append(f"  head     new, {self.num_classes} classes")
+        return "\n".join(lines)
