@@ -40,7 +40,9 @@ def default_ancestry() -> Path:
 
 def shipped_ancestries() -> list[Path]:
     """Every checkpoint in the assets folder plus the configured default, default first."""
-    found = sorted(assets_dir().glob("*.safetensors")) if assets_dir().is_dir() else []
+    from learngene.models import shipped_checkpoints
+
+    found = shipped_checkpoints(assets_dir())
     default = default_ancestry()
     return [default] + [p for p in found if p.resolve() != default.resolve()]
 

@@ -209,10 +209,10 @@ def ema(values: Sequence[float], alpha: float) -> np.ndarray:
 
 
 def curves_frame(records: Sequence[Mapping], series_key: str = "model") -> pd.DataFrame:
-    """Epoch records → one row per (series, epoch), mean over tasks, with wall-clock seconds.
+    """Epoch records → one row per (series, epoch), mean over tasks.
 
-    `time` is taken per series relative to its first record, so runs started at different moments
-    share the x-axis.
+    `time` is the trainer's seconds since the start of each model's training (so runs started at
+    different moments share the x-axis).
     """
     df = pd.DataFrame([r for r in records if r.get("kind", "epoch") == "epoch"])
     if df.empty or "epoch" not in df:
@@ -223,7 +223,6 @@ def curves_frame(records: Sequence[Mapping], series_key: str = "model") -> pd.Da
             df[col] = np.nan
         df[col] = pd.to_numeric(df[col], errors="coerce")
     out = df.groupby(["series", "epoch"], as_index=False)[["train_loss", "test_acc", "time"]].mean()
-    out["time"] = out["time"] - out.groupby("series")["time"].transform("min")
     return out.sort_values(["series", "epoch"]).reset_index(drop=True)
 
 
@@ -245,6 +244,8 @@ def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float =
         color = color_of(str(name), i)
         for col, metric in ((1, "train_loss"), (2, "test_acc")):
             gx, gy = g[xcol].to_numpy(), g[metric].to_numpy(dtype=float)
+            ok = np.isfinite(gy)  # accuracy is measured every `eval_every` epochs only
+            gx, gy = gx[ok], gy[ok]
             fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=color, width=1), opacity=0.3,
                                      name=f"{name} (raw)", legendgroup=str(name), showlegend=False,
                                      hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>"), row=1, col=col)

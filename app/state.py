@@ -32,6 +32,7 @@ class StudioState:
     watched: list[str] = field(default_factory=list)  # run ids shown live on the Train page
     learngene_file: str = ""  # an uploaded or downloaded learngene file in use, if any
     recipe: dict[str, Any] = field(default_factory=dict)  # descendant recipe settings
+    demo: dict[str, Any] = field(default_factory=dict)  # the Home page's one-click demo: its run ids
 
     @classmethod
     def from_dict(cls, data: Any) -> StudioState:

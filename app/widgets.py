@@ -2,10 +2,199 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
 import streamlit as st
+
+from app import config, resources, state
+from learngene.errors import LearngeneError
+
+STATE_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "diverged": "💥"}
+
+
+@contextlib.contextmanager
+def error_box(what: str = "") -> Iterator[None]:
+    """Run a block; show any error it raises as a message in the page instead of a traceback."""
+    prefix = f"{what}: " if what else ""
+    try:
+        yield
+    except ImportError as exc:
+        st.warning(f"{prefix}this part of the library is not available yet ({exc}).")
+    except (LearngeneError, ValueError, OSError, KeyError) as exc:
+        st.error(f"{prefix}{exc}")
+    except Exception as exc:  # noqa: BLE001 - the page must survive anything; show what happened
+        st.error(f"{prefix}unexpected {type(exc).__name__}: {exc}")
+        with st.expander("details"):
+            st.code("".join(traceback.format_exception(exc)), language="text")
+
+
+def explain_ui(title: str, body: str, expanded: bool = False) -> None:
+    """A collapsible explanation, for reading the page as a lesson."""
+    with st.expander(f":material/school: {title}", expanded=expanded):
+        st.markdown(body)
+
+
+def ancestry_ui(show_missing: bool = True) -> resources.Ancestry | None:
+    """Load the current ancestry; on trouble explain it (and how to create the default) and return None."""
+    path = resources.current_ancestry_path()
+    try:
+        return resources.current_ancestry()
+    except ImportError as exc:
+        if show_missing:
+            st.warning(f"The model library is not available yet ({exc}).")
+    except LearngeneError as exc:
+        if not show_missing:
+            return None
+        if not path.is_file() and path == config.default_ancestry():
+            st.info(f"The embedded default ancestry `{path.name}` is not there yet. Create it with:")
+            st.code(config.CREATE_DEFAULT_HINT, language="bash")
+            st.caption("…or choose, upload or train another ancestry on the **Ancestry** page.")
+        else:
+            st.error(f"Cannot load the ancestry `{path}`: {exc}")
+            st.caption("Choose another one on the **Ancestry** page.")
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can raise anything from safetensors/torch
+        if show_missing:
+            st.error(f"Cannot load the ancestry `{path}`: {type(exc).__name__}: {exc}")
+    return None
 
 
 def sidebar_ui() -> None:
     """The sidebar: the current ancestry and learngene at a glance."""
+    s = state.get()
     with st.sidebar:
-        st.caption("Learngene Studio")
+        anc = ancestry_ui(show_missing=False)
+        if anc is None:
+            st.caption("Ancestry: not loaded")
+            return
+        st.caption(f"**Ancestry** · {anc.label}")
+        names = [anc.names[i] for i in s.layers if i < anc.n_layers]
+        lg = sum(anc.layer_params[i] for i in s.layers if i < anc.n_layers)
+        st.caption(f"**Learngene** · {', '.join(names) or 'no layers chosen'}"
+                   + (f" · {lg / max(anc.total_params, 1):.0%} of the ancestry" if names else ""))
+
+
+def card_ui(anc: resources.Ancestry) -> None:
+    """The ancestry's model card: data, accuracy, size, how it was made."""
+    card = anc.card_dict
+    spec = card.get("spec", {})
+    c = st.columns(4)
+    c[0].metric("architecture", spec.get("arch", "?"))
+    c[1].metric("integral layers", anc.n_layers)
+    c[2].metric("parameters", f"{anc.total_params / 1e6:.2f} M")
+    acc = card.get("base_accuracy")
+    c[3].metric("base-class accuracy", f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a")
+    split = card.get("split") or {}
+    sizes = {k: len(v) for k, v in split.items() if isinstance(v, list)}
+    st.caption(f"data: **{card.get('dataset', '?')}** · split {sizes or '?'} · epochs {card.get('epochs', '?')} · "
+               f"seed {card.get('seed', '?')} · family {anc.family} · file `{anc.path}`")
+    if card.get("command"):
+        st.code(card["command"], language="bash")
+
+
+def layers_table_ui(anc: resources.Ancestry, chosen: list[int] | None = None) -> None:
+    """The integral layers: index, name, parameters, share of the model, chosen or not."""
+    chosen = set(chosen or [])
+    df = pd.DataFrame({
+        "layer": range(anc.n_layers), "name": anc.names, "parameters": anc.layer_params,
+        "share": [p / max(anc.total_params, 1) for p in anc.layer_params],
+        "learngene": [i in chosen for i in range(anc.n_layers)],
+    })
+    st.dataframe(df, hide_index=True, width="stretch", column_config={
+        "share": st.column_config.ProgressColumn("share of model", format="percent", min_value=0.0, max_value=1.0),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+    })
+
+
+def eta_seconds(info: Any) -> float | None:
+    """Seconds left, extrapolated from the run's progress (None when unknown)."""
+    prog = info.progress or {}
+    done, total = prog.get("done") or 0, prog.get("total") or 0
+    if not info.started_at or not total or done <= 0 or info.state != "running":
+        return None
+    elapsed = time.time() - info.started_at
+    return max(0.0, elapsed * (total - done) / done)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
+    """One run: state, progress bar with the estimated time left, cancel button, failure reason."""
+    prog = info.progress or {}
+    done, total = prog.get("done") or 0, prog.get("total") or 0
+    frac = min(1.0, done / total) if total else (1.0 if info.state == "done" else 0.0)
+    label = f"{STATE_ICONS.get(info.state, '')} **{info.spec.name}** · {info.state}"
+    if total:
+        label += f" · {done}/{total}"
+    if info.state == "running":
+        label += f" · about {fmt_seconds(eta_seconds(info))} left"
+    if prog.get("message"):
+        label += f" · {prog['message']}"
+    cols = st.columns([5, 1]) if cancel else [st.container()]
+    cols[0].progress(frac, text=label)
+    if cancel and info.live and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
+        with error_box("cancel"):
+            resources.jobs().cancel(info.run_id)
+            st.toast(f"cancelling {info.run_id}")
+    if info.state in ("failed", "diverged") and (info.reason or info.log_tail):
+        with st.expander(f"why it {info.state}"):
+            st.write(info.reason or "")
+            if info.log_tail:
+                st.code(info.log_tail[-3000:], language="text")
+
+
+def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: str = "cpu",
+                 group: str | None = None, role: str | None = None, tags: dict | None = None,
+                 key: str, disabled: bool = False, help: str | None = None) -> str | None:
+    """A button that starts `python -m learngene <argv>` as a background job; returns the run id."""
+    if not st.button(label, key=key, type="primary", disabled=disabled, help=help, icon=":material/play_arrow:"):
+        return None
+    from learngene.jobs import JobSpec
+
+    with error_box("could not start the job"):
+        run_id = resources.jobs().start(JobSpec(argv=argv, kind=kind, device=device, name=name,
+                                                group=group, role=role, tags=tags or {}))
+        st.toast(f"started {run_id}")
+        return run_id
+    return None
+
+
+def device_ui(key: str) -> str:
+    """cpu / cuda choice (cuda runs hold the single GPU slot; the web process never touches CUDA)."""
+    return st.segmented_control("device", ["cpu", "cuda"], default="cpu", key=key,
+                                help="where the background job trains; cuda needs a GPU on this machine") or "cpu"
+
+
+def sync_widget(key: str, value: Any) -> None:
+    """Set a keyed widget to `value` when the persistent state changed elsewhere since the last sync.
+
+    Call before drawing the widget (without `default`/`value`), and write the widget's changes back
+    to the state in its `on_change`.
+    """
+    marker = f"{key}::synced"
+    if st.session_state.get(marker) != value:
+        st.session_state[key] = value
+        st.session_state[marker] = value
+
+
+def download_figure_ui(fig: Any, name: str, key: str) -> None:
+    """HTML (always) and PNG (when plotly's kaleido is installed) downloads of a figure."""
+    from app import history
+
+    c = st.columns(2)
+    c[0].download_button("Figure as HTML", data=lambda: history.figure_html(fig), file_name=f"{name}.html",
+                         mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/download:")
+    if history.png_available():
+        c[1].download_button("Figure as PNG", data=lambda: history.figure_png(fig), file_name=f"{name}.png",
+                             mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
+    else:
+        c[1].caption("PNG: use the camera icon of the chart (server-side PNG needs the `kaleido` package).")

@@ -1,5 +1,100 @@
-"""Ancestry page."""
+"""Ancestry: choose, import or train the ancestry model; see its integral layers and its card."""
 
 import streamlit as st
 
+from app import ancestries, config, live, pipeline, resources, state, widgets
+
 st.title("Ancestry")
+widgets.explain_ui("What is the ancestry?", """
+The **ancestry** is a network trained on a large set of *base* classes (the *accumulating* phase). Its
+**integral layers** are the units that can be copied whole into a descendant: a transformer block of a ViT,
+a residual block of a ResNet, a conv + BN + ReLU unit of a VGG. The learngene will be a few of them.
+
+The studio opens on the embedded default, a small ViT trained on the 64 base classes of the procedurally
+generated *shapes* data set (no download). You can also use any timm ViT/ResNet/VGG by name, upload a
+checkpoint, or train a new ancestry in the background.
+""")
+
+
+st.subheader("Current ancestry")
+anc = widgets.ancestry_ui()
+if anc is not None:
+    widgets.card_ui(anc)
+    widgets.layers_table_ui(anc, state.get().layers)
+
+st.subheader("Choose another")
+shipped, timm_tab, upload_tab, train_tab = st.tabs(["Shipped & imported", "timm by name", "Upload", "Train new"])
+
+with shipped:
+    with widgets.error_box("listing checkpoints"):
+        options = {f"{p.name} (shipped)": p for p in config.shipped_ancestries() if p.is_file()}
+        options |= {label: p for label, p in ancestries.trained_ancestries()}
+        options |= {f"{p.name} (imported {p.parent.name[:15]})": p for p in ancestries.uploaded_ancestries()}
+        if not options:
+            st.info("No checkpoints yet: the embedded default is created with")
+            st.code(config.CREATE_DEFAULT_HINT, language="bash")
+        else:
+            choice = st.selectbox("checkpoint", list(options), key="anc-pick")
+            if st.button("Use this ancestry", key="anc-use", type="primary"):
+                ancestries.use(options[choice])
+                st.rerun()
+
+with timm_tab:
+    st.caption("A timm ViT, ResNet or VGG by name. Pretrained weights are downloaded from the Hugging Face Hub, "
+               "so this needs network access; offline it fails with a message.")
+    arch = st.text_input("timm model name", "resnet18", key="timm-arch")
+    pretrained = st.toggle("pretrained weights (online)", value=True, key="timm-pre")
+    if st.button("Import", key="timm-go"):
+        with widgets.error_box(f"could not import {arch}"), st.spinner(f"building {arch}…"):
+            ancestries.use(ancestries.import_timm(arch, pretrained))
+            st.rerun()
+
+with upload_tab:
+    st.caption("A `.safetensors` checkpoint with its model card (`.json`, written by `accumulate`), or "
+               "weights (`.safetensors`/`.pth`/`.pt`) of a named architecture.")
+    files = st.file_uploader("checkpoint files", type=list(ancestries.UPLOAD_TYPES), accept_multiple_files=True,
+                             key="anc-upload")
+    c = st.columns(3)
+    up_arch = c[0].text_input("architecture (weights without a card)", "", key="up-arch")
+    up_classes = c[1].number_input("classes of its head", 2, 100_000, 64, key="up-classes")
+    up_size = c[2].number_input("input size", 8, 1024, 32, key="up-size")
+    if st.button("Use uploaded checkpoint", key="anc-upload-go", disabled=not files):
+        with widgets.error_box("the uploaded checkpoint cannot be used"):
+            ancestries.use(ancestries.import_upload(files, up_arch, up_classes, up_size))
+            st.rerun()
+
+with train_tab:
+    from learngene.models import PRESETS
+
+    with st.form("accumulate"):
+        c = st.columns(3)
+        preset = c[0].selectbox("architecture", list(PRESETS), key="acc-arch",
+                                help="\n".join(f"- **{k}**: {v}" for k, v in PRESETS.items()))
+        dataset = c[1].text_input("data set", "shapes", key="acc-data",
+                                  help="'shapes' (embedded), 'cifar100' (needs its files), or 'folder:PATH'")
+        per_class = c[2].number_input("images per class", 10, 5000, 300, 10, key="acc-ipc")
+        c = st.columns(4)
+        epochs = c[0].number_input("epochs", 1, 500, 10, key="acc-epochs")
+        batch = c[1].number_input("batch size", 8, 4096, 128, key="acc-batch")
+        lr = c[2].number_input("learning rate", 1e-5, 1.0, 2e-3, format="%.4f", key="acc-lr")
+        device = c[3].selectbox("device", ["cpu", "cuda"], key="acc-device")
+        go = st.form_submit_button("Train ancestry in the background", type="primary")
+    if go:
+        with widgets.error_box("could not start training"):
+            from learngene.jobs import JobSpec
+
+            argv = pipeline.accumulate_argv(preset, dataset, images_per_class=int(per_class), epochs=int(epochs),
+                                            batch_size=int(batch), lr=float(lr), device=device)
+            run_id = resources.jobs().start(JobSpec(argv=argv, kind="accumulate", device=device,
+                                                    name=f"ancestry {preset} on {dataset}"))
+            st.session_state["acc-run"] = run_id
+    with widgets.error_box("listing training runs"):
+        runs = resources.jobs().list(kind="accumulate")[:5]
+        if runs:
+            watch = st.session_state.get("acc-run") or runs[0].run_id
+            live.watch_ui([watch], key="acc", summary=False)
+            info = resources.jobs().get(watch)
+            ckpt = pipeline.output_path(info, "ancestry.safetensors")
+            if info.state == "done" and ckpt.is_file() and st.button("Use the trained ancestry", key="acc-use"):
+                ancestries.use(ckpt)
+                st.rerun()

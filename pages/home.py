@@ -1,5 +1,60 @@
-"""Home page."""
+"""Home: the idea in one picture, the current ancestry and learngene, and the one-click demo."""
 
 import streamlit as st
 
-st.title("Home")
+from app import descendant, figures, live, pipeline, state, widgets
+
+st.title("Learngene Studio")
+st.markdown(
+    "A trained network — the **ancestry** — is condensed into a few of its layers, the **learngene**. "
+    "New **descendant** models for new tasks inherit those layers, add fresh random ones and a new head, "
+    "and learn faster than the same network started from scratch."
+)
+widgets.explain_ui("The idea in three steps", """
+1. **Accumulate** – train the ancestry on the *base* classes (here: 64 classes of the embedded *shapes* data).
+2. **Condense** – train a small *pseudo-descendant* on 16 *open-world* classes and measure how similar each
+   ancestry layer is to it (a similarity matrix); the most similar layers are the learngene.
+3. **Inherit** – build descendants for tasks on 20 *novel* classes (N-way, K-shot): learngene layers + random
+   layers + a new head. Train them next to the same architecture with *every* layer random (the baseline).
+
+The claims to check: descendants converge faster, are less sensitive to hyperparameters, end more accurate,
+and need fewer samples (Wang et al., 2023, *Learngene: Inheriting Condensed Knowledge from the Ancestry Model
+to Descendant Models*).
+""")
+
+anc = widgets.ancestry_ui()
+if anc is None:
+    st.stop()
+
+s = state.get()
+layers = [i for i in s.layers if i < anc.n_layers] or descendant.default_layers(anc)
+cfg = descendant.settings(s.recipe, anc)
+with widgets.error_box("recipe"):
+    recipe = descendant.build(anc, layers, {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))})
+    st.plotly_chart(figures.idea_figure(anc.names, layers, descendant.stack_slots(recipe, anc)), key="idea",
+                    config={"displayModeBar": False})
+    if not s.layers:
+        st.caption("No learngene chosen yet: the picture shows the published Auto-LG choice (`auto-paper`).")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Ancestry")
+    widgets.card_ui(anc)
+with right:
+    st.subheader("Learngene")
+    lg = sum(anc.layer_params[i] for i in layers)
+    st.metric("layers", f"{len(layers)} of {anc.n_layers}", help=", ".join(anc.names[i] for i in layers))
+    st.metric("size", f"{lg / 1e6:.3f} M params", f"{lg / max(anc.total_params, 1):.0%} of the ancestry",
+              delta_color="off")
+    st.caption("Choose other layers on the **Similarity** and **Learngene** pages.")
+
+st.divider()
+st.subheader("See it work")
+st.markdown("One click runs the whole default demo in the background: **condense** the ancestry (linear CKA), "
+            "**inherit** the best layers, and **train** the descendant against its random-init baseline on "
+            "novel 5-way tasks. It takes a minute or two on a laptop CPU.")
+if st.button("Run the whole demo", type="primary", icon=":material/rocket_launch:", key="demo"):
+    with widgets.error_box("could not start the demo"):
+        pipeline.start_demo(anc)
+        st.rerun()
+live.demo_ui()

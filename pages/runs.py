@@ -1,5 +1,101 @@
-"""Runs page."""
+"""Runs: every background run, filters, overlays, sweep views, downloads and deletion."""
 
 import streamlit as st
 
+from app import config, figures, history, live, resources, state, widgets
+from learngene.jobs import STATES
+
 st.title("Runs")
+widgets.explain_ui("Reading the runs", """
+Every slow step (training an ancestry, condensing, training descendants, sweeps) runs as a background job
+with its own folder under `runs/`: the command, its status, its metrics and its outputs. Select runs in the
+table to overlay their curves, download their metrics, or delete them.
+
+A **sweep** trains both models over a grid: **accuracy against the learning rate** shows sensitivity to
+hyperparameters (a flatter learngene curve = less sensitive), **accuracy against K** shows sample efficiency.
+""")
+
+
+with widgets.error_box("runs"):
+    infos = resources.jobs().list()
+    c = st.columns([2, 2, 3])
+    kinds = c[0].multiselect("kind", sorted({i.spec.kind for i in infos}), key="runs-kinds")
+    states = c[1].multiselect("state", list(STATES), key="runs-states")
+    text = c[2].text_input("name or id contains", key="runs-text")
+    shown = history.filter_runs(infos, kinds, states, text)
+    if not shown:
+        st.info("No runs yet." if not infos else "No run matches the filters.")
+        st.stop()
+    table = history.runs_table(shown)
+    event = st.dataframe(table, hide_index=True, width="stretch", key="runs-table", on_select="rerun",
+                         selection_mode="multi-row", column_config={
+                             "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+                             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
+    rows = event.selection.rows if event is not None else []
+    picked = [shown[r] for r in rows if r < len(shown)]
+    if not picked:
+        st.caption("Select rows (the boxes on the left) to overlay, download or delete runs.")
+        st.stop()
+
+    overlay, sweeps, details, manage = st.tabs(["Overlay", "Sweeps", "Details", "Delete"])
+    with overlay:
+        if any(i.live for i in picked):
+            live.watch_ui([i.run_id for i in picked], key="runs-live", summary=False)
+        frame = live.curves_frame(picked)
+        if frame.empty:
+            st.caption("The selected runs have no epoch metrics.")
+        else:
+            opts = live.curve_controls_ui("runs")
+            fig = figures.training_curves(frame, **opts)
+            st.plotly_chart(fig, key="runs-overlay")
+            widgets.download_figure_ui(fig, "curves", "runs-curves")
+        st.download_button("Metrics as CSV", data=lambda: history.metrics_csv(picked), file_name="metrics.csv",
+                           mime="text/csv", key="runs-csv", on_click="ignore", icon=":material/table:")
+        if st.button("Watch these on the Train page", key="runs-watch"):
+            state.update(watched=[i.run_id for i in picked if i.spec.kind == "train"][:4])
+            st.switch_page(config.ROOT / "pages" / "train.py")
+
+    with sweeps:
+        found = [(i, history.sweep_summary(i)) for i in picked if i.spec.kind == "sweep"]
+        found = [(i, s) for i, s in found if s]
+        if not found:
+            st.caption("Select a finished **sweep** run (start one on the Train page).")
+        for info, summary in found:
+            st.markdown(f"**{info.spec.name}** · {info.run_id}")
+            sens = history.sensitivity_frame(summary)
+            cols = st.columns(2)
+            with cols[0]:
+                ks = sorted(sens["k_shot"].unique())
+                k = st.selectbox("K for the learning-rate view", ks, key=f"sw-k-{info.run_id}")
+                wd = st.selectbox("weight decay", sorted(sens["weight_decay"].unique()), key=f"sw-wd-{info.run_id}")
+                sub = sens[(sens["k_shot"] == k) & (sens["weight_decay"] == wd)]
+                fig = figures.sweep_figure(sub, x="lr", log_x=True, x_title="learning rate",
+                                           title=f"sensitivity: accuracy against learning rate (K={k})")
+                st.plotly_chart(fig, key=f"sw-lr-{info.run_id}")
+                widgets.download_figure_ui(fig, "sensitivity", f"sw-lr-{info.run_id}")
+            with cols[1]:
+                fig = figures.sweep_figure(history.shots_frame(summary), x="k_shot", x_title="K (shots per class)",
+                                           title="sample efficiency: accuracy against K")
+                st.plotly_chart(fig, key=f"sw-k-fig-{info.run_id}")
+                widgets.download_figure_ui(fig, "sample-efficiency", f"sw-kf-{info.run_id}")
+            st.dataframe(history.spread_frame(summary), hide_index=True, width="stretch")
+
+    with details:
+        for info in picked:
+            with st.expander(f"{widgets.STATE_ICONS.get(info.state, '')} {info.spec.name} · {info.run_id}"):
+                widgets.run_progress_ui(info, key="details-")
+                st.code(" ".join(info.command), language="bash")
+                st.code(resources.jobs().log_tail(info.run_id, 40) or "(empty log)", language="text")
+                live.summary_ui(info)
+
+    with manage:
+        finished = [i for i in picked if not i.live]
+        st.write(f"{len(finished)} of the {len(picked)} selected runs are finished and can be deleted"
+                 + (" (cancel live runs first)." if len(finished) < len(picked) else "."))
+        sure = st.checkbox("yes, delete their folders", key="runs-sure")
+        if st.button("Delete", key="runs-delete", disabled=not (sure and finished), type="primary"):
+            for info in finished:
+                with widgets.error_box(f"delete {info.run_id}"):
+                    resources.jobs().delete(info.run_id)
+            st.toast(f"deleted {len(finished)} run(s)")
+            st.rerun()

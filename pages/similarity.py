@@ -1,5 +1,84 @@
-"""Similarity page."""
+"""Similarity: condense the ancestry (a background job) and read the similarity matrix."""
 
 import streamlit as st
 
+from app import forms, live, pipeline, selection, state, widgets
+
 st.title("Similarity")
+widgets.explain_ui("How condensing finds the learngene", """
+A **pseudo-descendant** (a smaller network) is trained on the 16 *open-world* classes, classes the ancestry
+never saw. Then every ancestry layer *m* is compared with every pseudo-descendant layer *n*: the
+**similarity matrix** S[m, n]. Ancestry layers that match the pseudo-descendant well carry knowledge a
+descendant needs; they become the **learngene**.
+
+- **Linear CKA** compares the layers' outputs on the same images (Kornblith et al. 2019).
+- **Auto-LG** learns the matching weights by meta-gradients (Wang et al. 2023, the seed paper).
+- **Heur-LG gradient** keeps training the ancestry on small tasks: rows are layers, columns epochs; stable layers
+  (small gradients) score high.
+- **Weight drift** fine-tunes a copy and compares weights per layer (a diagonal only).
+
+A layer's **score** is its row maximum, row mean, or the value on the depth-proportional diagonal.
+The optional **captum significance** asks a different question: how much does the ancestry's own prediction
+depend on the layer? (Summed conductance cannot rank residual blocks: it is the same for all of them.)
+""")
+
+anc = widgets.ancestry_ui()
+if anc is None:
+    st.stop()
+
+with st.expander("Run condensing", expanded=not pipeline.similarity_runs(anc)):
+    method = st.selectbox("method", list(forms.METHODS), format_func=lambda m: f"{m} – {forms.METHODS[m]}",
+                          key="cond-method")
+    c = st.columns(3)
+    k = c[0].number_input("learngene layers (top-k)", 1, anc.n_layers, min(4, anc.n_layers), key="cond-k")
+    contiguous = c[1].toggle("one contiguous run of layers", key="cond-contig")
+    device = c[2].selectbox("device", ["cpu", "cuda"], key="cond-device")
+    settings = None
+    with widgets.error_box("impossible settings"):
+        settings = forms.condense_settings_ui(method)
+    if settings is not None:
+        argv = pipeline.condense_argv(anc.path, method, int(k), {**settings, "device": device}, contiguous=contiguous)
+        started = widgets.start_job_ui("Condense in the background", argv, kind="condense", device=device,
+                                       name=f"condense {method} · {anc.path.name}", key="cond-go",
+                                       tags={"ancestry": str(anc.path), "method": method})
+        if started:
+            st.session_state["cond-run"] = started
+    watching = st.session_state.get("cond-run")
+    if watching:
+        live.watch_ui([watching], key="cond", summary=False)
+        st.caption("When the run is done its result appears below (reload the page section with any click).")
+
+with widgets.error_box("similarity results"):
+    runs = pipeline.similarity_runs(anc)
+    if not runs:
+        st.info("No similarity result for this ancestry yet: run condensing above.")
+        st.stop()
+    current = pipeline.current_similarity(anc)
+    ids = [info.run_id for info, _ in runs]
+    pick = st.selectbox("similarity result", ids, index=ids.index(current[0].run_id) if current else 0,
+                        format_func=lambda r: next(f"{s.method} · {i.spec.name} · {r}" for i, s in runs if i.run_id == r),
+                        key="sim-pick")
+    if pick != state.get().similarity_run:
+        state.update(similarity_run=pick)
+    info, sim = next((i, s) for i, s in runs if i.run_id == pick)
+
+    from learngene.condense.select import SCORE_RULES, layer_scores
+
+    c = st.columns([2, 5])
+    rule = c[0].selectbox("layer score", SCORE_RULES, key="sim-rule",
+                          index=list(SCORE_RULES).index(sim.selection.get("rule", "row_max"))
+                          if sim.selection.get("rule") in SCORE_RULES else 0)
+    c[1].caption(f"method **{sim.method}** · {len(sim.row_names)} × {len(sim.col_names)} · computed in "
+                 f"{sim.elapsed_s:.0f} s · the run chose layers {sim.selected}")
+    scores = layer_scores(sim.array, rule)
+    selection.heatmap_ui(sim, key="sim-heatmap", value_label=sim.method)
+    selection.score_bars_ui(sim, scores, key="sim-bars", rule=rule, anc=anc)
+    chosen = state.get().layers
+    c = st.columns([4, 1, 1])
+    c[0].markdown(f"**Learngene layers:** {', '.join(sim.row_names[i] for i in chosen if i < len(sim.row_names)) or '—'}")
+    if c[1].button("Use the run's choice", key="sim-adopt"):
+        state.update(layers=list(sim.selected))
+        st.rerun()
+    if c[2].button("Clear", key="sim-clear"):
+        state.update(layers=[])
+        st.rerun()

@@ -1,0 +1,138 @@
+"""Where ancestries come from besides the shipped ones: uploads, timm by name, finished training runs.
+
+Each function ends with a `.safetensors` checkpoint plus its model card in the uploads folder (so
+every ancestry the studio uses is loadable with `learngene.models.load_checkpoint`), and checks it by
+loading it; on any error the partial files are removed and a `CheckpointError`/`ConfigError` with a
+clear message is raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from app import config, pipeline, resources, state
+from learngene.errors import CheckpointError, ConfigError
+
+WEIGHT_TYPES = ("safetensors", "pth", "pt")
+UPLOAD_TYPES = (*WEIGHT_TYPES, "json")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def _new_dir(stem: str) -> Path:
+    folder = config.uploads_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(stem)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _checked(path: Path, folder: Path) -> Path:
+    """Load the new checkpoint once (cached for the page); remove `folder` if it does not load."""
+    try:
+        resources.load_ancestry(path)
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, (CheckpointError, ConfigError)):
+            raise
+        raise CheckpointError(f"{path.name} could not be loaded: {type(exc).__name__}: {exc}") from exc
+    return path
+
+
+def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_size: int = 32) -> Path:
+    """Save uploaded files as an ancestry: weights + card, or weights of a named architecture.
+
+    Args:
+        files: uploaded files (objects with `.name` and `.getvalue()`): one weights file
+            (.safetensors/.pth/.pt) and optionally its model card (.json).
+        arch: architecture of weights that come without a card (a preset or timm name).
+        num_classes / img_size: the head size and input size of that architecture.
+    """
+    from learngene.models import ModelCard, create_model, load_weights, save_checkpoint
+
+    weights = [f for f in files if f.name.rsplit(".", 1)[-1].lower() in WEIGHT_TYPES]
+    cards = [f for f in files if f.name.lower().endswith(".json")]
+    if len(weights) != 1 or len(cards) > 1:
+        raise ConfigError("upload exactly one weights file (.safetensors, .pth or .pt) and at most one model "
+                          f"card (.json); got {[f.name for f in files]}")
+    w = weights[0]
+    stem = _slug(w.name.rsplit(".", 1)[0])
+    folder = _new_dir(stem)
+    try:
+        raw = folder / f"upload-{stem}.{w.name.rsplit('.', 1)[-1].lower()}"
+        raw.write_bytes(w.getvalue())
+        out = folder / f"{stem}.safetensors"
+        if cards:
+            try:
+                card = ModelCard.from_dict(json.loads(cards[0].getvalue()))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise CheckpointError(f"{cards[0].name} is not a JSON model card: {exc}") from exc
+            model = create_model(card.spec.arch, card.spec.num_classes, img_size=card.spec.img_size,
+                                 **card.spec.overrides)
+        else:
+            if not arch.strip():
+                raise ConfigError("weights without a model card need the architecture name "
+                                  "(e.g. lg_vit_tiny or resnet18) and its number of classes")
+            model = create_model(arch.strip(), int(num_classes), img_size=int(img_size))
+            card = ModelCard(spec=model.lg_spec, dataset="unknown (uploaded weights)",
+                             command=f"uploaded {w.name}")
+        load_weights(model, raw, strict=True)
+        save_checkpoint(model, out, dataclasses.replace(card, sha256=""))
+        raw.unlink(missing_ok=True)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _checked(out, folder)
+
+
+def import_timm(arch: str, pretrained: bool, img_size: int = 32) -> Path:
+    """A timm architecture by name (with its published weights if `pretrained`; needs network)."""
+    from learngene.models import ModelCard, create_model, save_checkpoint
+
+    arch = arch.strip()
+    if not arch:
+        raise ConfigError("type a timm model name, e.g. vit_tiny_patch16_224, resnet18 or vgg11_bn")
+    model = create_model(arch, 1000, img_size=img_size, pretrained=pretrained)  # ImageNet head
+    folder = _new_dir(arch)
+    card = ModelCard(spec=model.lg_spec, dataset="imagenet-1k (timm pretrained)" if pretrained else "none (random)",
+                     command=f"timm.create_model({arch!r}, pretrained={pretrained})")
+    try:
+        out = save_checkpoint(model, folder / f"{_slug(arch)}.safetensors", card)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _checked(Path(out), folder)
+
+
+def trained_ancestries() -> list[tuple[str, Path]]:
+    """(label, checkpoint) of every finished `accumulate` run, newest first."""
+    out = []
+    try:
+        runs = resources.jobs().list(kind="accumulate", state="done")
+    except (OSError, ValueError):
+        return out
+    for info in runs:
+        path = pipeline.output_path(info, "ancestry.safetensors")
+        if path.is_file():
+            out.append((f"{info.spec.name} ({info.run_id})", path))
+    return out
+
+
+def uploaded_ancestries() -> list[Path]:
+    """Checkpoints imported earlier (uploads and timm models), newest first."""
+    folder = config.uploads_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*/*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def use(path: Path | str) -> None:
+    """Make `path` the current ancestry; the learngene and similarity belong to the old one: reset them."""
+    value = "" if Path(path).resolve() == config.default_ancestry().resolve() else str(path)
+    state.update(ancestry=value, layers=[], similarity_run="", learngene_file="")

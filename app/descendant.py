@@ -1,0 +1,130 @@
+"""The descendant recipe as the studio holds it: settings in the state, a `Recipe` from the library.
+
+Turns the chosen layers and recipe settings into a `learngene.inherit.Recipe`, into the slots
+drawn by `figures.descendant_stack`, and into the sizes shown against the ancestry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.resources import Ancestry
+
+RECIPE_DEFAULTS: dict[str, Any] = {"placement": "original", "depth": None, "stem": "inherit", "num_classes": 5}
+PLACEMENT_HELP = {
+    "original": "each learngene layer keeps its depth; the gaps are random layers (Auto-LG)",
+    "top": "random layers at the bottom, the learngene stacked on top (Heur-LG)",
+    "bottom": "the learngene first, random layers above it",
+}
+
+
+def settings(raw: dict[str, Any] | None, anc: Ancestry) -> dict[str, Any]:
+    """Recipe settings with defaults filled in and the depth clamped to something buildable."""
+    out = {**RECIPE_DEFAULTS, **{k: v for k, v in (raw or {}).items() if k in RECIPE_DEFAULTS}}
+    if out["placement"] not in PLACEMENT_HELP:
+        out["placement"] = "original"
+    if out["stem"] not in ("inherit", "random"):
+        out["stem"] = "inherit"
+    depth = out["depth"]
+    out["depth"] = anc.n_layers if not isinstance(depth, int) or depth < 1 else depth
+    out["num_classes"] = max(2, int(out["num_classes"] or 5))
+    return out
+
+
+def default_layers(anc: Ancestry) -> list[int]:
+    """The published Auto-LG choice for this family (`auto-paper`), else the last 3 layers."""
+    from learngene.condense.select import select_preset
+
+    try:
+        return select_preset("auto-paper", anc.n_layers, anc.family, names=anc.names)
+    except Exception:  # noqa: BLE001 - an unknown family or a 1-layer model: fall back
+        return list(range(max(0, anc.n_layers - 3), anc.n_layers))
+
+
+def min_depth(layers: list[int], placement: str) -> int:
+    """The smallest depth a placement of `layers` allows."""
+    if not layers:
+        return 1
+    return max(layers) + 1 if placement == "original" else len(layers)
+
+
+def build(anc: Ancestry, layers: list[int], cfg: dict[str, Any]) -> Any:
+    """The `Recipe` for these layers and settings (raises `ConfigError` when impossible)."""
+    from learngene.inherit.recipe import Recipe
+    from learngene.models import ModelSpec
+
+    spec = ModelSpec.from_dict(anc.card_dict.get("spec") or {})
+    return Recipe.from_layers(spec, anc.n_layers, list(layers), placement=cfg["placement"], depth=cfg["depth"],
+                              stem=cfg["stem"], num_classes=cfg["num_classes"])
+
+
+def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
+    """Bottom → top boxes for `figures.descendant_stack`: stem, every slot, the new head."""
+    head = anc.head_in * recipe.num_classes + recipe.num_classes
+    stem_kind = "stem" if recipe.stem == "inherit" else "random"
+    out = [{"label": f"stem ({'inherited' if recipe.stem == 'inherit' else 'random'})", "kind": stem_kind,
+            "params": anc.stem_params}]
+    for p, slot in enumerate(recipe.slots):
+        name = anc.names[slot.layer]
+        label = f"{p}: {name}" if slot.source == "inherit" else f"{p}: random (like {name})"
+        out.append({"label": label, "kind": slot.source, "params": anc.layer_params[slot.layer]})
+    out.append({"label": f"new head · {recipe.num_classes} classes", "kind": "head", "params": head})
+    return out
+
+
+def sizes(recipe: Any, anc: Ancestry, layers: list[int]) -> dict[str, int]:
+    """Parameters of the learngene (its layers + stem), the ancestry, and the descendant."""
+    lg = sum(anc.layer_params[i] for i in layers if 0 <= i < anc.n_layers)
+    desc = sum(s["params"] or 0 for s in stack_slots(recipe, anc))
+    return {"learngene layers": lg, "learngene + stem": lg + anc.stem_params,
+            "descendant": desc, "ancestry": anc.total_params}
+
+
+def learngene_bytes(anc: Ancestry, layers: list[int], method: str = "manual", scores: list[float] | None = None) -> bytes:
+    """The learngene file (chosen layers + stem of the ancestry) as bytes, for a download."""
+    import tempfile
+    from pathlib import Path
+
+    from learngene.inherit.learngene_file import save_learngene
+
+    if not layers:
+        raise ValueError("choose at least one layer first")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_learngene(anc.model, list(layers), Path(tmp) / "learngene.safetensors", method=method,
+                              scores=scores, ancestry_sha256=str(anc.card_dict.get("sha256") or ""))
+        return Path(path).read_bytes()
+
+
+def import_learngene(name: str, data: bytes, anc: Ancestry) -> tuple[Any, Any]:
+    """Save an uploaded learngene file and check it fits the ancestry; returns (path, LearngeneFile)."""
+    import time
+
+    from app import config
+    from learngene.errors import CheckpointError
+    from learngene.inherit.learngene_file import load_learngene
+
+    folder = config.uploads_dir() / "learngenes"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{_safe_name(name)}"
+    path.write_bytes(data)
+    try:
+        lg = load_learngene(path)
+        spec = anc.card_dict.get("spec") or {}
+        if lg.spec.to_dict().get("arch") != spec.get("arch") or lg.n_layers != anc.n_layers:
+            raise CheckpointError(f"this learngene comes from a {lg.spec.arch} with {lg.n_layers} layers, but the "
+                                  f"current ancestry is a {spec.get('arch')} with {anc.n_layers} layers; choose "
+                                  "the matching ancestry first")
+        if list(lg.layer_names) != [anc.names[i] for i in lg.layers]:
+            raise CheckpointError("the learngene's layer names do not match the current ancestry's layers")
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return path, lg
+
+
+def _safe_name(name: str) -> str:
+    """An uploaded file name made safe to store."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "learngene"
+    return safe if safe.endswith(".safetensors") else safe + ".safetensors"

@@ -1,0 +1,110 @@
+"""The Runs page's data: the runs table, metrics as CSV, sweep summaries as tidy frames, figure export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from app import pipeline
+from learngene.runlog import read_jsonl
+
+
+def runs_table(infos: list[Any]) -> pd.DataFrame:
+    """One row per run: id, kind, name, state, progress, created, duration, group/role, reason."""
+    rows = []
+    for i in infos:
+        prog = i.progress or {}
+        total = prog.get("total") or 0
+        rows.append({
+            "run": i.run_id, "kind": i.spec.kind, "name": i.spec.name, "state": i.state,
+            "progress": min(1.0, (prog.get("done") or 0) / total) if total else (1.0 if i.state == "done" else 0.0),
+            "created": datetime.fromtimestamp(i.created_at) if i.created_at else None,
+            "seconds": round(i.duration_s, 1) if i.duration_s is not None else None,
+            "device": i.spec.device, "group": i.spec.group or "", "reason": i.reason or "",
+        })
+    return pd.DataFrame(rows, columns=["run", "kind", "name", "state", "progress", "created", "seconds", "device",
+                                       "group", "reason"])
+
+
+def filter_runs(infos: list[Any], kinds: list[str], states: list[str], text: str) -> list[Any]:
+    """Runs whose kind and state are among the chosen ones (all when none chosen) and whose name/id has `text`."""
+    text = text.strip().lower()
+    return [i for i in infos if (not kinds or i.spec.kind in kinds) and (not states or i.state in states)
+            and (not text or text in i.run_id.lower() or text in i.spec.name.lower())]
+
+
+def metrics_frame(infos: list[Any]) -> pd.DataFrame:
+    """Every epoch record of the runs, one row each, with the run id in front."""
+    frames = []
+    for info in infos:
+        records, _ = read_jsonl(info.path / "metrics.jsonl")
+        rows = [r for r in records if r.get("kind") == "epoch"]
+        if rows:
+            frames.append(pd.DataFrame(rows).assign(run=info.run_id))
+    if not frames:
+        return pd.DataFrame(columns=["run"])
+    df = pd.concat(frames, ignore_index=True)
+    return df[["run", *[c for c in df.columns if c != "run"]]]
+
+
+def metrics_csv(infos: list[Any]) -> bytes:
+    return metrics_frame(infos).to_csv(index=False).encode()
+
+
+def sweep_summary(info: Any) -> dict | None:
+    """The summary of a finished sweep run (None when it has none)."""
+    data = pipeline.read_output_json(info, "summary.json") or {}
+    summary = data.get("summary")
+    return summary if isinstance(summary, dict) and "settings" in summary else None
+
+
+def sensitivity_frame(summary: dict) -> pd.DataFrame:
+    """Final accuracy against the learning rate: rows (model, lr, weight_decay, k_shot, mean, ci)."""
+    rows = []
+    for cell in summary.get("settings", []):
+        for role in ("learngene", "baseline"):
+            acc = (cell.get(role) or {}).get("final_acc") or {}
+            rows.append({"model": role, "lr": cell["lr"], "weight_decay": cell["weight_decay"],
+                         "k_shot": cell["k_shot"], "mean": acc.get("mean"), "ci": acc.get("ci95")})
+    return pd.DataFrame(rows, columns=["model", "lr", "weight_decay", "k_shot", "mean", "ci"])
+
+
+def shots_frame(summary: dict) -> pd.DataFrame:
+    """Accuracy against K (all grid cells pooled): rows (model, k_shot, mean, ci)."""
+    rows = []
+    for k, roles in (summary.get("by_k") or {}).items():
+        for role in ("learngene", "baseline"):
+            acc = ((roles or {}).get(role) or {}).get("grid_mean") or {}
+            rows.append({"model": role, "k_shot": int(k), "mean": acc.get("mean"), "ci": acc.get("ci95")})
+    return pd.DataFrame(rows, columns=["model", "k_shot", "mean", "ci"])
+
+
+def spread_frame(summary: dict) -> pd.DataFrame:
+    """Spread (max − min, std) of final accuracy over the lr × wd grid, per K and model."""
+    rows = []
+    for k, roles in (summary.get("spread") or {}).items():
+        for role, r in (roles or {}).items():
+            rows.append({"K": int(k), "model": role, "cells": r.get("cells"), "min": r.get("min"),
+                         "max": r.get("max"), "range": r.get("range"), "std": r.get("std")})
+    return pd.DataFrame(rows)
+
+
+def png_available() -> bool:
+    """Whether figures can be rendered to PNG on the server (plotly needs the kaleido package)."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def figure_png(fig: go.Figure) -> bytes:
+    return fig.to_image(format="png", width=1200, height=500, scale=2)
+
+
+def figure_html(fig: go.Figure) -> bytes:
+    """A self-contained HTML file (plotly.js inlined, so it opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode()

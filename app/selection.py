@@ -1,0 +1,84 @@
+"""Choosing learngene layers on the similarity heatmap and score bars (clicks toggle layers).
+
+A click on a heatmap cell (or a box selection over several cells) toggles the cell's ancestry row in
+the learngene; a click on a score bar toggles that layer. Clicks are handled in `on_select`
+callbacks, so a selection acts once instead of on every rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import streamlit as st
+
+from app import figures, resources, state, widgets
+
+
+def rows_from_points(points: Iterable[Mapping[str, Any]], kind: str, n_rows: int) -> list[int]:
+    """Ancestry rows named by selected points of a heatmap ("cells" trace) or of the score bars."""
+    rows = set()
+    for p in points:
+        if kind == "heatmap":
+            cd = p.get("customdata")
+            row = cd[0] if isinstance(cd, (list, tuple)) and cd else p.get("y")
+        else:
+            if p.get("curve_number", 0) != 0:  # the significance overlay is not a layer
+                continue
+            row = p.get("point_index", p.get("point_number"))
+        if isinstance(row, (int, float)) and 0 <= int(round(row)) < n_rows:
+            rows.add(int(round(row)))
+    return sorted(rows)
+
+
+def apply_rows(rows: list[int]) -> None:
+    """One row toggles it; several rows (a box selection) are all added."""
+    if len(rows) == 1:
+        state.toggle_layer(rows[0])
+    elif rows:
+        state.update(layers=sorted(set(state.get().layers) | set(rows)))
+
+
+def _on_select(key: str, kind: str, n_rows: int) -> None:
+    event = st.session_state.get(key) or {}
+    points = (event.get("selection") or {}).get("points") or []
+    apply_rows(rows_from_points(points, kind, n_rows))
+
+
+def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity") -> None:
+    """The ancestry × pseudo-descendant heatmap; clicking a cell toggles its ancestry layer."""
+    selected = [i for i in state.get().layers if i < len(sim.row_names)]
+    fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
+                                     value_label=value_label)
+    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key, "heatmap", len(sim.row_names)),
+                    selection_mode=("points", "box"))
+    st.caption("Hover a cell for both layer names and the value; click a cell to add or remove its ancestry "
+               "layer, or drag a box to add several.")
+
+
+def score_bars_ui(sim: Any, scores: list[float], *, key: str, rule: str,
+                  anc: resources.Ancestry | None = None) -> None:
+    """Per-layer score bars with an optional captum significance overlay; clicking a bar toggles it."""
+    overlay, label, note = None, "significance", ""
+    c = st.columns([2, 3])
+    show = c[0].toggle("overlay captum significance", key=f"{key}-sig", disabled=anc is None,
+                       help="computed on demand on a small batch of base-class images (CPU, cached)")
+    if show and anc is not None:
+        from app.significance import MEASURES
+
+        measure = c[1].selectbox("measure", list(MEASURES), format_func=MEASURES.get, key=f"{key}-measure")
+        with widgets.error_box("significance"):
+            if list(anc.names) != list(sim.row_names):
+                raise ValueError("this similarity result was computed on another ancestry's layers")
+            sig = resources.significance(str(anc.path), resources.file_stamp(anc.path), measure)
+            overlay, label = sig.values, measure
+            if sig.signed_sum is not None:
+                note = ("Signed sums of conductance per layer (≈ equal for every residual block, by completeness, "
+                        "hence useless for ranking): " + ", ".join(f"{v:.3g}" for v in sig.signed_sum))
+    selected = [i for i in state.get().layers if i < len(sim.row_names)]
+    fig = figures.score_bars(sim.row_names, scores, selected=selected, significance=overlay,
+                             significance_label=label, score_label=f"score ({rule})")
+    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key, "bars", len(sim.row_names)),
+                    selection_mode="points")
+    if note:
+        st.caption(note)
