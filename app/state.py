@@ -124,7 +124,11 @@ def _sync_query(state: StudioState) -> None:
 def get() -> StudioState:
     """The session's state: loaded from the file and the URL on the first call of a session."""
     if _SESSION_KEY not in st.session_state:
-        st.session_state[_SESSION_KEY] = _from_query(load_file(), st.query_params)
+        on_disk = load_file()
+        state = _from_query(StudioState.from_dict(on_disk.to_dict()), st.query_params)
+        if state != on_disk:  # a link named other choices: they are now the current ones
+            save_file(state)
+        st.session_state[_SESSION_KEY] = state
     state: StudioState = st.session_state[_SESSION_KEY]
     _sync_query(state)
     return state

@@ -78,27 +78,27 @@ if new_cfg != {k: cfg[k] for k in new_cfg}:
 
 if not layers:
     st.info("Choose at least one layer to see the descendant.")
-    st.stop()
-with widgets.error_box("recipe"):
-    recipe = descendant.build(anc, layers, new_cfg)
-    left, right = st.columns([3, 2])
-    with left:
-        st.plotly_chart(figures.descendant_stack(descendant.stack_slots(recipe, anc), title="descendant"),
-                        key="lg-stack", config={"displayModeBar": False})
-    with right:
-        sizes = descendant.sizes(recipe, anc, layers)
-        st.plotly_chart(figures.size_bars(sizes, title="size against the ancestry"), key="lg-sizes",
-                        config={"displayModeBar": False})
-        share = sizes["learngene + stem"] / max(anc.total_params, 1)
-        st.metric("learngene (layers + stem)", f"{sizes['learngene + stem']:,} params", f"{share:.1%} of the ancestry",
-                  delta_color="off")
-    with st.expander("recipe as text"):
-        st.code(recipe.describe(anc.names), language="text")
+else:
+    with widgets.error_box("recipe"):
+        recipe = descendant.build(anc, layers, new_cfg)
+        left, right = st.columns([3, 2])
+        with left:
+            st.plotly_chart(figures.descendant_stack(descendant.stack_slots(recipe, anc), title="descendant"),
+                            key="lg-stack", config={"displayModeBar": False})
+        with right:
+            sizes = descendant.sizes(recipe, anc, layers)
+            st.plotly_chart(figures.size_bars(sizes, title="size against the ancestry"), key="lg-sizes",
+                            config={"displayModeBar": False})
+            share = sizes["learngene + stem"] / max(anc.total_params, 1)
+            st.metric("learngene (layers + stem)", f"{sizes['learngene + stem']:,} params", f"{share:.1%} of the ancestry",
+                      delta_color="off")
+        with st.expander("recipe as text"):
+            st.code(recipe.describe(anc.names), language="text")
 
 st.subheader("Learngene file")
 c = st.columns(2)
 with c[0]:
-    st.download_button("Download learngene (.safetensors)", key="lg-download", on_click="ignore",
+    st.download_button("Download learngene (.safetensors)", disabled=not layers, key="lg-download", on_click="ignore",
                        data=lambda: descendant.learngene_bytes(anc, layers, sim.method if sim else "manual"),
                        file_name=f"learngene-{anc.path.stem}-{'-'.join(map(str, layers))}.safetensors",
                        mime="application/octet-stream", icon=":material/download:")

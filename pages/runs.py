@@ -26,15 +26,9 @@ with widgets.error_box("runs"):
     if not shown:
         st.info("No runs yet." if not infos else "No run matches the filters.")
         st.stop()
-    table = history.runs_table(shown)
-    event = st.dataframe(table, hide_index=True, width="stretch", key="runs-table", on_select="rerun",
-                         selection_mode="multi-row", column_config={
-                             "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-                             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
-    rows = event.selection.rows if event is not None else []
-    picked = [shown[r] for r in rows if r < len(shown)]
+    picked = widgets.run_picker_ui(shown)
     if not picked:
-        st.caption("Select rows (the boxes on the left) to overlay, download or delete runs.")
+        st.caption("Select runs (the boxes left of the table, or the list) to overlay, download or delete them.")
         st.stop()
 
     overlay, sweeps, details, manage = st.tabs(["Overlay", "Sweeps", "Details", "Delete"])
