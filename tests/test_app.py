@@ -56,6 +56,32 @@ def env(tmp_path, tiny_ancestry, monkeypatch, tmp_path_factory):
         mgr.wait(run_id, timeout=15)
 
 
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, tiny_ancestry) -> dict[str, tuple[Path, str]]:
+    """Finished runs made once (their workers start together), copied into a test's runs folder on demand."""
+    runs = tmp_path_factory.mktemp("template-runs")
+    specs = {
+        "condense": {"kind": "condense", "outputs": {"similarity.json": similarity_json(tiny_ancestry)}},
+        "train": {"kind": "train", "outputs": {"summary.json": TRAIN_SUMMARY}, "metrics": epoch_records(),
+                  "name": "a train run"},
+        "sweep": {"kind": "sweep", "outputs": {"summary.json": SWEEP_SUMMARY}, "name": "a sweep"},
+    }
+    ids = make_runs(runs, *specs.values())
+    return {name: (runs, run_id) for name, run_id in zip(specs, ids, strict=True)}
+
+
+def copy_runs(env: Path, finished: dict, *names: str) -> list[str]:
+    """Copy finished template runs into this test's runs folder (a run folder is self-contained)."""
+    import shutil
+
+    out = []
+    for name in names:
+        src, run_id = finished[name]
+        shutil.copytree(src / run_id, env / run_id)
+        out.append(run_id)
+    return out
+
+
 def open_page(name: str, at: AppTest | None = None, **query) -> AppTest:
     if at is None:
         at = AppTest.from_file(MAIN, default_timeout=90)
@@ -78,24 +104,27 @@ def chart(at: AppTest, key: str) -> dict:
     raise AssertionError(f"no plotly chart with key {key!r}")
 
 
-def finished_run(runs: Path, kind: str, outputs: dict | None = None, metrics: list | None = None,
-                 name: str = "", sleep: float = 0.0, wait: bool = True) -> str:
-    """A run of `kind` made by the selftest worker, with output files and metric records added."""
+def make_runs(runs: Path, *specs: dict) -> list[str]:
+    """Runs made by the selftest worker (started together), with output files and metric records added.
+
+    Each spec: kind, and optionally outputs {file name: JSON}, metrics [records], name, sleep, wait.
+    """
     from learngene.jobs import JobManager, JobSpec
 
-    mgr = JobManager(runs)
-    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "2", "--sleep", str(sleep)], kind=kind,
-                               name=name or f"test {kind}"))
-    if not wait:
-        return run_id
-    assert mgr.wait(run_id, timeout=30).state == "done"
-    folder = mgr.run_dir(run_id)
-    for fname, data in (outputs or {}).items():
-        (folder / "outputs" / fname).write_text(json.dumps(data))
-    with open(folder / "metrics.jsonl", "a") as f:
-        for rec in metrics or []:
-            f.write(json.dumps(rec) + "\n")
-    return run_id
+    mgr = JobManager(runs, max_cpu_jobs=4)  # several at once: each worker takes seconds to import torch
+    ids = [mgr.start(JobSpec(argv=["selftest", "--records", "2", "--sleep", str(sp.get("sleep", 0))],
+                             kind=sp["kind"], name=sp.get("name") or f"test {sp['kind']}")) for sp in specs]
+    for run_id, sp in zip(ids, specs, strict=True):
+        if not sp.get("wait", True):
+            continue
+        assert mgr.wait(run_id, timeout=60).state == "done"
+        folder = mgr.run_dir(run_id)
+        for fname, data in (sp.get("outputs") or {}).items():
+            (folder / "outputs" / fname).write_text(json.dumps(data))
+        with open(folder / "metrics.jsonl", "a") as f:
+            for rec in sp.get("metrics") or []:
+                f.write(json.dumps(rec) + "\n")
+    return ids
 
 
 def similarity_json(ckpt: Path, selected=(2, 3)) -> dict:
@@ -116,6 +145,20 @@ def epoch_records(epochs: int = 4) -> list[dict]:
     return [{"kind": "epoch", "model": m, "task": 0, "epoch": e, "train_loss": 2.0 / e, "time": 0.5 * e,
              "test_acc": (0.3 if m == "baseline" else 0.5) + 0.05 * e}
             for e in range(1, epochs + 1) for m in ("learngene", "baseline")]
+
+
+TRAIN_SUMMARY = {"summary": {
+    "learngene": {"final_acc": {"mean": 0.7, "ci95": 0.05}, "target": {"acc": 0.6, "reached": 1, "of": 1,
+                                                                         "epochs": {"mean": 2.0}}},
+    "baseline": {"final_acc": {"mean": 0.5, "ci95": 0.04}, "target": {"acc": 0.6, "reached": 1, "of": 1,
+                                                                        "epochs": {"mean": 4.0}}},
+    "gain": {"mean": 0.2, "ci95": 0.02}, "pairs": 1}}
+SWEEP_SUMMARY = {"summary": {
+    "settings": [{"lr": lr, "weight_decay": 0.05, "k_shot": 5, "learngene": {"final_acc": {"mean": 0.6, "ci95": 0.1}},
+                  "baseline": {"final_acc": {"mean": 0.4 + lr, "ci95": 0.1}}} for lr in (1e-3, 1e-2)],
+    "by_k": {"5": {r: {"grid_mean": {"mean": 0.5, "ci95": 0.1}} for r in ("learngene", "baseline")}},
+    "spread": {"5": {r: {"cells": 2, "min": 0.4, "max": 0.6, "range": 0.2, "std": 0.1}
+                     for r in ("learngene", "baseline")}}}}
 
 
 # ------------------------------------------------------------------ every page
@@ -196,8 +239,8 @@ def test_ancestry_train_new_starts_a_background_job(env):
 # ------------------------------------------------------------------ similarity
 
 
-def test_similarity_heatmap_clicks_and_significance(env, tiny_ancestry):
-    run_id = finished_run(env, "condense", {"similarity.json": similarity_json(tiny_ancestry)})
+def test_similarity_heatmap_clicks_and_significance(env, finished):
+    (run_id,) = copy_runs(env, finished, "condense")
     at = open_page("similarity")
     assert not at.error, [e.value for e in at.error]
     heat = chart(at, "sim-heatmap")
@@ -276,14 +319,8 @@ def test_train_launches_a_comparison_and_watches_it(env):
     assert at.get("progress"), "the run's progress bar is shown"
 
 
-def test_train_shows_curves_and_summary_of_a_finished_run(env):
-    summary = {"summary": {
-        "learngene": {"final_acc": {"mean": 0.7, "ci95": 0.05}, "target": {"acc": 0.6, "reached": 1, "of": 1,
-                                                                             "epochs": {"mean": 2.0}}},
-        "baseline": {"final_acc": {"mean": 0.5, "ci95": 0.04}, "target": {"acc": 0.6, "reached": 1, "of": 1,
-                                                                            "epochs": {"mean": 4.0}}},
-        "gain": {"mean": 0.2, "ci95": 0.02}, "pairs": 1}}
-    run_id = finished_run(env, "train", {"summary.json": summary}, epoch_records())
+def test_train_shows_curves_and_summary_of_a_finished_run(env, finished):
+    (run_id,) = copy_runs(env, finished, "train")
     at = open_page("train", watch=run_id)
     curves = chart(at, "train-curves")
     assert curves["layout"]["yaxis"]["type"] == "log"
@@ -293,7 +330,7 @@ def test_train_shows_curves_and_summary_of_a_finished_run(env):
 
 
 def test_cancel_a_live_run_from_its_progress_row(env):
-    run_id = finished_run(env, "train", sleep=30, wait=False)
+    (run_id,) = make_runs(env, {"kind": "train", "sleep": 30, "wait": False})
     at = open_page("train", watch=run_id)
     at.button(key=f"cancel-train{run_id}").click().run()
     from learngene.jobs import JobManager
@@ -304,15 +341,8 @@ def test_cancel_a_live_run_from_its_progress_row(env):
 # ------------------------------------------------------------------ runs
 
 
-def test_runs_filters_overlay_sweeps_and_delete(env):
-    sweep = {"summary": {"settings": [
-        {"lr": lr, "weight_decay": 0.05, "k_shot": 5, "learngene": {"final_acc": {"mean": 0.6, "ci95": 0.1}},
-         "baseline": {"final_acc": {"mean": 0.4 + lr, "ci95": 0.1}}} for lr in (1e-3, 1e-2)],
-        "by_k": {"5": {r: {"grid_mean": {"mean": 0.5, "ci95": 0.1}} for r in ("learngene", "baseline")}},
-        "spread": {"5": {r: {"cells": 2, "min": 0.4, "max": 0.6, "range": 0.2, "std": 0.1}
-                         for r in ("learngene", "baseline")}}}}
-    train_id = finished_run(env, "train", metrics=epoch_records(), name="a train run")
-    sweep_id = finished_run(env, "sweep", {"summary.json": sweep}, name="a sweep")
+def test_runs_filters_overlay_sweeps_and_delete(env, finished):
+    train_id, sweep_id = copy_runs(env, finished, "train", "sweep")
     at = open_page("runs")
     assert len(at.dataframe[0].value) == 2
     at.multiselect(key="runs-kinds").set_value(["sweep"]).run()
