@@ -1,0 +1,103 @@
+"""`python -m learngene condense`: similarity matrix of an ancestry and its learngene layers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from learngene.cli._common import add_data, add_run_dir
+from learngene.reporting import Reporter
+
+NAME = "condense"
+HELP = "compute an ancestry × pseudo-descendant similarity matrix (auto, cka, gradient, weights) and choose layers"
+
+DEFAULT_ANCESTRY = "lg_vit_tiny.safetensors"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ancestry", default=None,
+                   help=f"ancestry checkpoint (.safetensors with its .json card); default: the shipped "
+                        f"assets/{DEFAULT_ANCESTRY}")
+    p.add_argument("--method", choices=["auto", "cka", "gradient", "weights"], default="cka",
+                   help="auto: Auto-LG meta-learned matching weights; cka: linear CKA; gradient: Heur-LG "
+                        "gradient activity (layer × epoch); weights: weight drift (default: cka)")
+    g = p.add_argument_group("selection")
+    g.add_argument("--select", default="top-k",
+                   help="top-k (best --k layers by score; also top-3), heur (last 3), auto-paper (Auto-LG's "
+                        "published choice), front-K, middle-K, last-K (default: top-k)")
+    g.add_argument("--k", type=int, default=None, help="layers for top-k (default: half the ancestry's layers)")
+    g.add_argument("--contiguous", action="store_true", help="top-k as one contiguous run of layers")
+    g.add_argument("--rule", choices=["row_max", "row_mean", "diagonal"], default=None,
+                   help="how a matrix row becomes a layer score (default: cka/weights row_max, "
+                        "auto/gradient row_mean)")
+    s = p.add_argument_group("similarity")
+    s.add_argument("--tokens", choices=["cls", "mean", "flatten"], default="mean",
+                   help="ViT token treatment for CKA (default: mean of the patch tokens)")
+    s.add_argument("--maps", choices=["flatten", "gap"], default="flatten",
+                   help="CNN feature-map treatment for CKA (default: flatten)")
+    s.add_argument("--images", type=int, default=512, help="held-out open-world images to measure on (default: 512)")
+    s.add_argument("--pd-epochs", type=int, default=None,
+                   help="pseudo-descendant epochs for cka/auto; ancestry fine-tuning epochs for weights; "
+                        "epochs per task for gradient (default: 4 / 4 / 3 / 4)")
+    s.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other CondenseConfig field, e.g. --set tasks=4 --set lam=1.0 (repeatable)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto = CUDA when present")
+    s.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--out", default=None,
+                   help="result JSON; default: <run>/outputs/similarity.json in a job, else ./similarity.json")
+    p.add_argument("--images-per-class", type=int, default=None,
+                   help="generate/use only this many images per class (embedded data set)")
+    add_data(p)
+    add_run_dir(p)
+
+
+def _ancestry_path(arg: str | None) -> Path:
+    from learngene.errors import CheckpointError
+    from learngene.models import shipped_checkpoints
+
+    if arg:
+        return Path(arg)
+    for path in shipped_checkpoints():
+        if path.name == DEFAULT_ANCESTRY:
+            return path
+    raise CheckpointError(f"the default ancestry assets/{DEFAULT_ANCESTRY} is missing; pass --ancestry PATH or "
+                          f"train one with `python -m learngene accumulate --out assets/{DEFAULT_ANCESTRY}`")
+
+
+def _config(args: argparse.Namespace):
+    from learngene.cli.accumulate import parse_overrides
+    from learngene.condense import CondenseConfig
+
+    fields = {"tokens": args.tokens, "maps": args.maps, "images": args.images, "device": args.device,
+              "seed": args.seed}
+    if args.pd_epochs is not None:
+        key = {"cka": "pd_epochs", "auto": "pd_epochs", "weights": "ft_epochs", "gradient": "task_epochs"}
+        fields[key[args.method]] = args.pd_epochs
+    return CondenseConfig.from_dict({**fields, **parse_overrides(args.settings)})
+
+
+def run(args: argparse.Namespace) -> int:
+    from learngene.condense import condense, plan_units
+    from learngene.data import load_dataset
+    from learngene.models import load_checkpoint
+
+    cfg = _config(args)
+    path = _ancestry_path(args.ancestry)
+    ancestry, card = load_checkpoint(path)
+    ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
+                      images_per_class=args.images_per_class)
+    with Reporter(args.run_dir, total=plan_units(args.method, cfg), desc=f"condense {args.method}") as rep:
+        result = condense(ancestry, ds, args.method, config=cfg, select=args.select, k=args.k,
+                          contiguous=args.contiguous, rule=args.rule, reporter=rep, ancestry_path=path,
+                          ancestry_sha256=card.sha256)
+        out = args.out or (rep.outputs_dir / "similarity.json" if rep.outputs_dir else "similarity.json")
+        result.save(out)
+        rep.metric({"kind": "result", "similarity": str(out), "selected": result.selected,
+                    "method": result.method, "elapsed_s": result.elapsed_s})
+    print(f"{result.method} similarity of {path.name} ({len(result.row_names)} layers × "
+          f"{len(result.col_names)} columns, {result.settings.get('features', '')}) in {result.elapsed_s:.1f} s")
+    print(result.summary())
+    sel = result.selection
+    print(f"selected ({sel['how']}, rule {sel['rule']}): {result.selected} = {', '.join(result.selected_names)}")
+    print(f"saved {out}")
+    return 0

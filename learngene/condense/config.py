@@ -1,0 +1,114 @@
+"""`CondenseConfig`: every setting of a condensing run, typed and validated in one place.
+
+The CLI maps its options onto these fields; unknown keys are refused; the resolved config is stored
+in `SimilarityResult.settings` so every matrix can be reproduced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from learngene.errors import ConfigError
+
+TokenTreatment = Literal["cls", "mean", "flatten"]
+MapTreatment = Literal["flatten", "gap"]
+
+
+@dataclass
+class CondenseConfig:
+    """Settings of `condense` (defaults run every method in about a minute or two on 2 CPU cores).
+
+    Attributes:
+        images: held-out open-world images the similarity is measured on (CKA probes, Auto-LG's
+            mean weights).
+        probe_batch: CKA minibatch size (Nguyen et al. 2021 use 256...1024; >= 4).
+        tokens: ViT token treatment for CKA: the class token, the mean of the patch tokens, or all
+            tokens flattened.
+        maps: CNN feature-map treatment for CKA: flattened, or global average pooled.
+        holdout_per_class: open-world images per class kept out of training (probes come from them).
+        train_per_class: cap on open-world training images per class (None = all the rest).
+        pd_epochs / pd_lr / pd_batch_size: training of the pseudo-descendant (cka, auto).
+        pd_depth: pseudo-descendant depth in integral layers (None = half the ancestry; see
+            `learngene.condense.pseudo`).
+        lam: λ of Auto-LG's matching loss.
+        meta_lr: Adam learning rate of the matching-weight networks w_mn (L2T-ww's meta step).
+        inner_lr: step size of the functional SGD look-ahead step of the pseudo-descendant.
+        tasks / n_way / k_shot / task_epochs / task_lr: Heur-LG's sequence of open-world tasks.
+        grad_quantile: gradient threshold = this quantile of |grad| over all integral-layer weights
+            in the first epoch (fixed afterwards).
+        ft_epochs / ft_lr: fine-tuning of the ancestry copy for weight drift.
+        batch_size: batch size of the ancestry copies (gradient, weights).
+        device: `auto` = CUDA when present.
+        seed: one seed for data sampling, initialisation and batch order.
+    """
+
+    images: int = 512
+    probe_batch: int = 256
+    tokens: TokenTreatment = "mean"
+    maps: MapTreatment = "flatten"
+    holdout_per_class: int = 64
+    train_per_class: int | None = 300
+    pd_epochs: int = 4
+    pd_lr: float = 2e-3
+    pd_batch_size: int = 64
+    pd_depth: int | None = None
+    lam: float = 0.5
+    meta_lr: float = 1e-2
+    inner_lr: float = 0.1
+    tasks: int = 8
+    n_way: int = 5
+    k_shot: int = 20
+    task_epochs: int = 4
+    task_lr: float = 1e-3
+    grad_quantile: float = 0.5
+    ft_epochs: int = 3
+    ft_lr: float = 1e-3
+    batch_size: int = 64
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CondenseConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown condensing settings {unknown}; known: {sorted(known)}")
+        return cls(**d).validated()
+
+    def replace(self, **changes: Any) -> CondenseConfig:
+        return CondenseConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validated(self) -> CondenseConfig:
+        pos_int = ("images", "probe_batch", "holdout_per_class", "pd_epochs", "pd_batch_size", "tasks",
+                   "n_way", "k_shot", "task_epochs", "ft_epochs", "batch_size")
+        for name in pos_int:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("train_per_class", "pd_depth"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
+        for name in ("pd_lr", "meta_lr", "inner_lr", "task_lr", "ft_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        checks = [
+            (self.probe_batch >= 4, "probe_batch must be at least 4 (the unbiased HSIC needs 4 samples)"),
+            (self.images >= 4, "images must be at least 4"),
+            (self.tokens in ("cls", "mean", "flatten"), "tokens must be 'cls', 'mean' or 'flatten'"),
+            (self.maps in ("flatten", "gap"), "maps must be 'flatten' or 'gap'"),
+            (isinstance(self.lam, (int, float)) and self.lam >= 0, "lam must be >= 0"),
+            (0.0 < self.grad_quantile < 1.0, "grad_quantile must be between 0 and 1 (exclusive)"),
+            (self.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
+            (isinstance(self.seed, int) and self.seed >= 0, "seed must be a non-negative integer"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
