@@ -18,6 +18,15 @@ ARCHS = [("lg_vit_tiny", {"depth": 4}), ("lg_resnet_mini", {"channels": [8, 16, 
          ("lg_vgg_mini", {"cfg": [8, "M", 16, "M", 32, 32]})]
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train faster on one thread, and do not stall when the machine is busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _ancestry(arch: str, overrides: dict, seed: int = 1):
     torch.manual_seed(seed)
     return create_model(arch, 8, **overrides)

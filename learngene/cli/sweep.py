@@ -1,0 +1,98 @@
+"""`python -m learngene sweep`: descendant vs baseline over a grid of lr, weight decay, K and seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
+from learngene.cli.train import (
+    TRAIN_DEFAULTS,
+    add_source_options,
+    add_task_options,
+    diverged_exit,
+    load_data,
+    resolve_source,
+)
+from learngene.reporting import Reporter
+from learngene.runlog import atomic_write_json
+
+NAME = "sweep"
+HELP = ("train a learngene descendant and its baseline for every combination of learning rates, weight decays, "
+        "shots and seeds; print accuracy, sensitivity (spread over lr x wd) and accuracy against K")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from learngene.errors import ConfigError
+
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{what} must be a comma-separated list of numbers, e.g. 3e-4,1e-3; got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} is empty")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_source_options(p)
+    add_task_options(p, shots=False)
+    g = p.add_argument_group("grid (comma-separated lists; every combination runs for both models)")
+    g.add_argument("--lrs", default=None, help="learning rates (default: --lr)")
+    g.add_argument("--wds", default=None, help="weight decays (default: --weight-decay)")
+    g.add_argument("--shots", default="10", help="K values (default: 10)")
+    g.add_argument("--seeds", default=None, help="seeds of initialisation and data order (default: --seed)")
+    g.add_argument("--batched", choices=["auto", "on", "off"], default="auto",
+                   help="train runs of one K as one vmap-batched model: auto = on a GPU only (default: auto)")
+    g.add_argument("--max-batch", type=int, default=32, help="models per batched group (default: 32)")
+    p.add_argument("--target-acc", type=float, default=0.6,
+                   help="test accuracy whose first epoch measures convergence speed (default: 0.6)")
+    add_data(p)
+    add_train(p, **TRAIN_DEFAULTS)
+    add_run_dir(p)
+
+
+def sweep_config(args: argparse.Namespace):
+    from learngene.descend.sweep import SweepConfig
+    from learngene.inherit.choose import parse_int_list
+
+    return SweepConfig.from_dict({
+        "lrs": _floats(args.lrs, "--lrs") if args.lrs else [args.lr],
+        "wds": _floats(args.wds, "--wds") if args.wds else [args.weight_decay],
+        "shots": parse_int_list(args.shots, "--shots"),
+        "seeds": parse_int_list(args.seeds, "--seeds") if args.seeds else [args.seed],
+        "n_tasks": args.tasks, "n_way": args.n_way, "task_seed": args.task_seed,
+        "test_per_class": args.test_per_class or None, "batched": args.batched, "max_batch": args.max_batch,
+    })
+
+
+def run(args: argparse.Namespace) -> int:
+    from learngene.descend.summary import format_sweep_summary, summarize_sweep
+    from learngene.descend.sweep import run_sweep, use_batched
+
+    cfg = train_config(args)
+    sweep = sweep_config(args)
+    source, recipe, names, what = resolve_source(args, args.n_way)
+    ds = load_data(args)
+    batched, why = use_batched(sweep, recipe, source, cfg, sweep.runs)
+    print(what)
+    print(recipe.describe(names))
+    print(f"{sweep.runs} pairs ({2 * sweep.runs} trainings): {len(sweep.shots)} K x {sweep.n_tasks} task(s) x "
+          f"{len(sweep.lrs)} lr x {len(sweep.wds)} wd x {len(sweep.seeds)} seed(s); "
+          f"{'batched' if batched else 'one after another: ' + why}")
+    config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
+              "sweep": sweep.to_dict(), "dataset": args.dataset, "target_acc": args.target_acc}
+    with Reporter(args.run_dir, total=2 * cfg.epochs * sweep.runs, desc="sweep") as rep:
+        rep.metric({"kind": "config", **config})
+        pairs = run_sweep(recipe, source, ds, sweep, cfg, rep)
+        summary = summarize_sweep(pairs, args.target_acc)
+        rep.metric({"kind": "summary", **summary})
+        if rep.outputs_dir is not None:
+            atomic_write_json(rep.outputs_dir / "summary.json",
+                              {**config, "summary": summary, "pairs": [p.to_dict() for p in pairs]})
+        print(format_sweep_summary(summary))
+        if pairs and all(p.learngene.diverged and p.baseline.diverged for p in pairs):
+            return diverged_exit(rep, pairs, "sweep")
+        n_bad = sum(p.learngene.diverged + p.baseline.diverged for p in pairs)
+        if n_bad:
+            print(f"note: {n_bad} run(s) diverged; they count as chance accuracy in the tables above")
+    return 0

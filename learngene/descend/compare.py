@@ -1,0 +1,166 @@
+"""Training a learngene descendant against its random-init baseline on few-shot tasks.
+
+The comparison is fair by construction (DESIGN.md §1): the baseline is `recipe.baseline()` (same
+architecture, every slot and the stem random), built with the same seed (so the random parts of the
+two models start equal), trained with the same `TrainConfig` (so the same data order and
+augmentation: the Trainer draws them from `cfg.seed` alone) on the same task.
+
+A run whose loss becomes NaN or infinite is recorded as diverged (its history ends with a record
+``{"diverged": True}``) and does not stop the other model; callers decide how to exit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from learngene.data import Task
+from learngene.errors import DivergedError
+from learngene.inherit.build import Source, build_descendant
+from learngene.inherit.recipe import Recipe
+from learngene.reporting import Reporter
+from learngene.train.trainer import TrainConfig, Trainer
+
+Role = Literal["learngene", "baseline"]
+ROLES: tuple[Role, ...] = ("learngene", "baseline")
+
+
+def final_accuracy(history: list[dict[str, Any]], n_way: int | None = None) -> float | None:
+    """The last measured test accuracy; chance (1 / n_way) for a diverged run when `n_way` is given."""
+    if history and history[-1].get("diverged") and n_way:
+        return 1.0 / n_way
+    for rec in reversed(history):
+        if rec.get("test_acc") is not None:
+            return float(rec["test_acc"])
+    return None
+
+
+def epochs_to_target(history: list[dict[str, Any]], target: float) -> tuple[int, float] | None:
+    """(epoch, seconds) of the first evaluation reaching `target` test accuracy, or None."""
+    for rec in history:
+        acc = rec.get("test_acc")
+        if acc is not None and acc >= target:
+            return int(rec["epoch"]), float(rec.get("time", float("nan")))
+    return None
+
+
+@dataclass
+class RunResult:
+    """One trained model of a pair."""
+
+    role: Role
+    history: list[dict[str, Any]]
+    diverged: bool = False
+    wall_time: float = 0.0
+
+    def final_acc(self, n_way: int | None = None) -> float | None:
+        return final_accuracy(self.history, n_way)
+
+    @property
+    def best_acc(self) -> float | None:
+        accs = [r["test_acc"] for r in self.history if r.get("test_acc") is not None]
+        return max(accs) if accs else None
+
+
+@dataclass
+class PairResult:
+    """A learngene descendant and its baseline trained on one task with one setting."""
+
+    task: int
+    classes: tuple[int, ...]
+    n_way: int
+    k_shot: int
+    settings: dict[str, Any]
+    learngene: RunResult
+    baseline: RunResult
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, role: Role) -> RunResult:
+        return self.learngene if role == "learngene" else self.baseline
+
+    @property
+    def diverged(self) -> bool:
+        return self.learngene.diverged or self.baseline.diverged
+
+    def to_dict(self, with_history: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        for role in ROLES:
+            d[role]["final_acc"] = self.run(role).final_acc(self.n_way)
+            d[role]["best_acc"] = self.run(role).best_acc
+            if not with_history:
+                d[role].pop("history")
+        return d
+
+
+def _pair_settings(cfg: TrainConfig, seed: int, task: Task) -> dict[str, Any]:
+    return {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "seed": seed, "data_seed": cfg.seed,
+            "k_shot": task.k_shot, "n_way": task.n_way, "epochs": cfg.epochs}
+
+
+def make_logger(reporter: Reporter | None, role: Role, task_index: int,
+                tags: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Per-epoch sink: a `{"kind": "epoch", "model": role, "task": i, ...}` metric and a progress tick."""
+    def log(rec: dict[str, Any]) -> None:
+        if reporter is None:
+            return
+        reporter.metric({"kind": "epoch", "model": role, "task": task_index, **tags, **rec})
+        if rec.get("diverged"):
+            reporter.metric({"kind": "diverged", "model": role, "task": task_index, **tags,
+                             "epoch": rec.get("epoch"), "message": f"{role} training diverged at epoch "
+                             f"{rec.get('epoch')} (loss became NaN or infinite); try a smaller learning rate"})
+        reporter.advance(1, message=f"task {task_index} {role}", acc=rec.get("test_acc", float("nan")))
+    return log
+
+
+def train_one(model: nn.Module, cfg: TrainConfig, task: Task,
+              log: Callable[[dict[str, Any]], None] | None = None, role: Role = "learngene") -> RunResult:
+    """Train one model on a task's support set, evaluating on its query set."""
+    trainer = Trainer(model, cfg, task.train_x, task.train_y, task.test_x, task.test_y)
+    if log is not None:
+        trainer.add_callback("on_epoch_end", lambda tr, rec: log(rec))
+    t0 = time.perf_counter()
+    diverged = False
+    try:
+        trainer.run()
+    except DivergedError:
+        diverged = True
+    return RunResult(role, trainer.history, diverged, time.perf_counter() - t0)
+
+
+def build_pair(recipe: Recipe, source: Source, n_way: int, seed: int) -> tuple[nn.Module, nn.Module]:
+    """(learngene descendant, baseline) for an `n_way` task, both built with `seed`."""
+    recipe = recipe.with_classes(n_way)
+    return build_descendant(recipe, source, seed), build_descendant(recipe.baseline(), source, seed)
+
+
+def train_pair(
+    recipe: Recipe, source: Source, task: Task, cfg: TrainConfig, reporter: Reporter | None = None,
+    seed: int = 0, task_index: int | None = None, tags: dict[str, Any] | None = None,
+) -> PairResult:
+    """Train the learngene descendant of `recipe` and its random-init baseline on `task`.
+
+    Args:
+        recipe: the descendant (its head is resized to `task.n_way`).
+        source: the ancestry model or a loaded learngene file.
+        task: an N-way K-shot task (`learngene.data.sample_task`).
+        cfg: training settings, shared by both models (`cfg.seed` fixes the data order).
+        reporter: receives `{"kind": "epoch", "model": ..., "task": ...}` records and progress.
+        seed: seed of the models' random initialisation (shared by both).
+        task_index: the task number in records (default: `task.index`).
+        tags: extra keys for every record (e.g. the sweep setting).
+    """
+    index = task.index if task_index is None else task_index
+    tags = dict(tags or {})
+    models = build_pair(recipe, source, task.n_way, seed)
+    runs = [train_one(m, cfg, task, make_logger(reporter, role, index, tags), role)
+            for m, role in zip(models, ROLES, strict=True)]
+    result = PairResult(index, tuple(task.classes), task.n_way, task.k_shot, _pair_settings(cfg, seed, task),
+                        runs[0], runs[1], extra=tags)
+    if reporter is not None:
+        reporter.metric({"kind": "pair", **tags, **result.to_dict(with_history=False)})
+    return result

@@ -1,0 +1,154 @@
+"""Summaries of descendant-vs-baseline runs: the four claims of DESIGN.md §1, as numbers.
+
+1. faster convergence: epochs (and seconds) to reach a target test accuracy;
+2. less sensitive to hyperparameters: spread (max - min, std) of final accuracy over an lr x wd grid;
+3. better accuracy: mean ± 95% t-interval of final accuracy over tasks (and the paired gain);
+4. fewer samples: accuracy against K shots.
+
+A diverged run counts as chance accuracy (1 / n_way) and is counted in `diverged`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from learngene.descend.compare import ROLES, PairResult, epochs_to_target
+from learngene.descend.stats import fmt_ci, mean_ci, std
+
+
+def _ci(values: Sequence[float]) -> dict[str, Any]:
+    mean, half = mean_ci(values)
+    return {"mean": mean, "ci95": half, "n": len(values), "values": list(values)}
+
+
+def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: float | None = None) -> dict[str, Any]:
+    """Accuracy, convergence and timing of one model role over a set of pairs."""
+    runs = [(p, p.run(role)) for p in pairs]
+    finals = [r.final_acc(p.n_way) for p, r in runs]
+    out: dict[str, Any] = {
+        "final_acc": _ci([a for a in finals if a is not None]),
+        "best_acc": _ci([r.best_acc for _, r in runs if r.best_acc is not None]),
+        "diverged": sum(r.diverged for _, r in runs),
+        "train_seconds": _ci([r.wall_time for _, r in runs]),
+    }
+    if target_acc is not None:
+        hits = [epochs_to_target(r.history, target_acc) for _, r in runs]
+        reached = [h for h in hits if h is not None]
+        out["target"] = {
+            "acc": target_acc, "reached": len(reached), "of": len(hits),
+            "epochs": _ci([h[0] for h in reached]), "seconds": _ci([h[1] for h in reached]),
+        }
+    return out
+
+
+def summarize_pairs(pairs: Sequence[PairResult], target_acc: float | None = None) -> dict[str, Any]:
+    """Per-model summaries plus the paired gain (learngene - baseline final accuracy) over pairs."""
+    out: dict[str, Any] = {role: summarize_role(pairs, role, target_acc) for role in ROLES}
+    gains = [p.learngene.final_acc(p.n_way) - p.baseline.final_acc(p.n_way) for p in pairs
+             if p.learngene.final_acc(p.n_way) is not None and p.baseline.final_acc(p.n_way) is not None]
+    out["gain"] = _ci(gains)
+    out["pairs"] = len(pairs)
+    return out
+
+
+def _target_cell(s: dict[str, Any]) -> str:
+    t = s.get("target")
+    if not t:
+        return ""
+    if not t["reached"]:
+        return f"not reached (0/{t['of']})"
+    e = t["epochs"]
+    return f"{fmt_ci(e['mean'], e['ci95'], scale=1)} ep, {t['seconds']['mean']:.1f}s ({t['reached']}/{t['of']})"
+
+
+def format_pair_summary(summary: dict[str, Any]) -> str:
+    """A small table: final/best accuracy (%, mean ± 95% CI), epochs to target, time, divergence."""
+    has_target = any(summary[r].get("target") for r in ROLES)
+    tgt = summary["learngene"].get("target", {}).get("acc")
+    head = f"{'model':<10} {'final acc %':>15} {'best acc %':>15}"
+    if has_target:
+        head += f"  {'to ' + format(tgt * 100, '.0f') + '% acc':<28}"
+    head += f" {'train s':>8} {'diverged':>8}"
+    lines = [head]
+    for role in ROLES:
+        s = summary[role]
+        row = (f"{role:<10} {fmt_ci(s['final_acc']['mean'], s['final_acc']['ci95']):>15} "
+               f"{fmt_ci(s['best_acc']['mean'], s['best_acc']['ci95']):>15}")
+        if has_target:
+            row += f"  {_target_cell(s):<28}"
+        row += f" {s['train_seconds']['mean']:>8.1f} {s['diverged']:>8}"
+        lines.append(row)
+    g = summary["gain"]
+    lines.append(f"gain (learngene - baseline): {fmt_ci(g['mean'], g['ci95'])} points over {summary['pairs']} "
+                 f"task(s){'' if summary['pairs'] > 1 else ' (one task: no confidence interval)'}")
+    return "\n".join(lines)
+
+
+def _key(p: PairResult) -> tuple[float, float, int]:
+    return (p.settings["lr"], p.settings["weight_decay"], p.k_shot)
+
+
+def summarize_sweep(pairs: Sequence[PairResult], target_acc: float | None = None) -> dict[str, Any]:
+    """Per-setting summaries, the spread over the lr x wd grid per K, and accuracy against K.
+
+    Returns:
+        {"settings": [{lr, weight_decay, k_shot, learngene: {...}, baseline: {...}, gain}],
+         "spread": {K: {role: {cells, min, max, range, std, mean}}},
+         "by_k": {K: {role: {"grid_mean": ci-dict, "best_cell": {lr, weight_decay, final_acc}}}}}
+        where a cell's accuracy is the mean final accuracy over tasks and seeds.
+    """
+    groups: dict[tuple[float, float, int], list[PairResult]] = defaultdict(list)
+    for p in pairs:
+        groups[_key(p)].append(p)
+    settings = []
+    for (lr, wd, k), ps in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
+        s = summarize_pairs(ps, target_acc)
+        settings.append({"lr": lr, "weight_decay": wd, "k_shot": k, **s})
+    spread: dict[int, dict[str, Any]] = {}
+    by_k: dict[int, dict[str, Any]] = {}
+    for k in sorted({s["k_shot"] for s in settings}):
+        cells = [s for s in settings if s["k_shot"] == k]
+        spread[k], by_k[k] = {}, {}
+        for role in ROLES:
+            accs = [c[role]["final_acc"]["mean"] for c in cells]
+            accs_ok = [a for a in accs if math.isfinite(a)]
+            spread[k][role] = {"cells": len(accs), "min": min(accs_ok, default=float("nan")),
+                               "max": max(accs_ok, default=float("nan")),
+                               "range": (max(accs_ok) - min(accs_ok)) if accs_ok else float("nan"),
+                               "std": std(accs_ok), "mean": sum(accs_ok) / len(accs_ok) if accs_ok else float("nan")}
+            best = max(cells, key=lambda c, r=role: c[r]["final_acc"]["mean"]
+                       if math.isfinite(c[r]["final_acc"]["mean"]) else -1.0)
+            every = [v for c in cells for v in c[role]["final_acc"]["values"]]
+            by_k[k][role] = {"grid_mean": _ci(every), "best_cell": {
+                "lr": best["lr"], "weight_decay": best["weight_decay"], "final_acc": best[role]["final_acc"]}}
+    return {"settings": settings, "spread": spread, "by_k": by_k, "pairs": len(pairs)}
+
+
+def format_sweep_summary(summary: dict[str, Any]) -> str:
+    """Three plain-text tables: per setting, spread over the lr x wd grid, accuracy against K."""
+    lines = ["final test accuracy % (mean ± 95% CI over tasks x seeds)",
+             f"{'K':>3} {'lr':>9} {'wd':>8} {'learngene':>15} {'baseline':>15} {'gain':>15} {'diverged':>9}"]
+    for s in summary["settings"]:
+        lg, bl, g = s["learngene"]["final_acc"], s["baseline"]["final_acc"], s["gain"]
+        div = f"{s['learngene']['diverged']}/{s['baseline']['diverged']}"
+        lines.append(f"{s['k_shot']:>3} {s['lr']:>9.2g} {s['weight_decay']:>8.2g} {fmt_ci(lg['mean'], lg['ci95']):>15} "
+                     f"{fmt_ci(bl['mean'], bl['ci95']):>15} {fmt_ci(g['mean'], g['ci95']):>15} {div:>9}")
+    lines += ["", "sensitivity: spread of final accuracy % over the lr x wd grid (cell = mean over tasks x seeds)",
+              f"{'K':>3} {'cells':>5} {'model':<10} {'min':>6} {'max':>6} {'range':>6} {'std':>6}"]
+    for k, roles in summary["spread"].items():
+        for role in ROLES:
+            r = roles[role]
+            lines.append(f"{k:>3} {r['cells']:>5} {role:<10} {100 * r['min']:>6.1f} {100 * r['max']:>6.1f} "
+                         f"{100 * r['range']:>6.1f} {100 * r['std'] if math.isfinite(r['std']) else float('nan'):>6.1f}")
+    lines += ["", "accuracy % against K shots (all grid cells pooled; best cell per model)",
+              f"{'K':>3} {'learngene':>15} {'baseline':>15} {'learngene best':>16} {'baseline best':>16}"]
+    for k, roles in summary["by_k"].items():
+        lg, bl = roles["learngene"], roles["baseline"]
+        lines.append(f"{k:>3} {fmt_ci(lg['grid_mean']['mean'], lg['grid_mean']['ci95']):>15} "
+                     f"{fmt_ci(bl['grid_mean']['mean'], bl['grid_mean']['ci95']):>15} "
+                     f"{fmt_ci(lg['best_cell']['final_acc']['mean'], lg['best_cell']['final_acc']['ci95']):>16} "
+                     f"{fmt_ci(bl['best_cell']['final_acc']['mean'], bl['best_cell']['final_acc']['ci95']):>16}")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Sweeps: every (K, task, lr, weight decay, seed) combination for a descendant and its baseline.
+
+Runs that share an architecture and a number of training images (all runs of one K) can train as
+one vmap-batched model (`learngene.descend.batched.train_batched`); that is the default on a GPU.
+On a CPU the runs go one after another unless `batched="on"`. Both paths give the same results up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+import torch
+
+from learngene.data import ImageSet, Task, sample_tasks
+from learngene.descend.compare import ROLES, PairResult, RunResult, build_pair, make_logger, train_pair
+from learngene.errors import ConfigError
+from learngene.inherit.build import Source
+from learngene.inherit.recipe import Recipe
+from learngene.reporting import Reporter
+from learngene.train.trainer import TrainConfig, resolve_device
+
+
+@dataclass
+class SweepConfig:
+    """The grid of a sweep; each list is one axis."""
+
+    lrs: list[float] = field(default_factory=lambda: [1e-3])
+    wds: list[float] = field(default_factory=lambda: [0.05])
+    shots: list[int] = field(default_factory=lambda: [10])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    n_tasks: int = 1
+    n_way: int = 5
+    task_seed: int = 0
+    test_per_class: int | None = 100
+    part: Literal["base", "open", "novel"] = "novel"
+    batched: Literal["auto", "on", "off"] = "auto"
+    max_batch: int = 32  # models per batched group
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown sweep settings {unknown}; known: {sorted(known)}")
+        return cls(**d).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validated(self) -> SweepConfig:
+        for name in ("lrs", "wds", "shots", "seeds"):
+            if not getattr(self, name):
+                raise ConfigError(f"the sweep needs at least one value in {name}")
+        checks = [
+            (all(v > 0 for v in self.lrs), "every learning rate must be positive"),
+            (all(v >= 0 for v in self.wds), "every weight decay must be >= 0"),
+            (all(v >= 1 for v in self.shots), "every K (shots) must be at least 1"),
+            (self.n_tasks >= 1, "n_tasks must be at least 1"),
+            (self.n_way >= 2, "n_way must be at least 2"),
+            (self.test_per_class is None or self.test_per_class >= 1, "test_per_class must be at least 1"),
+            (self.batched in ("auto", "on", "off"), "batched must be 'auto', 'on' or 'off'"),
+            (self.max_batch >= 2, "max_batch must be at least 2"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+        return self
+
+    @property
+    def runs(self) -> int:
+        """Number of pairs the sweep trains."""
+        return len(self.lrs) * len(self.wds) * len(self.shots) * len(self.seeds) * self.n_tasks
+
+
+@dataclass
+class _Job:
+    task: Task
+    cfg: TrainConfig
+    seed: int
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        return {"lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay, "k_shot": self.task.k_shot,
+                "seed": self.seed}
+
+
+def _jobs(ds: ImageSet, sweep: SweepConfig, base: TrainConfig, k: int) -> list[_Job]:
+    tasks = sample_tasks(ds, sweep.n_tasks, sweep.part, sweep.n_way, k, sweep.task_seed, sweep.test_per_class)
+    return [_Job(t, replace(base, lr=lr, weight_decay=wd, seed=seed).validated(), seed)
+            for t, lr, wd, seed in itertools.product(tasks, sweep.lrs, sweep.wds, sweep.seeds)]
+
+
+def _train_group_batched(recipe: Recipe, source: Source, jobs: list[_Job],
+                         reporter: Reporter | None) -> list[PairResult]:
+    """Train the pairs of `jobs` (same K) as one batched model of 2 * len(jobs) members."""
+    from learngene.descend.batched import train_batched
+
+    models, cfgs, data, logs = [], [], [], []
+    for job in jobs:
+        for role, model in zip(ROLES, build_pair(recipe, source, job.task.n_way, job.seed), strict=True):
+            models.append(model)
+            cfgs.append(job.cfg)
+            data.append((job.task.train_x, job.task.train_y, job.task.test_x, job.task.test_y))
+            logs.append(make_logger(reporter, role, job.task.index, job.tags))
+    t0 = time.perf_counter()
+    histories = train_batched(models, cfgs, data, callback=lambda k, rec: logs[k](rec))
+    wall = time.perf_counter() - t0
+    results = []
+    for j, job in enumerate(jobs):
+        runs = [RunResult(role, h, bool(h and h[-1].get("diverged")), wall)
+                for role, h in zip(ROLES, histories[2 * j:2 * j + 2], strict=True)]
+        t = job.task
+        settings = {"lr": job.cfg.lr, "weight_decay": job.cfg.weight_decay, "seed": job.seed,
+                    "data_seed": job.cfg.seed, "k_shot": t.k_shot, "n_way": t.n_way, "epochs": job.cfg.epochs}
+        pair = PairResult(t.index, tuple(t.classes), t.n_way, t.k_shot, settings, runs[0], runs[1],
+                          extra={**job.tags, "batched": len(models)})
+        if reporter is not None:
+            reporter.metric({"kind": "pair", **job.tags, **pair.to_dict(with_history=False)})
+        results.append(pair)
+    return results
+
+
+def use_batched(sweep: SweepConfig, recipe: Recipe, source: Source, cfg: TrainConfig, n_jobs: int) -> tuple[bool, str]:
+    """Whether to train batched, and why not when not."""
+    if sweep.batched == "off":
+        return False, "batched training is off"
+    if sweep.batched == "auto" and resolve_device(cfg.device).type != "cuda":
+        return False, "on a CPU runs go one after another (use --batched on to batch anyway)"
+    if n_jobs < 1:
+        return False, "nothing to batch"
+    from learngene.descend.batched import can_batch
+
+    models = list(build_pair(recipe, source, sweep.n_way, 0))
+    probe = (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), None, None)
+    ok, why = can_batch(models, [cfg, cfg], [probe, probe])
+    if not ok and sweep.batched == "on":
+        raise ConfigError(f"cannot train this sweep batched: {why}")
+    return ok, why
+
+
+def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, cfg: TrainConfig,
+              reporter: Reporter | None = None) -> list[PairResult]:
+    """Train every combination of the sweep for the learngene descendant and its baseline.
+
+    Args:
+        recipe: the descendant; its baseline is `recipe.baseline()`.
+        source: ancestry model or learngene file.
+        ds: the data set tasks are drawn from (`sweep.part` classes).
+        sweep: the grid.
+        cfg: the other training settings (epochs, batch size, ...); lr, weight decay and seed come
+            from the grid (the seed fixes both the models' initialisation and the data order).
+        reporter: progress and per-epoch records (tagged with lr, weight_decay, k_shot, seed).
+    """
+    sweep.validated()
+    batched, _why = use_batched(sweep, recipe, source, cfg, sweep.runs)
+    results: list[PairResult] = []
+    for k in sweep.shots:
+        jobs = _jobs(ds, sweep, cfg, k)
+        if batched:
+            size = max(1, sweep.max_batch // 2)
+            for i in range(0, len(jobs), size):
+                results += _train_group_batched(recipe, source, jobs[i:i + size], reporter)
+        else:
+            for job in jobs:
+                results.append(train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed,
+                                          tags=job.tags))
+    return results

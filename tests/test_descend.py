@@ -1,0 +1,217 @@
+"""Training descendants against their baselines: pairs, summaries, sweeps, and the train/sweep commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from learngene.cli import main
+from learngene.data import Task
+from learngene.descend.compare import PairResult, RunResult, epochs_to_target, final_accuracy, train_pair
+from learngene.descend.stats import mean_ci, t_quantile
+from learngene.descend.summary import (
+    format_pair_summary,
+    format_sweep_summary,
+    summarize_pairs,
+    summarize_sweep,
+)
+from learngene.descend.sweep import SweepConfig, run_sweep
+from learngene.errors import ConfigError
+from learngene.inherit.recipe import Recipe
+from learngene.models import ModelCard, create_model, save_checkpoint
+from learngene.runlog import EXIT_DIVERGED, read_jsonl
+from learngene.train.trainer import TrainConfig
+
+CFG = TrainConfig(epochs=3, batch_size=10, lr=1e-3, device="cpu", eval_every=1)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models train faster on one thread, and do not stall when the machine is busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return create_model("lg_vit_tiny", 8, depth=2)
+
+
+def _task(n_way: int = 3, k: int = 4, seed: int = 0, index: int = 0) -> Task:
+    g = torch.Generator().manual_seed(seed)
+    train_y = torch.arange(n_way).repeat_interleave(k)
+    test_y = torch.arange(n_way).repeat_interleave(5)
+    return Task(classes=tuple(range(n_way)), train_x=torch.randint(0, 256, (len(train_y), 3, 32, 32), generator=g,
+                dtype=torch.uint8), train_y=train_y, test_x=torch.randint(0, 256, (len(test_y), 3, 32, 32),
+                generator=g, dtype=torch.uint8), test_y=test_y, n_way=n_way, k_shot=k, seed=seed, index=index)
+
+
+class _Sink:
+    """A stand-in Reporter that keeps the records."""
+
+    def __init__(self):
+        self.records, self.ticks = [], 0
+
+    def metric(self, rec):
+        self.records.append(rec)
+
+    def advance(self, n=1, message=None, **kw):
+        self.ticks += n
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("df,q975", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (19, 2.0930),
+                                     (30, 2.0423), (120, 1.9799)])
+def test_t_quantile_matches_tables(df, q975):
+    assert t_quantile(0.975, df) == pytest.approx(q975, abs=1e-4)
+    assert t_quantile(0.025, df) == pytest.approx(-q975, abs=1e-4)
+    assert t_quantile(0.995, 4) == pytest.approx(4.6041, abs=1e-4)
+
+
+def test_mean_ci_known_values():
+    mean, half = mean_ci([1, 2, 3, 4, 5])  # sd = sqrt(2.5), t(0.975, 4) = 2.7764
+    assert mean == 3 and half == pytest.approx(2.7764451 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
+    assert math.isnan(mean_ci([0.7])[1]) and mean_ci([0.7])[0] == 0.7
+    with pytest.raises(ConfigError):
+        t_quantile(1.5, 3)
+
+
+def test_epochs_to_target_and_final_accuracy():
+    h = [{"epoch": 1, "time": 1.0, "test_acc": 0.3}, {"epoch": 2, "time": 2.0}, {"epoch": 3, "time": 3.0, "test_acc": 0.7}]
+    assert epochs_to_target(h, 0.6) == (3, 3.0) and epochs_to_target(h, 0.9) is None
+    assert final_accuracy(h) == 0.7
+    assert final_accuracy([*h, {"epoch": 4, "diverged": True}], n_way=5) == 0.2
+
+
+def _pair(lg_acc: float, base_acc: float, lr: float = 1e-3, wd: float = 0.0, k: int = 5, task: int = 0) -> PairResult:
+    def run(role, acc):
+        return RunResult(role, [{"epoch": 1, "time": 0.5, "test_acc": acc / 2}, {"epoch": 2, "time": 1.0, "test_acc": acc}])
+    return PairResult(task, (0, 1), 2, k, {"lr": lr, "weight_decay": wd, "seed": 0}, run("learngene", lg_acc),
+                      run("baseline", base_acc))
+
+
+def test_summaries():
+    pairs = [_pair(0.8, 0.6, task=0), _pair(0.9, 0.5, task=1), _pair(0.7, 0.7, task=2)]
+    s = summarize_pairs(pairs, target_acc=0.6)
+    assert s["learngene"]["final_acc"]["mean"] == pytest.approx(0.8)
+    assert s["gain"]["mean"] == pytest.approx(0.2)
+    assert s["learngene"]["target"]["reached"] == 3 and s["baseline"]["target"]["reached"] == 2
+    assert "gain" in format_pair_summary(s)
+    grid = [_pair(a, b, lr=lr, wd=wd, k=k) for (lr, wd, a, b) in
+            [(1e-3, 0.0, 0.8, 0.7), (1e-2, 0.0, 0.7, 0.3), (1e-3, 0.1, 0.8, 0.6), (1e-2, 0.1, 0.6, 0.4)]
+            for k in (5, 10)]
+    sw = summarize_sweep(grid)
+    assert len(sw["settings"]) == 8
+    assert sw["spread"][5]["learngene"]["range"] == pytest.approx(0.2)
+    assert sw["spread"][5]["baseline"]["range"] == pytest.approx(0.4)
+    assert sw["by_k"][10]["baseline"]["best_cell"]["lr"] == 1e-3
+    text = format_sweep_summary(sw)
+    assert "spread" in text and "against K" in text
+
+
+# -- training pairs ---------------------------------------------------------------------------------
+
+def test_train_pair_same_data_order_when_both_random(vit):
+    recipe = Recipe.from_layers(vit.lg_spec, 2, [0], stem="random").baseline()  # all random in both
+    sink = _Sink()
+    pair = train_pair(recipe, vit, _task(), CFG, reporter=sink, seed=1)
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc", "step", "lr")
+    assert [[r[k] for k in keys] for r in pair.learngene.history] == [[r[k] for k in keys] for r in pair.baseline.history]
+    epochs = [r for r in sink.records if r["kind"] == "epoch"]
+    assert [r["model"] for r in epochs] == ["learngene"] * 3 + ["baseline"] * 3 and sink.ticks == 6
+    assert all(r["task"] == 0 for r in epochs)
+    assert sink.records[-1]["kind"] == "pair" and "history" not in sink.records[-1]["learngene"]
+
+
+def test_train_pair_learngene_differs_and_detects_divergence(vit):
+    recipe = Recipe.from_layers(vit.lg_spec, 2, [0, 1])
+    pair = train_pair(recipe, vit, _task(), CFG, seed=1)
+    assert pair.learngene.history[0]["train_loss"] != pair.baseline.history[0]["train_loss"]
+    assert not pair.diverged and pair.settings["k_shot"] == 4
+    json.dumps(pair.to_dict())
+    sink = _Sink()
+    bad = train_pair(recipe, vit, _task(), TrainConfig(epochs=3, batch_size=4, lr=1e6, device="cpu"), sink, seed=1)
+    assert bad.learngene.diverged and bad.baseline.diverged and bad.diverged
+    assert bad.learngene.history[-1]["diverged"] and bad.learngene.final_acc(3) == pytest.approx(1 / 3)
+    assert any(r["kind"] == "diverged" and r["model"] == "baseline" for r in sink.records)
+
+
+def test_sweep_sequential_and_batched_agree(vit):
+    from learngene.data import ImageSet
+
+    recipe = Recipe.from_layers(vit.lg_spec, 2, [1])
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(100).repeat_interleave(12)
+    ds = ImageSet("tiny", torch.randint(0, 256, (1200, 3, 32, 32), generator=g, dtype=torch.uint8), labels,
+                  [f"c{i}" for i in range(100)], _split())
+    cfg = TrainConfig(epochs=2, batch_size=6, device="cpu")
+    sweep = SweepConfig(lrs=[1e-3, 3e-3], wds=[0.0], shots=[2, 4], seeds=[0], n_tasks=1, n_way=3,
+                        test_per_class=4, batched="off")
+    seq = run_sweep(recipe, vit, ds, sweep, cfg)
+    assert len(seq) == 4 and {p.k_shot for p in seq} == {2, 4}
+    bat = run_sweep(recipe, vit, ds, SweepConfig(**{**sweep.to_dict(), "batched": "on"}), cfg)
+    for a, b in zip(seq, bat, strict=True):
+        assert a.settings == b.settings
+        for role in ("learngene", "baseline"):
+            ha, hb = a.run(role).history, b.run(role).history
+            assert [r["train_loss"] for r in ha] == pytest.approx([r["train_loss"] for r in hb], rel=1e-3, abs=1e-4)
+    with pytest.raises(ConfigError, match="unknown sweep settings"):
+        SweepConfig.from_dict({"lrs": [1e-3], "colour": 1})
+
+
+def _split():
+    from learngene.data import ClassSplit
+
+    return ClassSplit(base=tuple(range(64)), open_world=tuple(range(64, 80)), novel=tuple(range(80, 100)))
+
+
+# -- commands -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ancestry_file(tmp_path_factory, vit):
+    return save_checkpoint(vit, tmp_path_factory.mktemp("anc") / "anc.safetensors", ModelCard(spec=vit.lg_spec))
+
+
+COMMON = ["--images-per-class", "30", "--n-way", "3", "--test-per-class", "5", "--epochs", "2", "--batch-size", "5",
+          "--device", "cpu"]
+
+
+def test_cli_train_writes_summary(tmp_path, ancestry_file, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--ancestry", str(ancestry_file), "--layers", "0", "--k-shot", "5", *COMMON,
+               "--run-dir", str(run)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "learngene" in out and "baseline" in out
+    summary = json.loads((run / "outputs" / "summary.json").read_text())
+    assert summary["summary"]["pairs"] == 1 and len(summary["pairs"][0]["learngene"]["history"]) == 2
+    records, _ = read_jsonl(run / "metrics.jsonl")
+    assert {r["model"] for r in records if r["kind"] == "epoch"} == {"learngene", "baseline"}
+
+
+def test_cli_train_diverged_exits_3(tmp_path, ancestry_file, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--ancestry", str(ancestry_file), "--layers", "0", "--k-shot", "5", *COMMON,
+               "--lr", "1e6", "--run-dir", str(run)])
+    assert rc == EXIT_DIVERGED and "diverged" in capsys.readouterr().err
+    records, _ = read_jsonl(run / "metrics.jsonl")
+    assert any(r["kind"] == "diverged" and r.get("diverged") for r in records)
+
+
+def test_cli_train_from_learngene_file_and_sweep(tmp_path, ancestry_file, capsys):
+    lg = tmp_path / "lg.safetensors"
+    assert main(["inherit", "--ancestry", str(ancestry_file), "--layers", "1", "--placement", "top", "--out", str(lg)]) == 0
+    assert main(["train", "--learngene", str(lg), "--k-shot", "5", *COMMON]) == 0
+    out = capsys.readouterr().out
+    assert "slot 1   inherit ancestry layer 1" in out
+    assert main(["train", "--learngene", str(lg), "--layers", "0", *COMMON]) == 2
+    rc = main(["sweep", "--ancestry", str(ancestry_file), "--layers", "0", "--lrs", "1e-3,3e-3", "--shots", "2,5",
+               *COMMON])
+    out = capsys.readouterr().out
+    assert rc == 0 and "spread" in out and "against K" in out
