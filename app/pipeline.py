@@ -51,15 +51,27 @@ def accumulate_argv(arch: str, dataset: str, out: str | None = None, overrides: 
     return argv + _options({"images_per_class": images_per_class, **train})
 
 
+_CONDENSE_FLAGS = ("tokens", "maps", "images", "device", "seed")  # the others go through --set KEY=VALUE
+
+
 def condense_argv(ancestry: Path, method: str, k: int, settings: dict[str, Any], dataset: str = "shapes",
                   contiguous: bool = False, rule: str | None = None) -> list[str]:
-    """`condense`: the similarity matrix of `method` and the top-k learngene layers."""
-    argv = ["condense", "--ancestry", str(ancestry), "--method", method, "--dataset", dataset, "--k", str(k)]
+    """`condense`: the similarity matrix of `method` and the top-k learngene layers.
+
+    Args:
+        settings: `CondenseConfig` fields (e.g. {"images": 256, "pd_epochs": 2, "device": "cpu"}).
+    """
+    argv = ["condense", "--ancestry", str(ancestry), "--method", method, "--dataset", dataset,
+            "--select", "top-k", "--k", str(k)]
     if contiguous:
         argv.append("--contiguous")
     if rule:
         argv += ["--rule", rule]
-    return argv + _options(settings)
+    argv += _options({key: settings[key] for key in _CONDENSE_FLAGS if key in settings})
+    for key, value in settings.items():
+        if key not in _CONDENSE_FLAGS and value is not None:
+            argv += ["--set", f"{key}={json.dumps(value)}"]
+    return argv
 
 
 def train_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: dict[str, Any],

@@ -72,7 +72,8 @@ with train_tab:
                                 help="\n".join(f"- **{k}**: {v}" for k, v in PRESETS.items()))
         dataset = c[1].text_input("data set", "shapes", key="acc-data",
                                   help="'shapes' (embedded), 'cifar100' (needs its files), or 'folder:PATH'")
-        per_class = c[2].number_input("images per class", 10, 5000, 300, 10, key="acc-ipc")
+        per_class = c[2].number_input("images per class", 20, 5000, 300, 10, key="acc-ipc",
+                                      help="a fifth of them (at most 100) are held out to measure accuracy")
         c = st.columns(4)
         epochs = c[0].number_input("epochs", 1, 500, 10, key="acc-epochs")
         batch = c[1].number_input("batch size", 8, 4096, 128, key="acc-batch")
@@ -84,7 +85,9 @@ with train_tab:
             from learngene.jobs import JobSpec
 
             argv = pipeline.accumulate_argv(preset, dataset, images_per_class=int(per_class), epochs=int(epochs),
-                                            batch_size=int(batch), lr=float(lr), device=device)
+                                            batch_size=int(batch), lr=float(lr), device=device,
+                                            holdout_per_class=min(100, int(per_class) // 5),
+                                            warmup_epochs=min(2, int(epochs) - 1))
             run_id = resources.jobs().start(JobSpec(argv=argv, kind="accumulate", device=device,
                                                     name=f"ancestry {preset} on {dataset}"))
             st.session_state["acc-run"] = run_id

@@ -227,7 +227,7 @@ def test_ancestry_upload_of_checkpoint_and_card_becomes_current(env, tiny_ancest
 def test_ancestry_train_new_starts_a_background_job(env):
     at = open_page("ancestry")
     at.number_input(key="acc-epochs").set_value(1)
-    at.number_input(key="acc-ipc").set_value(10)
+    at.number_input(key="acc-ipc").set_value(20)
     at.button[[b.label for b in at.button].index("Train ancestry in the background")].click().run()
     assert not at.exception and not at.error
     from learngene.jobs import JobManager
@@ -400,6 +400,28 @@ def test_stack_sizes_and_sweep_figures():
                        "ci": [.1] * 4})
     fig = figures.sweep_figure(df, x="k_shot")
     assert len(fig.data) == 2 and list(fig.data[0].x) == [5, 10]
+
+
+def test_every_job_command_line_parses_with_the_cli():
+    from app import pipeline
+    from app.forms import TASK_DEFAULTS
+    from learngene.cli import build_parser
+
+    parser = build_parser()
+    anc, recipe = Path("a.safetensors"), {"placement": "top", "depth": 6, "stem": "inherit"}
+    argvs = [
+        pipeline.accumulate_argv("lg_vit_tiny", "shapes", images_per_class=50, epochs=3, lr=1e-3, device="cpu",
+                                 holdout_per_class=10, warmup_epochs=1),
+        pipeline.condense_argv(anc, "auto", 3, {"images": 64, "lam": 1.0, "pd_depth": None, "device": "cpu"}, rule="row_mean"),
+        pipeline.train_argv(anc, [0, 3], recipe, TASK_DEFAULTS),
+        pipeline.train_argv(anc, [0, 3], recipe, pipeline.DEMO_TRAIN, learngene_file="lg.safetensors"),
+        pipeline.sweep_argv(anc, [0, 3], recipe, TASK_DEFAULTS, [1e-3, 3e-3], [0.05], [5, 10]),
+    ]
+    for argv in argvs:
+        args = parser.parse_args(argv)
+        assert args.command == argv[0]
+    args = parser.parse_args(argvs[1])
+    assert args.settings == ["lam=1.0"] and args.images == 64 and args.rule == "row_mean"
 
 
 def test_state_parsing_is_lenient():
