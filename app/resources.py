@@ -157,3 +157,21 @@ def base_batch(anc: Ancestry, n_images: int, seed: int = 0) -> tuple[Any, Any]:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     y = torch.tensor([lut[int(v)] for v in ds.labels[pick].tolist()])
     return x, y
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _learngene_layers(path: str, stamp: tuple[float, int]) -> list[int]:
+    from learngene.inherit.learngene_file import load_learngene
+
+    return list(load_learngene(path).layers)
+
+
+def learngene_file_for(layers: list[int]) -> str | None:
+    """The learngene file in use, if it exists and holds exactly `layers` (else the layers come from the ancestry)."""
+    path = state.get().learngene_file
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        return path if _learngene_layers(path, file_stamp(path)) == sorted(layers) else None
+    except Exception:  # noqa: BLE001 - a damaged file is simply not used
+        return None

@@ -64,18 +64,14 @@ def ancestry_ui(show_missing: bool = True) -> resources.Ancestry | None:
 
 
 def sidebar_ui() -> None:
-    """The sidebar: the current ancestry and learngene at a glance."""
+    """The sidebar: the current ancestry and learngene at a glance (from the state only: no model loading)."""
     s = state.get()
     with st.sidebar:
-        anc = ancestry_ui(show_missing=False)
-        if anc is None:
-            st.caption("Ancestry: not loaded")
-            return
-        st.caption(f"**Ancestry** · {anc.label}")
-        names = [anc.names[i] for i in s.layers if i < anc.n_layers]
-        lg = sum(anc.layer_params[i] for i in s.layers if i < anc.n_layers)
-        st.caption(f"**Learngene** · {', '.join(names) or 'no layers chosen'}"
-                   + (f" · {lg / max(anc.total_params, 1):.0%} of the ancestry" if names else ""))
+        path = resources.current_ancestry_path()
+        st.caption(f"**Ancestry** · `{path.name}`" + ("" if path.is_file() else " (missing)"))
+        st.caption("**Learngene** · " + (f"layers {', '.join(map(str, s.layers))}" if s.layers else "no layers chosen"))
+        if s.watched:
+            st.caption(f"**Watching** · {len(s.watched)} run(s) on the Train page")
 
 
 def card_ui(anc: resources.Ancestry) -> None:

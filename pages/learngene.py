@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, figures, pipeline, selection, state, widgets
+from app import descendant, figures, pipeline, resources, selection, state, widgets
 
 st.title("Learngene")
 widgets.explain_ui("From layers to a descendant", """
@@ -110,5 +110,5 @@ with c[1]:
             path, lg = descendant.import_learngene(up.name, up.getvalue(), anc)
             state.update(layers=list(lg.layers), learngene_file=str(path))
             st.rerun()
-    if s.learngene_file:
-        st.caption(f"in use: `{s.learngene_file}`")
+    if resources.learngene_file_for(layers):
+        st.caption(f"in use for training: `{s.learngene_file}`")

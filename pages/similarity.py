@@ -46,7 +46,7 @@ with st.expander("Run condensing", expanded=not pipeline.similarity_runs(anc)):
     watching = st.session_state.get("cond-run")
     if watching:
         live.watch_ui([watching], key="cond", summary=False)
-        st.caption("When the run is done its result appears below (reload the page section with any click).")
+        st.caption("When the run is done, its result appears below by itself.")
 
 with widgets.error_box("similarity results"):
     runs = pipeline.similarity_runs(anc)

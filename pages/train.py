@@ -41,7 +41,10 @@ with st.container(border=True):
         recipe = {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))}
         with widgets.error_box("recipe"):
             descendant.build(anc, layers, {**recipe, "num_classes": task["n_way"]})  # refuse impossible recipes here
-            argv = pipeline.train_argv(anc.path, layers, recipe, task)
+            lg_file = resources.learngene_file_for(layers)
+            argv = pipeline.train_argv(anc.path, layers, recipe, task, learngene_file=lg_file)
+            if lg_file:
+                st.caption(f"The learngene comes from the uploaded file `{lg_file}`.")
     run_id = widgets.start_job_ui(
         "Train learngene vs baseline", argv or ["train"], kind="train", device=task["device"] if task else "cpu",
         name=f"{task['n_way'] if task else '?'}-way {task['k_shot'] if task else '?'}-shot · layers "

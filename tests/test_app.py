@@ -289,6 +289,13 @@ def test_learngene_file_upload_restores_layers(env, tiny_ancestry, tmp_path):
     at.button(key="lg-upload-go").click().run()
     assert not at.error, [e.value for e in at.error]
     assert saved_state(env)["layers"] == [0, 3]
+    open_page("train", at)
+    at.button(key="train-go").click().run()
+    from learngene.jobs import JobManager
+
+    argv = JobManager(env).get(saved_state(env)["watched"][0]).spec.argv
+    assert argv[:2] == ["train", "--learngene"] and "--ancestry" not in argv
+    open_page("learngene", at)
     at.file_uploader(key="lg-upload").upload("bad.safetensors", b"\x00garbage").run()
     at.button(key="lg-upload-go").click().run()
     assert not at.exception and at.error
