@@ -1,0 +1,153 @@
+"""`python -m learngene jobs ...`: the CLI twin of the dashboard's job controls.
+
+    jobs list [--state S] [--kind K] [--group G]
+    jobs show RUN_ID
+    jobs start [--device cpu|cuda] [--name N] [--kind K] [--group G] [--role R] -- COMMAND ARGS...
+    jobs cancel RUN_ID [--wait]
+    jobs tail RUN_ID [-n N] [--follow]
+    jobs delete RUN_ID
+
+The runs folder is `--runs-dir`, else `$LEARNGENE_RUNS_DIR`, else `runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from learngene.errors import ConfigError
+from learngene.jobs import STATES, JobManager, JobSpec, RunInfo
+
+NAME = "jobs"
+HELP = "start, list, inspect, cancel and delete background runs"
+RUNS_DIR_ENV = "LEARNGENE_RUNS_DIR"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default=None, help=f"runs folder (default ${RUNS_DIR_ENV} or ./runs)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs folder")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("list", parents=[common], help="list runs, newest first")
+    p.add_argument("--state", choices=STATES)
+    p.add_argument("--kind")
+    p.add_argument("--group")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("show", parents=[common], help="print one run's state as JSON")
+    p.add_argument("run_id")
+
+    p = sub.add_parser("start", parents=[common], help="start `python -m learngene ARGV...` in the background")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--name", default="")
+    p.add_argument("--kind", default="", help="label (default: the command name)")
+    p.add_argument("--group", default=None, help="comparison id")
+    p.add_argument("--role", default=None, help="role in the comparison, e.g. learngene or baseline")
+    p.add_argument("--no-run-dir", action="store_true", help="do not append --run-dir to the command")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a queued or running run")
+    p.add_argument("run_id")
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+
+    p = sub.add_parser("tail", parents=[common], help="print the end of a run's log")
+    p.add_argument("run_id")
+    p.add_argument("-n", "--lines", type=int, default=40)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+
+    p = sub.add_parser("delete", parents=[common], help="delete a finished run's folder")
+    p.add_argument("run_id")
+
+
+def _manager(args: argparse.Namespace) -> JobManager:
+    return JobManager(args.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _row(info: RunInfo) -> str:
+    progress = ""
+    if info.progress and info.progress.get("total"):
+        progress = f"{info.progress.get('done', 0)}/{info.progress['total']}"
+    return (
+        f"{info.run_id:<40} {info.state:<10} {info.spec.device:<5} {_when(info.created_at):<20} "
+        f"{progress:<9} {info.spec.name}"
+    )
+
+
+def _list(mgr: JobManager, args: argparse.Namespace) -> int:
+    runs = mgr.list(kind=args.kind, state=args.state, group=args.group)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+        return 0
+    print(f"{'RUN ID':<40} {'STATE':<10} {'DEV':<5} {'CREATED':<20} {'PROGRESS':<9} NAME")
+    for info in runs:
+        print(_row(info))
+    return 0
+
+
+def _start(mgr: JobManager, args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise ConfigError("nothing to run: use `jobs start [options] -- COMMAND ARGS...`")
+    spec = JobSpec(
+        argv=argv,
+        kind=args.kind,
+        device=args.device,
+        name=args.name,
+        group=args.group,
+        role=args.role,
+        pass_run_dir=not args.no_run_dir,
+    )
+    print(mgr.start(spec))
+    return 0
+
+
+def _tail(mgr: JobManager, args: argparse.Namespace) -> int:
+    print(mgr.log_tail(args.run_id, args.lines))
+    if not args.follow:
+        return 0
+    path = mgr.run_dir(args.run_id) / "log.txt"
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        live = mgr.get(args.run_id).live
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+        if not live:
+            return 0
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> int:
+    mgr = _manager(args)
+    if args.action == "list":
+        return _list(mgr, args)
+    if args.action == "start":
+        return _start(mgr, args)
+    if args.action == "tail":
+        return _tail(mgr, args)
+    if args.action == "show":
+        print(json.dumps(mgr.get(args.run_id).to_dict(), indent=2, default=str))
+    elif args.action == "cancel":
+        info = mgr.cancel(args.run_id)
+        if args.wait:
+            info = mgr.wait(args.run_id)
+        print(f"{info.run_id} {info.state}")
+    elif args.action == "delete":
+        mgr.delete(args.run_id)
+        print(f"deleted {args.run_id}")
+    return 0

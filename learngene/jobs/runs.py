@@ -1,0 +1,264 @@
+"""The run folder: what a job is on disk, and how its files are read and written.
+
+One folder per run, `<runs>/<run_id>/`:
+
+| file | written by | content |
+| --- | --- | --- |
+| `config.json` | manager, once | the `JobSpec`, the full command line, created time, python, cwd, ticket |
+| `status.json` | supervisor (and a reader that finds the supervisor gone), atomically | state, pids, times |
+| `cancel_requested.json` | manager | present once a cancel was asked for |
+| `log.txt` | worker (stdout + stderr) | plain text |
+| `supervisor.log` | supervisor (stdout + stderr) | empty unless the supervisor itself failed |
+| `metrics.jsonl`, `progress.json`, `outputs/` | worker | see `learngene.runlog` |
+
+Status writes go through `update_status`, which holds `.status.lock` for a read-modify-write, so
+the supervisor and a reader that records a verdict never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from learngene.errors import ConfigError
+from learngene.jobs.slots import DEVICES, Device, flocked
+from learngene.runlog import PROGRESS_FILE, atomic_write_json, read_json
+
+State = Literal["queued", "running", "done", "failed", "cancelled", "diverged"]
+STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled", "diverged")
+LIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
+TERMINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled", "diverged"})
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+CANCEL_FILE = "cancel_requested.json"
+LOG_FILE = "log.txt"
+SUPERVISOR_LOG = "supervisor.log"
+OUTPUTS_DIR = "outputs"
+SUPERVISOR_LOCK = ".supervisor.lock"
+STATUS_LOCK = ".status.lock"
+
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z][a-z0-9_]{0,31}-[0-9a-f]{6}$")
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_COMMAND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass
+class JobSpec:
+    """What to run: `python -m learngene <argv...>` on a device, with labels for the UI.
+
+    Attributes:
+        argv: the arguments after `python -m learngene`, command name first.
+        kind: a short label such as "train"; defaults to the command name.
+        device: the device the run holds while it works ("cuda" is one slot, "cpu" a pool).
+        name: a human label; defaults to `kind`.
+        group: ties runs into one comparison, e.g. a learngene run and its baseline.
+        role: the part a run plays in its group, e.g. "learngene" or "baseline".
+        tags: free JSON-able labels.
+        pass_run_dir: also append `--run-dir <run folder>` to argv (the env var is always set).
+    """
+
+    argv: list[str]
+    kind: str = ""
+    device: Device = "cpu"
+    name: str = ""
+    group: str | None = None
+    role: str | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+    pass_run_dir: bool = True
+
+    def validated(self) -> JobSpec:
+        """A checked copy with defaults filled in; raises ConfigError on bad input."""
+        if not isinstance(self.argv, (list, tuple)) or not self.argv:
+            raise ConfigError("JobSpec.argv must be a non-empty list: the command and its arguments")
+        argv = [str(a) for a in self.argv]
+        if any("\0" in a for a in argv):
+            raise ConfigError("JobSpec.argv must not contain NUL characters")
+        if not _COMMAND_RE.match(argv[0]):
+            raise ConfigError(f"JobSpec.argv[0] must be a learngene command name, got {argv[0]!r}")
+        kind = self.kind or argv[0]
+        if not _KIND_RE.match(kind):
+            raise ConfigError(f"JobSpec.kind must be lower-case letters, digits, '_' or '-', got {kind!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"JobSpec.device must be one of {DEVICES}, got {self.device!r}")
+        for label in ("name", "group", "role"):
+            value = getattr(self, label)
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise ConfigError(f"JobSpec.{label} must be a string of at most 200 characters")
+        try:
+            tags = json.loads(json.dumps(dict(self.tags)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"JobSpec.tags must be a JSON-able dict: {exc}") from None
+        return dataclasses.replace(
+            self, argv=argv, kind=kind, name=self.name or kind, tags=tags, pass_run_dir=bool(self.pass_run_dir)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """Build from a `config.json` entry, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A snapshot of one run, derived from its folder."""
+
+    run_id: str
+    path: Path
+    state: State
+    spec: JobSpec
+    command: list[str]
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    reason: str | None
+    log_tail: str | None
+    progress: dict[str, Any] | None
+    status: dict[str, Any]
+
+    @property
+    def live(self) -> bool:
+        """Queued or running."""
+        return self.state in LIVE_STATES
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the worker ran (so far, if it still runs)."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["path"] = str(self.path)
+        out["duration_s"] = self.duration_s
+        return out
+
+
+def new_run_id(kind: str) -> str:
+    """`YYYYmmdd-HHMMSS-<kind>-<6 hex>`: sortable, readable and unique enough with a mkdir check."""
+    slug = kind.lower().replace("-", "_")[:32]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+
+
+def resolve_run_dir(runs_dir: Path, run_id: str) -> Path:
+    """The folder of `run_id` inside `runs_dir`; raises ConfigError for anything that is not a run id."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise ConfigError(
+            f"{run_id!r} is not a run id (expected e.g. 20250101-120000-train-a1b2c3); "
+            "list runs with `python -m learngene jobs list`"
+        )
+    root = runs_dir.resolve()
+    path = (root / run_id).resolve()
+    if path.parent != root:
+        raise ConfigError(f"run id {run_id!r} points outside the runs folder {root}")
+    return path
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """The run's config.json, or None if the folder is not a (complete) run."""
+    try:
+        cfg = read_json(run_dir / CONFIG_FILE)
+    except (OSError, ValueError):
+        return None
+    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("spec"), dict) else None
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status.json; an unreadable one reads as a failed run that says why."""
+    try:
+        status = read_json(run_dir / STATUS_FILE)
+    except (OSError, ValueError) as exc:
+        return {"state": "failed", "reason": f"status.json is unreadable: {exc}"}
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        return {"state": "queued"} if status is None else {"state": "failed", "reason": "status.json is invalid"}
+    return status
+
+
+def update_status(run_dir: Path, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+    """Read-modify-write status.json under the run's status lock; `change` returns None to keep it."""
+    with flocked(run_dir / STATUS_LOCK):
+        current = read_status(run_dir)
+        new = change(dict(current))
+        if new is None or new == current:
+            return current
+        new["updated_at"] = time.time()
+        atomic_write_json(run_dir / STATUS_FILE, new)
+        return new
+
+
+def read_progress(run_dir: Path) -> dict[str, Any] | None:
+    """The worker's progress.json ({"done", "total", "message"}), or None if absent or unreadable."""
+    try:
+        progress = read_json(run_dir / PROGRESS_FILE)
+    except (OSError, ValueError):
+        return None
+    return progress if isinstance(progress, dict) else None
+
+
+def cancel_requested(run_dir: Path) -> bool:
+    return (run_dir / CANCEL_FILE).exists()
+
+
+def tail_lines(path: Path, n_lines: int, max_bytes: int = 1 << 20) -> str:
+    """The last `n_lines` lines of a text file (reads at most `max_bytes` from its end)."""
+    if n_lines <= 0:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            block = 8192
+            while True:
+                start = max(0, size - block)
+                f.seek(start)
+                data = f.read(size - start)
+                if start == 0 or data.count(b"\n") > n_lines or block >= max_bytes:
+                    break
+                block *= 4
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and lines:
+        lines = lines[1:]  # the first line read is probably cut
+    return "\n".join(lines[-n_lines:])
+
+
+def failure_tail(run_dir: Path, n_lines: int = 40) -> str:
+    """The end of the worker log, plus the supervisor's own log when it wrote anything."""
+    text = tail_lines(run_dir / LOG_FILE, n_lines)
+    sup = tail_lines(run_dir / SUPERVISOR_LOG, n_lines // 2)
+    if sup.strip():
+        text = f"{text}\n--- supervisor.log ---\n{sup}" if text else f"--- supervisor.log ---\n{sup}"
+    return text
+
+
+def build_info(run_id: str, run_dir: Path, config: dict[str, Any], status: dict[str, Any]) -> RunInfo:
+    """Assemble a RunInfo from the files already read."""
+    return RunInfo(
+        run_id=run_id,
+        path=run_dir,
+        state=status["state"],
+        spec=JobSpec.from_dict(config["spec"]),
+        command=list(config.get("command", [])),
+        created_at=float(config.get("created_at", 0.0)),
+        started_at=status.get("started_at"),
+        ended_at=status.get("ended_at"),
+        exit_code=status.get("exit_code"),
+        reason=status.get("reason"),
+        log_tail=status.get("log_tail"),
+        progress=read_progress(run_dir),
+        status=status,
+    )

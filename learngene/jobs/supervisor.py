@@ -1,0 +1,293 @@
+"""The per-run supervisor: `python -m learngene.jobs.supervisor <run folder>`.
+
+The job manager launches one detached supervisor per run (its own session, so it outlives the web
+server). The supervisor:
+
+1. holds `<run>/.supervisor.lock` for its whole life (readers probe it to see that it lives);
+2. waits, status "queued", until its run is the oldest live waiter for its device and a device slot
+   is free (see `learngene.jobs.slots`);
+3. starts the worker `python -m learngene <argv>` in a new process group, output to `<run>/log.txt`,
+   passing it the slot lock so the slot stays taken while any process of the run lives;
+4. refreshes a heartbeat in status.json about every second, and on a cancel request sends SIGTERM to
+   the worker's group, then SIGKILL after the grace period;
+5. records done (exit 0), diverged (exit 3), failed (anything else, with the log tail) or cancelled.
+
+It never imports torch or the command modules; all of its state lives in the run folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from learngene.jobs import procs, slots
+from learngene.jobs.health import DEFAULT_STALE_AFTER_S, dequeue_run, reconcile
+from learngene.jobs.runs import (
+    CANCEL_FILE,
+    LOG_FILE,
+    RUN_ID_RE,
+    SUPERVISOR_LOCK,
+    TERMINAL_STATES,
+    cancel_requested,
+    failure_tail,
+    read_config,
+    read_status,
+    update_status,
+)
+from learngene.runlog import EXIT_DIVERGED, RUN_DIR_ENV, atomic_write_json
+
+HEARTBEAT_S = 1.0
+WORKER_POLL_S = 0.1
+QUEUE_POLL_S = 0.2
+HOLDER_CHECK_S = 2.0  # how often a blocked waiter checks that the runs holding its device still live
+
+
+class _Abort(Exception):
+    """Someone else already recorded a final state for this run (e.g. a reader's verdict)."""
+
+
+class Supervisor:
+    """Runs one job from its folder; see the module docstring."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]):
+        self.run_dir = run_dir
+        self.runs_dir = run_dir.parent
+        self.config = config
+        self.device = config["spec"]["device"]
+        self.ticket = int(config["ticket"])
+        self.grace_s = float(config.get("grace_s", 5.0))
+        self.stale_after_s = float(config.get("stale_after_s", DEFAULT_STALE_AFTER_S))
+        self.worker: subprocess.Popen | None = None
+        self.worker_start: int | None = None
+        self._stop_signal: int | None = None
+        self._last_beat = 0.0
+
+    # -- status -----------------------------------------------------------------------------------
+    def beat(self, force: bool = False, **fields: Any) -> None:
+        """Refresh the heartbeat (at most every HEARTBEAT_S unless forced) and merge `fields`."""
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_S:
+            return
+
+        def change(status: dict[str, Any]) -> dict[str, Any]:
+            if status.get("state") in TERMINAL_STATES:
+                raise _Abort(status["state"])
+            return {**status, **fields, "heartbeat_mono": now, "heartbeat_at": time.time()}
+
+        update_status(self.run_dir, change)
+        self._last_beat = now
+
+    def finish(self, state: str, reason: str | None, exit_code: int | None = None, tail: bool = False) -> None:
+        """Record the final state (unless one was already recorded) and leave the queue."""
+
+        def change(status: dict[str, Any]) -> dict[str, Any] | None:
+            if status.get("state") in TERMINAL_STATES:
+                return None
+            return {
+                **status,
+                "state": state,
+                "reason": reason,
+                "exit_code": exit_code,
+                "ended_at": time.time(),
+                "log_tail": failure_tail(self.run_dir) if tail else None,
+            }
+
+        update_status(self.run_dir, change)
+        dequeue_run(self.run_dir, self.config)
+
+    def cancelling(self) -> bool:
+        """True once a cancel was requested (by file, or by a signal to this supervisor)."""
+        if self._stop_signal is not None and not cancel_requested(self.run_dir):
+            who = f"supervisor received {procs.signal_name(self._stop_signal)}"
+            atomic_write_json(self.run_dir / CANCEL_FILE, {"requested_at": time.time(), "by": who})
+        return cancel_requested(self.run_dir)
+
+    # -- queue ------------------------------------------------------------------------------------
+    def first_in_line(self) -> bool:
+        """True when no older run still waits for this device (stale queue files are cleared)."""
+        me = (self.ticket, self.run_dir.name)
+        for entry in slots.waiting(self.runs_dir, self.device):
+            if entry >= me:
+                return True
+            other = self.runs_dir / entry[1]
+            cfg = read_config(other)
+            if cfg is not None:
+                status = reconcile(other, cfg, read_status(other), self.stale_after_s)
+                if status.get("state") not in TERMINAL_STATES:
+                    return False
+            slots.dequeue(self.runs_dir, self.device, *entry)
+        return True
+
+    def check_holders(self) -> None:
+        """Judge the running runs of this device, so that a worker orphaned by a dead supervisor is
+        killed and frees its slot even when no dashboard is looking."""
+        for name in os.listdir(self.runs_dir):
+            other = self.runs_dir / name
+            if name == self.run_dir.name or not RUN_ID_RE.match(name):
+                continue
+            status = read_status(other)
+            cfg = read_config(other) if status.get("state") == "running" else None
+            if cfg is not None and cfg["spec"].get("device") == self.device:
+                reconcile(other, cfg, status, self.stale_after_s)
+
+    def wait_for_slot(self) -> tuple[int, Path] | None:
+        """Block until this run holds a device slot; None if it was cancelled while queued."""
+        paths = slots.slot_paths(self.runs_dir, self.device, int(self.config.get("max_cpu_jobs", 1)))
+        last_check = time.monotonic()
+        while True:
+            if self.cancelling():
+                return None
+            if self.first_in_line():
+                slot = slots.try_acquire(paths)
+                if slot is not None:
+                    return slot
+                if time.monotonic() - last_check > HOLDER_CHECK_S:
+                    self.check_holders()
+                    last_check = time.monotonic()
+            self.beat()
+            time.sleep(QUEUE_POLL_S)
+
+    # -- worker -----------------------------------------------------------------------------------
+    def worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[RUN_DIR_ENV] = str(self.run_dir)
+        env["LEARNGENE_RUN_ID"] = self.run_dir.name
+        env["LEARNGENE_DEVICE"] = self.device
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""  # a cpu run must not take GPU memory behind the lock
+        return env
+
+    def launch(self, slot_fd: int) -> bool:
+        """Start the worker in its own process group; False (and a failed status) if it cannot start."""
+        with open(self.run_dir / LOG_FILE, "ab") as log:
+            try:
+                self.worker = subprocess.Popen(
+                    self.config["command"],
+                    cwd=self.config.get("cwd") or None,
+                    env=self.worker_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(slot_fd,),
+                    close_fds=True,
+                )
+            except OSError as exc:
+                self.finish("failed", f"could not start the worker: {exc}", tail=True)
+                return False
+        pid = self.worker.pid
+        self.worker_start = procs.start_ticks(pid)
+        self.beat(
+            force=True,
+            state="running",
+            worker_pid=pid,
+            worker_pgid=pid,
+            worker_start=self.worker_start,
+            started_at=time.time(),
+        )
+        return True
+
+    def watch(self) -> tuple[int, bool, bool]:
+        """Wait for the worker, escalating a cancel; returns (return code, SIGTERMed, SIGKILLed)."""
+        assert self.worker is not None
+        term_at: float | None = None
+        killed = False
+        while True:
+            try:
+                return self.worker.wait(timeout=WORKER_POLL_S), term_at is not None, killed
+            except subprocess.TimeoutExpired:
+                pass
+            if term_at is None and self.cancelling():
+                term_at = time.monotonic()
+                procs.kill_group(self.worker.pid, self.worker_start, signal.SIGTERM)
+            elif term_at is not None and not killed and time.monotonic() - term_at > self.grace_s:
+                procs.kill_group(self.worker.pid, self.worker_start, signal.SIGKILL)
+                killed = True
+            self.beat()
+
+    def kill_worker_group(self) -> None:
+        """SIGKILL whatever is left of the worker's process group (children it left behind)."""
+        if self.worker is not None:
+            procs.kill_group(self.worker.pid, self.worker_start, signal.SIGKILL)
+
+    def record_exit(self, rc: int, signalled: bool, killed: bool) -> None:
+        """Map the worker's end to a final state; a cancel wins unless the worker finished first."""
+        if self.cancelling() and (signalled or rc != 0):
+            extra = f" (SIGKILL after a {self.grace_s:g} s grace period)" if killed else ""
+            self.finish("cancelled", f"cancelled on request{extra}", rc)
+        elif rc == 0:
+            self.finish("done", None, rc)
+        elif rc == EXIT_DIVERGED:
+            self.finish("diverged", "the worker reported a diverged run (exit code 3)", rc, tail=True)
+        elif rc < 0:
+            self.finish("failed", f"killed by signal {-rc} ({procs.signal_name(-rc)})", rc, tail=True)
+        else:
+            self.finish("failed", f"exited with code {rc}", rc, tail=True)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        me = os.getpid()
+        self.beat(
+            force=True,
+            state="queued",
+            supervisor_pid=me,
+            supervisor_start=procs.start_ticks(me),
+            boot_id=procs.boot_id(),
+        )
+        slot = self.wait_for_slot()
+        if slot is None:
+            self.finish("cancelled", "cancelled while queued")
+            return 0
+        slot_fd, _ = slot
+        try:
+            dequeue_run(self.run_dir, self.config)
+            if not self.launch(slot_fd):
+                return 0
+            rc, signalled, killed = self.watch()
+            self.kill_worker_group()  # children it left behind must not keep the slot
+            self.record_exit(rc, signalled, killed)
+        finally:
+            self.kill_worker_group()
+            os.close(slot_fd)
+        return 0
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signum
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m learngene.jobs.supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(args[0]).resolve()
+    config = read_config(run_dir)
+    if config is None:
+        print(f"error: {run_dir} has no readable config.json", file=sys.stderr)
+        return 2
+    lock_fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits
+    sup = Supervisor(run_dir, config)
+    try:
+        return sup.run()
+    except _Abort:
+        sup.kill_worker_group()
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        sup.kill_worker_group()
+        sup.finish("failed", f"supervisor error: {exc!r}", tail=True)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
