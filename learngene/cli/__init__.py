@@ -1,31 +1,51 @@
 """Command-line entry point.
 
-Every module in this package (other than ones starting with `_`) is a command: it defines
-`NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`. Commands are discovered, so adding
-one means adding one file.
+Every module in this package (other than ones starting with `_`) is a command: it defines the
+constants `NAME` and `HELP`, `add_arguments(parser)` and `run(args) -> int`. Commands are
+discovered, so adding one means adding one file. Only the chosen command's module is imported
+(names and help texts are read from the source), so `python -m learngene jobs list` never pays
+for importing torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
-import pkgutil
 import sys
+from pathlib import Path
 
 from learngene.errors import LearngeneError
 from learngene.runlog import EXIT_FAILED, EXIT_USAGE
 
+_HERE = Path(__file__).parent
 
-def _commands() -> list:
-    mods = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
+
+def _constants(path: Path) -> dict[str, str]:
+    """The module-level string constants NAME and HELP of a command file, read without importing it."""
+    found: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            key = node.targets[0].id
+            if key in ("NAME", "HELP"):
+                found[key] = ast.literal_eval(node.value)
+    return found
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    """Command name -> (module name, help), sorted by name."""
+    out = {}
+    for path in sorted(_HERE.glob("*.py")):
+        if path.stem.startswith("_"):
             continue
-        mods.append(importlib.import_module(f"{__name__}.{info.name}"))
-    return sorted(mods, key=lambda m: m.NAME)
+        c = _constants(path)
+        assert "NAME" in c and "HELP" in c, f"{path} must define NAME and HELP string constants"
+        out[c["NAME"]] = (path.stem, c["HELP"])
+    return dict(sorted(out.items()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the `only` command's module is imported and gets its arguments (None: all)."""
     parser = argparse.ArgumentParser(
         prog="python -m learngene",
         description="Learngene Studio: condense an ancestry model into a learngene, inherit it into "
@@ -33,15 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in _commands():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+    for name, (module, help_text) in commands().items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            mod = importlib.import_module(f"{__name__}.{module}")
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=chosen or "")
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from learngene.train.trainer import TrainConfig
+from learngene.train.config import TrainConfig
 
 
 def add_run_dir(p: argparse.ArgumentParser) -> None:

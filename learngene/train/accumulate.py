@@ -15,7 +15,7 @@ import torch
 from learngene.data import ImageSet, holdout_split
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.reporting import Reporter
-from learngene.train.trainer import Trainer, TrainConfig
+from learngene.train.trainer import TrainConfig, Trainer
 
 
 def remap_labels(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
