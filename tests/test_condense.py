@@ -125,14 +125,25 @@ def test_methods_return_finite_matrix_of_right_shape(method, ds, vit):
 
 def test_cka_on_a_cnn_ancestry(ds):
     torch.manual_seed(0)
-    anc = create_model("lg_vgg_mini", num_classes=64)
-    assert pseudo_descendant_spec(anc, 16).overrides["cfg"] == [32, "M", 64, "M", 128, "M", 256, "M", 256]
+    anc = create_model("lg_vgg_mini", num_classes=64, cfg=[8, "M", 16, "M", 32, 32, "M", 64, 64, "M", 64, 64])
+    assert pseudo_descendant_spec(anc, 16).overrides["cfg"] == [8, "M", 16, "M", 32, "M", 64, "M", 64]
     r = condense(anc, ds, "cka", maps="gap", **{**TINY, "images": 24})
     assert r.array.shape == (8, 5) and np.isfinite(r.array).all()
     assert r.settings["features"] == "maps:gap"
 
 
+def test_auto_on_a_resnet_ancestry(ds):
+    torch.manual_seed(0)
+    anc = create_model("lg_resnet_mini", num_classes=64, channels=[8, 16, 32, 64])
+    r = condense(anc, ds, "auto", select="auto-paper", **{**TINY, "images": 24})
+    assert r.array.shape == (8, 4) and np.isfinite(r.array).all()
+    assert r.selected == [0, 1, 6, 7]  # the blocks of the first and last stage
+    assert r.settings["pd_spec"]["overrides"]["layers"] == [1, 1, 1, 1]
+
+
 def test_pseudo_descendant_specs():
+    vgg = create_model("lg_vgg_mini", num_classes=8)
+    assert pseudo_descendant_spec(vgg, 16).overrides["cfg"] == [32, "M", 64, "M", 128, "M", 256, "M", 256]
     vit = create_model("lg_vit_tiny", num_classes=8)
     assert pseudo_descendant_spec(vit, 16).overrides["depth"] == 4
     assert pseudo_descendant_spec(vit, 16, depth=3).overrides["depth"] == 3

@@ -9,7 +9,8 @@ from learngene.cli._common import add_data, add_run_dir
 from learngene.reporting import Reporter
 
 NAME = "condense"
-HELP = "compute an ancestry × pseudo-descendant similarity matrix (auto, cka, gradient, weights) and choose layers"
+HELP = ("compute an ancestry × pseudo-descendant similarity matrix (auto, cka, gradient, weights) and "
+        "choose the learngene layers")
 
 DEFAULT_ANCESTRY = "lg_vit_tiny.safetensors"
 
@@ -35,10 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ViT token treatment for CKA (default: mean of the patch tokens)")
     s.add_argument("--maps", choices=["flatten", "gap"], default="flatten",
                    help="CNN feature-map treatment for CKA (default: flatten)")
-    s.add_argument("--images", type=int, default=512, help="held-out open-world images to measure on (default: 512)")
+    s.add_argument("--images", type=int, default=512,
+                   help="held-out open-world images to measure on (default: 512)")
     s.add_argument("--pd-epochs", type=int, default=None,
-                   help="pseudo-descendant epochs for cka/auto; ancestry fine-tuning epochs for weights; "
-                        "epochs per task for gradient (default: 4 / 4 / 3 / 4)")
+                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4), ancestry "
+                        "fine-tuning (weights; default 3), epochs per task (gradient; default 4)")
     s.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="any other CondenseConfig field, e.g. --set tasks=4 --set lam=1.0 (repeatable)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto = CUDA when present")
@@ -94,10 +96,18 @@ def run(args: argparse.Namespace) -> int:
         result.save(out)
         rep.metric({"kind": "result", "similarity": str(out), "selected": result.selected,
                     "method": result.method, "elapsed_s": result.elapsed_s})
-    print(f"{result.method} similarity of {path.name} ({len(result.row_names)} layers × "
-          f"{len(result.col_names)} columns, {result.settings.get('features', '')}) in {result.elapsed_s:.1f} s")
+    features = f", {result.settings['features']}" if "features" in result.settings else ""
+    print(f"{result.method} similarity of {path.name} ({len(result.row_names)} × {len(result.col_names)}"
+          f"{features}) in {result.elapsed_s:.1f} s")
+    columns = {"gradient": "epochs of the task sequence (1 - active gradient fraction)",
+               "weights": "cosine of the layer's weights before/after fine-tuning"}
+    print(f"rows: ancestry layers; columns: {columns.get(result.method, 'pseudo-descendant layers')}")
     print(result.summary())
+    if result.method == "weights":
+        rel = ", ".join(f"{v:.4f}" for v in result.extras["relative_change"])
+        print(f"relative weight change per layer: {rel}")
     sel = result.selection
-    print(f"selected ({sel['how']}, rule {sel['rule']}): {result.selected} = {', '.join(result.selected_names)}")
+    names = ", ".join(result.selected_names)
+    print(f"selected ({sel['how']}, rule {sel['rule']}): {result.selected} = {names}")
     print(f"saved {out}")
     return 0

@@ -107,7 +107,7 @@ def condense(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown condensing method {method!r}; choose one of {', '.join(METHODS)}")
-    cfg = (config or CondenseConfig()).replace(**settings) if settings else (config or CondenseConfig()).validated()
+    cfg = (config or CondenseConfig()).replace(**settings)
     rule = rule or DEFAULT_RULE[method]
     family, names = family_of(ancestry), list(layer_view(ancestry).names)
     t0 = time.perf_counter()

@@ -65,7 +65,8 @@ class MatchingWeights(nn.Module):
             nn.init.ones_(net.bias)
 
     def forward(self, anc_feats: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([F.relu6(net(_gap(f))) for net, f in zip(self.nets, anc_feats, strict=True)], 1)  # (B, M, P)
+        w = [F.relu6(net(_gap(f))) for net, f in zip(self.nets, anc_feats, strict=True)]  # M × (B, P)
+        return torch.stack(w, 1)  # (B, M, P)
 
 
 class Adapters(nn.Module):
@@ -121,7 +122,6 @@ class _AutoLG:
         self.train_cfg = train_config(cfg, cfg.pd_epochs, cfg.pd_lr, cfg.pd_batch_size)
         self.opt = make_optimizer([*self.pd.parameters(), *self.adapters.parameters()], self.train_cfg)
         self.meta_opt = torch.optim.Adam(self.weights.parameters(), lr=cfg.meta_lr)
-        self.names = [n for n, _ in self.pd.named_parameters()]
 
     def _pd_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor):
         with _capture(self.pd_layers) as store:
@@ -141,7 +141,9 @@ class _AutoLG:
             ce = F.cross_entropy(logits, y)
             loss = ce + self.cfg.lam * match
             grads = torch.autograd.grad(loss, [*params.values(), *adapt], create_graph=True)
-            stepped = {k: p - self.cfg.inner_lr * g for (k, p), g in zip(params.items(), grads[:len(params)], strict=True)}
+            theta_grads = grads[:len(params)]  # the adapters' gradients come after
+            stepped = {k: p - self.cfg.inner_lr * g
+                       for (k, p), g in zip(params.items(), theta_grads, strict=True)}
             meta_ce = F.cross_entropy(functional_call(self.pd, stepped, (x_next,)), y_next)
             meta_grads = torch.autograd.grad(meta_ce, list(self.weights.parameters()))
         for p, g in zip(self.weights.parameters(), meta_grads, strict=True):

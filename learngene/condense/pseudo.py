@@ -96,7 +96,8 @@ def pseudo_descendant_spec(ancestry: nn.Module, num_classes: int, depth: int | N
     family, view = family_of(ancestry), layer_view(ancestry)
     n = len(view)
     if depth is not None and family != "vit":
-        raise ConfigError(f"pd_depth is supported for ViT ancestries only (this one is a {family}); leave it unset")
+        raise ConfigError(f"pd_depth is supported for ViT ancestries only (this one is a {family}); "
+                          "leave it unset")
     if family == "vit":
         d = depth if depth is not None else max(1, n // 2)
         if not 1 <= d <= n:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -136,15 +137,32 @@ class SimilarityResult:
             raise CheckpointError(f"cannot read similarity result {path}: {exc}") from exc
         return cls.from_dict(data, source=str(path))
 
-    def summary(self, width: int = 7) -> str:
-        """A plain-text table: matrix rows with their score, selected layers marked with '*'."""
-        head = " " * 16 + "".join(f"{c[:width]:>{width + 1}}" for c in self.col_names) + f"{'score':>{width + 2}}"
-        lines = [head]
+    def summary(self, width: int = 7, max_cols: int = 12) -> str:
+        """A plain-text table: matrix rows with their score, selected layers marked with '*'.
+
+        More than `max_cols` columns are shown as `max_cols` evenly spaced ones.
+        """
+        cols = list(range(len(self.col_names)))
+        if len(cols) > max_cols:
+            cols = sorted({round(i * (len(cols) - 1) / (max_cols - 1)) for i in range(max_cols)})
+        heads = _short_names([self.col_names[c] for c in cols])
+        lines = [" " * 16 + "".join(f"{h[-width:]:>{width + 1}}" for h in heads) + f"{'score':>{width + 2}}"]
         for i, (name, row) in enumerate(zip(self.row_names, self.matrix, strict=True)):
-            cells = "".join(f"{_fmt(v):>{width + 1}}" for v in row)
+            cells = "".join(f"{_fmt(row[c]):>{width + 1}}" for c in cols)
             mark = "*" if i in self.selected else " "
-            lines.append(f"{mark} {name[:13]:<13} {cells}{_fmt(self.scores[i]):>{width + 2}}")
+            lines.append(f"{mark} {name[-13:]:<13} {cells}{_fmt(self.scores[i]):>{width + 2}}")
+        if len(cols) < len(self.col_names):
+            lines.append(f"({len(cols)} of {len(self.col_names)} columns shown)")
         return "\n".join(lines)
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """Drop a common prefix that ends at a separator ('blocks.0', 'blocks.1' → '0', '1')."""
+    if len(names) < 2:
+        return names
+    prefix = os.path.commonprefix(names)
+    cut = max(prefix.rfind("."), prefix.rfind(" ")) + 1
+    return [n[cut:] for n in names]
 
 
 def _num(v: Any) -> float | None:

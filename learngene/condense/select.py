@@ -112,7 +112,8 @@ def _auto_paper(n: int, family: str, names: Sequence[str] | None) -> list[int]:
     if family == "resnet":
         stages = _stages(names, n)
         return sorted(set(stages[0]) | set(stages[-1]))
-    ref, front, back = (_VGG_REF, _VGG_FRONT, _VGG_BACK) if family == "vgg" else (_VIT_REF, _VIT_FRONT, _VIT_BACK)
+    vgg = family == "vgg"
+    ref, front, back = (_VGG_REF, _VGG_FRONT, _VGG_BACK) if vgg else (_VIT_REF, _VIT_FRONT, _VIT_BACK)
     if n < 2:
         raise ConfigError(f"auto-paper needs at least 2 layers, the model has {n}")
     f, b = _scaled(front, n, ref), _scaled(back, n, ref)
