@@ -33,6 +33,21 @@ def color_of(series: str, i: int = 0) -> str:
     return MODEL_COLORS.get(series, PALETTE[i % len(PALETTE)])
 
 
+def series_style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(colour, dash) per series. A plain role keeps its colour; "<run> · <role>" series get one colour
+    per run, and the baseline of every run is dashed, so many overlaid runs stay readable."""
+    runs: dict[str, int] = {}
+    out = {}
+    for name in names:
+        run, sep, role = str(name).rpartition(" · ")
+        if not sep:
+            out[name] = (color_of(str(name), len(out)), "dash" if name == "baseline" else "solid")
+            continue
+        idx = runs.setdefault(run, len(runs))
+        out[name] = (PALETTE[idx % len(PALETTE)], "dash" if role == "baseline" else "solid")
+    return out
+
+
 # ---------------------------------------------------------------- similarity
 
 
@@ -157,11 +172,13 @@ def idea_figure(ancestry: Sequence[str], chosen: Sequence[int], descendant: Sequ
         y0 = (height - len(boxes)) / 2
         for j, (_label, kind) in enumerate(boxes):
             color = KIND_COLORS.get(kind, RANDOM) if title != "ancestry" or kind == "inherit" else "#e9ecef"
-            fig.add_shape(type="rect", x0=x * 3, x1=x * 3 + 2, y0=y0 + j, y1=y0 + j + 0.85,
+            fig.add_shape(type="rect", x0=x * 3, x1=x * 3 + 2, y0=y0 + j, y1=y0 + j + 0.85, layer="below",
                           fillcolor=color, line=dict(color="white"))
+        dark = [kind in ("inherit", "stem", "head") and (title != "ancestry" or kind == "inherit") for _, kind in boxes]
         fig.add_trace(go.Scatter(
             x=[x * 3 + 1] * len(boxes), y=[y0 + j + 0.42 for j in range(len(boxes))], mode="text",
-            text=[b[0] for b in boxes], showlegend=False, hoverinfo="text", name=title))
+            text=[b[0] for b in boxes], showlegend=False, hoverinfo="text", name=title,
+            textfont=dict(color=["white" if d else "#1f2933" for d in dark])))
         fig.add_annotation(x=x * 3 + 1, y=height + 0.4, text=f"<b>{title}</b>", showarrow=False)
     for x in (2.1, 5.1):
         fig.add_annotation(x=x + 0.8, y=height / 2, ax=x, ay=height / 2, xref="x", yref="y", axref="x",
@@ -240,8 +257,9 @@ def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float =
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"),
                         horizontal_spacing=0.08)
     xcol = "time" if x == "time" else "epoch"
-    for i, (name, g) in enumerate(frame.groupby("series", sort=False)):
-        color = color_of(str(name), i)
+    styles = series_style(list(dict.fromkeys(frame["series"])))
+    for name, g in frame.groupby("series", sort=False):
+        color, dash = styles[name]
         for col, metric in ((1, "train_loss"), (2, "test_acc")):
             gx, gy = g[xcol].to_numpy(), g[metric].to_numpy(dtype=float)
             ok = np.isfinite(gy)  # accuracy is measured every `eval_every` epochs only
@@ -249,7 +267,7 @@ def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float =
             fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=color, width=1), opacity=0.3,
                                      name=f"{name} (raw)", legendgroup=str(name), showlegend=False,
                                      hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>"), row=1, col=col)
-            fig.add_trace(go.Scatter(x=gx, y=ema(gy, smoothing), mode="lines", line=dict(color=color, width=2.5),
+            fig.add_trace(go.Scatter(x=gx, y=ema(gy, smoothing), mode="lines", line=dict(color=color, width=2.5, dash=dash),
                                      name=str(name), legendgroup=str(name), showlegend=col == 1,
                                      hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"), row=1, col=col)
     xtitle = "wall-clock seconds" if xcol == "time" else "epoch"
@@ -259,7 +277,9 @@ def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float =
     if target is not None:
         fig.add_hline(y=target, line_dash="dash", line_color="#888", row=1, col=2)
     fig.update_layout(hovermode="x unified")
-    return _layout(fig, title, height=380)
+    _layout(fig, title, height=400)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(b=40))
+    return fig
 
 
 # ---------------------------------------------------------------- sweeps

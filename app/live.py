@@ -46,13 +46,12 @@ def metrics(run_id: str) -> list[dict]:
 
 def curves_frame(infos: list[Any]) -> pd.DataFrame:
     """Epoch curves of several runs; series = model role, prefixed by the run name when several runs."""
-    frames = []
-    for info in infos:
-        df = figures.curves_frame(metrics(info.run_id))
-        if len(infos) > 1 and not df.empty:
+    frames = [(info, figures.curves_frame(metrics(info.run_id))) for info in infos]
+    frames = [(info, df) for info, df in frames if not df.empty]
+    if len(frames) > 1:  # several runs with curves: name each series after its run too
+        for info, df in frames:
             df["series"] = f"{info.spec.name} · " + df["series"]
-        frames.append(df)
-    frames = [f for f in frames if not f.empty]
+    frames = [df for _, df in frames]
     return pd.concat(frames, ignore_index=True) if frames else figures.curves_frame([])
 
 
@@ -135,8 +134,11 @@ def demo_ui() -> None:
 
 
 def _demo(was_live: bool) -> None:
+    changed = False
     with widgets.error_box("demo"):
-        pipeline.advance_demo()
+        changed = pipeline.advance_demo()
+    if changed:
+        st.rerun()  # the learngene changed: redraw the whole page (and keep polling the new train run)
     demo = state.get().demo
     ids = [demo[k] for k in ("condense", "train") if demo.get(k)]
     _watch(ids, "demo", False, curves=True, summary=True)

@@ -139,19 +139,22 @@ def demo_waiting() -> bool:
         return False
 
 
-def advance_demo() -> None:
-    """If the demo's condense run is done, adopt its layers and start the train run (once)."""
+def advance_demo() -> bool:
+    """If the demo's condense run is done, adopt its layers and start the train run (once).
+
+    Returns True when it changed the state (the layers, or the demo's error), so the page can redraw.
+    """
     from learngene.jobs import JobSpec
 
     demo = dict(state.get().demo)
     if not demo.get("condense") or demo.get("train") or demo.get("error"):
-        return
+        return False
     info = resources.jobs().get(demo["condense"])
     if info.live:
-        return
+        return False
     if info.state != "done":
         state.update(demo={**demo, "error": f"the demo's condense run {info.state}: {info.reason or ''}"})
-        return
+        return True
     sim = resources.load_similarity(output_path(info, "similarity.json"))
     layers = list(sim.selected)
     recipe = {"placement": "original", "stem": "inherit"}
@@ -161,6 +164,7 @@ def advance_demo() -> None:
     s = state.get()
     state.update(demo={**demo, "train": run_id}, layers=layers, similarity_run=info.run_id,
                  watched=[run_id, *[w for w in s.watched if w != run_id]][:4])
+    return True
 
 
 # ------------------------------------------------------------------ similarity results

@@ -78,16 +78,17 @@ def card_ui(anc: resources.Ancestry) -> None:
     """The ancestry's model card: data, accuracy, size, how it was made."""
     card = anc.card_dict
     spec = card.get("spec", {})
-    c = st.columns(4)
-    c[0].metric("architecture", spec.get("arch", "?"))
-    c[1].metric("integral layers", anc.n_layers)
-    c[2].metric("parameters", f"{anc.total_params / 1e6:.2f} M")
+    c = st.columns(3)
+    c[0].metric("integral layers", anc.n_layers)
+    c[1].metric("parameters", f"{anc.total_params / 1e6:.2f} M")
     acc = card.get("base_accuracy")
-    c[3].metric("base-class accuracy", f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a")
+    c[2].metric("base-class accuracy", f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a")
     split = card.get("split") or {}
-    sizes = {k: len(v) for k, v in split.items() if isinstance(v, list)}
-    st.caption(f"data: **{card.get('dataset', '?')}** · split {sizes or '?'} · epochs {card.get('epochs', '?')} · "
-               f"seed {card.get('seed', '?')} · family {anc.family} · file `{anc.path}`")
+    parts = ", ".join(f"{len(split[k])} {k.replace('_', '-')}" for k in ("base", "open_world", "novel")
+                      if isinstance(split.get(k), list))
+    st.caption(f"**{spec.get('arch', '?')}** ({anc.family}) · data **{card.get('dataset', '?')}**"
+               f"{f' ({parts} classes)' if parts else ''} · epochs {card.get('epochs', '?')} · "
+               f"seed {card.get('seed', '?')} · `{anc.path}`")
     if card.get("command"):
         st.code(card["command"], language="bash")
 

@@ -45,7 +45,7 @@ with right:
     lg = sum(anc.layer_params[i] for i in layers)
     st.metric("layers", f"{len(layers)} of {anc.n_layers}", help=", ".join(anc.names[i] for i in layers))
     st.metric("size", f"{lg / 1e6:.3f} M params", f"{lg / max(anc.total_params, 1):.0%} of the ancestry",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")
     st.caption("Choose other layers on the **Similarity** and **Learngene** pages.")
 
 st.divider()

@@ -83,7 +83,7 @@ else:
         recipe = descendant.build(anc, layers, new_cfg)
         left, right = st.columns([3, 2])
         with left:
-            st.plotly_chart(figures.descendant_stack(descendant.stack_slots(recipe, anc), title="descendant"),
+            st.plotly_chart(figures.descendant_stack(descendant.stack_slots(recipe, anc)),
                             key="lg-stack", config={"displayModeBar": False})
         with right:
             sizes = descendant.sizes(recipe, anc, layers)
@@ -91,7 +91,7 @@ else:
                             config={"displayModeBar": False})
             share = sizes["learngene + stem"] / max(anc.total_params, 1)
             st.metric("learngene (layers + stem)", f"{sizes['learngene + stem']:,} params", f"{share:.1%} of the ancestry",
-                      delta_color="off")
+                      delta_color="off", delta_arrow="off")
         with st.expander("recipe as text"):
             st.code(recipe.describe(anc.names), language="text")
 

@@ -391,6 +391,9 @@ def test_curves_figure_ema_and_raw_lines():
     raw = [t for t in fig.data if t.name.endswith("(raw)")]
     assert all(t.opacity < 1 for t in raw)
     assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "epoch"
+    style = figures.series_style(["r1 · learngene", "r1 · baseline", "r2 · learngene"])
+    assert style["r1 · learngene"][0] == style["r1 · baseline"][0] != style["r2 · learngene"][0]
+    assert style["r1 · baseline"][1] == "dash"
     assert np.allclose(figures.ema([1.0, 1.0, 1.0], 0.9), 1.0)  # debiased: a constant stays constant
     assert math.isclose(figures.ema([0.0, 1.0], 0.0)[1], 1.0)
 
