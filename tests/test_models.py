@@ -354,5 +354,10 @@ def test_cli_list_and_layers(tmp_path, capsys):
     path = save_checkpoint(model, tmp_path / "r.safetensors", _card(model))
     assert cli_main(["models", "layers", str(path), "--granularity", "stage"]) == 0
     assert "layer4" in capsys.readouterr().out
+    torch.save(model.state_dict(), tmp_path / "plain.pth")  # no card: the architecture comes from --arch
+    assert cli_main(["models", "layers", str(tmp_path / "plain.pth")]) == 1
+    assert "--arch" in capsys.readouterr().err
+    assert cli_main(["models", "layers", str(tmp_path / "plain.pth"), "--arch", "lg_resnet_mini", "--num-classes", "10"]) == 0
+    assert "layer4.1" in capsys.readouterr().out
     assert cli_main(["models", "layers", "no_such_net"]) == 2
     assert "lg_vit_tiny" in capsys.readouterr().err

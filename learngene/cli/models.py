@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target", help="a preset, a timm vit_/deit_/resnet/vgg name, a checkpoint (.safetensors with a "
         "card) or the name of a shipped checkpoint",
     )
+    p_layers.add_argument(
+        "--arch", default=None, help="architecture of a weights file that has no model card (loaded strictly)"
+    )
     p_layers.add_argument("--num-classes", type=int, default=_DEFAULT_CLASSES)
     p_layers.add_argument("--img-size", type=int, default=32, help="input resolution (default 32)")
     p_layers.add_argument("--granularity", choices=("auto", "block", "stage"), default="auto")
@@ -70,18 +73,20 @@ def _resolve_checkpoint(target: str) -> Path | None:
 
 
 def _load_target(args: argparse.Namespace) -> tuple[torch.nn.Module, str]:
-    from learngene.models import create_model, load_checkpoint
+    from learngene.models import create_model, load_checkpoint, load_weights
 
     ckpt = _resolve_checkpoint(args.target)
-    if ckpt is not None:
+    arch = args.arch if ckpt is not None and args.arch else args.target
+    if ckpt is not None and not args.arch:
         if args.overrides:
             raise ConfigError("--set applies to architectures, not checkpoints (their card fixes the spec)")
         model, card = load_checkpoint(ckpt)
         return model, f"{ckpt} ({card.spec.arch}, trained on {card.dataset or 'unknown data'})"
-    model = create_model(
-        args.target, args.num_classes, img_size=args.img_size, **_parse_overrides(args.overrides)
-    )
-    return model, args.target
+    model = create_model(arch, args.num_classes, img_size=args.img_size, **_parse_overrides(args.overrides))
+    if ckpt is not None:
+        load_weights(model, ckpt, strict=True)
+        return model, f"{ckpt} (as {arch})"
+    return model, arch
 
 
 def _fmt_params(n: int) -> str:
