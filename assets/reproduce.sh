@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 $PY -m learngene accumulate --arch lg_vit_tiny --images-per-class 300 --holdout-per-class 50 \
-    --epochs 20 --batch-size 128 --lr 2e-3 --warmup-epochs 2 --seed 0 --out assets/lg_vit_tiny.safetensors
+    --epochs 16 --batch-size 128 --lr 2e-3 --warmup-epochs 2 --seed 0 --out assets/lg_vit_tiny.safetensors
 $PY -m learngene accumulate --arch lg_resnet_mini --images-per-class 300 --holdout-per-class 50 \
-    --epochs 12 --batch-size 128 --lr 2e-3 --warmup-epochs 1 --seed 0 --out assets/lg_resnet_mini.safetensors
+    --epochs 10 --batch-size 128 --lr 2e-3 --warmup-epochs 1 --seed 0 --out assets/lg_resnet_mini.safetensors
