@@ -213,3 +213,28 @@ def test_cli_inherit(tmp_path, vit, capsys):
     assert load_learngene(out).layers == (2, 3)
     assert main(["inherit", "--ancestry", str(anc), "--layers", "0,9", "--out", str(out)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_cli_inherit_from_similarity(tmp_path, vit, capsys):
+    from learngene.condense.result import SimilarityResult
+
+    anc = save_checkpoint(vit, tmp_path / "anc.safetensors", ModelCard(spec=vit.lg_spec))
+    sha = json.loads((tmp_path / "anc.json").read_text())["sha256"]
+    names = layer_view(vit).names
+
+    def sim(selected, sha256, rows=names):
+        return SimilarityResult(method="cka", matrix=[[0.1, 0.2]] * len(rows), row_names=rows, col_names=["a", "b"],
+                                scores=[0.2] * len(rows), selected=selected, selection={"rule": "row_max"},
+                                settings={}, ancestry={"sha256": sha256}, elapsed_s=0.1)
+
+    good = sim([1, 2], sha).save(tmp_path / "sim.json")
+    out = tmp_path / "lg.safetensors"
+    assert main(["inherit", "--ancestry", str(anc), "--similarity", str(good), "--out", str(out)]) == 0
+    lg = load_learngene(out)
+    assert lg.layers == (1, 2) and lg.method == "cka" and lg.scores == [0.2] * 4
+    other = sim([1], "f" * 64).save(tmp_path / "other.json")
+    assert main(["inherit", "--ancestry", str(anc), "--similarity", str(other), "--out", str(out)]) == 2
+    assert "sha256" in capsys.readouterr().err
+    short = sim([1], sha, rows=names[:3]).save(tmp_path / "short.json")
+    assert main(["inherit", "--ancestry", str(anc), "--similarity", str(short), "--out", str(out)]) == 2
+    assert "scores 3 ancestry layers" in capsys.readouterr().err
