@@ -1,0 +1,133 @@
+"""`python -m learngene data info|preview`: inspect a data set and its class split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from learngene.data import DATASETS, ImageSet, load_dataset, preview_grid
+from learngene.errors import ConfigError, DataError
+
+NAME = "data"
+HELP = "Inspect a data set: classes, base/open-world/novel split, counts, and a preview grid."
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    names = ", ".join(DATASETS)
+    p.add_argument("--dataset", default="shapes", help=f"data set spec: {names} (default: shapes)")
+    p.add_argument("--data-root", default=None, help="folder holding downloaded data sets (cifar-100-python)")
+    p.add_argument("--download", action="store_true", help="allow downloading CIFAR-100 (needs internet)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed (shapes) / split shuffle (folder)")
+    p.add_argument(
+        "--images-per-class", type=int, default=None, help="use at most this many images per class"
+    )
+    p.add_argument("--image-size", type=int, default=32, help="side length in pixels (default 32)")
+    p.add_argument(
+        "--split-file", default=None, help='JSON {"base": [names], "open_world": [...], "novel": [...]}'
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `data info` and `data preview`."""
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+    epilog = "data sets:\n" + "\n".join(f"  {k:<15} {v}" for k, v in DATASETS.items())
+    kw = {"epilog": epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    info = sub.add_parser("info", help="print classes, split sizes, per-class counts and skipped files", **kw)
+    _dataset_args(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    prev = sub.add_parser("preview", help="write a PNG grid with a few images of each class", **kw)
+    _dataset_args(prev)
+    prev.add_argument("--out", required=True, help="output PNG path, e.g. grid.png")
+    prev.add_argument("--per-class", type=int, default=6, help="images per class (default 6)")
+    prev.add_argument("--part", choices=["all", "base", "open", "novel"], default="all", help="which classes")
+    prev.add_argument("--max-classes", type=int, default=100, help="show at most this many classes")
+    prev.add_argument("--scale", type=int, default=2, help="pixel upscaling factor (default 2)")
+
+
+def _load(args: argparse.Namespace) -> ImageSet:
+    return load_dataset(
+        args.dataset,
+        root=args.data_root,
+        seed=args.seed,
+        download=args.download,
+        images_per_class=args.images_per_class,
+        split_file=args.split_file,
+        image_size=args.image_size,
+    )
+
+
+def _info(ds: ImageSet) -> dict[str, Any]:
+    counts = ds.per_class_counts()
+    parts = {p: list(ds.split.classes(p)) for p in ("base", "open", "novel")}
+    part_of = {c: p for p, ids in parts.items() for c in ids}
+    summary = ds.summary()
+    summary["classes"] = [
+        {"id": c, "name": n, "part": part_of.get(c, "-"), "images": counts[c]}
+        for c, n in enumerate(ds.class_names)
+    ]
+    summary["skipped_files"] = ds.meta.get("skipped_files", [])
+    return summary
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    s = info["split_sizes"]
+    print(f"data set     {info['name']}")
+    print(f"images       {info['num_images']}  ({info['image_size']}x{info['image_size']} RGB)")
+    print(
+        f"classes      {info['num_classes']}  (base {s['base']} / open-world {s['open']} / novel {s['novel']})"
+    )
+    ipc = info["images_per_class"]
+    print(f"per class    {ipc['min']}..{ipc['max']} images")
+    print(f"skipped      {info['skipped']} undecodable file(s)")
+    for f in info["skipped_files"][:10]:
+        print(f"  skipped: {f}")
+    print()
+    print(f"{'id':>4}  {'part':<6} {'images':>6}  name")
+    for c in info["classes"]:
+        print(f"{c['id']:>4}  {c['part']:<6} {c['images']:>6}  {c['name']}")
+
+
+def _save_preview(ds: ImageSet, args: argparse.Namespace) -> Path:
+    from PIL import Image, ImageDraw
+
+    if args.per_class < 1 or args.scale < 1 or args.max_classes < 1:
+        raise ConfigError("--per-class, --scale and --max-classes must be at least 1")
+    classes = list(range(ds.num_classes)) if args.part == "all" else list(ds.split.classes(args.part))
+    classes = classes[: args.max_classes]
+    grid = preview_grid(ds, classes, args.per_class)  # (3, H, W)
+    img = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
+    label_w = 150
+    canvas = Image.new("RGB", (img.width + label_w, img.height), "white")
+    canvas.paste(img, (label_w, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = (ds.image_size + 2) * args.scale
+    for row, c in enumerate(classes):
+        draw.text(
+            (4, 2 * args.scale + row * row_h + row_h // 3), f"{c}: {ds.class_names[c]}"[:24], fill="black"
+        )
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(out, format="PNG")
+    except OSError as exc:
+        raise DataError(f"could not write the preview to {out}: {exc}") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `data info` or `data preview`."""
+    ds = _load(args)
+    if args.data_command == "info":
+        info = _info(ds)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_info(info)
+    else:
+        out = _save_preview(ds, args)
+        print(f"wrote {out}")
+    return 0

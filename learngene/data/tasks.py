@@ -1,0 +1,176 @@
+"""Few-shot descendant tasks (N-way K-shot) and seeded per-class hold-out splits.
+
+Sampling rule (what makes the sample-efficiency study fair): task `index` under `seed` draws its
+classes from a generator seeded by (seed, index) only, so the classes never depend on K. Each chosen
+class gets one seeded permutation of its images, from (seed, index, class id). The support set is
+the first K images of that permutation, so the K=5 support set is a prefix of the K=10 one. The
+test (query) set is the rest of the permutation after the first `reserve` images, where
+`reserve = max(K, min(SUPPORT_RESERVE, n_c // 2))` for a class with n_c images: with the default
+600 images per class the test set is identical for every K <= 20 (images 20.. of the permutation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from learngene.data.base import ImageSet, Part, derive_seed
+from learngene.errors import ConfigError, DataError
+
+SUPPORT_RESERVE = 20  # largest K for which the test set stays the same
+
+
+@dataclass
+class Task:
+    """One N-way K-shot classification task on global classes `classes`.
+
+    Attributes:
+        classes: global class ids; task label i means `classes[i]`.
+        train_x: uint8 (n_way * k_shot, 3, H, W) support images, class-major order.
+        train_y: int64 (n_way * k_shot,) labels in 0..n_way-1.
+        test_x: uint8 (M, 3, H, W) held-back query images of the same classes.
+        test_y: int64 (M,) labels in 0..n_way-1.
+        n_way: number of classes.
+        k_shot: support images per class.
+        seed: the seed the task was drawn with.
+        index: task number under that seed (task = f(seed, index)).
+        part: split part the classes come from.
+        train_index: indices of the support images in the source ImageSet.
+        test_index: indices of the query images in the source ImageSet.
+    """
+
+    classes: tuple[int, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    n_way: int
+    k_shot: int
+    seed: int
+    index: int = 0
+    part: str = "novel"
+    train_index: torch.Tensor | None = None
+    test_index: torch.Tensor | None = None
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, v in values.items():
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _class_name(ds: ImageSet, c: int) -> str:
+    return f"'{ds.class_names[c]}' (id {c})" if 0 <= c < ds.num_classes else f"id {c}"
+
+
+def _permuted_class(ds: ImageSet, c: int, *seed_parts: int) -> torch.Tensor:
+    """Indices of class `c` in a permutation seeded by `seed_parts` and the class id."""
+    idx = (ds.labels == c).nonzero().flatten()
+    gen = torch.Generator().manual_seed(derive_seed(*seed_parts, c))
+    return idx[torch.randperm(idx.numel(), generator=gen)]
+
+
+def sample_task(
+    ds: ImageSet,
+    part: Part = "novel",
+    n_way: int = 5,
+    k_shot: int = 10,
+    seed: int = 0,
+    test_per_class: int | None = None,
+    *,
+    index: int = 0,
+) -> Task:
+    """Draw one N-way K-shot task from the classes of split `part` (see the module doc for the rule).
+
+    Args:
+        ds: the image set.
+        part: "base", "open" or "novel".
+        n_way: classes per task.
+        k_shot: support images per class.
+        seed: task seed.
+        test_per_class: keep only the first this-many held-back images per class (None: all).
+        index: task number; `sample_tasks` passes 0..n_tasks-1.
+    """
+    _check_positive(n_way=n_way, k_shot=k_shot, test_per_class=test_per_class)
+    pool = ds.split.classes(part)
+    if n_way > len(pool):
+        raise DataError(
+            f"n_way={n_way} is more than the {len(pool)} classes in split part '{part}' of {ds.name}; "
+            f"lower n_way to at most {len(pool)}"
+        )
+    gen = torch.Generator().manual_seed(derive_seed(seed, index))
+    chosen = tuple(pool[i] for i in torch.randperm(len(pool), generator=gen)[:n_way].tolist())
+    support, query, query_y = [], [], []
+    for label, c in enumerate(chosen):
+        perm = _permuted_class(ds, c, seed, index)
+        n_c = perm.numel()
+        if n_c < k_shot + 1:
+            raise DataError(
+                f"class {_class_name(ds, c)} of {ds.name} has only {n_c} images; a {k_shot}-shot task needs "
+                f"at least {k_shot + 1} ({k_shot} to train, 1 to test). Lower k_shot or use more images per class"
+            )
+        reserve = max(k_shot, min(SUPPORT_RESERVE, n_c // 2))
+        held = perm[reserve:] if test_per_class is None else perm[reserve : reserve + test_per_class]
+        support.append(perm[:k_shot])
+        query.append(held)
+        query_y.append(torch.full((held.numel(),), label, dtype=torch.long))
+    train_index, test_index = torch.cat(support), torch.cat(query)
+    return Task(
+        classes=chosen,
+        train_x=ds.images[train_index],
+        train_y=torch.arange(n_way).repeat_interleave(k_shot),
+        test_x=ds.images[test_index],
+        test_y=torch.cat(query_y),
+        n_way=n_way,
+        k_shot=k_shot,
+        seed=seed,
+        index=index,
+        part=str(part),
+        train_index=train_index,
+        test_index=test_index,
+    )
+
+
+def sample_tasks(
+    ds: ImageSet,
+    n_tasks: int,
+    part: Part = "novel",
+    n_way: int = 5,
+    k_shot: int = 10,
+    seed: int = 0,
+    test_per_class: int | None = None,
+) -> list[Task]:
+    """`n_tasks` tasks; task i is `sample_task(..., seed=seed, index=i)`, deterministic from (seed, i)."""
+    _check_positive(n_tasks=n_tasks)
+    return [sample_task(ds, part, n_way, k_shot, seed, test_per_class, index=i) for i in range(n_tasks)]
+
+
+def holdout_split(
+    ds: ImageSet, classes: Iterable[int], holdout_per_class: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the images of `classes` into (train indices, held-out indices), both ascending.
+
+    Each class holds out `holdout_per_class` images chosen by a permutation seeded by (seed, class id),
+    so a class's hold-out does not depend on which other classes are included.
+    """
+    if (
+        isinstance(holdout_per_class, bool)
+        or int(holdout_per_class) != holdout_per_class
+        or holdout_per_class < 0
+    ):
+        raise ConfigError(f"holdout_per_class must be a non-negative integer, got {holdout_per_class!r}")
+    train, held = [], []
+    for c in classes:
+        perm = _permuted_class(ds, int(c), seed)
+        if perm.numel() <= holdout_per_class:
+            raise DataError(
+                f"class {_class_name(ds, int(c))} of {ds.name} has {perm.numel()} images, too few to hold out "
+                f"{holdout_per_class} and still train; lower holdout_per_class"
+            )
+        held.append(perm[:holdout_per_class])
+        train.append(perm[holdout_per_class:])
+    if not train:
+        raise ConfigError("holdout_split needs at least one class")
+    return torch.cat(train).sort().values, torch.cat(held).sort().values
