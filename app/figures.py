@@ -59,7 +59,8 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
     Hovering shows both layer names and the value. A transparent marker sits on every cell so
     that a click (or a box selection) reports the cell as a selectable point: Streamlit does not
     report selections on heatmap traces. Each marker's `customdata` is `[row, col]`. Selected
-    ancestry rows are outlined.
+    ancestry rows are outlined. (Leave `clickmode`/`dragmode` alone: Streamlit sets them for its
+    selections, and a figure that sets them itself reports no clicked points.)
     """
     z = np.asarray(matrix, dtype=float)  # (M, N)
     m, n = z.shape
@@ -82,7 +83,6 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
                           line=dict(color=OVERLAY, width=2))
     fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title="pseudo-descendant layer")
     fig.update_yaxes(tickvals=list(range(m)), ticktext=rows, title="ancestry layer", autorange="reversed")
-    fig.update_layout(clickmode="event+select", dragmode="select")
     return _layout(fig, title, height=max(320, 28 * m + 120))
 
 
@@ -114,7 +114,6 @@ def score_bars(names: Sequence[str], scores: Sequence[float], *, selected: Seque
         fig.update_yaxes(title_text=significance_label, secondary_y=True, showgrid=False)
     fig.update_yaxes(title_text=score_label, secondary_y=False)
     fig.update_xaxes(title_text="ancestry layer")
-    fig.update_layout(clickmode="event+select")
     return _layout(fig, title, height=320)
 
 

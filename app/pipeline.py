@@ -15,7 +15,7 @@ from app import resources, state
 from learngene.runlog import read_json
 
 # Quick settings of the one-click demo: a couple of minutes on a 2-core CPU.
-DEMO_CONDENSE = {"method": "cka", "k": 4, "settings": {"images": 256, "pd_epochs": 2, "train_per_class": 120}}
+DEMO_CONDENSE = {"method": "cka", "settings": {"images": 256, "pd_epochs": 2, "train_per_class": 120}}
 DEMO_TRAIN = {"n_way": 5, "k_shot": 10, "tasks": 2, "epochs": 30, "lr": 1e-3, "weight_decay": 0.05,
               "batch_size": 10, "optimizer": "adamw", "seed": 0, "device": "cpu", "target_acc": 0.6}
 
@@ -122,7 +122,7 @@ def start_demo(anc: resources.Ancestry) -> str:
 
     c = DEMO_CONDENSE
     run_id = resources.jobs().start(JobSpec(
-        argv=condense_argv(anc.path, c["method"], min(c["k"], anc.n_layers), c["settings"]),
+        argv=condense_argv(anc.path, c["method"], max(1, anc.n_layers // 2), c["settings"]),
         kind="condense", name="demo · condense (cka)", group=None, tags={"demo": True, "ancestry": str(anc.path)}))
     state.update(demo={"condense": run_id, "train": None, "ancestry": str(anc.path)})
     return run_id

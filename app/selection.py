@@ -20,8 +20,10 @@ def rows_from_points(points: Iterable[Mapping[str, Any]], kind: str, n_rows: int
     rows = set()
     for p in points:
         if kind == "heatmap":
-            cd = p.get("customdata")
-            row = cd[0] if isinstance(cd, (list, tuple)) and cd else p.get("y")
+            cd = p.get("customdata")  # [row, col]; the browser sends it as {"0": row, "1": col}
+            if isinstance(cd, dict):
+                cd = [cd.get("0", cd.get(0))]
+            row = cd[0] if isinstance(cd, (list, tuple)) and cd and cd[0] is not None else p.get("y")
         else:
             if p.get("curve_number", 0) != 0:  # the significance overlay is not a layer
                 continue

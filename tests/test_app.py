@@ -379,6 +379,7 @@ def test_heatmap_hover_names_both_layers_and_cells_are_clickable():
     assert "ancestry: a2" in cells.text[5] and "pseudo-descendant: p1" in cells.text[5] and "5" in cells.text[5]
     assert len(fig.layout.shapes) == 1
     assert selection.rows_from_points([{"customdata": [2, 1], "y": 2}], "heatmap", 3) == [2]
+    assert selection.rows_from_points([{"customdata": {"0": 1, "1": 0}, "y": 1}], "heatmap", 3) == [1]
     assert selection.rows_from_points([{"point_index": 1, "curve_number": 0}, {"point_index": 0, "curve_number": 1}],
                                       "bars", 3) == [1]
 
