@@ -112,7 +112,9 @@ def summary_ui(info: Any) -> None:
     df = pd.DataFrame(rows)
     st.dataframe(df, hide_index=True, width="stretch", column_config={
         "final accuracy": st.column_config.NumberColumn(format="percent"),
-        "± 95% CI": st.column_config.NumberColumn(format="percent")})
+        "± 95% CI": st.column_config.NumberColumn(format="percent"),
+        "epochs to target": st.column_config.NumberColumn(format="%.1f", help="mean over the tasks that reached it"),
+        "train seconds": st.column_config.NumberColumn(format="%.1f")})
     c = st.columns(3)
     gain = (data.get("gain") or {}).get("mean")
     c[0].metric("accuracy gain", f"{gain * 100:+.1f} points" if isinstance(gain, (int, float)) else "n/a")

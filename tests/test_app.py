@@ -361,6 +361,10 @@ def test_runs_filters_overlay_sweeps_and_delete(env, finished):
     lr_fig = chart(at, f"sw-lr-{sweep_id}")
     assert lr_fig["layout"]["xaxis"]["type"] == "log" and len(lr_fig["data"]) == 2
     assert any(b.label == "Metrics as CSV" for b in at.get("download_button"))
+    at.button(key="runs-watch").click().run()
+    assert at.title[0].value == "Train" and saved_state(env)["watched"] == [train_id]
+    open_page("runs", at)
+    at.multiselect(key="runs-pick").set_value([train_id, sweep_id]).run()
     at.checkbox(key="runs-sure").check().run()
     at.button(key="runs-delete").click().run()
     from learngene.jobs import JobManager
