@@ -204,4 +204,4 @@ def current_similarity(anc: resources.Ancestry) -> tuple[Any, Any] | None:
     for info, sim in runs:
         if info.run_id == chosen:
             return info, sim
-    return runs[0] if runs else None
+    return runs[0] if runs else None  # the chosen run is unfinished, failed or of another ancestry

@@ -43,6 +43,7 @@ with st.expander("Run condensing", expanded=not pipeline.similarity_runs(anc)):
                                        tags={"ancestry": str(anc.path), "method": method})
         if started:
             st.session_state["cond-run"] = started
+            state.update(similarity_run=started)  # shown as soon as it is done
     watching = st.session_state.get("cond-run")
     if watching:
         live.watch_ui([watching], key="cond", summary=False)
@@ -53,13 +54,12 @@ with widgets.error_box("similarity results"):
     if not runs:
         st.info("No similarity result for this ancestry yet: run condensing above.")
         st.stop()
-    current = pipeline.current_similarity(anc)
+    current = pipeline.current_similarity(anc) or runs[0]
     ids = [info.run_id for info, _ in runs]
-    pick = st.selectbox("similarity result", ids, index=ids.index(current[0].run_id) if current else 0,
+    widgets.sync_widget("sim-pick", current[0].run_id)  # a newly finished run, or one chosen elsewhere
+    pick = st.selectbox("similarity result", ids, key="sim-pick",
                         format_func=lambda r: next(f"{s.method} · {i.spec.name} · {r}" for i, s in runs if i.run_id == r),
-                        key="sim-pick")
-    if pick != state.get().similarity_run:
-        state.update(similarity_run=pick)
+                        on_change=lambda: state.update(similarity_run=st.session_state["sim-pick"]))
     info, sim = next((i, s) for i, s in runs if i.run_id == pick)
 
     from learngene.condense.select import SCORE_RULES, layer_scores

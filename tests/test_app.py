@@ -205,6 +205,14 @@ def test_ancestry_lists_layers_and_card(env):
     assert any(m.label == "base-class accuracy" and m.value == "25.0%" for m in at.metric)
 
 
+def test_ancestry_timm_import_of_an_unknown_model_explains(env):
+    at = open_page("ancestry")
+    at.text_input(key="timm-arch").set_value("no_such_model_xyz")
+    at.toggle(key="timm-pre").set_value(False)
+    at.button(key="timm-go").click().run()
+    assert not at.exception and at.error and "no_such_model_xyz" in at.error[0].value
+
+
 def test_ancestry_upload_refuses_a_corrupt_checkpoint(env):
     at = open_page("ancestry")
     at.file_uploader(key="anc-upload").upload("broken.safetensors", b"not a safetensors file").run()
@@ -247,7 +255,8 @@ def test_similarity_heatmap_clicks_and_significance(env, finished):
     hover = [t for tr in heat["data"] for t in (tr.get("text") or [])]
     assert any("blocks.3" in t and "pseudo-descendant: blocks.1" in t for t in hover)
     at.button(key="sim-adopt").click().run()
-    assert saved_state(env)["layers"] == [2, 3] and saved_state(env)["similarity_run"] == run_id
+    assert saved_state(env)["layers"] == [2, 3]
+    assert at.selectbox(key="sim-pick").value == run_id
     assert at.query_params["layers"] == ["2,3"] or at.query_params["layers"] == "2,3"
     at.selectbox(key="sim-rule").set_value("row_mean").run()
     at.toggle(key="sim-bars-sig").set_value(True).run()
