@@ -48,6 +48,6 @@ def shipped_ancestries() -> list[Path]:
 
 
 CREATE_DEFAULT_HINT = (
-    "python -m learngene accumulate --arch lg_vit_tiny --dataset shapes "
-    f"--out assets/{DEFAULT_CHECKPOINT}"
+    "make assets   # or: .venv/bin/python -m learngene accumulate --arch lg_vit_tiny --images-per-class 300 "
+    f"--holdout-per-class 50 --epochs 16 --out assets/{DEFAULT_CHECKPOINT}"
 )

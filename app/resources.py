@@ -122,7 +122,7 @@ def jobs() -> Any:
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing layer significance with captum…")
-def significance(path: str, stamp: tuple[float, int], measure: str, n_images: int = 32, seed: int = 0) -> Any:
+def significance(path: str, stamp: tuple[float, int], measure: str, n_images: int = 16, seed: int = 0) -> Any:
     """Per-layer captum significance of the ancestry at `path` on `n_images` base-class images."""
     import torch
 

@@ -1,6 +1,6 @@
 """Layer significance with captum: how much the ancestry's prediction depends on each integral layer.
 
-Two measures, both on a small batch of base-class images (CPU, a second or two):
+Two measures, both on a small batch of base-class images (CPU, seconds):
 
 - **ablation** (`captum.attr.LayerFeatureAblation`, the whole layer as one feature): the drop in the
   log-probability of the true class when the layer's output is replaced. For a residual block whose
@@ -83,7 +83,7 @@ def layer_ablation(model: nn.Module, layers: Sequence[nn.Module], x: torch.Tenso
 
 
 def layer_conductance(model: nn.Module, layers: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
-                      n_steps: int = 16) -> tuple[list[float], list[float]]:
+                      n_steps: int = 8) -> tuple[list[float], list[float]]:
     """(mean Σ|conductance|, mean Σ conductance) of each layer's output, zero-image baseline."""
     from captum.attr import LayerConductance
 
