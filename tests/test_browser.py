@@ -1,0 +1,335 @@
+"""Browser tests: a new user's whole journey through the live app, in Debian's headless chromium.
+
+The app runs as `streamlit run app/main.py` on a free local port (`studio_server` in conftest.py)
+with a tiny untrained default ancestry and an empty runs folder. The journey: open the app and see
+the default ancestry, look at it on the Ancestry page, condense it (tiny CKA settings) to get the
+similarity heatmap, pick two layers by clicking heatmap cells, see them on the Learngene page,
+launch a tiny learngene-vs-baseline training, watch both curves grow live, see it finish, and
+download the metrics CSV from the Runs page.
+
+Artifacts (test-artifacts/): one full-page screenshot per page under `screenshots/`, the server log,
+the downloaded CSV, `browser-console.log` and `journey-timings.json`. The test fails on any browser
+console error, uncaught page error, or a Traceback/Error in the server log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+VIEWPORT = {"width": 1400, "height": 1000}
+
+# Tiny settings: the whole journey must stay short on a loaded 2-core machine.
+CONDENSE_SETTINGS = {"cond-cka-probe_batch": 32, "cond-cka-images": 64, "cond-cka-pd_epochs": 1,
+                     "cond-cka-train_per_class": 20}
+EPOCHS = 8
+TRAIN_SETTINGS = {"task-nway": 2, "task-kshot": 5, "task-tasks": 1, "task-epochs": EPOCHS, "task-batch": 10}
+PICKED_ROWS = (1, 3)  # ancestry layers clicked on the heatmap (the tiny ancestry has blocks.0..blocks.3)
+
+
+# ------------------------------------------------------------------ browser plumbing
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def harmless(text: str, url: str) -> bool:
+    """Console errors that are understood and not the app's fault (each one explained)."""
+    # The page icon ":material/genetics:" is a Material Symbols icon that Streamlit's frontend fetches as
+    # an SVG from fonts.gstatic.com for the favicon. The test machines have no internet, so that request
+    # fails with net::ERR_NAME_NOT_RESOLVED; with network it loads. Nothing else may fail to load.
+    if url.startswith("https://fonts.gstatic.com/s/i/short-term/release/materialsymbols") and \
+            text.startswith("Failed to load resource"):
+        return True
+    return False
+
+
+class Journey:
+    """One browser page on the live app, plus what the test records: errors, timings, screenshots."""
+
+    def __init__(self, page, server):
+        self.page, self.server = page, server
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.timings: dict[str, float] = {}
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught page error: {exc}"))
+
+    def _on_console(self, msg) -> None:
+        url = (msg.location or {}).get("url", "")
+        self.console.append(f"[{msg.type}] {msg.text} {url}".rstrip())
+        if msg.type == "error" and not harmless(msg.text, url):
+            self.errors.append(f"console error: {msg.text} ({url})")
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.shoot(f"FAILED-{re.sub(r'[^a-z0-9]+', '-', name.lower())}")
+            raise
+        finally:
+            self.timings[name] = round(time.monotonic() - t0, 1)
+
+    # -- Streamlit helpers
+
+    def idle(self, timeout: float = 120) -> None:
+        """Wait until no script run is in progress (twice in a row, 300 ms apart)."""
+        self.page.wait_for_function(
+            """() => {
+                const app = document.querySelector('[data-test-script-state]');
+                const idle = app && app.getAttribute('data-test-script-state') !== 'running'
+                    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]');
+                if (!idle) { window.__lgIdleSince = null; return false; }
+                window.__lgIdleSince = window.__lgIdleSince || Date.now();
+                return Date.now() - window.__lgIdleSince > 300;
+            }""", timeout=timeout * 1000, polling=100)
+
+    def nav(self, title: str) -> None:
+        """Click the page's link in the sidebar navigation (a page switch inside the same session)."""
+        links = self.page.locator('[data-testid="stSidebarNav"] a')
+        links.filter(has=self.page.get_by_text(title, exact=True)).first.click()
+        self.page.locator("h1").filter(has_text=re.compile(rf"^\s*{title}\s*$")).first.wait_for()
+        self.idle()
+
+    def widget(self, key: str):
+        return self.page.locator(f".st-key-{re.sub(r'[^a-zA-Z0-9_-]', '-', key)}")
+
+    def set_number(self, key: str, value: int) -> None:
+        box = self.widget(key).locator("input")
+        box.fill(str(value))
+        box.press("Enter")
+        self.idle()
+        assert box.input_value() == str(value), f"{key} did not take {value}"
+
+    def plot(self, key: str):
+        return self.widget(key).locator(".js-plotly-plot").first
+
+    def shoot(self, name: str) -> Path:
+        """A full-page screenshot: the viewport is stretched to the app's scrolling content first."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        page = self.page
+        try:
+            height = page.evaluate("""() => Math.max(document.body.scrollHeight,
+                ...Array.from(document.querySelectorAll('[data-testid="stMain"], section.main, .main'))
+                    .map(e => e.scrollHeight))""")
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(height, 600) + 40, 8000))})
+            page.wait_for_timeout(400)  # plotly charts re-layout on resize
+            page.screenshot(path=str(path), full_page=True)
+        finally:
+            page.set_viewport_size(VIEWPORT)
+        return path
+
+
+@pytest.fixture
+def journey(browser, studio_server):
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    j = Journey(page, studio_server)
+    try:
+        yield j
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "browser-console.log").write_text("\n".join(j.console) + "\n")
+        (ARTIFACTS / "journey-timings.json").write_text(json.dumps(j.timings, indent=1) + "\n")
+        print("journey timings (s):", j.timings)
+        context.close()
+
+
+def server_log_problems(path: Path) -> list[str]:
+    """Lines of the server log that report an error (a Traceback or any ...Error)."""
+    text = path.read_text(errors="replace")
+    return [line for line in text.splitlines() if "Traceback" in line or "Error" in line]
+
+
+# ------------------------------------------------------------------ heatmap clicks and live curves
+
+CELL_CENTER_JS = """([row, col]) => {
+    // The pixel centre of heatmap cell (row, col): the plot area is plotly's drag rectangle of the xy
+    // subplot; the axes' ranges (filled in by autorange, the y axis reversed) map data to pixels.
+    const gd = document.querySelector('.st-key-sim-heatmap .js-plotly-plot');
+    const area = gd.querySelector('.nsewdrag').getBoundingClientRect();
+    const [x0, x1] = gd.layout.xaxis.range, [y0, y1] = gd.layout.yaxis.range;
+    return {x: area.left + (col - x0) / (x1 - x0) * area.width,
+            y: area.bottom - (row - y0) / (y1 - y0) * area.height};
+}"""
+
+CURVE_POINTS_JS = """() => {
+    // Points of the bold (smoothed) loss line of each model: traces named exactly 'learngene' / 'baseline'
+    // on the first subplot (x axis 'x').
+    // Arrays may arrive base64-encoded as {dtype: 'i8', bdata: ...} (plotly.py's typed-array JSON).
+    const len = (v) => !v ? 0 : typeof v.length === 'number' ? v.length
+        : v.bdata ? atob(v.bdata).length / Number(String(v.dtype).slice(1)) : 0;
+    const gd = document.querySelector('.st-key-train-curves .js-plotly-plot');
+    const out = {learngene: 0, baseline: 0};
+    if (!gd || !gd.data) return out;
+    for (const t of gd.data) {
+        if ((t.xaxis || 'x') === 'x' && t.name in out) out[t.name] = Math.max(out[t.name], len(t.x));
+    }
+    return out;
+}"""
+
+
+def click_cell(j: Journey, row: int, col: int = 0) -> None:
+    """A plain click on one heatmap cell (the marker on it): should toggle the cell's ancestry row."""
+    point = j.page.evaluate(CELL_CENTER_JS, [row, col])
+    j.page.mouse.move(point["x"], point["y"])
+    j.page.wait_for_timeout(300)  # plotly computes the hovered point on mouse move; a click selects it
+    j.page.mouse.click(point["x"], point["y"])
+    j.idle()
+
+
+def box_select_row(j: Journey, row: int, n_cols: int) -> None:
+    """Choose plotly's box-select tool in the chart's mode bar, then drag a box over every cell of `row`."""
+    chart = j.plot("sim-heatmap")
+    chart.hover()
+    chart.locator('.modebar-btn[data-val="select"]').click()
+    corner = j.page.evaluate(CELL_CENTER_JS, [row - 0.35, -0.35])
+    other = j.page.evaluate(CELL_CENTER_JS, [row + 0.35, n_cols - 1 + 0.35])
+    j.page.mouse.move(corner["x"], corner["y"])
+    j.page.mouse.down()
+    j.page.mouse.move(other["x"], other["y"], steps=8)
+    j.page.mouse.up()
+    j.idle()
+
+
+def grew_live(counts: list[int], final: int) -> bool:
+    """The curve was seen part-drawn (0 < n < final) and then longer, before the run ended."""
+    partial = [n for n in counts if 0 < n < final]
+    return bool(partial) and max(counts) > min(partial)
+
+
+# ------------------------------------------------------------------ the journey
+
+
+def test_new_user_journey(journey: Journey):
+    from playwright.sync_api import expect
+
+    j, page, server = journey, journey.page, journey.server
+    expect.set_options(timeout=60_000)
+    names = [f"blocks.{i}" for i in PICKED_ROWS]
+
+    with j.step("open the app on the default ancestry"):
+        page.goto(server.url)
+        expect(page.locator("h1", has_text="Learngene Studio")).to_be_visible(timeout=120_000)
+        j.idle()
+        main = page.locator('[data-testid="stMain"]')
+        expect(main.get_by_text("lg_vit_tiny.safetensors").first).to_be_visible()  # the card names the file
+        expect(page.locator('[data-testid="stSidebar"]').get_by_text("lg_vit_tiny.safetensors")).to_be_visible()
+        expect(j.plot("idea")).to_be_visible()
+        j.shoot("home")
+
+    with j.step("ancestry page"):
+        j.nav("Ancestry")
+        expect(page.locator('[data-testid="stMetric"]', has_text="integral layers")).to_contain_text("4")
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        j.shoot("ancestry")
+
+    with j.step("condense (tiny CKA) until the heatmap shows"):
+        j.nav("Similarity")
+        expect(page.get_by_text("No similarity result for this ancestry yet")).to_be_visible()
+        for key, value in CONDENSE_SETTINGS.items():
+            j.set_number(key, value)
+        j.widget("cond-go").locator("button").click()
+        expect(j.plot("sim-heatmap")).to_be_visible(timeout=300_000)
+        j.idle()
+        expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()
+
+    with j.step("pick layers by clicking the heatmap"):
+        picked = page.locator('[data-testid="stMarkdownContainer"]', has_text="Learngene layers:")
+        expect(picked).to_have_text(re.compile(r"Learngene layers:\s*—"))
+        click_cell(j, PICKED_ROWS[0])
+        expect(picked, "a click on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
+        box_select_row(j, PICKED_ROWS[1], n_cols=2)
+        expect(picked, "a box dragged over a row adds that layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}, {names[1]}\s*$"))
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        expect(sidebar).to_contain_text(f"layers {', '.join(map(str, PICKED_ROWS))}")
+        outlined = page.evaluate("() => document.querySelector('.st-key-sim-heatmap .js-plotly-plot')"
+                                 ".layout.shapes.map(s => (s.y0 + s.y1) / 2)")
+        assert sorted(outlined) == list(PICKED_ROWS), f"the picked rows are outlined on the heatmap: {outlined}"
+        j.shoot("similarity")
+
+    with j.step("learngene page shows the picked layers"):
+        j.nav("Learngene")
+        multi = j.widget("lg-multi")
+        for i, name in zip(PICKED_ROWS, names, strict=True):
+            expect(multi).to_contain_text(f"{i}: {name}")
+        expect(j.plot("lg-stack")).to_be_visible()
+        j.shoot("learngene")
+
+    with j.step("launch a tiny training"):
+        j.nav("Train")
+        expect(page.get_by_text(f"Learngene: {', '.join(names)}")).to_be_visible()
+        for key, value in TRAIN_SETTINGS.items():
+            j.set_number(key, value)
+        j.widget("train-go").locator("button").click()
+        expect(j.widget("train-watch")).to_contain_text("2-way 5-shot")
+
+    with j.step("both curves grow live until the run is done"):
+        seen: list[dict[str, int]] = []
+        summary = page.get_by_text(re.compile(r"^Summary of "))
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and not summary.is_visible():
+            seen.append(page.evaluate(CURVE_POINTS_JS))
+            page.wait_for_timeout(400)
+        expect(summary).to_be_visible(timeout=30_000)
+        final = page.evaluate(CURVE_POINTS_JS)
+        (ARTIFACTS / "curve-points.json").write_text(json.dumps({"seen": seen, "final": final}))
+        assert final == {"learngene": EPOCHS, "baseline": EPOCHS}, f"one point per epoch at the end: {final}"
+        for role in ("learngene", "baseline"):
+            counts = [s[role] for s in seen]
+            assert grew_live(counts, EPOCHS), f"the {role} curve did not grow live: {sorted(set(counts))}"
+
+    with j.step("see it finish"):
+        expect(page.locator('[data-testid="stMetric"]', has_text="accuracy gain")).to_be_visible()
+        expect(page.locator('[data-testid="stProgress"]', has_text="done").first).to_be_visible()
+        j.idle()
+        j.shoot("train")
+
+    with j.step("download the metrics CSV from the Runs page"):
+        j.nav("Runs")
+        pick = j.widget("runs-pick")
+        pick.locator("input").click()
+        page.get_by_role("option", name=re.compile("2-way 5-shot")).click()
+        page.keyboard.press("Escape")
+        j.idle()
+        expect(j.plot("runs-overlay")).to_be_visible()
+        with page.expect_download() as download:
+            j.widget("runs-csv").locator("button").click()
+        saved = ARTIFACTS / "metrics.csv"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == "metrics.csv"
+        rows = list(csv.DictReader(io.StringIO(saved.read_text())))
+        assert {r["model"] for r in rows} == {"learngene", "baseline"}, rows[:3]
+        assert sum(r["model"] == "learngene" for r in rows) == EPOCHS
+        assert sum(r["model"] == "baseline" for r in rows) == EPOCHS
+        j.shoot("runs")
+
+    assert not j.errors, "errors in the browser:\n" + "\n".join(j.errors)
+    problems = server_log_problems(server.log_path)
+    assert not problems, f"errors in the server log {server.log_path}:\n" + "\n".join(problems)
