@@ -23,7 +23,7 @@ PAGES = [  # (file, title, icon)
     ("runs.py", "Runs", ":material/history:"),
 ]
 
-st.set_page_config(page_title="Learngene Studio", page_icon=":material/genetics:", layout="wide")
+st.set_page_config(page_title="Learngene Studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
 page = st.navigation([
     st.Page(ROOT / "pages" / file, title=title, icon=icon, url_path=Path(file).stem, default=i == 0)
     for i, (file, title, icon) in enumerate(PAGES)
