@@ -54,17 +54,6 @@ def browser(chromium):
         b.close()
 
 
-def harmless(text: str, url: str) -> bool:
-    """Console errors that are understood and not the app's fault (each one explained)."""
-    # The page icon ":material/genetics:" is a Material Symbols icon that Streamlit's frontend fetches as
-    # an SVG from fonts.gstatic.com for the favicon. The test machines have no internet, so that request
-    # fails with net::ERR_NAME_NOT_RESOLVED; with network it loads. Nothing else may fail to load.
-    if url.startswith("https://fonts.gstatic.com/s/i/short-term/release/materialsymbols") and \
-            text.startswith("Failed to load resource"):
-        return True
-    return False
-
-
 class Journey:
     """One browser page on the live app, plus what the test records: errors, timings, screenshots."""
 
@@ -79,7 +68,7 @@ class Journey:
     def _on_console(self, msg) -> None:
         url = (msg.location or {}).get("url", "")
         self.console.append(f"[{msg.type}] {msg.text} {url}".rstrip())
-        if msg.type == "error" and not harmless(msg.text, url):
+        if msg.type == "error":  # none is tolerated (the favicon is local, nothing loads from the network)
             self.errors.append(f"console error: {msg.text} ({url})")
 
     @contextlib.contextmanager
