@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,6 +111,8 @@ def condense(
     cfg = (config or CondenseConfig()).replace(**settings)
     rule = rule or DEFAULT_RULE[method]
     family, names = family_of(ancestry), list(layer_view(ancestry).names)
+    choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
+                  rule=rule)  # refuse a bad selection before the expensive part
     t0 = time.perf_counter()
     anc = copy.deepcopy(ancestry).to(resolve_device(cfg.device)).eval()
     if reporter is not None:

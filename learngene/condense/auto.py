@@ -5,12 +5,15 @@ feature-matching loss of "Learning What and Where to Transfer" (L2T-ww; Jang et 
 
     L = CE(pd(x), y) + λ Σ_{m,n} w_mn(x) · mean ‖F_anc^m(x) − A_mn(F_pd^n(x))‖²
 
+(by default each distance is divided by mean ‖F_anc^m(x)‖², `CondenseConfig.match_norm`, so the
+growing norm of deep ViT residual streams does not make the deepest pairs dominate the loss).
+
 - `A_mn`: a linear map on tokens (ViT) or a 1×1 conv (CNN) from pseudo-descendant layer n to
   ancestry layer m's width, with the map resampled to m's spatial size where they differ.
 - `w_mn(x) = ReLU6(Linear_m(GAP(F_anc^m(x))))`: zero weights and bias 1 at the start, so every
   pair starts with weight 1 and the meta-gradient alone separates them.
 - Bilevel step (L2T-ww): one functional SGD step θ' = θ − α ∇_θ L (kept differentiable), then
-  the weight nets take an Adam step to lower CE(pd_θ'(x_next), y_next) on the next batch. The
+  the weight nets take an Adam (or SGD) step to lower CE(pd_θ'(x_next), y_next) on the next batch. The
   pseudo-descendant and adapters take an AdamW step on the same ∇L (weights before their update).
 The ancestry stays frozen. The similarity matrix is the mean of w_mn(x) over held-out images.
 """
@@ -77,15 +80,20 @@ class Adapters(nn.Module):
         make = (lambda i, o: nn.Conv2d(i, o, 1)) if maps else (lambda i, o: nn.Linear(i, o))
         self.pairs = nn.ModuleList(nn.ModuleList(make(p, a) for p in pd_widths) for a in anc_widths)
 
-    def distances(self, anc: list[torch.Tensor], pd: list[torch.Tensor]) -> torch.Tensor:
-        """Per-sample mean squared distance of every pair: (B, M, P)."""
+    def distances(self, anc: list[torch.Tensor], pd: list[torch.Tensor], relative: bool) -> torch.Tensor:
+        """Per-sample mean squared distance of every pair: (B, M, P).
+
+        With `relative`, each distance is divided by the sample's mean square of F_anc^m, so layers
+        whose outputs have large norms (deep ViT residual streams) do not dominate the loss.
+        """
         rows = []
         for m, fa in enumerate(anc):
+            scale = fa.pow(2).flatten(1).mean(1).clamp_min(1e-6) if relative else 1.0  # (B,)
             cols = []
             for n, fp in enumerate(pd):
                 z = self.pairs[m][n](fp)  # (B, C_m, h, w) or (B, N, D_m)
                 z = _resample(z, tuple(fa.shape[2:]) if fa.ndim == 4 else (fa.shape[1],))
-                cols.append((fa - z).pow(2).flatten(1).mean(1))  # (B,)
+                cols.append((fa - z).pow(2).flatten(1).mean(1) / scale)  # (B,)
             rows.append(torch.stack(cols, 1))
         return torch.stack(rows, 1)
 
@@ -121,7 +129,8 @@ class _AutoLG:
         self.adapters = Adapters(anc_w, pd_w, maps).to(self.device)
         self.train_cfg = train_config(cfg, cfg.pd_epochs, cfg.pd_lr, cfg.pd_batch_size)
         self.opt = make_optimizer([*self.pd.parameters(), *self.adapters.parameters()], self.train_cfg)
-        self.meta_opt = torch.optim.Adam(self.weights.parameters(), lr=cfg.meta_lr)
+        meta = torch.optim.Adam if cfg.meta_optimizer == "adam" else torch.optim.SGD
+        self.meta_opt = meta(self.weights.parameters(), lr=cfg.meta_lr)
 
     def _pd_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor):
         with _capture(self.pd_layers) as store:
@@ -137,7 +146,8 @@ class _AutoLG:
         with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no double backward
             logits, fp = self._pd_forward(params, x)
             w = self.weights(fa)  # (B, M, P)
-            match = (w * self.adapters.distances(fa, fp)).mean(0).sum()
+            dist = self.adapters.distances(fa, fp, self.cfg.match_norm == "relative")  # (B, M, P)
+            match = (w * dist).mean(0).sum()
             ce = F.cross_entropy(logits, y)
             loss = ce + self.cfg.lam * match
             grads = torch.autograd.grad(loss, [*params.values(), *adapt], create_graph=True)

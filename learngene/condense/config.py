@@ -33,7 +33,11 @@ class CondenseConfig:
         pd_depth: pseudo-descendant depth in integral layers (None = half the ancestry; see
             `learngene.condense.pseudo`).
         lam: λ of Auto-LG's matching loss.
-        meta_lr: Adam learning rate of the matching-weight networks w_mn (L2T-ww's meta step).
+        match_norm: `relative` divides each pair's squared distance by the mean square of the
+            ancestry layer's output (scale-free across layers); `none` is the plain distance.
+        meta_optimizer / meta_lr: optimizer and learning rate of the matching-weight networks w_mn
+            (L2T-ww's meta step). With Adam, 1e-2 drives most w_mn to the same ceiling within the
+            default budget; 1e-3 keeps them graded.
         inner_lr: step size of the functional SGD look-ahead step of the pseudo-descendant.
         tasks / n_way / k_shot / task_epochs / task_lr: Heur-LG's sequence of open-world tasks.
         grad_quantile: gradient threshold = this quantile of |grad| over all integral-layer weights
@@ -55,7 +59,9 @@ class CondenseConfig:
     pd_batch_size: int = 64
     pd_depth: int | None = None
     lam: float = 0.5
-    meta_lr: float = 1e-2
+    match_norm: Literal["relative", "none"] = "relative"
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    meta_lr: float = 1e-3
     inner_lr: float = 0.1
     tasks: int = 8
     n_way: int = 5
@@ -104,6 +110,8 @@ class CondenseConfig:
             (self.tokens in ("cls", "mean", "flatten"), "tokens must be 'cls', 'mean' or 'flatten'"),
             (self.maps in ("flatten", "gap"), "maps must be 'flatten' or 'gap'"),
             (isinstance(self.lam, (int, float)) and self.lam >= 0, "lam must be >= 0"),
+            (self.match_norm in ("relative", "none"), "match_norm must be 'relative' or 'none'"),
+            (self.meta_optimizer in ("adam", "sgd"), "meta_optimizer must be 'adam' or 'sgd'"),
             (0.0 < self.grad_quantile < 1.0, "grad_quantile must be between 0 and 1 (exclusive)"),
             (self.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
             (isinstance(self.seed, int) and self.seed >= 0, "seed must be a non-negative integer"),
