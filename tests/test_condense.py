@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 
 import numpy as np
@@ -160,6 +161,12 @@ def test_condense_refuses_bad_settings(ds, vit):
         condense(vit, ds, "cka", epochz=3)
     with pytest.raises(ConfigError, match="probe_batch"):
         CondenseConfig(probe_batch=2).validated()
+    with pytest.raises(ConfigError, match="between 1 and"):  # refused before any training
+        condense(vit, ds, "auto", k=5)
+    bare = copy.deepcopy(vit)
+    del bare.lg_spec
+    with pytest.raises(ConfigError, match="lg_spec"):
+        condense(bare, ds, "weights")
 
 
 # -- selection ------------------------------------------------------------------------------------

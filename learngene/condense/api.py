@@ -110,6 +110,10 @@ def condense(
         raise ConfigError(f"unknown condensing method {method!r}; choose one of {', '.join(METHODS)}")
     cfg = (config or CondenseConfig()).replace(**settings)
     rule = rule or DEFAULT_RULE[method]
+    spec = getattr(ancestry, "lg_spec", None)
+    if spec is None:
+        raise ConfigError("the ancestry has no lg_spec; build it with learngene.models.create_model or load it "
+                          "with load_checkpoint")
     family, names = family_of(ancestry), list(layer_view(ancestry).names)
     choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
                   rule=rule)  # refuse a bad selection before the expensive part
@@ -121,11 +125,12 @@ def condense(
     assert out.matrix.shape[0] == len(names), "a method returned a matrix whose rows are not the layers"
     scores, selected, selection = choose_layers(out.matrix, names, family, select=select, k=k,
                                                 contiguous=contiguous, rule=rule)
-    spec = ancestry.lg_spec
+    data_meta = {k: v for k, v in ds.meta.items() if isinstance(v, (int, float, str, bool))}
     result = SimilarityResult(
         method=method, matrix=out.matrix, row_names=names, col_names=out.col_names, scores=scores,
         selected=selected, selection=selection,
-        settings={**cfg.to_dict(), **out.settings, "dataset": ds.name, "open_world": list(ds.split.open_world),
+        settings={**cfg.to_dict(), **out.settings, "dataset": ds.name, "data_meta": data_meta,
+                  "open_world": list(ds.split.open_world),
                   "device": str(resolve_device(cfg.device)), "torch": torch.__version__},
         ancestry={"arch": spec.arch, "family": family, "num_classes": spec.num_classes,
                   "overrides": spec.overrides, "img_size": spec.img_size,

@@ -200,6 +200,8 @@ def auto_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
             x, x2 = (augment_batch(normalize(tx[i]), gen) for i in (idx, nxt))
             for k, v in run.step(x, ty[idx], x2, ty[nxt]).items():
                 sums[k] = sums.get(k, 0.0) + v / steps
+            if reporter is not None and (s + 1) % 25 == 0:  # a sign of life inside long epochs
+                reporter.set_message(f"Auto-LG epoch {epoch + 1}/{cfg.pd_epochs}, step {s + 1}/{steps}")
         if not math.isfinite(sums["ce"]):
             raise DivergedError("Auto-LG training diverged; lower --pd-lr or the meta/inner learning rates")
         history.append({"epoch": epoch + 1, **sums})
