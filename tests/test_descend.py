@@ -104,6 +104,11 @@ def test_summaries():
     assert s["gain"]["mean"] == pytest.approx(0.2)
     assert s["learngene"]["target"]["reached"] == 3 and s["baseline"]["target"]["reached"] == 2
     assert "gain" in format_pair_summary(s)
+    rel = summarize_pairs(pairs, target_acc="baseline")  # the baseline's own final accuracy per task
+    assert rel["baseline"]["target"]["reached"] == 3 and rel["learngene"]["target"]["reached"] == 3
+    assert rel["learngene"]["target"]["values"] == [0.6, 0.5, 0.7]
+    assert rel["learngene"]["target"]["epochs"]["mean"] == 2
+    assert "baseline's final acc" in format_pair_summary(rel)
     grid = [_pair(a, b, lr=lr, wd=wd, k=k) for (lr, wd, a, b) in
             [(1e-3, 0.0, 0.8, 0.7), (1e-2, 0.0, 0.7, 0.3), (1e-3, 0.1, 0.8, 0.6), (1e-2, 0.1, 0.6, 0.4)]
             for k in (5, 10)]

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
 from learngene.cli.train import (
     TRAIN_DEFAULTS,
     add_source_options,
+    add_target_option,
     add_task_options,
-    diverged_exit,
+    diverged_record,
     load_data,
     resolve_source,
 )
 from learngene.reporting import Reporter
-from learngene.runlog import atomic_write_json
+from learngene.runlog import EXIT_DIVERGED, atomic_write_json
 
 NAME = "sweep"
 HELP = ("train a learngene descendant and its baseline for every combination of learning rates, weight decays, "
@@ -44,8 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batched", choices=["auto", "on", "off"], default="auto",
                    help="train runs of one K as one vmap-batched model: auto = on a GPU only (default: auto)")
     g.add_argument("--max-batch", type=int, default=32, help="models per batched group (default: 32)")
-    p.add_argument("--target-acc", type=float, default=0.6,
-                   help="test accuracy whose first epoch measures convergence speed (default: 0.6)")
+    add_target_option(p)
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_run_dir(p)
@@ -89,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
         if rep.outputs_dir is not None:
             atomic_write_json(rep.outputs_dir / "summary.json",
                               {**config, "summary": summary, "pairs": [p.to_dict() for p in pairs]})
-        print(format_sweep_summary(summary))
-        if pairs and all(p.learngene.diverged and p.baseline.diverged for p in pairs):
-            return diverged_exit(rep, pairs, "sweep")
         n_bad = sum(p.learngene.diverged + p.baseline.diverged for p in pairs)
-        if n_bad:
-            print(f"note: {n_bad} run(s) diverged; they count as chance accuracy in the tables above")
+        every = bool(pairs) and n_bad == 2 * len(pairs)
+        diverged = diverged_record(rep, pairs, "sweep") if n_bad else ""
+    print(format_sweep_summary(summary))
+    if every:
+        print(f"error: {diverged}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if n_bad:
+        print(f"note: {n_bad} run(s) diverged; they count as chance accuracy in the tables above")
     return 0

@@ -6,6 +6,10 @@
 4. fewer samples: accuracy against K shots.
 
 A diverged run counts as chance accuracy (1 / n_way) and is counted in `diverged`.
+
+The convergence target is a fixed accuracy, or "baseline": per pair, the baseline's final accuracy
+(so the numbers read "the learngene descendant reached the baseline's final accuracy at epoch e",
+and the target is always reachable by the baseline, whatever the ancestry and the task).
 """
 
 from __future__ import annotations
@@ -13,10 +17,19 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from learngene.descend.compare import ROLES, PairResult, epochs_to_target
 from learngene.descend.stats import fmt_ci, mean_ci, std
+
+Target = float | Literal["baseline"] | None
+
+
+def pair_target(pair: PairResult, target_acc: Target) -> float | None:
+    """The accuracy a pair's runs must reach: fixed, or the baseline's final accuracy."""
+    if target_acc == "baseline":
+        return pair.baseline.final_acc(pair.n_way)
+    return target_acc
 
 
 def _ci(values: Sequence[float]) -> dict[str, Any]:
@@ -24,7 +37,7 @@ def _ci(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": half, "n": len(values), "values": list(values)}
 
 
-def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: float | None = None) -> dict[str, Any]:
+def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: Target = None) -> dict[str, Any]:
     """Accuracy, convergence and timing of one model role over a set of pairs."""
     runs = [(p, p.run(role)) for p in pairs]
     finals = [r.final_acc(p.n_way) for p, r in runs]
@@ -35,16 +48,17 @@ def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: float | N
         "train_seconds": _ci([r.wall_time for _, r in runs]),
     }
     if target_acc is not None:
-        hits = [epochs_to_target(r.history, target_acc) for _, r in runs]
+        targets = [pair_target(p, target_acc) for p, _ in runs]
+        hits = [None if t is None else epochs_to_target(r.history, t) for (_, r), t in zip(runs, targets, strict=True)]
         reached = [h for h in hits if h is not None]
         out["target"] = {
-            "acc": target_acc, "reached": len(reached), "of": len(hits),
+            "acc": target_acc, "values": targets, "reached": len(reached), "of": len(hits),
             "epochs": _ci([h[0] for h in reached]), "seconds": _ci([h[1] for h in reached]),
         }
     return out
 
 
-def summarize_pairs(pairs: Sequence[PairResult], target_acc: float | None = None) -> dict[str, Any]:
+def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> dict[str, Any]:
     """Per-model summaries plus the paired gain (learngene - baseline final accuracy) over pairs."""
     out: dict[str, Any] = {role: summarize_role(pairs, role, target_acc) for role in ROLES}
     gains = [p.learngene.final_acc(p.n_way) - p.baseline.final_acc(p.n_way) for p in pairs
@@ -70,7 +84,8 @@ def format_pair_summary(summary: dict[str, Any]) -> str:
     tgt = summary["learngene"].get("target", {}).get("acc")
     head = f"{'model':<10} {'final acc %':>15} {'best acc %':>15}"
     if has_target:
-        head += f"  {'to ' + format(tgt * 100, '.0f') + '% acc':<28}"
+        label = "to baseline's final acc" if tgt == "baseline" else f"to {tgt * 100:.0f}% acc"
+        head += f"  {label:<28}"
     head += f" {'train s':>8} {'diverged':>8}"
     lines = [head]
     for role in ROLES:
@@ -91,7 +106,7 @@ def _key(p: PairResult) -> tuple[float, float, int]:
     return (p.settings["lr"], p.settings["weight_decay"], p.k_shot)
 
 
-def summarize_sweep(pairs: Sequence[PairResult], target_acc: float | None = None) -> dict[str, Any]:
+def summarize_sweep(pairs: Sequence[PairResult], target_acc: Target = None) -> dict[str, Any]:
     """Per-setting summaries, the spread over the lr x wd grid per K, and accuracy against K.
 
     Returns:
