@@ -159,8 +159,11 @@ def test_sweep_sequential_and_batched_agree(vit):
     cfg = TrainConfig(epochs=2, batch_size=6, device="cpu")
     sweep = SweepConfig(lrs=[1e-3, 3e-3], wds=[0.0], shots=[2, 4], seeds=[0], n_tasks=1, n_way=3,
                         test_per_class=4, batched="off")
-    seq = run_sweep(recipe, vit, ds, sweep, cfg)
+    sink = _Sink()
+    seq = run_sweep(recipe, vit, ds, sweep, cfg, sink)
     assert len(seq) == 4 and {p.k_shot for p in seq} == {2, 4}
+    epochs = [r for r in sink.records if r["kind"] == "epoch"]
+    assert len(epochs) == 16 and {(r["base_lr"], r["k_shot"]) for r in epochs} == {(1e-3, 2), (3e-3, 2), (1e-3, 4), (3e-3, 4)}
     bat = run_sweep(recipe, vit, ds, SweepConfig(**{**sweep.to_dict(), "batched": "on"}), cfg)
     for a, b in zip(seq, bat, strict=True):
         assert a.settings == b.settings

@@ -84,7 +84,9 @@ class _Job:
 
     @property
     def tags(self) -> dict[str, Any]:
-        return {"lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay, "k_shot": self.task.k_shot,
+        """Keys that name the sweep setting in every record ("base_lr": the epoch records' "lr" is the
+        scheduled learning rate of that epoch)."""
+        return {"base_lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay, "k_shot": self.task.k_shot,
                 "seed": self.seed}
 
 
