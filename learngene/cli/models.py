@@ -59,13 +59,15 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _resolve_checkpoint(target: str) -> Path | None:
-    from learngene.models import shipped_checkpoints
+    from learngene.models import PRESETS, shipped_checkpoints
 
     path = Path(target)
     if path.suffix in (".safetensors", ".json", ".pth", ".pt"):
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
         return path
+    if target in PRESETS:  # a preset name is the architecture, even where a shipped checkpoint shares it
+        return None
     for shipped in shipped_checkpoints():
         if shipped.stem == target:
             return shipped
