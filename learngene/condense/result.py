@@ -137,7 +137,7 @@ class SimilarityResult:
             raise CheckpointError(f"cannot read similarity result {path}: {exc}") from exc
         return cls.from_dict(data, source=str(path))
 
-    def summary(self, width: int = 7, max_cols: int = 12) -> str:
+    def summary(self, max_cols: int = 12) -> str:
         """A plain-text table: matrix rows with their score, selected layers marked with '*'.
 
         More than `max_cols` columns are shown as `max_cols` evenly spaced ones.
@@ -146,6 +146,7 @@ class SimilarityResult:
         if len(cols) > max_cols:
             cols = sorted({round(i * (len(cols) - 1) / (max_cols - 1)) for i in range(max_cols)})
         heads = _short_names([self.col_names[c] for c in cols])
+        width = min(10, max(6, *(len(h) for h in heads)))
         lines = [" " * 16 + "".join(f"{h[-width:]:>{width + 1}}" for h in heads) + f"{'score':>{width + 2}}"]
         for i, (name, row) in enumerate(zip(self.row_names, self.matrix, strict=True)):
             cells = "".join(f"{_fmt(row[c]):>{width + 1}}" for c in cols)
