@@ -11,9 +11,11 @@ from learngene.cli.train import (
     add_source_options,
     add_target_option,
     add_task_options,
+    add_threads_option,
     diverged_record,
     load_data,
     resolve_source,
+    set_cpu_threads,
 )
 from learngene.reporting import Reporter
 from learngene.runlog import EXIT_DIVERGED, atomic_write_json
@@ -49,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_target_option(p)
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
+    add_threads_option(p)
     add_run_dir(p)
 
 
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from learngene.descend.sweep import run_sweep, use_batched
 
     cfg = train_config(args)
+    set_cpu_threads(args, cfg.device)
     sweep = sweep_config(args)
     source, recipe, names, what = resolve_source(args, args.n_way)
     ds = load_data(args)

@@ -48,6 +48,25 @@ def target_acc(text: str) -> float | str:
     return value
 
 
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for training on a CPU (default: 1: batches of a few images gain little from "
+                        "more, and extra threads stall badly when the machine is busy)")
+
+
+def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
+    """Apply --threads when the training runs on the CPU."""
+    import torch
+
+    from learngene.errors import ConfigError
+    from learngene.train.trainer import resolve_device
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    if resolve_device(device).type == "cpu":
+        torch.set_num_threads(args.threads)
+
+
 def add_target_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-acc", type=target_acc, default="baseline",
                    help="convergence speed = first epoch with at least this test accuracy; 'baseline' = the "
@@ -67,6 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_target_option(p)
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
+    add_threads_option(p)
     add_run_dir(p)
 
 
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from learngene.descend.summary import format_pair_summary, summarize_pairs
 
     cfg = train_config(args)
+    set_cpu_threads(args, cfg.device)
     source, recipe, names, what = resolve_source(args, args.n_way)
     ds = load_data(args)
     tasks = sample_tasks(ds, args.tasks, "novel", args.n_way, args.k_shot, args.task_seed,
