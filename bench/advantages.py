@@ -10,9 +10,9 @@ differ. Runs are shared between the studies where they coincide:
 
 * main cell, K = `k_main` (10) at the default lr / wd: **performance** (final accuracy, mean ± 95%
   t-interval over the tasks, and the paired gain over the baseline) and **convergence** (first
-  evaluated epoch reaching the target accuracy and its wall time; the target defaults to 90% of the
-  baseline's mean final accuracy). These runs train one after another, so the wall times are
-  a single model's;
+  evaluated epoch reaching the target accuracy and its wall time; the target defaults, as in
+  `learngene train`, to the baseline's final accuracy on the same task). Evaluated every epoch and
+  trained one after another, so the wall times are a single model's;
 * the lr x wd grid at K = `k_main`: **sensitivity** (mean, max - min and std over the grid cells of
   the per-cell mean final accuracy; a diverged run counts as chance);
 * K in `shots` at the default lr / wd: **sample efficiency** (mean accuracy per K, and the smallest
@@ -62,10 +62,9 @@ class Study:
     wd: float = 0.05
     epochs: int = 40
     batch_size: int = 10
-    eval_every: int = 2
+    eval_every: int = 1
     test_per_class: int = 100
-    target_acc: float | None = None
-    target_frac: float = 0.9
+    target_acc: float | str = "baseline"
     task_seed: int = 0
     seed: int = 0
     images_per_class: int | None = None
@@ -295,8 +294,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lrs", default=None, help="learning rates of the grid (default: 1e-4,3e-4,1e-3,3e-3)")
     p.add_argument("--wds", default=None, help="weight decays of the grid (default: 0.05,0.5)")
     p.add_argument("--epochs", type=int, default=None, help="(default: 40)")
-    p.add_argument("--target-acc", type=float, default=None,
-                   help="convergence target (default: 0.9 x the baseline's mean final accuracy)")
+    p.add_argument("--target-acc", default=None,
+                   help="convergence target: an accuracy such as 0.5, or 'baseline' = the baseline's final accuracy "
+                        "on the same task, as `learngene train` (default: baseline)")
     p.add_argument("--test-per-class", type=int, default=None, help="(default: 100)")
     p.add_argument("--batched", choices=["auto", "on", "off"], default="auto",
                    help="train the grid and K runs as vmap-batched groups where the models allow it: auto = on "
@@ -315,7 +315,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
         return None if text is None else tuple(cast(v) for v in text.split(",") if v.strip())
 
     changes = {"n_tasks": args.tasks, "shots": nums(args.shots, int), "lrs": nums(args.lrs, float),
-               "wds": nums(args.wds, float), "epochs": args.epochs, "target_acc": args.target_acc,
+               "wds": nums(args.wds, float), "epochs": args.epochs,
+               "target_acc": None if args.target_acc in (None, "baseline") else float(args.target_acc),
                "test_per_class": args.test_per_class, "max_batch": args.max_batch,
                "models": nums(args.models, str), "batched": args.batched}
     s = replace(s, **{k: v for k, v in changes.items() if v is not None})

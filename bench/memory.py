@@ -180,7 +180,7 @@ def worker_commands(args: argparse.Namespace, ancestry: Path, device: str) -> li
         ("for reference: import torch, timm and learngene only",
          ["-c", "import torch, timm, learngene.models, learngene.train.trainer"]),
         ("for reference: load the shapes data set only",
-         ["-c", f"from learngene.data import load_dataset; load_dataset('shapes', {data})"]),
+         ["-c", f'from learngene.data import load_dataset; load_dataset("shapes", {data})']),
         ("worker: train, 1 task, K=10 (descendant + baseline)",
          ["-m", "learngene", "train", *common, "--tasks", "1", "--k-shot", "10"]),
         ("worker: sweep --batched on, 4 lr x 2 wd x 2 tasks (32 models in one batch)",
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = setup(args)
     ancestry = Path(args.ancestry) if args.ancestry else default_ancestry_path()
+    if ancestry.resolve().is_relative_to(ROOT):
+        ancestry = ancestry.resolve().relative_to(ROOT)  # commands in the report read as typed in the repo
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as d:
         tmp = Path(d)
