@@ -237,6 +237,11 @@ def _cache_path(seed: int, images_per_class: int, image_size: int) -> Path:
     return cache_dir() / f"shapes-v{GENERATOR_VERSION}-seed{seed}-n{images_per_class}-s{image_size}.pt"
 
 
+def _checksum(images: torch.Tensor, chunk: int = 2048) -> int:
+    """Sum of all pixel values, in chunks: a whole-tensor int64 sum would copy the set at 8x its size."""
+    return sum(int(images[i:i + chunk].sum(dtype=torch.int64)) for i in range(0, len(images), chunk))
+
+
 def _read_cache(path: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Return cached (images, labels), or None when missing, unreadable or inconsistent."""
     try:
@@ -247,7 +252,7 @@ def _read_cache(path: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tens
             and images.dtype == torch.uint8
             and tuple(images.shape) == (n, 3, size, size)
             and tuple(labels.shape) == (n,)
-            and int(images.sum(dtype=torch.int64)) == obj.get("checksum")
+            and _checksum(images) == obj.get("checksum")
         )
         return (images, labels) if ok else None
     except Exception:  # missing, truncated or corrupt: regenerate
@@ -262,7 +267,7 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> bool
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             payload = {"version": GENERATOR_VERSION, "images": images, "labels": labels}
-            payload["checksum"] = int(images.sum(dtype=torch.int64))
+            payload["checksum"] = _checksum(images)
             torch.save(payload, f)
         os.replace(tmp, path)
     except (OSError, RuntimeError):  # read-only or full disk: run without a cache

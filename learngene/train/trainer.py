@@ -149,7 +149,9 @@ class Trainer:
             with _autocast(self.device, cfg.amp):
                 logits = self._forward(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
+            # On CUDA a per-step check would sync the host every step: there the epoch's summed loss
+            # is checked instead, so at most one epoch of steps is spent before a divergence stops it.
+            if self.device.type != "cuda" and not torch.isfinite(loss):
                 self.diverged = True
                 return float("nan"), float("nan")
             self.optimizer.zero_grad(set_to_none=True)
@@ -159,6 +161,9 @@ class Trainer:
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == yb).sum()
             self._fire("on_batch_end", s, steps)
+        if not torch.isfinite(loss_sum):
+            self.diverged = True
+            return float("nan"), float("nan")
         return loss_sum.item() / n, correct.item() / n
 
     def run(self) -> list[dict[str, Any]]:
