@@ -36,8 +36,8 @@ VIEWPORT = {"width": 1400, "height": 1000}
 # Tiny settings: the whole journey must stay short on a loaded 2-core machine.
 CONDENSE_SETTINGS = {"cond-cka-probe_batch": 32, "cond-cka-images": 64, "cond-cka-pd_epochs": 1,
                      "cond-cka-train_per_class": 20}
-EPOCHS = 8
-TRAIN_SETTINGS = {"task-nway": 2, "task-kshot": 5, "task-tasks": 1, "task-epochs": EPOCHS, "task-batch": 10}
+EPOCHS = 120  # long enough (seconds per model even on a quiet machine) for the 1.5 s live refresh to show growth
+TRAIN_SETTINGS = {"task-nway": 2, "task-kshot": 10, "task-tasks": 1, "task-epochs": EPOCHS, "task-batch": 10}
 PICKED_ROWS = (1, 3)  # ancestry layers clicked on the heatmap (the tiny ancestry has blocks.0..blocks.3)
 
 
@@ -277,7 +277,7 @@ def test_new_user_journey(journey: Journey):
         for key, value in TRAIN_SETTINGS.items():
             j.set_number(key, value)
         j.widget("train-go").locator("button").click()
-        expect(j.widget("train-watch")).to_contain_text("2-way 5-shot")
+        expect(j.widget("train-watch")).to_contain_text("2-way 10-shot")
 
     with j.step("both curves grow live until the run is done"):
         seen: list[dict[str, int]] = []
@@ -304,7 +304,7 @@ def test_new_user_journey(journey: Journey):
         j.nav("Runs")
         pick = j.widget("runs-pick")
         pick.locator("input").click()
-        page.get_by_role("option", name=re.compile("2-way 5-shot")).click()
+        page.get_by_role("option", name=re.compile("2-way 10-shot")).click()
         page.keyboard.press("Escape")
         j.idle()
         expect(j.plot("runs-overlay")).to_be_visible()
