@@ -5,8 +5,9 @@ feature-matching loss of "Learning What and Where to Transfer" (L2T-ww; Jang et 
 
     L = CE(pd(x), y) + λ Σ_{m,n} w_mn(x) · mean ‖F_anc^m(x) − A_mn(F_pd^n(x))‖²
 
-(by default each distance is divided by mean ‖F_anc^m(x)‖², `CondenseConfig.match_norm`, so the
-growing norm of deep ViT residual streams does not make the deepest pairs dominate the loss).
+Two normalisations (see `CondenseConfig`): the λ term is the mean over the M·P pairs rather than
+their sum, and by default each distance is divided by mean ‖F_anc^m(x)‖² (`match_norm`), so neither
+the number of pairs nor the growing norm of deep ViT residual streams lets matching drown the CE.
 
 - `A_mn`: a linear map on tokens (ViT) or a 1×1 conv (CNN) from pseudo-descendant layer n to
   ancestry layer m's width, with the map resampled to m's spatial size where they differ.
@@ -147,7 +148,7 @@ class _AutoLG:
             logits, fp = self._pd_forward(params, x)
             w = self.weights(fa)  # (B, M, P)
             dist = self.adapters.distances(fa, fp, self.cfg.match_norm == "relative")  # (B, M, P)
-            match = (w * dist).mean(0).sum()
+            match = (w * dist).mean(0).sum() / (dist.shape[1] * dist.shape[2])  # mean over the M·P pairs
             ce = F.cross_entropy(logits, y)
             loss = ce + self.cfg.lam * match
             grads = torch.autograd.grad(loss, [*params.values(), *adapt], create_graph=True)

@@ -32,13 +32,15 @@ class CondenseConfig:
         pd_epochs / pd_lr / pd_batch_size: training of the pseudo-descendant (cka, auto).
         pd_depth: pseudo-descendant depth in integral layers (None = half the ancestry; see
             `learngene.condense.pseudo`).
-        lam: λ of Auto-LG's matching loss.
+        lam: λ of Auto-LG's matching loss (applied to the mean over the M·P layer pairs, so that
+            it means the same for any depth; the plain sum drowned the cross-entropy).
         match_norm: `relative` divides each pair's squared distance by the mean square of the
             ancestry layer's output (scale-free across layers); `none` is the plain distance.
         meta_optimizer / meta_lr: optimizer and learning rate of the matching-weight networks w_mn
             (L2T-ww's meta step). With Adam, 1e-2 drives most w_mn to the same ceiling within the
             default budget; 1e-3 keeps them graded.
-        inner_lr: step size of the functional SGD look-ahead step of the pseudo-descendant.
+        inner_lr: step size of the functional SGD look-ahead step of the pseudo-descendant (0.1
+            overshot on the ResNet pseudo-descendant and drove most w_mn to 0).
         tasks / n_way / k_shot / task_epochs / task_lr: Heur-LG's sequence of open-world tasks.
         grad_quantile: gradient threshold = this quantile of |grad| over all integral-layer weights
             in the first epoch (fixed afterwards).
@@ -58,11 +60,11 @@ class CondenseConfig:
     pd_lr: float = 2e-3
     pd_batch_size: int = 64
     pd_depth: int | None = None
-    lam: float = 0.5
+    lam: float = 1.0
     match_norm: Literal["relative", "none"] = "relative"
     meta_optimizer: Literal["adam", "sgd"] = "adam"
     meta_lr: float = 1e-3
-    inner_lr: float = 0.1
+    inner_lr: float = 0.01
     tasks: int = 8
     n_way: int = 5
     k_shot: int = 20
