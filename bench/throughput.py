@@ -46,7 +46,7 @@ GPU_ANCHOR = {"arch": "lg_vit_small", "overrides": {"embed_dim": 192, "depth": 1
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
-    from learngene.cli.accumulate import parse_overrides
+    from learngene.cli._common import parse_overrides
 
     return parse_overrides(items)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
+from learngene.errors import ConfigError
 from learngene.train.config import TrainConfig
 
 
@@ -53,3 +55,17 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 def command_line() -> str:
     """The command as typed, for model cards and run configs."""
     return shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "learngene", *sys.argv[1:]])
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """KEY=VALUE strings (from repeated --set) to a dict; values are parsed as JSON where they can be."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"bad --set {item!r}: expected KEY=VALUE, e.g. --set depth=6")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
-from learngene.errors import ConfigError
+from learngene.cli._common import (
+    add_data,
+    add_run_dir,
+    add_train,
+    command_line,
+    parse_overrides,
+    train_config,
+)
 from learngene.reporting import Reporter
 
 NAME = "accumulate"
@@ -28,19 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=2)
     add_run_dir(p)
-
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"bad --set {item!r}: expected KEY=VALUE, e.g. --set depth=6")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def _ancestry_path(arg: str | None) -> Path:
 
 
 def _config(args: argparse.Namespace):
-    from learngene.cli.accumulate import parse_overrides
+    from learngene.cli._common import parse_overrides
     from learngene.condense import CondenseConfig
 
     fields = {"tokens": args.tokens, "maps": args.maps, "images": args.images, "device": args.device,

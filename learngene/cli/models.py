@@ -7,10 +7,10 @@ so top-level imports here would slow down every `python -m learngene ...` call.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from learngene.cli._common import parse_overrides
 from learngene.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -45,19 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. depth=4), got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def _resolve_checkpoint(target: str) -> Path | None:
     from learngene.models import PRESETS, shipped_checkpoints
 
@@ -84,7 +71,7 @@ def _load_target(args: argparse.Namespace) -> tuple[torch.nn.Module, str]:
             raise ConfigError("--set applies to architectures, not checkpoints (their card fixes the spec)")
         model, card = load_checkpoint(ckpt)
         return model, f"{ckpt} ({card.spec.arch}, trained on {card.dataset or 'unknown data'})"
-    model = create_model(arch, args.num_classes, img_size=args.img_size, **_parse_overrides(args.overrides))
+    model = create_model(arch, args.num_classes, img_size=args.img_size, **parse_overrides(args.overrides))
     if ckpt is not None:
         load_weights(model, ckpt, strict=True)
         return model, f"{ckpt} (as {arch})"
