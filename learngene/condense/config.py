@@ -7,9 +7,10 @@ in `SimilarityResult.settings` so every matrix can be reproduced.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from learngene._config import refuse_unknown
 from learngene.errors import ConfigError
 
 TokenTreatment = Literal["cls", "mean", "flatten"]
@@ -79,10 +80,7 @@ class CondenseConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CondenseConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown condensing settings {unknown}; known: {sorted(known)}")
+        refuse_unknown(cls, d, "condensing")
         return cls(**d).validated()
 
     def replace(self, **changes: Any) -> CondenseConfig:

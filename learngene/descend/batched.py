@@ -31,7 +31,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from learngene.data import normalize
 from learngene.errors import ConfigError
-from learngene.train.trainer import TrainConfig, _autocast, lr_at, resolve_device
+from learngene.train.trainer import TrainConfig, _autocast, augment_from_uniforms, lr_at, resolve_device
 
 __all__ = ["augment_from_uniforms", "can_batch", "train_batched"]
 
@@ -114,23 +114,6 @@ def can_batch(models: Sequence[nn.Module], cfgs: Sequence[TrainConfig],
     except ConfigError as err:
         return False, str(err)
     return True, ""
-
-
-def augment_from_uniforms(x: Tensor, u: Tensor, max_shift: int = 3) -> Tensor:
-    """The trainer's `augment_batch` with its uniform draws `u` (B, 3) given instead of drawn.
-
-    u[:, 0] < 0.5 flips horizontally; u[:, 1:] shift by up to `max_shift` pixels (edge padded).
-    """
-    b, _, h, w = x.shape  # (B, C, H, W) float
-    u = u.to(x.device)
-    x = torch.where((u[:, 0] < 0.5)[:, None, None, None], x.flip(3), x)
-    shift = (u[:, 1:] * 2 - 1) * (2 * max_shift / torch.tensor([w, h], device=x.device))  # (B, 2)
-    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0] = 1
-    theta[:, 1, 1] = 1
-    theta[:, :, 2] = shift.round(decimals=2).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
 
 
 class _BatchedOptimizer:

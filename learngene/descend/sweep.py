@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
+from learngene._config import refuse_unknown
 from learngene.data import ImageSet, Task, sample_tasks
 from learngene.descend.compare import ROLES, PairResult, RunResult, build_pair, make_logger, train_pair
 from learngene.errors import ConfigError
@@ -42,10 +43,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown sweep settings {unknown}; known: {sorted(known)}")
+        refuse_unknown(cls, d, "sweep")
         return cls(**d).validated()
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from learngene._config import refuse_unknown
 from learngene.errors import ConfigError
 
 
@@ -31,10 +32,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        refuse_unknown(cls, d, "training")
         return cls(**d).validated()
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,19 +36,25 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
-    """Random horizontal flip and translation by up to `max_shift` pixels (edge padded)."""
+def augment_from_uniforms(x: torch.Tensor, u: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
+    """Flip and shift `x` by given uniform draws `u` (B, 3): u[:, 0] < 0.5 flips horizontally, u[:, 1:]
+    shift by up to `max_shift` pixels (edge padded). Shared with the vmap-batched trainer."""
     b, _, h, w = x.shape  # (B, C, H, W) float
-    u = torch.rand(b, 3, generator=gen, device=gen.device).to(x.device)
-    flip = u[:, 0] < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    shift = (u[:, 1:] * 2 - 1) * (2 * max_shift / torch.tensor([w, h], device=x.device))
+    u = u.to(x.device)
+    x = torch.where((u[:, 0] < 0.5)[:, None, None, None], x.flip(3), x)
+    shift = (u[:, 1:] * 2 - 1) * (2 * max_shift / torch.tensor([w, h], device=x.device))  # (B, 2)
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = 1
     theta[:, 1, 1] = 1
     theta[:, :, 2] = shift.round(decimals=2).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
+    """Random horizontal flip and translation by up to `max_shift` pixels (edge padded)."""
+    u = torch.rand(x.shape[0], 3, generator=gen, device=gen.device)
+    return augment_from_uniforms(x, u, max_shift)
 
 
 @torch.no_grad()
