@@ -27,7 +27,9 @@ groups (`learngene.descend.batched`) where the models allow it (`--batched`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -92,6 +94,7 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = float("nan")
     timing: str = ""
+    main: bool = False  # in the main cell: trained one after another and evaluated every `eval_every` epochs
 
 
 # ------------------------------------------------------------------ choosing the layers
@@ -144,7 +147,7 @@ def model_layers(ancestry, card, ds, study: Study, out: Path, given: dict[str, s
 def plan(study: Study) -> list[Run]:
     """Every run: the main cell (sequential, evaluated every `eval_every` epochs), then grid and K cells."""
     n = len(study.models)
-    runs = [Run(study.models[(t + i) % n], t, study.k_main, study.lr, study.wd, study.eval_every, timing="sequential")
+    runs = [Run(study.models[(t + i) % n], t, study.k_main, study.lr, study.wd, study.eval_every, main=True)
             for t in range(study.n_tasks) for i in range(n)]  # order rotates per task: drift hits no model alone
     cells = [(study.k_main, lr, wd) for lr in study.lrs for wd in study.wds if (lr, wd) != (study.lr, study.wd)]
     cells += [(k, study.lr, study.wd) for k in study.shots if k != study.k_main]
@@ -176,6 +179,61 @@ class Engine:
         self.tasks = {k: sample_tasks(ds, study.n_tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
                       for k in sorted({study.k_main, *study.shots})}
         self.rate = {"sequential": None, "batched": None}  # work units per second
+        self.layers = layers
+        self.journal: Path | None = None
+
+    # -------------------------------------------------------------- the journal (resuming a study)
+
+    def fingerprint(self, run: Run) -> str:
+        """What decides a run's result besides its identity: the study recipe and the model's layers."""
+        s = self.study
+        what = {"epochs": s.epochs, "batch_size": s.batch_size, "n_way": s.n_way, "test_per_class": s.test_per_class,
+                "task_seed": s.task_seed, "seed": s.seed, "images_per_class": s.images_per_class,
+                "layers": self.layers[run.model], "baseline": run.model == "baseline"}
+        return json.dumps(what, sort_keys=True)
+
+    @staticmethod
+    def identity(run: Run) -> tuple:
+        return (run.model, run.task, run.k, float(run.lr), float(run.wd), run.eval_every)
+
+    def open_journal(self, path: Path, runs: list[Run]) -> int:
+        """Append finished runs to `path` from now on; fill `runs` from what it already holds. Returns
+        how many runs were restored (a study killed half-way restarts where it stopped)."""
+        from learngene.runlog import read_jsonl
+
+        self.journal = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            return 0
+        records, _ = read_jsonl(path)
+        with open(path, "rb+") as f:  # a line cut short by a kill: end it, so the next record starts afresh
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+        done = {}
+        for rec in records:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                done[(tuple(rec["identity"]), rec["fingerprint"])] = rec
+        restored = 0
+        for r in runs:
+            rec = done.get((tuple(json.loads(json.dumps(self.identity(r)))), self.fingerprint(r)))
+            if rec is not None:
+                r.history, r.wall_s, r.timing = rec["history"], float(rec["wall_s"]), rec["timing"]
+                restored += 1
+        return restored
+
+    def record(self, runs: list[Run]) -> None:
+        """Append finished runs to the journal (one JSON line each, flushed)."""
+        if self.journal is None:
+            return
+        with open(self.journal, "a") as f:
+            for r in runs:
+                f.write(json.dumps({"identity": list(self.identity(r)), "fingerprint": self.fingerprint(r),
+                                    "history": r.history, "wall_s": r.wall_s, "timing": r.timing}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def config(self, run: Run):
         from learngene.train.config import TrainConfig
@@ -202,6 +260,7 @@ class Engine:
         res = train_one(self.model(run), self.config(run), self.tasks[run.k][run.task])
         run.history, run.wall_s, run.timing = res.history, res.wall_time, "sequential"
         self._learn("sequential", _cost(run, self.study), res.wall_time)
+        self.record([run])
 
     def train_batched(self, runs: list[Run]) -> bool:
         """Train `runs` as one batched model; False (nothing trained) when they cannot be batched."""
@@ -223,6 +282,7 @@ class Engine:
         for r, h in zip(runs, histories, strict=True):
             r.history, r.wall_s, r.timing = h, wall / len(runs), f"batched x{len(runs)} (amortised)"
         self._learn("batched", sum(_cost(r, self.study) for r in runs), wall)
+        self.record(runs)
         return True
 
     def _learn(self, mode: str, units: float, seconds: float) -> None:
@@ -233,21 +293,25 @@ class Engine:
     def eta(self, todo: list[Run], batched: bool) -> float:
         seq = self.rate["sequential"] or 1.0
         bat = self.rate["batched"] or seq
-        return sum(_cost(r, self.study) / (bat if (batched and r.timing != "sequential") else seq) for r in todo)
+        return sum(_cost(r, self.study) / (bat if (batched and not r.main) else seq) for r in todo)
 
 
 def execute(engine: Engine, runs: list[Run], label: str) -> None:
     """Train every run of one ancestry, printing progress and an ETA measured from the first runs."""
     study = engine.study
     batched = study.batched == "on" or (study.batched == "auto" and engine.device.type == "cuda")
-    main = [r for r in runs if r.timing == "sequential"]
-    rest = [r for r in runs if r.timing != "sequential"]
+    main = [r for r in runs if r.main and not r.history]
+    rest = [r for r in runs if not r.main and not r.history]
     groups: dict[int, list[Run]] = {}
     for r in rest:
         groups.setdefault(r.k, []).append(r)
     chunks = [g[i:i + study.max_batch] for g in groups.values() for i in range(0, len(g), study.max_batch)]
     t0 = time.perf_counter()
-    done = 0
+    done = len(runs) - len(main) - len(rest)
+    if done:
+        print(f"  [{label}] {done}/{len(runs)} runs restored from the journal {engine.journal}", flush=True)
+    if not main and not rest:
+        return
 
     def progress(what: str) -> None:
         todo = [r for r in runs if not r.history]
@@ -255,9 +319,10 @@ def execute(engine: Engine, runs: list[Run], label: str) -> None:
               f"{engine.eta(todo, batched):.0f} s ({what})", flush=True)
 
     engine.warm_up()
-    engine.train_sequential(main[0])
-    done += 1
-    progress("ETA from the first measured run")
+    if main:
+        engine.train_sequential(main[0])
+        done += 1
+        progress("ETA from the first measured run")
     if chunks and batched:  # measure the batched rate early, so the ETA covers both kinds of work
         if engine.train_batched(chunks[0]):
             done += len(chunks[0])
@@ -368,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         layers = model_layers(ancestry, card, ds, study, out, given)
         runs = plan(study)
         engine = Engine(ancestry, layers, ds, study, device)
+        engine.open_journal(out / "journal" / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
         t0 = time.perf_counter()
         execute(engine, runs, card.spec.arch)
         results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, time.perf_counter() - t0))

@@ -88,6 +88,28 @@ def test_advantages_smallest(tmp_path, tiny_ancestry):
     assert len(list((tmp_path / "out" / "figures").glob("*.svg"))) == 3
 
 
+def test_advantages_resumes_from_its_journal(tmp_path, tiny_ancestry, capsys):
+    argv = [*_common_args(tmp_path), "--ancestry", str(tiny_ancestry), "--models", "heur", "--tasks", "2",
+            "--epochs", "2", "--shots", "1,2", "--lrs", "1e-3", "--wds", "0.05", "--test-per-class", "4",
+            "--batched", "off"]
+    assert advantages.main(argv) == 0
+    first = _rows(tmp_path / "out" / "advantages.csv")
+    (journal,) = (tmp_path / "out" / "journal").glob("*.jsonl")
+    lines = journal.read_text().splitlines()
+    assert len(lines) == len(first) == 2 * 2 * 2
+    journal.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # killed half-way through a line
+    capsys.readouterr()
+    assert advantages.main(argv) == 0
+    assert "3/8 runs restored from the journal" in capsys.readouterr().out
+    again = _rows(tmp_path / "out" / "advantages.csv")
+    key = lambda r: (r["model"], r["task"], r["k_shot"], r["lr"])  # noqa: E731
+    assert [(key(r), r["final_acc"]) for r in sorted(first, key=key)] == \
+        [(key(r), r["final_acc"]) for r in sorted(again, key=key)]  # same seeds: retrained runs agree
+    # a different recipe does not reuse the journal
+    assert advantages.main([*argv[:-2], "--batched", "off", "--epochs", "3"]) == 0
+    assert "restored" not in capsys.readouterr().out
+
+
 def test_study_defaults_satisfy_the_issue():
     s = advantages.Study()
     assert s.n_tasks >= 10 and len(s.lrs) >= 4 and len(s.wds) >= 2 and set(s.shots) == {1, 5, 10, 20}
