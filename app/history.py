@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -59,6 +60,18 @@ def sweep_summary(info: Any) -> dict | None:
     data = pipeline.read_output_json(info, "summary.json") or {}
     summary = data.get("summary")
     return summary if isinstance(summary, dict) and "settings" in summary else None
+
+
+def study_report(info: Any) -> dict[str, Any] | None:
+    """The tables, raw CSV and SVG figures of a finished `advantages` run (None while it has none)."""
+    folder = Path(info.path) / "outputs"
+    try:
+        text = (folder / "advantages.md").read_text()
+    except OSError:
+        return None
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("Figures: "))
+    return {"markdown": body, "csv": folder / "advantages.csv",
+            "figures": sorted((folder / "figures").glob("advantages-*.svg"))}
 
 
 def sensitivity_frame(summary: dict) -> pd.DataFrame:

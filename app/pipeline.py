@@ -100,6 +100,26 @@ def sweep_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: 
     return argv + _options(grid)
 
 
+STUDY_MODELS = ("heur", "auto-paper", "auto", "cka", "finetune")  # rows of the study besides the baseline
+
+
+def shipped_ancestries() -> list[Path]:
+    """The ancestries in assets/ (the study's defaults)."""
+    from learngene.models import shipped_checkpoints
+
+    return shipped_checkpoints()
+
+
+def advantages_argv(ancestries: list[Path], *, quick: bool, tasks: int | None = None, epochs: int | None = None,
+                    models: list[str] | None = None, device: str = "cpu") -> list[str]:
+    """`advantages`: the four-advantage study over the given ancestries (quick = the try-out size)."""
+    argv = ["advantages"]
+    for path in ancestries:
+        argv += ["--ancestry", str(path)]
+    return argv + _options({"quick": quick, "tasks": tasks, "epochs": epochs, "models": models or None,
+                            "device": device})
+
+
 def output_path(info: Any, name: str) -> Path:
     return Path(info.path) / "outputs" / name
 

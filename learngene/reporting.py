@@ -63,6 +63,14 @@ class Reporter:
             self._bar.update(n)
         self._write_progress()
 
+    def write(self, text: str) -> None:
+        """Print a line on stdout without breaking the progress bar (the job log keeps it)."""
+        if self._bar is not None:
+            self._bar.clear()
+        print(text, flush=True)
+        if self._bar is not None:
+            self._bar.refresh()
+
     def set_message(self, message: str) -> None:
         self.message = message
         if self._bar is not None:

@@ -1,8 +1,10 @@
 """Runs: every background run, filters, overlays, sweep views, downloads and deletion."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from app import config, figures, history, live, resources, state, widgets
+from app import config, figures, history, live, pipeline, resources, state, widgets
 from learngene.jobs import STATES
 
 st.title("Runs")
@@ -13,7 +15,33 @@ table to overlay their curves, download their metrics, or delete them.
 
 A **sweep** trains both models over a grid: **accuracy against the learning rate** shows sensitivity to
 hyperparameters (a flatter learngene curve = less sensitive), **accuracy against K** shows sample efficiency.
+
+The **four-advantage study** (`python -m learngene advantages`) trains the random-init baseline, Heur-LG's
+last 3 layers, the seed paper's choice, the `auto` and `cka` selections and full fine-tuning on the same
+novel tasks, over an lr x wd grid and K = 1, 5, 10, 20, and reports convergence, sensitivity, performance
+and sample efficiency in one table. A stopped study resumes where it stopped when started again.
 """)
+
+with st.expander("Start the four-advantage study", icon=":material/science:"):
+    with widgets.error_box("study"):
+        anc = resources.current_ancestry()
+        shipped = pipeline.shipped_ancestries()
+        c = st.columns([3, 2, 2])
+        options = list(dict.fromkeys([str(p.resolve()) for p in shipped] + [str(anc.path.resolve())]))
+        chosen = c[0].multiselect("ancestries", options, key="adv-anc", format_func=lambda a: Path(a).name,
+                                  default=[str(anc.path.resolve())], help="every row is trained for each ancestry")
+        size = c[1].segmented_control("size", ["try-out", "full"], default="try-out", key="adv-size",
+                                      help="try-out: 2 tasks, 6 epochs, a 2-cell grid (minutes); full: 10 tasks, "
+                                           "40 epochs, 4 lr x 2 wd, K = 1/5/10/20 (hours on a CPU, minutes on a GPU)")
+        device = widgets.device_ui("adv-device")
+        models = c[2].multiselect("rows", list(pipeline.STUDY_MODELS), default=list(pipeline.STUDY_MODELS),
+                                  key="adv-models", help="the baseline is always trained")
+        argv = pipeline.advantages_argv([Path(a) for a in dict.fromkeys(chosen)], quick=size != "full",
+                                        models=models, device=device)
+        st.code("python -m learngene " + " ".join(argv[1:]) if len(argv) > 1 else "", language="bash")
+        widgets.start_job_ui("Start the study", argv, kind="advantages", key="adv-go",
+                             disabled=not chosen or not models, device=device,
+                             name=f"advantages ({size}) " + ", ".join(Path(a).stem for a in chosen))
 
 
 with widgets.error_box("runs"):
@@ -31,7 +59,7 @@ with widgets.error_box("runs"):
         st.caption("Select runs (the boxes left of the table, or the list) to overlay, download or delete them.")
         st.stop()
 
-    overlay, sweeps, details, manage = st.tabs(["Overlay", "Sweeps", "Details", "Delete"])
+    overlay, sweeps, study, details, manage = st.tabs(["Overlay", "Sweeps", "Study", "Details", "Delete"])
     with overlay:
         if any(i.live for i in picked):
             live.watch_ui([i.run_id for i in picked], key="runs-live", summary=False)
@@ -73,6 +101,22 @@ with widgets.error_box("runs"):
                 st.plotly_chart(fig, key=f"sw-k-fig-{info.run_id}")
                 widgets.download_figure_ui(fig, "sample-efficiency", f"sw-kf-{info.run_id}")
             st.dataframe(history.spread_frame(summary), hide_index=True, width="stretch")
+
+    with study:
+        reports = [(i, history.study_report(i)) for i in picked if i.spec.kind == "advantages"]
+        reports = [(i, r) for i, r in reports if r]
+        if not reports:
+            st.caption("Select a finished **advantages** run (start one above).")
+        for info, rep in reports:
+            st.markdown(f"**{info.spec.name}** · {info.run_id}")
+            st.markdown(rep["markdown"])
+            cols = st.columns(3)
+            for i, fig in enumerate(rep["figures"]):
+                cols[i % 3].image(str(fig), caption=fig.stem.removeprefix("advantages-"))
+            if rep["csv"].is_file():
+                st.download_button("Raw runs as CSV", data=rep["csv"].read_bytes(), file_name=rep["csv"].name,
+                                   mime="text/csv", key=f"adv-csv-{info.run_id}", on_click="ignore",
+                                   icon=":material/table:")
 
     with details:
         for info in picked:

@@ -381,6 +381,37 @@ def test_runs_filters_overlay_sweeps_and_delete(env, finished):
     assert JobManager(env).list() == []
 
 
+def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
+    from learngene.descend._svg import line_chart
+    from learngene.jobs import JobManager
+
+    at = open_page("runs")
+    at.segmented_control(key="adv-size").set_value("try-out").run()
+    at.multiselect(key="adv-models").set_value(["heur", "finetune"]).run()
+    at.button(key="adv-go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (started,) = JobManager(env).list(kind="advantages")
+    argv = started.spec.argv
+    assert argv[:1] == ["advantages"] and "--quick" in argv and argv[argv.index("--models") + 1] == "heur,finetune"
+    assert argv[argv.index("--ancestry") + 1] == str(tiny_ancestry.resolve())
+    JobManager(env).cancel(started.run_id)
+    JobManager(env).wait(started.run_id, timeout=20)
+
+    (run_id,) = make_runs(env, {"kind": "advantages", "name": "a study"})
+    out = JobManager(env).run_dir(run_id) / "outputs"
+    (out / "advantages.md").write_text("| model | acc |\n|---|---|\n| baseline | 30 |\n\nFigures: ![x](figures/x.svg)\n")
+    (out / "advantages.csv").write_text("model,final_acc\nbaseline,0.3\n")
+    (out / "figures").mkdir()
+    (out / "figures" / "advantages-tiny-lr.svg").write_text(line_chart([("baseline", [1.0, 2.0], [30.0, 40.0])],
+                                                                       title="t", x_label="x", y_label="y"))
+    open_page("runs", at)
+    at.multiselect(key="runs-pick").set_value([run_id]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("| baseline | 30 |" in m.value for m in at.markdown)
+    assert not any("Figures: " in m.value for m in at.markdown)
+    assert any(b.label == "Raw runs as CSV" for b in at.get("download_button"))
+
+
 # ------------------------------------------------------------------ pure helpers
 
 

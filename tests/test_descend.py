@@ -223,3 +223,29 @@ def test_cli_train_from_learngene_file_and_sweep(tmp_path, ancestry_file, capsys
                *COMMON])
     out = capsys.readouterr().out
     assert rc == 0 and "spread" in out and "against K" in out
+
+
+def test_cli_advantages_reports_every_run_and_resumes(tmp_path, ancestry_file, capsys):
+    run = tmp_path / "run"
+    argv = ["advantages", "--quick", "--ancestry", str(ancestry_file), "--models", "finetune", "--tasks", "1",
+            "--epochs", "2", "--shots", "1,2", "--lrs", "1e-3", "--wds", "0.05", "--test-per-class", "4",
+            "--device", "cpu", "--run-dir", str(run)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| finetune | 0,1 |" in out and "| baseline | - |" in out
+    folder = run / "outputs"
+    assert "| finetune | 0,1 |" in (folder / "advantages.md").read_text()
+    assert len((folder / "advantages.csv").read_text().splitlines()) == 1 + 4  # 2 models x (main K=2, K=1)
+    records, _ = read_jsonl(run / "metrics.jsonl")
+    runs = [r for r in records if r["kind"] == "study_run"]
+    assert sorted((r["model"], r["k_shot"]) for r in runs) == [("baseline", 1), ("baseline", 2), ("finetune", 1),
+                                                              ("finetune", 2)]
+    assert all(0 <= r["final_acc"] <= 1 for r in runs)
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["done"] == progress["total"] == 4
+    # the same command again trains nothing: every run comes back from the journal
+    assert main(argv) == 0
+    assert "4/4 runs restored from the journal" in capsys.readouterr().out
+    assert json.loads((run / "progress.json").read_text())["done"] == 4
+    assert main([*argv[:-2], "--shots", "0,2"]) == 2  # bad input: one line, exit 2
+    assert "shots" in capsys.readouterr().err

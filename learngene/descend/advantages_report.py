@@ -1,4 +1,4 @@
-"""Numbers, tables and figures of `bench.advantages` from its trained runs.
+"""Numbers, tables and figures of the four-advantage study (`learngene.descend.advantages`) from its runs.
 
 Statistics come from the library (`learngene.descend.stats`, `learngene.descend.compare`), so the
 benchmark reports exactly what the sweep summaries and the UI report: a diverged run counts as chance
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import fmt, md_table
-from bench._svg import line_chart
+from learngene.descend._svg import line_chart
 from learngene.descend.compare import epochs_to_target, final_accuracy
 from learngene.descend.stats import fmt_ci, mean_ci, std
+from learngene.tables import fmt, md_table
 
 
 @dataclass
@@ -24,7 +24,7 @@ class AncestryResult:
     path: str
     arch: str
     layers: dict[str, list[int]]
-    runs: list[Any]  # bench.advantages.Run
+    runs: list[Any]  # learngene.descend.advantages.Run
     seconds: float
 
 

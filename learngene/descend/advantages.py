@@ -1,0 +1,449 @@
+"""The four advantages: learngene descendants against their random-init baseline (issue 6).
+
+For each ancestry (default: both shipped ones, `lg_vit_tiny` and `lg_resnet_mini`) and each model
+row: the random-init **baseline**, **heur** (Heur-LG's last 3 layers), **auto-paper** (the seed
+paper's published choice), **auto** and **cka** (the layers `condense` selects with that method, top
+half of the layers) and **finetune** (every layer and the stem inherited: the upper reference that
+transfers everything). Every row is the same architecture at full depth, built with the same seed,
+trained with the same recipe on the same tasks in the same data order; only the inherited weights
+differ. Runs are shared between the studies where they coincide:
+
+* main cell, K = `k_main` (10) at the default lr / wd: **performance** (final accuracy, mean ± 95%
+  t-interval over the tasks, and the paired gain over the baseline) and **convergence** (first
+  evaluated epoch reaching the target accuracy and its wall time; the target defaults, as in
+  `learngene train`, to the baseline's final accuracy on the same task). Evaluated every epoch and
+  trained one after another, so the wall times are a single model's;
+* the lr x wd grid at K = `k_main`: **sensitivity** (mean, max - min and std over the grid cells of
+  the per-cell mean final accuracy; a diverged run counts as chance);
+* K in `shots` at the default lr / wd: **sample efficiency** (mean accuracy per K, and the smallest
+  K whose accuracy matches the baseline's at the largest K).
+Grid and K runs are evaluated at the last epoch only; on a GPU, those of one K train as vmap-batched
+groups (`learngene.descend.batched`) where the models allow it (`--batched`).
+
+Every finished run is appended to a journal (`<out>/journal/<arch>-<sha8>.jsonl`): a study that is
+stopped or killed restarts where it stopped, and runs whose recipe changed are trained again.
+
+    python -m learngene advantages --quick --ancestry /tmp/anc.safetensors   # minutes, development
+    python -m learngene advantages --threads 1                               # the full study (a job)
+    python -m bench.advantages --threads 1 --write-docs                      # the same, into docs/results.md
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from learngene.descend import advantages_report as report
+from learngene.tables import write_csv
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+MODELS = ("baseline", "heur", "auto-paper", "auto", "cka", "finetune")
+
+
+@dataclass
+class Study:
+    """Settings of the study (the defaults satisfy issue 6)."""
+
+    n_tasks: int = 10
+    n_way: int = 5
+    k_main: int = 10
+    shots: tuple[int, ...] = (1, 5, 10, 20)
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+    wds: tuple[float, ...] = (0.05, 0.5)
+    lr: float = 1e-3
+    wd: float = 0.05
+    epochs: int = 40
+    batch_size: int = 10
+    eval_every: int = 1
+    test_per_class: int = 100
+    target_acc: float | str = "baseline"
+    task_seed: int = 0
+    seed: int = 0
+    images_per_class: int | None = None
+    models: tuple[str, ...] = MODELS
+    batched: str = "auto"
+    max_batch: int = 32
+    condense: dict[str, Any] = field(default_factory=dict)
+
+
+QUICK = Study(n_tasks=2, shots=(1, 5, 10), lrs=(1e-3, 3e-3), wds=(0.05,), epochs=6, test_per_class=20,
+              images_per_class=60, max_batch=16,
+              condense={"pd_epochs": 1, "images": 64, "probe_batch": 32, "train_per_class": 20, "holdout_per_class": 16})
+
+
+@dataclass
+class Run:
+    """One model trained on one task with one setting."""
+
+    model: str
+    task: int
+    k: int
+    lr: float
+    wd: float
+    eval_every: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = float("nan")
+    timing: str = ""
+    main: bool = False  # in the main cell: trained one after another and evaluated every `eval_every` epochs
+
+
+# ------------------------------------------------------------------ choosing the layers
+
+
+def _similarity(method: str, ancestry, card, ds, study: Study, out: Path, given: dict[str, str]):
+    """The condense result of `method` for this ancestry: given, cached in `out`, or computed now."""
+    from learngene.condense import CondenseConfig, SimilarityResult, condense
+
+    if method in given:
+        return SimilarityResult.load(given[method]), f"from {given[method]}"
+    cfg = CondenseConfig().replace(**study.condense)
+    path = out / f"{card.spec.arch}-{card.sha256[:8]}-{method}.json"
+    if path.exists():
+        old = SimilarityResult.load(path)
+        if old.ancestry.get("sha256") == card.sha256 and all(old.settings.get(k) == v for k, v in cfg.to_dict().items()
+                                                             if k != "device"):
+            return old, f"cached {path}"
+    t0 = time.perf_counter()
+    res = condense(ancestry, ds, method, config=cfg, ancestry_sha256=card.sha256)
+    res.save(path)
+    return res, f"computed in {time.perf_counter() - t0:.0f} s, saved {path}"
+
+
+def model_layers(ancestry, card, ds, study: Study, out: Path, given: dict[str, str],
+                 log: Callable[[str], None] = _say) -> dict[str, list[int]]:
+    """Ancestry layers each model row inherits (baseline: none)."""
+    from learngene.condense.select import select_preset
+    from learngene.models import family_of, layer_view
+
+    view = layer_view(ancestry)
+    n, family = len(view), family_of(ancestry)
+    layers: dict[str, list[int]] = {}
+    for name in study.models:
+        if name == "baseline":
+            layers[name] = []
+        elif name == "finetune":
+            layers[name] = list(range(n))
+        elif name in ("auto", "cka"):
+            res, how = _similarity(name, ancestry, card, ds, study, out, given)
+            layers[name] = list(res.selected)
+            log(f"  {name}: layers {layers[name]} ({how})")
+        else:
+            layers[name] = select_preset(name, n, family, names=view.names)
+    return layers
+
+
+# ------------------------------------------------------------------ the plan and its execution
+
+
+def plan(study: Study) -> list[Run]:
+    """Every run: the main cell (sequential, evaluated every `eval_every` epochs), then grid and K cells."""
+    n = len(study.models)
+    runs = [Run(study.models[(t + i) % n], t, study.k_main, study.lr, study.wd, study.eval_every, main=True)
+            for t in range(study.n_tasks) for i in range(n)]  # order rotates per task: drift hits no model alone
+    cells = [(study.k_main, lr, wd) for lr in study.lrs for wd in study.wds if (lr, wd) != (study.lr, study.wd)]
+    cells += [(k, study.lr, study.wd) for k in study.shots if k != study.k_main]
+    runs += [Run(m, t, k, lr, wd, study.epochs) for k, lr, wd in cells for t in range(study.n_tasks)
+             for m in study.models]
+    return runs
+
+
+def _cost(run: Run, study: Study) -> float:
+    """Sequential-equivalent work units: training images seen + a third of the images evaluated."""
+    evals = study.epochs // run.eval_every + (study.epochs % run.eval_every != 0)
+    return study.epochs * study.n_way * run.k + evals * study.n_way * study.test_per_class / 3
+
+
+class Engine:
+    """Builds and trains the runs of one ancestry; keeps the rates that feed the ETA."""
+
+    def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device,
+                 log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None):
+        from learngene.data import sample_tasks
+        from learngene.inherit.recipe import Recipe
+        from learngene.models import layer_view
+
+        self.ancestry, self.study, self.device = ancestry, study, device
+        n = len(layer_view(ancestry))
+        self.recipes = {}
+        for name, lay in layers.items():
+            full = Recipe.from_layers(ancestry.lg_spec, n, lay or list(range(n)), num_classes=study.n_way)
+            self.recipes[name] = full.baseline() if name == "baseline" else full
+        self.tasks = {k: sample_tasks(ds, study.n_tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
+                      for k in sorted({study.k_main, *study.shots})}
+        self.rate = {"sequential": None, "batched": None}  # work units per second
+        self.layers = layers
+        self.journal: Path | None = None
+        self.log, self.on_runs = log, on_runs
+
+    # -------------------------------------------------------------- the journal (resuming a study)
+
+    def fingerprint(self, run: Run) -> str:
+        """What decides a run's result besides its identity: the study recipe and the model's layers."""
+        s = self.study
+        what = {"epochs": s.epochs, "batch_size": s.batch_size, "n_way": s.n_way, "test_per_class": s.test_per_class,
+                "task_seed": s.task_seed, "seed": s.seed, "images_per_class": s.images_per_class,
+                "layers": self.layers[run.model], "baseline": run.model == "baseline"}
+        return json.dumps(what, sort_keys=True)
+
+    @staticmethod
+    def identity(run: Run) -> tuple:
+        return (run.model, run.task, run.k, float(run.lr), float(run.wd), run.eval_every)
+
+    def open_journal(self, path: Path, runs: list[Run]) -> int:
+        """Append finished runs to `path` from now on; fill `runs` from what it already holds. Returns
+        how many runs were restored (a study killed half-way restarts where it stopped); `on_runs` hears of them."""
+        from learngene.runlog import read_jsonl
+
+        self.journal = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            return 0
+        records, _ = read_jsonl(path)
+        with open(path, "rb+") as f:  # a line cut short by a kill: end it, so the next record starts afresh
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+        done = {}
+        for rec in records:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                done[(tuple(rec["identity"]), rec["fingerprint"])] = rec
+        restored = []
+        for r in runs:
+            rec = done.get((self.identity(r), self.fingerprint(r)))
+            if rec is not None:
+                r.history, r.wall_s, r.timing = rec["history"], float(rec["wall_s"]), rec["timing"]
+                restored.append(r)
+        if restored and self.on_runs is not None:
+            self.on_runs(restored)
+        return len(restored)
+
+    def record(self, runs: list[Run]) -> None:
+        """Append finished runs to the journal (one JSON line each, flushed) and tell `on_runs`."""
+        if self.on_runs is not None:
+            self.on_runs(runs)
+        if self.journal is None:
+            return
+        with open(self.journal, "a") as f:
+            for r in runs:
+                f.write(json.dumps({"identity": list(self.identity(r)), "fingerprint": self.fingerprint(r),
+                                    "history": r.history, "wall_s": r.wall_s, "timing": r.timing}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def config(self, run: Run):
+        from learngene.train.config import TrainConfig
+
+        s = self.study
+        return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=run.lr, weight_decay=run.wd, warmup_epochs=0,
+                           eval_every=run.eval_every, device=self.device.type, seed=s.seed)
+
+    def model(self, run: Run):
+        from learngene.inherit.build import build_descendant
+
+        return build_descendant(self.recipes[run.model], self.ancestry, seed=self.study.seed)
+
+    def warm_up(self) -> None:
+        """One untimed epoch of one model, so that no timed run pays for first-call costs."""
+        from learngene.descend.compare import train_one
+
+        run = Run(self.study.models[0], 0, self.study.k_main, self.study.lr, self.study.wd, 1)
+        train_one(self.model(run), replace(self.config(run), epochs=1), self.tasks[run.k][0])
+
+    def train_sequential(self, run: Run) -> None:
+        from learngene.descend.compare import train_one
+
+        res = train_one(self.model(run), self.config(run), self.tasks[run.k][run.task])
+        run.history, run.wall_s, run.timing = res.history, res.wall_time, "sequential"
+        self._learn("sequential", _cost(run, self.study), res.wall_time)
+        self.record([run])
+
+    def train_batched(self, runs: list[Run]) -> bool:
+        """Train `runs` as one batched model; False (nothing trained) when they cannot be batched."""
+        from learngene.descend.batched import can_batch, train_batched
+
+        models = [self.model(r) for r in runs]
+        cfgs = [self.config(r) for r in runs]
+        data = []
+        for r in runs:
+            t = self.tasks[r.k][r.task]
+            data.append((t.train_x, t.train_y, t.test_x, t.test_y))
+        ok, why = can_batch(models, cfgs, data)
+        if not ok:
+            self.log(f"  cannot batch these runs ({why}); training them one after another")
+            return False
+        t0 = time.perf_counter()
+        histories = train_batched(models, cfgs, data)
+        wall = time.perf_counter() - t0
+        for r, h in zip(runs, histories, strict=True):
+            r.history, r.wall_s, r.timing = h, wall / len(runs), f"batched x{len(runs)} (amortised)"
+        self._learn("batched", sum(_cost(r, self.study) for r in runs), wall)
+        self.record(runs)
+        return True
+
+    def _learn(self, mode: str, units: float, seconds: float) -> None:
+        rate = units / max(seconds, 1e-9)
+        old = self.rate[mode]
+        self.rate[mode] = rate if old is None else 0.7 * old + 0.3 * rate
+
+    def eta(self, todo: list[Run], batched: bool) -> float:
+        seq = self.rate["sequential"] or 1.0
+        bat = self.rate["batched"] or seq
+        return sum(_cost(r, self.study) / (bat if (batched and not r.main) else seq) for r in todo)
+
+
+def execute(engine: Engine, runs: list[Run], label: str) -> None:
+    """Train every run of one ancestry, printing progress and an ETA measured from the first runs."""
+    study = engine.study
+    batched = study.batched == "on" or (study.batched == "auto" and engine.device.type == "cuda")
+    main = [r for r in runs if r.main and not r.history]
+    rest = [r for r in runs if not r.main and not r.history]
+    groups: dict[int, list[Run]] = {}
+    for r in rest:
+        groups.setdefault(r.k, []).append(r)
+    chunks = [g[i:i + study.max_batch] for g in groups.values() for i in range(0, len(g), study.max_batch)]
+    t0 = time.perf_counter()
+    done = len(runs) - len(main) - len(rest)
+    if done:
+        engine.log(f"  [{label}] {done}/{len(runs)} runs restored from the journal {engine.journal}")
+    if not main and not rest:
+        return
+
+    def progress(what: str) -> None:
+        todo = [r for r in runs if not r.history]
+        engine.log(f"  [{label}] {done}/{len(runs)} runs, {time.perf_counter() - t0:.0f} s, ETA for this ancestry "
+                   f"{engine.eta(todo, batched):.0f} s ({what})")
+
+    engine.warm_up()
+    if main:
+        engine.train_sequential(main[0])
+        done += 1
+        progress("ETA from the first measured run")
+    if chunks and batched:  # measure the batched rate early, so the ETA covers both kinds of work
+        if engine.train_batched(chunks[0]):
+            done += len(chunks[0])
+            progress("ETA from the first measured run and batched group")
+    for r in main[1:]:
+        engine.train_sequential(r)
+        done += 1
+        if done % max(1, len(study.models)) == 0:
+            progress("main cell, one after another")
+    for chunk in chunks:
+        if chunk[0].history:
+            continue
+        if not (batched and engine.train_batched(chunk)):
+            for r in chunk:
+                engine.train_sequential(r)
+        done += len(chunk)
+        progress(f"K={chunk[0].k}, {len(chunk)} runs")
+
+
+def default_ancestries() -> list[Path]:
+    from learngene.errors import CheckpointError
+    from learngene.models import shipped_checkpoints
+
+    found = {p.name: p for p in shipped_checkpoints()}
+    want = [found[n] for n in ("lg_vit_tiny.safetensors", "lg_resnet_mini.safetensors") if n in found]
+    if not want:
+        raise CheckpointError("no shipped ancestry in assets/ (lg_vit_tiny / lg_resnet_mini); pass --ancestry PATH")
+    return want
+
+
+# ------------------------------------------------------------------ the whole study
+
+
+def study_from_options(quick: bool = False, **changes: Any) -> Study:
+    """The default (or `quick`) study with `changes` (None values ignored), made consistent: the main
+    lr / wd is a grid cell, K = `k_main` is one of the shots and the baseline row is present."""
+    from learngene.errors import ConfigError
+
+    s = QUICK if quick else Study()
+    unknown = set(changes) - set(Study.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown study settings: {sorted(unknown)}")
+    s = replace(s, **{k: v for k, v in changes.items() if v is not None})
+    if s.n_tasks < 1 or s.epochs < 1 or not s.shots or not s.lrs or not s.wds or min(s.shots) < 1:
+        raise ConfigError("a study needs at least 1 task, 1 epoch, and non-empty shots (each >= 1), lrs and wds")
+    bad = set(s.models) - set(MODELS)
+    if bad:
+        raise ConfigError(f"unknown model rows {sorted(bad)}; choose from {', '.join(MODELS)}")
+    if (s.lr, s.wd) not in [(a, b) for a in s.lrs for b in s.wds]:
+        s = replace(s, lr=s.lrs[len(s.lrs) // 2], wd=s.wds[0])
+    if s.k_main not in s.shots:
+        s = replace(s, k_main=sorted(s.shots)[len(s.shots) // 2])
+    if "baseline" not in s.models:
+        s = replace(s, models=("baseline", *s.models))
+    return s
+
+
+@dataclass
+class StudyOutput:
+    """What `run_study` produced: per-ancestry results, the raw CSV rows and the markdown report."""
+
+    results: list[report.AncestryResult]
+    rows: list[dict[str, Any]]
+    markdown: str
+    figures: list[Path]
+    csv_path: Path
+    seconds: float
+
+
+def run_study(
+    paths: list[Path], study: Study, out: Path, device, *, given: dict[str, str] | None = None,
+    figures_dir: Path | None = None, docs_dir: Path | None = None, machine: dict[str, Any] | None = None,
+    log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
+) -> StudyOutput:
+    """Train every run of `study` for each ancestry in `paths` and write the report into `out`.
+
+    Writes `advantages.csv` (one row per run), `advantages-study.json` (settings + `machine`),
+    `advantages.md` (the tables) and three SVG figures per ancestry (in `figures_dir`, default
+    `<out>/figures`); finished runs go to `<out>/journal/` as they finish. `given` maps "auto" / "cka"
+    to saved condense results to use instead of computing them (one ancestry only).
+    """
+    from learngene.data import load_dataset
+    from learngene.errors import ConfigError
+    from learngene.inherit.choose import load_ancestry
+
+    given = dict(given or {})
+    if given and len(paths) > 1:
+        raise ConfigError("a saved similarity result belongs to one ancestry; pass exactly one ancestry with it")
+    if set(given) - {"auto", "cka"}:
+        raise ConfigError(f"saved similarity results are given as auto=PATH or cka=PATH, got {sorted(given)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset("shapes", images_per_class=study.images_per_class)
+    log(f"study: {study.n_tasks} tasks x {len(study.models)} models; grid {len(study.lrs)} lr x {len(study.wds)} wd "
+        f"at K={study.k_main}; K in {list(study.shots)}; {study.epochs} epochs, batch {study.batch_size}; "
+        f"{len(plan(study))} runs per ancestry; device {device}")
+    results = []
+    t_all = time.perf_counter()
+    for path in paths:
+        ancestry, card, path = load_ancestry(path)
+        log(f"\n== {path} ({card.spec.arch})")
+        layers = model_layers(ancestry, card, ds, study, out, given, log=log)
+        runs = plan(study)
+        engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs)
+        engine.open_journal(out / "journal" / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
+        t0 = time.perf_counter()
+        execute(engine, runs, card.spec.arch)
+        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, time.perf_counter() - t0))
+    total = time.perf_counter() - t_all
+    rows = report.csv_rows(results, study)
+    csv_path = write_csv(out / "advantages.csv", [{**r, "device": str(device)} for r in rows])
+    (out / "advantages-study.json").write_text(json.dumps({"study": asdict(study), "machine": machine or {}},
+                                                          indent=1))
+    figures = report.write_figures(results, study, Path(figures_dir) if figures_dir else out / "figures")
+    body = report.markdown(results, study, figures, Path(docs_dir) if docs_dir else out, total)
+    (out / "advantages.md").write_text(body + "\n")
+    return StudyOutput(results, rows, body, figures, csv_path, total)
