@@ -113,6 +113,13 @@ def test_stem_inherit_or_random(vit):
     assert _equal(_state(inherit.patch_embed), _state(stem["patch_embed"]))
     assert not torch.equal(random.pos_embed, stem["pos_embed"])
     assert not torch.equal(random.patch_embed.proj.weight, stem["patch_embed"].proj.weight)
+    assert "stem     inherited from the ancestry" in Recipe.from_layers(vit.lg_spec, 4, [0]).describe()
+
+
+def test_vgg_recipe_says_it_has_no_stem():
+    vgg = create_model("lg_vgg_mini", num_classes=5)
+    text = Recipe.from_layers(vgg.lg_spec, len(layer_view(vgg)), [0, 1]).describe()
+    assert "stem     none" in text and "inherited from the ancestry" not in text
 
 
 def test_vit_descendant_depth_and_seed_determinism(vit):

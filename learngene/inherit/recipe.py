@@ -207,9 +207,13 @@ class Recipe:
             return f" ({layer_names[i]})" if layer_names and i < len(layer_names) else ""
 
         n_inh = len(self.inherited_layers)
+        if "vgg" in self.ancestry.arch.lower():  # a VGG begins with its first conv unit: nothing to inherit
+            stem = "none (a VGG starts with its first conv unit)"
+        else:
+            stem = "inherited from the ancestry" if self.stem == "inherit" else "random"
         lines = [f"descendant of {self.ancestry.arch} ({self.ancestry_layers} layers): {self.depth} slots, "
                  f"{n_inh} inherited, {self.depth - n_inh} random, placement {self.placement}",
-                 f"  stem     {'inherited from the ancestry' if self.stem == 'inherit' else 'random'}"]
+                 f"  stem     {stem}"]
         for p, s in enumerate(self.slots):
             if s.source == "inherit":
                 lines.append(f"  slot {p:<3} inherit ancestry layer {s.layer}{name(s.layer)}")
