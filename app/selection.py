@@ -41,10 +41,27 @@ def apply_rows(rows: list[int]) -> None:
         state.update(layers=sorted(set(state.get().layers) | set(rows)))
 
 
+def _chart_key(key: str) -> str:
+    """The chart's widget key: it changes after every handled selection, so the chart comes back with
+    nothing selected. Otherwise plotly keeps the clicked point selected, and clicking it again (to
+    remove the layer) would only clear plotly's selection: an empty event that names no layer."""
+    return f"{key}-chart-{st.session_state.get(f'{key}::round', 0)}"
+
+
 def _on_select(key: str, kind: str, n_rows: int) -> None:
-    event = st.session_state.get(key) or {}
+    event = st.session_state.get(_chart_key(key)) or {}
     points = (event.get("selection") or {}).get("points") or []
-    apply_rows(rows_from_points(points, kind, n_rows))
+    rows = rows_from_points(points, kind, n_rows)
+    if rows:
+        apply_rows(rows)
+        st.session_state[f"{key}::round"] = st.session_state.get(f"{key}::round", 0) + 1
+
+
+def _selectable_chart(fig: Any, key: str, kind: str, n_rows: int, mode: Any) -> None:
+    """A plotly chart in a container keyed `key` (the page's CSS hook), whose clicks toggle layers."""
+    with st.container(key=key):
+        st.plotly_chart(fig, key=_chart_key(key), on_select=lambda: _on_select(key, kind, n_rows),
+                        selection_mode=mode)
 
 
 def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity") -> None:
@@ -52,8 +69,7 @@ def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity") -> None:
     selected = [i for i in state.get().layers if i < len(sim.row_names)]
     fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
                                      value_label=value_label)
-    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key, "heatmap", len(sim.row_names)),
-                    selection_mode=("points", "box"))
+    _selectable_chart(fig, key, "heatmap", len(sim.row_names), ("points", "box"))
     st.caption("Hover a cell for both layer names and the value; click a cell to add or remove its ancestry "
                "layer, or drag a box to add several.")
 
@@ -80,7 +96,6 @@ def score_bars_ui(sim: Any, scores: list[float], *, key: str, rule: str,
     selected = [i for i in state.get().layers if i < len(sim.row_names)]
     fig = figures.score_bars(sim.row_names, scores, selected=selected, significance=overlay,
                              significance_label=label, score_label=f"score ({rule})")
-    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key, "bars", len(sim.row_names)),
-                    selection_mode="points")
+    _selectable_chart(fig, key, "bars", len(sim.row_names), "points")
     if note:
         st.caption(note)

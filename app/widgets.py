@@ -217,5 +217,5 @@ def run_picker_ui(shown: list[Any], key: str = "runs") -> list[Any]:
                      "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
     by_id = {i.run_id: i for i in shown}
     picked = st.multiselect("selected runs", ids, key=pick_key,
-                            format_func=lambda r: f"{STATE_ICONS.get(by_id[r].state, '')} {by_id[r].spec.name} · {r}")
+                            format_func=lambda r: f"{by_id[r].spec.name} · {r}")  # the state is in the table
     return [by_id[r] for r in picked]

@@ -76,7 +76,9 @@ with widgets.error_box("runs"):
     watched = [w for w in state.get().watched if w in runs]
     widgets.sync_widget("train-watch", watched)
     pick = st.multiselect("runs on the chart", list(runs), key="train-watch",
-                          format_func=lambda r: f"{widgets.STATE_ICONS.get(runs[r].state, '')} {runs[r].spec.name} · {r}",
+                          # no state icon in the chip: a chip keeps its first label while the run moves on;
+                          # the progress rows below show the state
+                          format_func=lambda r: f"{runs[r].spec.name} · {r}",
                           on_change=lambda: state.update(watched=st.session_state["train-watch"]))
     if not pick:
         st.caption("Launch a run above, or pick earlier runs to compare.")

@@ -186,6 +186,9 @@ CURVE_POINTS_JS = """() => {
 
 def click_cell(j: Journey, row: int, col: int = 0) -> None:
     """A plain click on one heatmap cell (the marker on it): should toggle the cell's ancestry row."""
+    from playwright.sync_api import expect
+
+    expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()  # the chart is re-drawn after a click
     point = j.page.evaluate(CELL_CENTER_JS, [row, col])
     j.page.mouse.move(point["x"], point["y"])
     j.page.wait_for_timeout(300)  # plotly computes the hovered point on mouse move; a click selects it
@@ -254,6 +257,10 @@ def test_new_user_journey(journey: Journey):
         expect(picked).to_have_text(re.compile(r"Learngene layers:\s*—"))
         click_cell(j, PICKED_ROWS[0])
         expect(picked, "a click on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
+        click_cell(j, PICKED_ROWS[0])
+        expect(picked, "a second click on the same cell removes it").to_have_text(re.compile(r"Learngene layers:\s*—"))
+        click_cell(j, PICKED_ROWS[0])
+        expect(picked, "and a third adds it again").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
         box_select_row(j, PICKED_ROWS[1], n_cols=2)
         expect(picked, "a box dragged over a row adds that layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}, {names[1]}\s*$"))
         sidebar = page.locator('[data-testid="stSidebar"]')
