@@ -135,6 +135,7 @@ def descendant_stack(slots: Sequence[Mapping], *, title: str = "") -> go.Figure:
             continue
         fig.add_trace(go.Bar(
             y=[i for i in idx], x=[1.0] * len(idx), orientation="h", name=KIND_LABELS[kind],
+            width=[0.9] * len(idx),  # explicit: plotly sizes each trace's bars by its own gaps (slivers)
             marker=dict(color=KIND_COLORS[kind], line=dict(color="white", width=2)),
             text=[labels[i] for i in idx], textposition="inside", insidetextanchor="middle",
             customdata=[_params(slots[i]) for i in idx],

@@ -447,6 +447,7 @@ def test_stack_sizes_and_sweep_figures():
     slots = [{"label": "stem", "kind": "stem", "params": 10}, {"label": "0", "kind": "inherit", "params": 5},
              {"label": "1", "kind": "random", "params": 5}, {"label": "head", "kind": "head", "params": 2}]
     fig = figures.descendant_stack(slots)
+    assert all(list(t.width) == [0.9] * len(t.y) for t in fig.data), "every box is as tall as the others"
     assert [t.name for t in fig.data] == ["stem", "inherited (learngene)", "random init", "new head"]
     assert len(figures.size_bars({"a": 1, "b": 2}).data[0].y) == 2
     import pandas as pd
