@@ -435,10 +435,11 @@ def run_study(
         runs = plan(study)
         engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs)
         engine.open_journal(out / "journal" / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
-        t0 = time.perf_counter()
         execute(engine, runs, card.spec.arch)
-        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, time.perf_counter() - t0))
-    total = time.perf_counter() - t_all
+        trained = sum(r.wall_s for r in runs if r.wall_s == r.wall_s)  # NaN-safe
+        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained))
+    total = sum(r.seconds for r in results)
+    log(f"\nstudy finished in {(time.perf_counter() - t_all) / 60:.1f} min ({total / 60:.1f} min of training)")
     rows = report.csv_rows(results, study)
     csv_path = write_csv(out / "advantages.csv", [{**r, "device": str(device)} for r in rows])
     (out / "advantages-study.json").write_text(json.dumps({"study": asdict(study), "machine": machine or {}},

@@ -25,7 +25,7 @@ class AncestryResult:
     arch: str
     layers: dict[str, list[int]]
     runs: list[Any]  # learngene.descend.advantages.Run
-    seconds: float
+    seconds: float  # training time: the sum of the runs' wall times (runs restored from a journal included)
 
 
 def _final(run, n_way: int) -> float:
@@ -153,10 +153,10 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
              f"{study.test_per_class} images per class; every model {study.epochs} epochs, batch {study.batch_size}, "
              f"AdamW with cosine schedule, seed {study.seed} (same initialisation of the random parts, same data "
              f"order). Main cell K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}; sensitivity grid {grid} at "
-             f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Total {seconds / 60:.1f} "
-             "min.", ""]
+             f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
+             f"over the runs: {seconds / 60:.1f} min.", ""]
     for res in results:
-        parts += [f"### {res.arch} (`{res.path}`), {len(res.runs)} runs in {res.seconds / 60:.1f} min", "",
+        parts += [f"### {res.arch} (`{res.path}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training", "",
                   table(res, study), ""]
     parts += [
         "Columns: *acc* final test accuracy, mean ± 95% t-interval over tasks; *gain* paired difference to the "
