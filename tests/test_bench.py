@@ -105,6 +105,14 @@ def test_advantages_resumes_from_its_journal(tmp_path, tiny_ancestry, capsys):
     key = lambda r: (r["model"], r["task"], r["k_shot"], r["lr"])  # noqa: E731
     assert [(key(r), r["final_acc"]) for r in sorted(first, key=key)] == \
         [(key(r), r["final_acc"]) for r in sorted(again, key=key)]  # same seeds: retrained runs agree
+    # rows outside --grid-models are trained in the main cell only; the main cell comes from the journal
+    capsys.readouterr()
+    assert advantages.main([*argv, "--models", "heur,finetune", "--grid-models", "finetune"]) == 0
+    printed = capsys.readouterr().out
+    assert "6/10 runs restored" in printed and "Rows heur were trained in the main cell only" in printed
+    rows = _rows(tmp_path / "out" / "advantages.csv")
+    assert sorted((r["model"], r["k_shot"]) for r in rows if r["model"] == "heur") == [("heur", "2"), ("heur", "2")]
+    assert "| heur | 0,1,2 |" in printed and "| n/a | n/a |" in printed
     # a different recipe does not reuse the journal
     assert advantages.main([*argv[:-2], "--batched", "off", "--epochs", "3"]) == 0
     assert "restored" not in capsys.readouterr().out

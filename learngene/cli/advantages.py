@@ -28,6 +28,9 @@ def add_study_arguments(p: argparse.ArgumentParser, quick: bool = True) -> None:
                        help="tiny settings (2 tasks, 6 epochs, small grid) for a try-out in minutes")
     p.add_argument("--models", default=None,
                    help="model rows, comma-separated (default: baseline,heur,auto-paper,auto,cka,finetune)")
+    p.add_argument("--grid-models", default=None,
+                   help="rows also trained in the lr x wd grid and the K cells (the baseline always is; default: "
+                        "every row); the other rows are trained in the main cell only, to save time")
     p.add_argument("--tasks", type=int, default=None, help="novel 5-way tasks (default: 10)")
     p.add_argument("--shots", default=None, help="K values of the sample-efficiency study (default: 1,5,10,20)")
     p.add_argument("--lrs", default=None, help="learning rates of the grid (default: 1e-4,3e-4,1e-3,3e-3)")
@@ -65,6 +68,7 @@ def study_from_args(args: argparse.Namespace):
         wds=nums(args.wds, float, "--wds"), epochs=args.epochs,
         target_acc=None if args.target_acc in (None, "baseline") else args.target_acc,
         test_per_class=args.test_per_class, max_batch=args.max_batch, models=nums(args.models, str, "--models"),
+        grid_models=nums(args.grid_models, str, "--grid-models"),
         batched=args.batched)
 
 

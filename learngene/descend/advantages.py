@@ -71,6 +71,7 @@ class Study:
     seed: int = 0
     images_per_class: int | None = None
     models: tuple[str, ...] = MODELS
+    grid_models: tuple[str, ...] | None = None  # rows also trained in the grid and K cells (None: every row)
     batched: str = "auto"
     max_batch: int = 32
     condense: dict[str, Any] = field(default_factory=dict)
@@ -152,8 +153,9 @@ def plan(study: Study) -> list[Run]:
             for t in range(study.n_tasks) for i in range(n)]  # order rotates per task: drift hits no model alone
     cells = [(study.k_main, lr, wd) for lr in study.lrs for wd in study.wds if (lr, wd) != (study.lr, study.wd)]
     cells += [(k, study.lr, study.wd) for k in study.shots if k != study.k_main]
+    rows = report.grid_rows(study)
     runs += [Run(m, t, k, lr, wd, study.epochs) for k, lr, wd in cells for t in range(study.n_tasks)
-             for m in study.models]
+             for m in study.models if m in rows]
     return runs
 
 
@@ -384,6 +386,11 @@ def study_from_options(quick: bool = False, **changes: Any) -> Study:
         s = replace(s, k_main=sorted(s.shots)[len(s.shots) // 2])
     if "baseline" not in s.models:
         s = replace(s, models=("baseline", *s.models))
+    if s.grid_models is not None:
+        outside = set(s.grid_models) - set(s.models)
+        if outside:
+            raise ConfigError(f"grid rows {sorted(outside)} are not among the model rows {list(s.models)}")
+        s = replace(s, grid_models=tuple(m for m in s.models if m in {"baseline", *s.grid_models}))
     return s
 
 

@@ -28,6 +28,11 @@ class AncestryResult:
     seconds: float  # training time: the sum of the runs' wall times (runs restored from a journal included)
 
 
+def grid_rows(study) -> tuple[str, ...]:
+    """The model rows trained in the grid and K cells too (the others only in the main cell)."""
+    return study.models if study.grid_models is None else study.grid_models
+
+
 def _final(run, n_way: int) -> float:
     acc = final_accuracy(run.history, n_way)
     return float("nan") if acc is None else acc
@@ -75,20 +80,23 @@ def summarize(res: AncestryResult, study) -> dict[str, dict[str, Any]]:
         main = _cell(res, model, study.k_main, study.lr, study.wd)
         finals = [_final(r, n_way) for r in main]
         gains = [a - _final(b, n_way) for a, b in zip(finals, base_main, strict=True)]
-        cells = [mean_ci([_final(r, n_way) for r in _cell(res, model, study.k_main, lr, wd)])[0]
-                 for lr in study.lrs for wd in study.wds]
-        grid_runs = [r for lr in study.lrs for wd in study.wds for r in _cell(res, model, study.k_main, lr, wd)]
         by_k = {k: mean_ci([_final(r, n_way) for r in _cell(res, model, k, study.lr, study.wd)]) for k in study.shots}
-        out[model] = {
-            "acc": mean_ci(finals), "gain": mean_ci(gains), "conv": _convergence(main, base_main, targets),
-            "grid": {"cells": cells, "mean": sum(cells) / len(cells), "spread": max(cells) - min(cells),
-                     "std": std(cells), "diverged": sum(bool(r.history and r.history[-1].get("diverged"))
-                                                        for r in grid_runs)},
-            "by_k": by_k,
-        }
+        nan = float("nan")
+        if model in grid_rows(study):
+            cells = [mean_ci([_final(r, n_way) for r in _cell(res, model, study.k_main, lr, wd)])[0]
+                     for lr in study.lrs for wd in study.wds]
+            grid_runs = [r for lr in study.lrs for wd in study.wds for r in _cell(res, model, study.k_main, lr, wd)]
+            grid = {"cells": cells, "mean": sum(cells) / len(cells), "spread": max(cells) - min(cells),
+                    "std": std(cells), "diverged": sum(bool(r.history and r.history[-1].get("diverged"))
+                                                       for r in grid_runs)}
+        else:  # trained in the main cell only
+            grid = {"cells": [], "mean": nan, "spread": nan, "std": nan, "diverged": 0}
+        out[model] = {"acc": mean_ci(finals), "gain": mean_ci(gains), "conv": _convergence(main, base_main, targets),
+                      "grid": grid, "by_k": by_k}
     ref = out["baseline"]["by_k"][k_ref][0]
-    for s in out.values():
-        s["match_k"] = next((k for k in sorted(study.shots) if s["by_k"][k][0] >= ref), None)
+    for model, s in out.items():
+        s["match_k"] = (next((k for k in sorted(study.shots) if s["by_k"][k][0] >= ref), None)
+                        if model in grid_rows(study) else None)
     return out
 
 
@@ -170,6 +178,10 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
         f"K whose mean accuracy is at least the baseline's at K={max(study.shots)}. Rows: heur = Heur-LG's last 3 "
         "layers; auto-paper = the seed paper's published choice; auto / cka = the layers `condense` selects with "
         "that method; finetune = every layer and the stem inherited (the upper reference).", ""]
+    outside = [m for m in study.models if m not in grid_rows(study)]
+    if outside:
+        parts += [f"Rows {', '.join(outside)} were trained in the main cell only (`--grid-models "
+                  f"{','.join(grid_rows(study))}`): n/a in the grid and K columns.", ""]
     if figures:
         links = []
         for f in figures:
@@ -199,10 +211,10 @@ def write_figures(results: list[AncestryResult], study, folder: Path) -> list[Pa
         s = summarize(res, study)
         conv = [(m, *_mean_curve(_cell(res, m, study.k_main, study.lr, study.wd))) for m in study.models]
         shots = [(m, [float(k) for k in study.shots], [100 * s[m]["by_k"][k][0] for k in study.shots])
-                 for m in study.models]
+                 for m in grid_rows(study)]
         lrs = [(m, list(study.lrs), [100 * mean_ci([_final(r, study.n_way)
                                                       for r in _cell(res, m, study.k_main, lr, study.wd)])[0]
-                                     for lr in study.lrs]) for m in study.models]
+                                     for lr in study.lrs]) for m in grid_rows(study)]
         charts = {
             "convergence": line_chart(conv, title=f"{res.arch}: test accuracy while training (K={study.k_main})",
                                       x_label="epoch", y_label="test accuracy % (mean over tasks)", dashed=["baseline"]),
