@@ -249,3 +249,20 @@ def test_cli_advantages_reports_every_run_and_resumes(tmp_path, ancestry_file, c
     assert json.loads((run / "progress.json").read_text())["done"] == 4
     assert main([*argv[:-2], "--shots", "0,2"]) == 2  # bad input: one line, exit 2
     assert "shots" in capsys.readouterr().err
+
+
+def test_cli_train_saves_the_trained_models(tmp_path, ancestry_file, capsys):
+    from learngene.models import load_checkpoint
+
+    folder = tmp_path / "models"
+    assert main(["train", "--ancestry", str(ancestry_file), "--layers", "0", "--k-shot", "5", *COMMON,
+                 "--save-models", str(folder)]) == 0
+    saved = sorted(p.name for p in folder.glob("*.safetensors"))
+    assert saved == ["task0-baseline.safetensors", "task0-learngene.safetensors"]
+    model, card = load_checkpoint(folder / "task0-learngene.safetensors")
+    assert card.spec.num_classes == 3 and card.extra["role"] == "learngene" and card.epochs == 2
+    assert card.extra["recipe"]["slots"][0]["source"] == "inherit"
+    base_card = load_checkpoint(folder / "task0-baseline.safetensors")[1]
+    assert all(s["source"] == "random" for s in base_card.extra["recipe"]["slots"])
+    assert 0 <= card.extra["final_test_acc"] <= 1
+    assert "saved " in capsys.readouterr().out

@@ -87,7 +87,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_threads_option(p)
+    p.add_argument("--save-models", default=None, metavar="DIR",
+                   help="save every trained model (learngene descendant and baseline of each task) as "
+                        "DIR/task<i>-<role>.safetensors with a model card (default: not saved)")
     add_run_dir(p)
+
+
+def model_saver(folder: str | None, recipe, cfg, dataset: str, command: str):
+    """`train_pair`'s on_trained callback that saves each trained model with its card (None: no saving)."""
+    if not folder:
+        return None
+    from pathlib import Path
+
+    from learngene.models import ModelCard, save_checkpoint
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(task: int, role: str, model, result) -> None:
+        card = ModelCard(spec=model.lg_spec, dataset=dataset, epochs=cfg.epochs, seed=cfg.seed, command=command,
+                         extra={"role": role, "task": task, "final_test_acc": result.final_acc(),
+                                "diverged": result.diverged, "train_config": cfg.to_dict(),
+                                "recipe": (recipe if role == "learngene" else recipe.baseline()).to_dict()})
+        path = save_checkpoint(model.cpu(), out / f"task{task}-{role}.safetensors", card)
+        print(f"saved {path}")
+
+    return save
 
 
 def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list[str] | None, str]:
@@ -153,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
                         "test_per_class": args.test_per_class, "dataset": args.dataset}, "target_acc": args.target_acc}
     with Reporter(args.run_dir, total=2 * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
-        pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed) for t in tasks]
+        save = model_saver(args.save_models, recipe, cfg, args.dataset, config["command"])
+        pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,
+                            on_trained=None if save is None else
+                            (lambda role, m, res, i=t.index: save(i, role, m, res)))
+                 for t in tasks]
         summary = summarize_pairs(pairs, args.target_acc)
         rep.metric({"kind": "summary", **summary})
         if rep.outputs_dir is not None:

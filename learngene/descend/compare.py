@@ -141,6 +141,7 @@ def build_pair(recipe: Recipe, source: Source, n_way: int, seed: int) -> tuple[n
 def train_pair(
     recipe: Recipe, source: Source, task: Task, cfg: TrainConfig, reporter: Reporter | None = None,
     seed: int = 0, task_index: int | None = None, tags: dict[str, Any] | None = None,
+    on_trained: Callable[[str, nn.Module, RunResult], None] | None = None,
 ) -> PairResult:
     """Train the learngene descendant of `recipe` and its random-init baseline on `task`.
 
@@ -153,12 +154,16 @@ def train_pair(
         seed: seed of the models' random initialisation (shared by both).
         task_index: the task number in records (default: `task.index`).
         tags: extra keys for every record (e.g. the sweep setting).
+        on_trained: called with (role, trained model, its result) after each model, e.g. to save it.
     """
     index = task.index if task_index is None else task_index
     tags = dict(tags or {})
     models = build_pair(recipe, source, task.n_way, seed)
-    runs = [train_one(m, cfg, task, make_logger(reporter, role, index, tags), role)
-            for m, role in zip(models, ROLES, strict=True)]
+    runs = []
+    for model, role in zip(models, ROLES, strict=True):
+        runs.append(train_one(model, cfg, task, make_logger(reporter, role, index, tags), role))
+        if on_trained is not None:
+            on_trained(role, model, runs[-1])
     result = PairResult(index, tuple(task.classes), task.n_way, task.k_shot, _pair_settings(cfg, seed, task),
                         runs[0], runs[1], extra=tags)
     if reporter is not None:
