@@ -38,11 +38,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+FILE_MODE = 0o644
+"""Mode of files written via a temporary file (mkstemp makes them 0600: unreadable to other users)."""
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as JSON to `path` via a temporary file and `os.replace`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, FILE_MODE)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(_jsonable(obj), f, indent=2, sort_keys=True)

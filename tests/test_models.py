@@ -253,6 +253,7 @@ def test_checkpoint_round_trip(arch, overrides, _frac, tmp_path, x):
             m.running_mean.uniform_()
     path = save_checkpoint(model, tmp_path / "anc.safetensors", _card(model, extra={"note": "hi"}))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["anc.json", "anc.safetensors"]  # no temp files
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in tmp_path.iterdir())  # readable by other users
     loaded, card = load_checkpoint(path)
     assert card.sha256 == file_sha256(path) and card.spec == model.lg_spec and card.extra == {"note": "hi"}
     assert (card.dataset, card.epochs, card.seed, card.base_accuracy) == ("shapes", 2, 3, 0.5)
@@ -340,6 +341,22 @@ def test_shipped_checkpoints(tmp_path):
     assert [p.name for p in shipped_checkpoints(tmp_path)] == ["with_card.safetensors"]
     assert isinstance(shipped_checkpoints(), list)
     assert shipped_checkpoints(tmp_path / "missing") == []
+
+
+def test_the_shipped_ancestries_load_and_say_how_good_they_are():
+    """Issue 2: a ViT and a CNN in assets/, each <= 25 MB, trained on shapes, with held-out base accuracy."""
+    from learngene.models import family_of, load_checkpoint
+
+    found = {p.name: p for p in shipped_checkpoints()}
+    assert {"lg_vit_tiny.safetensors", "lg_resnet_mini.safetensors"} <= set(found)
+    for name in ("lg_vit_tiny.safetensors", "lg_resnet_mini.safetensors"):
+        path = found[name]
+        assert path.stat().st_size <= 25 * 2**20
+        model, card = load_checkpoint(path)  # verifies the sha256 in the card
+        assert card.dataset == "shapes" and card.spec.num_classes == 64 and card.epochs > 0
+        assert card.base_accuracy is not None and card.base_accuracy >= 0.4  # "trained well": 25x chance (1/64)
+        assert "learngene accumulate" in card.command
+        assert family_of(model) == ("vit" if "vit" in name else "resnet")
 
 
 # -- CLI --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from torch import nn
 
 from learngene.errors import CheckpointError, ConfigError
 from learngene.models import ModelSpec, family_of, layer_view
+from learngene.runlog import FILE_MODE
 
 FORMAT = "learngene/1"
 META_KEY = "learngene"
@@ -172,6 +173,7 @@ def write_learngene(lg: LearngeneFile, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         save_file(lg.tensors(), tmp, metadata={"format": FORMAT, META_KEY: json.dumps(lg.metadata())})
+        os.chmod(tmp, FILE_MODE)  # after save_file, which creates the file anew
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from learngene.errors import CheckpointError, ConfigError
 from learngene.models._factory import create_from_spec
 from learngene.models._spec import ModelSpec
-from learngene.runlog import atomic_write_json, read_json
+from learngene.runlog import FILE_MODE, atomic_write_json, read_json
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 _SHOW = 5  # keys shown per kind in a mismatch message
@@ -102,6 +102,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, card: ModelCard) 
     os.close(fd)
     try:
         save_file(state, tmp, metadata={"format": "pt", "arch": card.spec.arch})
+        os.chmod(tmp, FILE_MODE)  # after save_file, which creates the file anew
         card.sha256 = file_sha256(tmp)
         os.replace(tmp, path)
     except BaseException:
