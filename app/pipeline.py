@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app import resources, state
+from app import config, resources, state
 from learngene.runlog import read_json
 
 # Quick settings of the one-click demo: a couple of minutes on a 2-core CPU.
@@ -103,6 +103,12 @@ def sweep_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: 
 STUDY_MODELS = ("heur", "auto-paper", "auto", "cka", "finetune")  # rows of the study besides the baseline
 
 
+def study_journal_dir() -> Path:
+    """Where studies started from the app keep their finished runs: a study started again with the same
+    settings (after a cancel or a crash) trains only what is missing."""
+    return config.runs_dir() / ".study-journal"
+
+
 def shipped_ancestries() -> list[Path]:
     """The ancestries in assets/ (the study's defaults)."""
     from learngene.models import shipped_checkpoints
@@ -117,7 +123,7 @@ def advantages_argv(ancestries: list[Path], *, quick: bool, tasks: int | None = 
     for path in ancestries:
         argv += ["--ancestry", str(path)]
     return argv + _options({"quick": quick, "tasks": tasks, "epochs": epochs, "models": models or None,
-                            "device": device})
+                            "device": device, "journal_dir": str(study_journal_dir())})
 
 
 def output_path(info: Any, name: str) -> Path:

@@ -394,6 +394,7 @@ def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
     argv = started.spec.argv
     assert argv[:1] == ["advantages"] and "--quick" in argv and argv[argv.index("--models") + 1] == "heur,finetune"
     assert argv[argv.index("--ancestry") + 1] == str(tiny_ancestry.resolve())
+    assert argv[argv.index("--journal-dir") + 1] == str(env / ".study-journal")  # a restarted study resumes
     JobManager(env).cancel(started.run_id)
     JobManager(env).wait(started.run_id, timeout=20)
 

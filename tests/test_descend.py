@@ -247,6 +247,19 @@ def test_cli_advantages_reports_every_run_and_resumes(tmp_path, ancestry_file, c
     assert main(argv) == 0
     assert "4/4 runs restored from the journal" in capsys.readouterr().out
     assert json.loads((run / "progress.json").read_text())["done"] == 4
+    # another run folder sharing a journal folder: the second study trains nothing
+    shared = ["--journal-dir", str(tmp_path / "journal")]
+    assert main([*argv[:-2], "--run-dir", str(tmp_path / "a"), *shared]) == 0
+    capsys.readouterr()
+    assert main([*argv[:-2], "--run-dir", str(tmp_path / "b"), *shared]) == 0
+    assert "4/4 runs restored from the journal" in capsys.readouterr().out
+    import csv
+
+    def finals(run_dir):
+        with open(run_dir / "outputs" / "advantages.csv", newline="") as f:
+            return sorted((r["model"], r["k_shot"], r["final_acc"]) for r in csv.DictReader(f))
+
+    assert finals(tmp_path / "b") == finals(tmp_path / "a") == finals(run)
     assert main([*argv[:-2], "--shots", "0,2"]) == 2  # bad input: one line, exit 2
     assert "shots" in capsys.readouterr().err
 

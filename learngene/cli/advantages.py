@@ -86,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None,
                    help="folder for the CSV, tables, figures and the journal of finished runs (default: "
                         "<run>/outputs in a job, else ./advantages-study); run again with the same folder to resume")
+    p.add_argument("--journal-dir", default=None,
+                   help="folder of the journals of finished runs (default: <out>/journal); runs found there with "
+                        "the same ancestry, settings and layers are not trained again, so studies can share one")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto = CUDA when present (default: auto)")
     add_threads_option(p)
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             rep.advance(len(runs), message=f"advantages: {runs[-1].model} K={runs[-1].k}")
 
         result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
-                           log=rep.write, on_runs=on_runs)
+                           log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir)
         rep.metric({"kind": "result", "csv": str(result.csv_path), "markdown": str(out / "advantages.md"),
                     "figures": [str(f) for f in result.figures], "seconds": round(result.seconds, 1)})
     print("\n" + result.markdown)

@@ -31,6 +31,7 @@ stopped or killed restarts where it stopped, and runs whose recipe changed are t
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
@@ -237,10 +238,12 @@ class Engine:
             self.on_runs(runs)
         if self.journal is None:
             return
+        lines = "".join(json.dumps({"identity": list(self.identity(r)), "fingerprint": self.fingerprint(r),
+                                    "history": r.history, "wall_s": r.wall_s, "timing": r.timing}) + "\n"
+                        for r in runs)
         with open(self.journal, "a") as f:
-            for r in runs:
-                f.write(json.dumps({"identity": list(self.identity(r)), "fingerprint": self.fingerprint(r),
-                                    "history": r.history, "wall_s": r.wall_s, "timing": r.timing}) + "\n")
+            fcntl.flock(f, fcntl.LOCK_EX)  # studies sharing a journal folder append whole lines
+            f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 
@@ -410,13 +413,16 @@ def run_study(
     paths: list[Path], study: Study, out: Path, device, *, given: dict[str, str] | None = None,
     figures_dir: Path | None = None, docs_dir: Path | None = None, machine: dict[str, Any] | None = None,
     log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
+    journal_dir: Path | None = None,
 ) -> StudyOutput:
     """Train every run of `study` for each ancestry in `paths` and write the report into `out`.
 
     Writes `advantages.csv` (one row per run), `advantages-study.json` (settings + `machine`),
     `advantages.md` (the tables) and three SVG figures per ancestry (in `figures_dir`, default
-    `<out>/figures`); finished runs go to `<out>/journal/` as they finish. `given` maps "auto" / "cka"
-    to saved condense results to use instead of computing them (one ancestry only).
+    `<out>/figures`); finished runs go to `journal_dir` (default `<out>/journal`) as they finish, and
+    runs found there (same ancestry, settings and layers) are not trained again: studies that share
+    a journal folder share their runs. `given` maps "auto" / "cka" to saved condense results to use
+    instead of computing them (one ancestry only).
     """
     from learngene.data import load_dataset
     from learngene.errors import ConfigError
@@ -441,7 +447,7 @@ def run_study(
         layers = model_layers(ancestry, card, ds, study, out, given, log=log)
         runs = plan(study)
         engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs)
-        engine.open_journal(out / "journal" / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
+        engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
         execute(engine, runs, card.spec.arch)
         trained = sum(r.wall_s for r in runs if r.wall_s == r.wall_s)  # NaN-safe
         results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained))
