@@ -41,7 +41,7 @@ says the command that made it, the machine it ran on and the date; a benchmark r
 
 | what | CPU command | GPU |
 | --- | --- | --- |
-| the four advantages | `python -m bench.advantages --threads 1 --write-docs` | `ADVANTAGES=1 bash bench/gpu_check.sh` |
+| the four advantages (also `python -m learngene advantages`, or the Runs page) | `python -m bench.advantages --threads 1 --write-docs` | `ADVANTAGES=1 bash bench/gpu_check.sh` |
 | training throughput | `python -m bench.throughput --threads 1 --write-docs` | `bash bench/gpu_check.sh` |
 | sweep speed | `python -m bench.sweep_speed --threads 1 --write-docs` | (same script) |
 | similarity speed | `python -m bench.cka_speed --threads 1 --write-docs` | (same script) |
