@@ -137,7 +137,7 @@ def table(res: AncestryResult, study) -> str:
     k_ref = max(study.shots)
     t = target_label(study)
     headers = ["model", "layers", f"acc % K={study.k_main}", "gain (points)", f"epochs to {t}", f"s to {t}",
-               "speed-up (epochs)", "grid mean %", "grid spread", "grid std"]
+               "speed-up (epochs)", "grid mean %", "grid worst %", "grid spread", "grid std"]
     headers += [f"K={k} %" for k in study.shots if k != study.k_main] + [f"K matching baseline K={k_ref}"]
     rows = []
     for model in study.models:
@@ -147,10 +147,19 @@ def table(res: AncestryResult, study) -> str:
                "-" if model == "baseline" else _pct(m["gain"]),
                f"{fmt(c['epochs'])} ({c['reached']}/{c['of']})", fmt(c["seconds"]),
                "1.00" if model == "baseline" else fmt(c["speedup_epochs"], 2),
-               fmt(g["mean"], 1, 100), fmt(g["spread"], 1, 100), fmt(g["std"], 1, 100)]
+               fmt(g["mean"], 1, 100), fmt(min(g["cells"], default=float("nan")), 1, 100),
+               fmt(g["spread"], 1, 100), fmt(g["std"], 1, 100)]
         row += [fmt(m["by_k"][k][0], 1, 100) for k in study.shots if k != study.k_main]
         row.append("-" if m["match_k"] is None else str(m["match_k"]))
         rows.append(row)
+    return md_table(headers, rows)
+
+
+def grid_table(res: AncestryResult, study) -> str:
+    """Mean final accuracy % of each grid row in every lr x wd cell (K = k_main): where sensitivity comes from."""
+    headers = ["model"] + [f"lr {lr:g} wd {wd:g}" for wd in study.wds for lr in study.lrs]
+    rows = [[m] + [fmt(mean_ci([_final(r, study.n_way) for r in _cell(res, m, study.k_main, lr, wd)])[0], 1, 100)
+                   for wd in study.wds for lr in study.lrs] for m in grid_rows(study)]
     return md_table(headers, rows)
 
 
@@ -165,7 +174,8 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
              f"over the runs: {seconds / 60:.1f} min.", ""]
     for res in results:
         parts += [f"### {res.arch} (`{res.path}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training", "",
-                  table(res, study), ""]
+                  table(res, study), "", f"Accuracy % per grid cell (K={study.k_main}, mean over the tasks):", "",
+                  grid_table(res, study), ""]
     parts += [
         "Columns: *acc* final test accuracy, mean ± 95% t-interval over tasks; *gain* paired difference to the "
         "baseline on the same tasks; *epochs / s to X%* first evaluated epoch (every "
@@ -173,7 +183,7 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
         "seconds of one model trained alone incl. its evaluations; target = "
         + ("the baseline's final accuracy on the same task (as `learngene train`)" if study.target_acc == "baseline"
            else f"{float(study.target_acc):g}") + "; *speed-up* baseline epochs / model "
-        "epochs summed over tasks both reached; *grid* mean, max - min and std over the lr x wd cells of the "
+        "epochs summed over tasks both reached; *grid* mean, worst cell, max - min and std over the lr x wd cells of the "
         "per-cell mean accuracy (a diverged run counts as chance); *K=k* mean accuracy; *K matching* the smallest "
         f"K whose mean accuracy is at least the baseline's at K={max(study.shots)}. Rows: heur = Heur-LG's last 3 "
         "layers; auto-paper = the seed paper's published choice; auto / cka = the layers `condense` selects with "
