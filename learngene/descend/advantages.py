@@ -447,10 +447,11 @@ def run_study(
         layers = model_layers(ancestry, card, ds, study, out, given, log=log)
         runs = plan(study)
         engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs)
-        engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl", runs)
+        restored = engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl",
+                                       runs)
         execute(engine, runs, card.spec.arch)
         trained = sum(r.wall_s for r in runs if r.wall_s == r.wall_s)  # NaN-safe
-        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained))
+        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained, restored))
     total = sum(r.seconds for r in results)
     log(f"\nstudy finished in {(time.perf_counter() - t_all) / 60:.1f} min ({total / 60:.1f} min of training)")
     rows = report.csv_rows(results, study)

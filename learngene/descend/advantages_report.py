@@ -26,6 +26,7 @@ class AncestryResult:
     layers: dict[str, list[int]]
     runs: list[Any]  # learngene.descend.advantages.Run
     seconds: float  # training time: the sum of the runs' wall times (runs restored from a journal included)
+    restored: int = 0  # runs taken from the journal (trained by an earlier invocation), not trained now
 
 
 def grid_rows(study) -> tuple[str, ...]:
@@ -173,7 +174,10 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
              f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
              f"over the runs: {seconds / 60:.1f} min.", ""]
     for res in results:
-        parts += [f"### {res.arch} (`{res.path}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training", "",
+        shown = os.path.relpath(res.path) if not os.path.relpath(res.path).startswith("..") else res.path
+        again = (f" ({res.restored} restored from the journal: trained by an earlier run of the command, whose "
+                 "machine line may differ from the one above)") if res.restored else ""
+        parts += [f"### {res.arch} (`{shown}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training{again}", "",
                   table(res, study), "", f"Accuracy % per grid cell (K={study.k_main}, mean over the tasks):", "",
                   grid_table(res, study), ""]
     parts += [
