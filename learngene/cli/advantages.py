@@ -11,7 +11,8 @@ from learngene.reporting import Reporter
 
 NAME = "advantages"
 HELP = ("the four-advantage study: learngene descendants (heur, auto-paper, auto, cka, finetune) against the "
-        "random-init baseline over novel tasks, an lr x wd grid and K = 1/5/10/20; writes a CSV, a markdown "
+        "random-init baseline over novel tasks of the embedded shapes data, an lr x wd grid and K = 1/5/10/20; "
+        "writes a CSV, a markdown "
         "table and figures; resumes where it stopped")
 
 
