@@ -1,5 +1,6 @@
 """Runs: every background run, filters, overlays, sweep views, downloads and deletion."""
 
+import shlex
 from pathlib import Path
 
 import streamlit as st
@@ -32,13 +33,14 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
                                   default=[str(anc.path.resolve())], help="every row is trained for each ancestry")
         size = c[1].segmented_control("size", ["try-out", "full"], default="try-out", key="adv-size",
                                       help="try-out: 2 tasks, 6 epochs, a 2-cell grid (minutes); full: 10 tasks, "
-                                           "40 epochs, 4 lr x 2 wd, K = 1/5/10/20 (hours on a CPU, minutes on a GPU)")
+                                           "40 epochs, 4 lr x 2 wd, K = 1/5/10/20 (hours on a CPU, minutes on a GPU)"
+                                      ) or "try-out"
         device = widgets.device_ui("adv-device")
         models = c[2].multiselect("rows", list(pipeline.STUDY_MODELS), default=list(pipeline.STUDY_MODELS),
                                   key="adv-models", help="the baseline is always trained")
         argv = pipeline.advantages_argv([Path(a) for a in dict.fromkeys(chosen)], quick=size != "full",
                                         models=models, device=device)
-        st.code("python -m learngene " + " ".join(argv[1:]) if len(argv) > 1 else "", language="bash")
+        st.code("python -m learngene " + shlex.join(argv), language="bash")
         widgets.start_job_ui("Start the study", argv, kind="advantages", key="adv-go",
                              disabled=not chosen or not models, device=device,
                              name=f"advantages ({size}) " + ", ".join(Path(a).stem for a in chosen))

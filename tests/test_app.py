@@ -388,6 +388,8 @@ def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
     at = open_page("runs")
     at.segmented_control(key="adv-size").set_value("try-out").run()
     at.multiselect(key="adv-models").set_value(["heur", "finetune"]).run()
+    shown = [c.value for c in at.code if c.value.startswith("python -m learngene advantages ")]
+    assert shown and "--quick" in shown[0], "the page shows the exact command it starts"
     at.button(key="adv-go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (started,) = JobManager(env).list(kind="advantages")
