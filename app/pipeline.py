@@ -109,13 +109,6 @@ def study_journal_dir() -> Path:
     return config.runs_dir() / ".study-journal"
 
 
-def shipped_ancestries() -> list[Path]:
-    """The ancestries in assets/ (the study's defaults)."""
-    from learngene.models import shipped_checkpoints
-
-    return shipped_checkpoints()
-
-
 def advantages_argv(ancestries: list[Path], *, quick: bool, tasks: int | None = None, epochs: int | None = None,
                     models: list[str] | None = None, device: str = "cpu") -> list[str]:
     """`advantages`: the four-advantage study over the given ancestries (quick = the try-out size)."""

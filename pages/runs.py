@@ -26,7 +26,7 @@ and sample efficiency in one table. A stopped study resumes where it stopped whe
 with st.expander("Start the four-advantage study", icon=":material/science:"):
     with widgets.error_box("study"):
         anc = resources.current_ancestry()
-        shipped = pipeline.shipped_ancestries()
+        shipped = [p for p in config.shipped_ancestries() if p.is_file()]
         c = st.columns([3, 2, 2])
         options = list(dict.fromkeys([str(p.resolve()) for p in shipped] + [str(anc.path.resolve())]))
         chosen = c[0].multiselect("ancestries", options, key="adv-anc", format_func=lambda a: Path(a).name,

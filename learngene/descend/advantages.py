@@ -30,10 +30,8 @@ stopped or killed restarts where it stopped, and runs whose recipe changed are t
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from learngene.descend import advantages_report as report
+from learngene.descend.journal import RunJournal
 from learngene.tables import write_csv
 
 
@@ -185,7 +184,7 @@ class Engine:
                       for k in sorted({study.k_main, *study.shots})}
         self.rate = {"sequential": None, "batched": None}  # work units per second
         self.layers = layers
-        self.journal: Path | None = None
+        self.journal: RunJournal | None = None
         self.log, self.on_runs = log, on_runs
 
     # -------------------------------------------------------------- the journal (resuming a study)
@@ -203,25 +202,10 @@ class Engine:
         return (run.model, run.task, run.k, float(run.lr), float(run.wd), run.eval_every)
 
     def open_journal(self, path: Path, runs: list[Run]) -> int:
-        """Append finished runs to `path` from now on; fill `runs` from what it already holds. Returns
-        how many runs were restored (a study killed half-way restarts where it stopped); `on_runs` hears of them."""
-        from learngene.runlog import read_jsonl
-
-        self.journal = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            return 0
-        records, _ = read_jsonl(path)
-        with open(path, "rb+") as f:  # a line cut short by a kill: end it, so the next record starts afresh
-            size = f.seek(0, os.SEEK_END)
-            if size:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-        done = {}
-        for rec in records:
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                done[(tuple(rec["identity"]), rec["fingerprint"])] = rec
+        """Append finished runs to the journal at `path` from now on; fill `runs` from what it already
+        holds. Returns how many runs were restored; `on_runs` hears of them."""
+        self.journal = RunJournal(path)
+        done = self.journal.load()
         restored = []
         for r in runs:
             rec = done.get((self.identity(r), self.fingerprint(r)))
@@ -233,19 +217,12 @@ class Engine:
         return len(restored)
 
     def record(self, runs: list[Run]) -> None:
-        """Append finished runs to the journal (one JSON line each, flushed) and tell `on_runs`."""
+        """Append finished runs to the journal and tell `on_runs`."""
         if self.on_runs is not None:
             self.on_runs(runs)
-        if self.journal is None:
-            return
-        lines = "".join(json.dumps({"identity": list(self.identity(r)), "fingerprint": self.fingerprint(r),
-                                    "history": r.history, "wall_s": r.wall_s, "timing": r.timing}) + "\n"
-                        for r in runs)
-        with open(self.journal, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # studies sharing a journal folder append whole lines
-            f.write(lines)
-            f.flush()
-            os.fsync(f.fileno())
+        if self.journal is not None:
+            self.journal.append([{"identity": self.identity(r), "fingerprint": self.fingerprint(r),
+                                  "history": r.history, "wall_s": r.wall_s, "timing": r.timing} for r in runs])
 
     def config(self, run: Run):
         from learngene.train.config import TrainConfig
@@ -321,7 +298,7 @@ def execute(engine: Engine, runs: list[Run], label: str) -> None:
     t0 = time.perf_counter()
     done = len(runs) - len(main) - len(rest)
     if done:
-        engine.log(f"  [{label}] {done}/{len(runs)} runs restored from the journal {engine.journal}")
+        engine.log(f"  [{label}] {done}/{len(runs)} runs restored from the journal {engine.journal.path}")
     if not main and not rest:
         return
 
@@ -450,7 +427,7 @@ def run_study(
         restored = engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl",
                                        runs)
         execute(engine, runs, card.spec.arch)
-        trained = sum(r.wall_s for r in runs if r.wall_s == r.wall_s)  # NaN-safe
+        trained = sum(r.wall_s for r in runs if math.isfinite(r.wall_s))
         results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained, restored))
     total = sum(r.seconds for r in results)
     log(f"\nstudy finished in {(time.perf_counter() - t_all) / 60:.1f} min ({total / 60:.1f} min of training)")
