@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir
+from learngene.cli.train import add_threads_option, set_cpu_threads
 from learngene.reporting import Reporter
 
 NAME = "condense"
@@ -32,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how a matrix row becomes a layer score (default: cka/weights row_max, "
                         "auto/gradient row_mean)")
     s = p.add_argument_group("similarity")
+    s.add_argument("--cka-of", choices=["output", "update"], default="output",
+                   help="cka: compare each layer's output (for a ViT the residual stream) or its update, what "
+                        "the layer adds to its input (default: output)")
     s.add_argument("--tokens", choices=["cls", "mean", "flatten"], default="mean",
                    help="ViT token treatment for CKA (default: mean of the patch tokens)")
     s.add_argument("--maps", choices=["flatten", "gap"], default="flatten",
@@ -39,12 +43,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--images", type=int, default=512,
                    help="held-out open-world images to measure on (default: 512)")
     s.add_argument("--pd-epochs", type=int, default=None,
-                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4), ancestry "
-                        "fine-tuning (weights; default 3), epochs per task (gradient; default 4)")
+                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4 for a ViT, 3 "
+                        "for a CNN), ancestry fine-tuning (weights; default 3), epochs per task (gradient; "
+                        "default 4)")
     s.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="any other CondenseConfig field, e.g. --set tasks=4 --set lam=1.0 (repeatable)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto = CUDA when present")
     s.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    s.add_argument("--no-pd-cache", dest="pd_cache", action="store_false",
+                   help="cka: always train the pseudo-descendant (default: reuse one trained with the same "
+                        "ancestry, data and pseudo-descendant settings, shipped or cached)")
+    s.add_argument("--save-pd", default=None, metavar="PATH",
+                   help="cka: also save the pseudo-descendant used to PATH (.safetensors + card)")
+    add_threads_option(s)
     p.add_argument("--out", default=None,
                    help="result JSON; default: <run>/outputs/similarity.json in a job, else ./similarity.json")
     p.add_argument("--images-per-class", type=int, default=None,
@@ -71,27 +82,46 @@ def _config(args: argparse.Namespace):
     from learngene.condense import CondenseConfig
 
     fields = {"tokens": args.tokens, "maps": args.maps, "images": args.images, "device": args.device,
-              "seed": args.seed}
+              "seed": args.seed, "cka_of": args.cka_of}
     if args.pd_epochs is not None:
         key = {"cka": "pd_epochs", "auto": "pd_epochs", "weights": "ft_epochs", "gradient": "task_epochs"}
         fields[key[args.method]] = args.pd_epochs
     return CondenseConfig.from_dict({**fields, **parse_overrides(args.settings)})
 
 
+def _print_pseudo_descendant(result) -> None:
+    from learngene.condense.pseudo import pd_warning
+
+    ex = result.extras
+    if ex.get("pd_test_acc") is None:
+        return
+    source = ex.get("pd_source", "trained")
+    where = "trained now" if source == "trained" else f"reused from {source}"
+    print(f"pseudo-descendant: {ex['pd_test_acc']:.1%} held-out accuracy on {round(1 / ex['pd_chance'])} open-world "
+          f"classes (chance {ex['pd_chance']:.1%}; learned: {ex['pd_learned']}); {where}")
+    warning = pd_warning(ex)
+    if warning:
+        print(f"WARNING: {warning}")
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.condense import condense, plan_units
+    from learngene.condense.pdcache import PDCache
     from learngene.data import load_dataset
-    from learngene.models import load_checkpoint
+    from learngene.models import family_of, load_checkpoint
 
     cfg = _config(args)
+    set_cpu_threads(args, cfg.device)
     path = _ancestry_path(args.ancestry)
     ancestry, card = load_checkpoint(path)
     ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
                       images_per_class=args.images_per_class)
-    with Reporter(args.run_dir, total=plan_units(args.method, cfg), desc=f"condense {args.method}") as rep:
+    cache = PDCache.for_ancestry(path, card.sha256, use=args.pd_cache, save_to=args.save_pd)
+    total = plan_units(args.method, cfg, family_of(ancestry))
+    with Reporter(args.run_dir, total=total, desc=f"condense {args.method}") as rep:
         result = condense(ancestry, ds, args.method, config=cfg, select=args.select, k=args.k,
                           contiguous=args.contiguous, rule=args.rule, reporter=rep, ancestry_path=path,
-                          ancestry_sha256=card.sha256)
+                          ancestry_sha256=card.sha256, pd_cache=cache)
         out = args.out or (rep.outputs_dir / "similarity.json" if rep.outputs_dir else "similarity.json")
         result.save(out)
         rep.metric({"kind": "result", "similarity": str(out), "selected": result.selected,
@@ -102,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     columns = {"gradient": "epochs of the task sequence (1 - active gradient fraction)",
                "weights": "cosine of the layer's weights before/after fine-tuning"}
     print(f"rows: ancestry layers; columns: {columns.get(result.method, 'pseudo-descendant layers')}")
+    _print_pseudo_descendant(result)
     print(result.summary())
     if result.method == "weights":
         rel = ", ".join(f"{v:.4f}" for v in result.extras["relative_change"])

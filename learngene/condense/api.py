@@ -15,6 +15,7 @@ from torch import nn
 from learngene.condense.auto import auto_similarity
 from learngene.condense.config import CondenseConfig
 from learngene.condense.methods import MethodOutput, cka_similarity, gradient_similarity, weights_similarity
+from learngene.condense.pdcache import PDCache
 from learngene.condense.pseudo import open_world_data
 from learngene.condense.result import METHODS, Method, SimilarityResult
 from learngene.condense.select import ScoreRule, layer_scores, select_layers, select_preset
@@ -29,8 +30,9 @@ DEFAULT_RULE: dict[str, ScoreRule] = {"cka": "row_max", "auto": "row_mean", "gra
 """Score rule per method: a layer's best CKA match; its total matching weight; its mean stability."""
 
 
-def plan_units(method: Method, cfg: CondenseConfig) -> int:
+def plan_units(method: Method, cfg: CondenseConfig, family: str = "vit") -> int:
     """Number of progress units `condense` will report (for the Reporter's total)."""
+    cfg = cfg.for_family(family)
     if method == "cka":
         return cfg.pd_epochs + -(-cfg.images // cfg.probe_batch)
     if method == "auto":
@@ -80,11 +82,13 @@ def reselect(result: SimilarityResult, select: str = "top-k", k: int | None = No
 
 
 def _run_method(method: str, ancestry: nn.Module, ds: ImageSet, cfg: CondenseConfig,
-                reporter: Reporter | None) -> MethodOutput:
+                reporter: Reporter | None, pd_cache: PDCache | None) -> MethodOutput:
     if method == "gradient":
         return gradient_similarity(ancestry, ds, cfg, reporter)
     data = open_world_data(ds, cfg)
-    fn = {"cka": cka_similarity, "auto": auto_similarity, "weights": weights_similarity}[method]
+    if method == "cka":
+        return cka_similarity(ancestry, data, cfg, reporter, pd_cache, ds)
+    fn = {"auto": auto_similarity, "weights": weights_similarity}[method]
     return fn(ancestry, data, cfg, reporter)
 
 
@@ -92,7 +96,7 @@ def condense(
     ancestry: nn.Module, ds: ImageSet, method: Method = "cka", *, config: CondenseConfig | None = None,
     select: str = "top-k", k: int | None = None, contiguous: bool = False, rule: ScoreRule | None = None,
     reporter: Reporter | None = None, ancestry_path: str | Path | None = None, ancestry_sha256: str = "",
-    **settings: Any,
+    pd_cache: PDCache | None = None, **settings: Any,
 ) -> SimilarityResult:
     """Compute a similarity matrix for `ancestry` and choose its learngene layers.
 
@@ -105,23 +109,25 @@ def condense(
             method (`DEFAULT_RULE`).
         reporter: progress and metrics sink.
         ancestry_path / ancestry_sha256: recorded in the result.
+        pd_cache: where a trained pseudo-descendant is reused from and stored (cka); None = always
+            train it (see `learngene.condense.pdcache`).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown condensing method {method!r}; choose one of {', '.join(METHODS)}")
-    cfg = (config or CondenseConfig()).replace(**settings)
     rule = rule or DEFAULT_RULE[method]
     spec = getattr(ancestry, "lg_spec", None)
     if spec is None:
         raise ConfigError("the ancestry has no lg_spec; build it with learngene.models.create_model or load it "
                           "with load_checkpoint")
     family, names = family_of(ancestry), list(layer_view(ancestry).names)
+    cfg = (config or CondenseConfig()).replace(**settings).for_family(family)
     choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
                   rule=rule)  # refuse a bad selection before the expensive part
     t0 = time.perf_counter()
     anc = copy.deepcopy(ancestry).to(resolve_device(cfg.device)).eval()
     if reporter is not None:
         reporter.metric({"kind": "condense", "phase": "start", "method": method, "settings": cfg.to_dict()})
-    out = _run_method(method, anc, ds, cfg, reporter)
+    out = _run_method(method, anc, ds, cfg, reporter, pd_cache)
     assert out.matrix.shape[0] == len(names), "a method returned a matrix whose rows are not the layers"
     scores, selected, selection = choose_layers(out.matrix, names, family, select=select, k=k,
                                                 contiguous=contiguous, rule=rule)

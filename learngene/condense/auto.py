@@ -34,7 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from learngene.condense.config import CondenseConfig
 from learngene.condense.methods import MethodOutput, _advance
-from learngene.condense.pseudo import OpenWorld, build_pseudo_descendant, train_config
+from learngene.condense.pseudo import OpenWorld, build_pseudo_descendant, pd_quality, train_config
 from learngene.data import normalize
 from learngene.errors import DivergedError
 from learngene.models import family_of, layer_view
@@ -217,5 +217,5 @@ def auto_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
         matrix, list(layer_view(run.pd).names),
         settings={"images_used": len(probes), "pd_spec": run.pd.lg_spec.to_dict(),
                   "weight_init": "Linear weight 0, bias 1 (w starts at 1)"},
-        extras={"pd_history": history, "pd_test_acc": acc},
+        extras={"pd_history": history, **pd_quality(acc, len(data.classes), len(data.test_y))},
     )

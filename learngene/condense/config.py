@@ -17,6 +17,17 @@ TokenTreatment = Literal["cls", "mean", "flatten"]
 MapTreatment = Literal["flatten", "gap"]
 
 
+PD_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Measured on `shapes`, one CPU thread beside another job (docs/results.md, "Condensing speed"):
+    # a half-depth ViT learns slowly from scratch and needs small steps (at lr 2e-3, batch 64 it stayed
+    # near chance: 11% on 16 classes after 10 epochs; lr 5e-4, batch 32: 16% after 4 epochs); the
+    # ResNet-10 pseudo-descendant learns quickly at lr 2e-3, batch 64 (27% after 3 epochs).
+    "vit": {"pd_epochs": 4, "pd_lr": 5e-4, "pd_batch_size": 32},
+    "cnn": {"pd_epochs": 3, "pd_lr": 2e-3, "pd_batch_size": 64},
+}
+"""The pseudo-descendant's training defaults by family (ViT, or a CNN)."""
+
+
 @dataclass
 class CondenseConfig:
     """Settings of `condense` (defaults run every method in about a minute or two on 2 CPU cores).
@@ -25,12 +36,17 @@ class CondenseConfig:
         images: held-out open-world images the similarity is measured on (CKA probes, Auto-LG's
             mean weights).
         probe_batch: CKA minibatch size (Nguyen et al. 2021 use 256...1024; >= 4).
+        cka_of: what CKA compares: each layer's `output` (for a ViT the residual stream, which
+            changes little from block to block) or its `update`, what the layer adds to its input
+            (ViT block: output - input; ResNet block: its residual branch before the sum; a VGG unit
+            has no residual path, so its update is its output).
         tokens: ViT token treatment for CKA: the class token, the mean of the patch tokens, or all
             tokens flattened.
         maps: CNN feature-map treatment for CKA: flattened, or global average pooled.
         holdout_per_class: open-world images per class kept out of training (probes come from them).
         train_per_class: cap on open-world training images per class (None = all the rest).
-        pd_epochs / pd_lr / pd_batch_size: training of the pseudo-descendant (cka, auto).
+        pd_epochs / pd_lr / pd_batch_size: training of the pseudo-descendant (cka, auto); None = the
+            family's default (`PD_DEFAULTS`, measured to learn clearly within ~20 s of one CPU thread).
         pd_depth: pseudo-descendant depth in integral layers (None = half the ancestry; see
             `learngene.condense.pseudo`).
         lam: λ of Auto-LG's matching loss (applied to the mean over the M·P layer pairs, so that
@@ -57,9 +73,10 @@ class CondenseConfig:
     maps: MapTreatment = "flatten"
     holdout_per_class: int = 64
     train_per_class: int | None = 300
-    pd_epochs: int = 4
-    pd_lr: float = 2e-3
-    pd_batch_size: int = 64
+    cka_of: Literal["output", "update"] = "output"
+    pd_epochs: int | None = None
+    pd_lr: float | None = None
+    pd_batch_size: int | None = None
     pd_depth: int | None = None
     lam: float = 1.0
     match_norm: Literal["relative", "none"] = "relative"
@@ -89,24 +106,32 @@ class CondenseConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def for_family(self, family: str) -> CondenseConfig:
+        """This config with the pseudo-descendant settings left at None filled in for `family`."""
+        defaults = PD_DEFAULTS["vit" if family == "vit" else "cnn"]
+        return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
     def validated(self) -> CondenseConfig:
-        pos_int = ("images", "probe_batch", "holdout_per_class", "pd_epochs", "pd_batch_size", "tasks",
-                   "n_way", "k_shot", "task_epochs", "ft_epochs", "batch_size")
+        pos_int = ("images", "probe_batch", "holdout_per_class", "tasks", "n_way", "k_shot", "task_epochs",
+                   "ft_epochs", "batch_size")
         for name in pos_int:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("train_per_class", "pd_depth"):
+        for name in ("train_per_class", "pd_depth", "pd_epochs", "pd_batch_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
         for name in ("pd_lr", "meta_lr", "inner_lr", "task_lr", "ft_lr"):
             v = getattr(self, name)
+            if v is None and name == "pd_lr":
+                continue
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
         checks = [
             (self.probe_batch >= 4, "probe_batch must be at least 4 (the unbiased HSIC needs 4 samples)"),
             (self.images >= 4, "images must be at least 4"),
+            (self.cka_of in ("output", "update"), "cka_of must be 'output' or 'update'"),
             (self.tokens in ("cls", "mean", "flatten"), "tokens must be 'cls', 'mean' or 'flatten'"),
             (self.maps in ("flatten", "gap"), "maps must be 'flatten' or 'gap'"),
             (isinstance(self.lam, (int, float)) and self.lam >= 0, "lam must be >= 0"),

@@ -17,13 +17,15 @@ from torch import nn
 
 from learngene.condense.cka import MinibatchCKA
 from learngene.condense.config import CondenseConfig
+from learngene.condense.pdcache import PDCache
 from learngene.condense.pseudo import (
     OpenWorld,
     ancestry_copy,
     feature_label,
+    obtain_pseudo_descendant,
+    pd_quality,
     pool_features,
     train_config,
-    train_pseudo_descendant,
 )
 from learngene.data import ImageSet, normalize, sample_task
 from learngene.models import family_of, layer_view
@@ -50,7 +52,7 @@ def _advance(reporter: Reporter | None, record: dict[str, Any], message: str) ->
 @torch.no_grad()
 def cka_between(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *, batch: int = 256,
                 tokens: str = "mean", maps: str = "flatten", device: torch.device | None = None,
-                on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                on_batch: Callable[[int, int], None] | None = None, what: str = "output") -> torch.Tensor:
     """Linear CKA (unbiased minibatch HSIC, float64) between every layer of two models.
 
     Args:
@@ -58,6 +60,7 @@ def cka_between(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *,
         images: uint8 (N, 3, H, W) shown to both models.
         batch: minibatch size of the HSIC estimate.
         tokens / maps: ViT token / CNN map treatment (see `pool_features`).
+        what: compare each layer's `output` or its `update` (`LayerView.features`).
         device: where to run (default: model_a's device).
         on_batch: called with (batch index, number of batches) after each minibatch.
     Returns:
@@ -74,7 +77,7 @@ def cka_between(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *,
     try:
         for b in range(n_batches):
             x = normalize(images[b * batch:(b + 1) * batch].to(device))  # (B, 3, H, W)
-            feats = [[pool_features(f, fam, tokens, maps, pre) for f in view.features(x)]
+            feats = [[pool_features(f, fam, tokens, maps, pre) for f in view.features(x, what=what)]
                      for view, fam, pre in zip(views, fams, prefix, strict=True)]
             acc.update(feats[0], feats[1])
             if on_batch is not None:
@@ -86,9 +89,11 @@ def cka_between(model_a: nn.Module, model_b: nn.Module, images: torch.Tensor, *,
 
 
 def cka_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
-                   reporter: Reporter | None = None) -> MethodOutput:
-    """Train a pseudo-descendant with cross-entropy, then CKA of every layer pair on held-out images."""
-    pd, history = train_pseudo_descendant(ancestry, data, cfg, reporter)
+                   reporter: Reporter | None = None, pd_cache: PDCache | None = None,
+                   ds: ImageSet | None = None) -> MethodOutput:
+    """Train a pseudo-descendant with cross-entropy (or take it from `pd_cache`), then CKA of every
+    layer pair on held-out images."""
+    pd, history, source = obtain_pseudo_descendant(ancestry, data, cfg, reporter, pd_cache, ds)
     device = resolve_device(cfg.device)
     probes = data.probes(cfg.images, cfg.seed)
 
@@ -96,13 +101,14 @@ def cka_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
         _advance(reporter, {"phase": "cka", "batch": b + 1, "batches": n}, "CKA")
 
     matrix = cka_between(ancestry, pd, probes, batch=cfg.probe_batch, tokens=cfg.tokens, maps=cfg.maps,
-                         device=device, on_batch=on_batch)
+                         device=device, on_batch=on_batch, what=cfg.cka_of)
     family = family_of(ancestry)
     return MethodOutput(
         matrix.numpy(), list(layer_view(pd).names),
         settings={"features": feature_label(family, cfg), "images_used": len(probes),
                   "pd_spec": pd.lg_spec.to_dict()},
-        extras={"pd_history": history, "pd_test_acc": history[-1].get("test_acc")},
+        extras={"pd_history": history, "pd_source": source,
+                **pd_quality(history[-1].get("test_acc"), len(data.classes), len(data.test_y))},
     )
 
 

@@ -140,6 +140,58 @@ def train_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseC
     return pd, trainer.run()
 
 
+def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
+                             reporter: Reporter | None = None, cache: Any = None,
+                             ds: ImageSet | None = None) -> tuple[nn.Module, list[dict], str]:
+    """The trained pseudo-descendant: from `cache` (a `PDCache`) when one with these settings is
+    stored, else trained now (and stored). Returns (model, training history, where it came from:
+    "trained" or the file it was loaded from)."""
+    from learngene.condense.pdcache import pd_key  # pdcache imports this module
+
+    key = None
+    if cache is not None and cache.ancestry_sha256 and ds is not None:
+        spec = pseudo_descendant_spec(ancestry, len(data.classes), cfg.pd_depth)
+        key = pd_key(cache.ancestry_sha256, ds, cfg, spec.to_dict())
+        found = cache.load(key)
+        if found is not None:
+            pd, history, path = found
+            if reporter is not None:
+                reporter.metric({"kind": "condense", "phase": "pseudo_descendant", "cached": str(path),
+                                 **(history[-1] if history else {})})
+                reporter.advance(int(cfg.pd_epochs or 0), message="pseudo-descendant (cached)")
+            if cache.save_to is not None:
+                cache.store(key, pd, history, ds, cfg)
+            return pd.to(next(ancestry.parameters()).device), history, str(path)
+    pd, history = train_pseudo_descendant(ancestry, data, cfg, reporter)
+    if key is not None:
+        cache.store(key, pd, history, ds, cfg)
+    return pd, history, "trained"
+
+
+def pd_quality(test_acc: float | None, n_classes: int, n_test: int) -> dict[str, Any]:
+    """How well the pseudo-descendant learned, against chance (1 / classes), for results and warnings.
+
+    `pd_learned` is "clearly" (at least twice chance), "barely" (above chance by more than three
+    binomial standard deviations of the test set, but under twice chance), or "no".
+    """
+    chance = 1.0 / max(1, n_classes)
+    if test_acc is None:
+        return {"pd_test_acc": None, "pd_chance": chance, "pd_learned": "unknown"}
+    sd = (chance * (1 - chance) / max(1, n_test)) ** 0.5
+    learned = "clearly" if test_acc >= 2 * chance else ("barely" if test_acc > chance + 3 * sd else "no")
+    return {"pd_test_acc": float(test_acc), "pd_chance": chance, "pd_learned": learned}
+
+
+def pd_warning(extras: dict[str, Any]) -> str | None:
+    """A one-line warning when a result's pseudo-descendant did not clearly learn (None when it did)."""
+    learned, acc, chance = extras.get("pd_learned"), extras.get("pd_test_acc"), extras.get("pd_chance")
+    if learned not in ("barely", "no") or acc is None or chance is None:
+        return None
+    what = "is at chance" if learned == "no" else "barely learned"
+    return (f"the pseudo-descendant {what} ({acc:.1%} test accuracy, chance {chance:.1%}): the similarity mostly "
+            "compares the ancestry with a random network; train it longer (pd_epochs) before trusting the layers")
+
+
 def ancestry_copy(ancestry: nn.Module, num_classes: int, seed: int) -> nn.Module:
     """A deep copy of the ancestry with a new random head of `num_classes` outputs."""
     model = copy.deepcopy(ancestry)

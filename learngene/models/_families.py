@@ -119,6 +119,14 @@ class ResNetView(LayerView):
     def _reinit(self, layer: nn.Module) -> None:
         _reinit_cnn(layer)
 
+    def _branch_end(self, layer: nn.Module) -> nn.Module | None:
+        # timm's BasicBlock / Bottleneck end their residual branch with bn2 / bn3 (before the sum).
+        end = getattr(layer, "bn3", None) or getattr(layer, "bn2", None)
+        if end is None:
+            raise ConfigError(f"{type(layer).__name__} has no bn2/bn3 ending its residual branch; its update is "
+                              "defined for residual blocks only (use granularity 'block', or compare outputs)")
+        return end
+
 
 class VGGView(LayerView):
     """Conv units ``features.conv{k}`` (conv + BN + ReLU as one module); max-pools are not layers."""
@@ -140,6 +148,9 @@ class VGGView(LayerView):
 
     def _io_shape(self, layer: nn.Module) -> tuple[int, int]:
         return _first(layer, nn.Conv2d).in_channels, _last(layer, nn.Conv2d).out_channels
+
+    def _branch_end(self, layer: nn.Module) -> nn.Module | None:
+        return layer  # conv + BN + ReLU has no residual path
 
     def _reinit(self, layer: nn.Module) -> None:
         _reinit_cnn(layer)

@@ -60,6 +60,21 @@ def _keep_output(store: dict[int, torch.Tensor], index: int, stop: bool, _module
         raise _StopForward
 
 
+def _keep_update(store: dict[int, torch.Tensor], branch: dict[int, torch.Tensor], index: int, stop: bool,
+                 _module, inputs, output) -> None:
+    """A layer's update: its residual branch when one was captured, else output - input."""
+    if index in branch:
+        store[index] = branch.pop(index)
+    else:
+        x = inputs[0]
+        if x.shape != output.shape:
+            raise ConfigError(f"layer {index} changes the shape {tuple(x.shape)} -> {tuple(output.shape)}, so "
+                              "its update (output - input) is undefined; compare outputs instead")
+        store[index] = output - x
+    if stop:
+        raise _StopForward
+
+
 class LayerView:
     """Integral layers of one model: index, name, parameters, outputs, replacement.
 
@@ -99,23 +114,41 @@ class LayerView:
         """Number of parameters of every layer, in order."""
         return [self.num_params(i) for i in range(len(self))]
 
-    def features(self, x: torch.Tensor, indices: int | Sequence[int] | None = None) -> list[torch.Tensor]:
-        """Outputs of the chosen layers for one forward pass of ``x`` (B, 3, H, W).
+    def features(self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
+                 what: str = "output") -> list[torch.Tensor]:
+        """Outputs (or updates) of the chosen layers for one forward pass of ``x`` (B, 3, H, W).
 
         Args:
             x: Float image batch.
             indices: As in `normalize_indices`; outputs come back in ascending layer order.
+            what: ``output``, or ``update``: what the layer adds to its input (a ViT block's
+                output - input; a ResNet block's residual branch before the sum; a layer without a
+                residual path, such as a VGG unit, returns its output).
 
         Returns:
             One tensor per layer: ViT tokens (B, N, D) with the class token first; CNN maps
             (B, C, H, W). Gradients flow when enabled; the model's train/eval mode is left as is.
         """
+        if what not in ("output", "update"):
+            raise ConfigError(f"what must be 'output' or 'update', got {what!r}")
         idx = normalize_indices(indices, len(self))
         store: dict[int, torch.Tensor] = {}
+        branch: dict[int, torch.Tensor] = {}
         last = idx[-1] if idx else None
-        handles = [
-            self.get(i).register_forward_hook(partial(_keep_output, store, i, i == last)) for i in idx
-        ]
+        handles = []
+        for i in idx:
+            layer = self.get(i)
+            if what == "output":
+                handles.append(layer.register_forward_hook(partial(_keep_output, store, i, i == last)))
+                continue
+            end = self._branch_end(layer)
+            if end is layer:  # no residual path: the update is the output
+                handles.append(layer.register_forward_hook(partial(_keep_output, store, i, i == last)))
+                continue
+            if end is not None:  # a copy: timm's blocks add the shortcut to the branch's tensor in place
+                handles.append(end.register_forward_hook(
+                    lambda _m, _inp, out, i=i: branch.__setitem__(i, out.clone())))
+            handles.append(layer.register_forward_hook(partial(_keep_update, store, branch, i, i == last)))
         try:
             if idx:
                 self.model.forward_features(x)
@@ -152,6 +185,11 @@ class LayerView:
             self.model.lg_spec = dataclasses.replace(spec, num_classes=num_classes)
 
     # -- family-specific -------------------------------------------------------------------------
+    def _branch_end(self, layer: nn.Module) -> nn.Module | None:
+        """The module whose output is the layer's residual branch; None: the update is output - input;
+        the layer itself: the layer has no residual path (its update is its output)."""
+        return None
+
     def stem(self) -> dict[str, nn.Module | nn.Parameter]:
         """Modules and parameters before the first integral layer, by attribute name."""
         raise NotImplementedError
