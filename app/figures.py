@@ -53,8 +53,11 @@ def series_style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], *,
                        selected: Sequence[int] = (), value_label: str = "similarity",
-                       title: str = "") -> go.Figure:
+                       title: str = "", contrast: bool = False) -> go.Figure:
     """Ancestry (rows) × pseudo-descendant (columns) heatmap.
+
+    With `contrast`, each column is coloured on its own min-max range (0 = the column's lowest
+    value, 1 = its highest), so the rows a column prefers stand out; hovering still shows raw values.
 
     Hovering shows both layer names and the value. A transparent marker sits on every cell so
     that a click (or a box selection) reports the cell as a selectable point: Streamlit does not
@@ -66,8 +69,12 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
     m, n = z.shape
     rows, cols = [str(r) for r in row_names], [str(c) for c in col_names]
     assert len(rows) == m and len(cols) == n, "names must match the matrix shape"
-    fig = go.Figure(go.Heatmap(z=z, x=list(range(n)), y=list(range(m)), colorscale="Viridis",
-                               colorbar=dict(title=value_label), hoverinfo="skip", name=value_label))
+    colour, bar = z, value_label
+    if contrast:
+        lo, hi = np.nanmin(z, axis=0, keepdims=True), np.nanmax(z, axis=0, keepdims=True)
+        colour, bar = (z - lo) / np.where(hi > lo, hi - lo, 1.0), f"{value_label}<br>(per column)"
+    fig = go.Figure(go.Heatmap(z=colour, x=list(range(n)), y=list(range(m)), colorscale="Viridis",
+                               colorbar=dict(title=bar), hoverinfo="skip", name=value_label))
     ii, jj = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
     ii, jj = ii.ravel(), jj.ravel()
     text = [f"ancestry: {rows[i]}<br>pseudo-descendant: {cols[j]}<br>{value_label}: {_fmt(z[i, j])}"

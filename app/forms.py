@@ -22,12 +22,12 @@ METHODS = {
 }
 # Which CondenseConfig fields each method uses (device and seed are always shown).
 METHOD_FIELDS = {
-    "cka": ("images", "probe_batch", "tokens", "maps", "pd_epochs", "pd_lr", "pd_depth", "train_per_class"),
+    "cka": ("images", "probe_batch", "cka_of", "tokens", "maps", "pd_epochs", "pd_lr", "pd_depth", "train_per_class"),
     "auto": ("images", "pd_epochs", "pd_lr", "pd_depth", "lam", "meta_lr", "inner_lr", "train_per_class"),
     "gradient": ("tasks", "n_way", "k_shot", "task_epochs", "task_lr", "grad_quantile"),
     "weights": ("ft_epochs", "ft_lr", "batch_size", "train_per_class"),
 }
-CHOICES = {"tokens": ["mean", "cls", "flatten"], "maps": ["flatten", "gap"]}
+CHOICES = {"tokens": ["mean", "cls", "flatten"], "maps": ["flatten", "gap"], "cka_of": ["output", "update"]}
 
 
 def _field_ui(name: str, default: Any, key: str) -> Any:
@@ -36,6 +36,9 @@ def _field_ui(name: str, default: Any, key: str) -> Any:
         return st.selectbox(label, CHOICES[name], index=CHOICES[name].index(default), key=key)
     if isinstance(default, float):
         return st.number_input(label, min_value=0.0, value=default, format="%.4g", key=key)
+    if default is None and name.endswith("_lr"):  # optional rate: 0 means "the family's default"
+        v = st.number_input(f"{label} (0 = auto)", min_value=0.0, value=0.0, format="%.4g", key=key)
+        return float(v) or None
     if default is None:  # optional positive int: 0 means "automatic"
         v = st.number_input(f"{label} (0 = auto)", min_value=0, value=0, step=1, key=key)
         return int(v) or None

@@ -64,11 +64,11 @@ def _selectable_chart(fig: Any, key: str, kind: str, n_rows: int, mode: Any) -> 
                         selection_mode=mode)
 
 
-def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity") -> None:
+def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity", contrast: bool = False) -> None:
     """The ancestry × pseudo-descendant heatmap; clicking a cell toggles its ancestry layer."""
     selected = [i for i in state.get().layers if i < len(sim.row_names)]
     fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
-                                     value_label=value_label)
+                                     value_label=value_label, contrast=contrast)
     _selectable_chart(fig, key, "heatmap", len(sim.row_names), ("points", "box"))
     st.caption("Hover a cell for both layer names and the value; click a cell to add or remove its ancestry "
                "layer, or drag a box to add several.")

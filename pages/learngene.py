@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, figures, pipeline, resources, selection, state, widgets
+from app import descendant, figures, resources, selection, similarities, state, widgets
 
 st.title("Learngene")
 widgets.explain_ui("From layers to a descendant", """
@@ -21,7 +21,7 @@ anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
 s = state.get()
-found = pipeline.current_similarity(anc)
+found = similarities.current(anc)
 sim = found[1] if found else None
 
 st.subheader("Layers")

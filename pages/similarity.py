@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import forms, live, pipeline, selection, state, widgets
+from app import forms, live, pipeline, probe_view, selection, similarities, state, widgets
 
 st.title("Similarity")
 widgets.explain_ui("How condensing finds the learngene", """
@@ -26,7 +26,9 @@ anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
 
-with st.expander("Run condensing", expanded=not pipeline.similarity_runs(anc)):
+found = similarities.entries(anc)
+with st.expander("Recompute with other settings (a background job)" if found else "Run condensing",
+                 expanded=not found):
     method = st.selectbox("method", list(forms.METHODS), format_func=lambda m: f"{m} – {forms.METHODS[m]}",
                           key="cond-method")
     c = st.columns(3)
@@ -50,28 +52,39 @@ with st.expander("Run condensing", expanded=not pipeline.similarity_runs(anc)):
         st.caption("When the run is done, its result appears below by itself.")
 
 with widgets.error_box("similarity results"):
-    runs = pipeline.similarity_runs(anc)
-    if not runs:
+    if not found:
         st.info("No similarity result for this ancestry yet: run condensing above.")
         st.stop()
-    current = pipeline.current_similarity(anc) or runs[0]
-    ids = [info.run_id for info, _ in runs]
-    widgets.sync_widget("sim-pick", current[0].run_id)  # a newly finished run, or one chosen elsewhere
-    pick = st.selectbox("similarity result", ids, key="sim-pick",
-                        format_func=lambda r: next(f"{s.method} · {i.spec.name} · {r}" for i, s in runs if i.run_id == r),
+    source, sim = similarities.current(anc, found)
+    ids = [src.run_id for src, _ in found]
+    labels = {src.run_id: src.label for src, _ in found}
+    widgets.sync_widget("sim-pick", source.run_id)  # a newly finished run, or one chosen elsewhere
+    pick = st.selectbox("similarity result", ids, key="sim-pick", format_func=labels.get,
                         on_change=lambda: state.update(similarity_run=st.session_state["sim-pick"]))
-    info, sim = next((i, s) for i, s in runs if i.run_id == pick)
+    source, sim = next((src, s_) for src, s_ in found if src.run_id == pick)
 
+    from learngene.condense.pseudo import pd_warning
     from learngene.condense.select import SCORE_RULES, layer_scores
 
-    c = st.columns([2, 5])
+    c = st.columns([2, 2, 4])
     rule = c[0].selectbox("layer score", SCORE_RULES, key="sim-rule",
                           index=list(SCORE_RULES).index(sim.selection.get("rule", "row_max"))
                           if sim.selection.get("rule") in SCORE_RULES else 0)
-    c[1].caption(f"method **{sim.method}** · {len(sim.row_names)} × {len(sim.col_names)} · computed in "
-                 f"{sim.elapsed_s:.0f} s · the run chose layers {sim.selected}")
+    contrast = c[1].toggle("contrast per column", key="sim-contrast",
+                           help="colour each column on its own min–max range, so the rows a pseudo-descendant layer "
+                                "prefers stand out even when all values are close (hover shows the raw values)")
+    where = "shipped with the ancestry" if source.shipped else f"run {source.run_id}"
+    c[2].caption(f"method **{similarities.describe(sim)}** · {len(sim.row_names)} × {len(sim.col_names)} · computed in "
+                 f"{sim.elapsed_s:.0f} s ({where}) · chose layers {sim.selected}")
+    acc, chance = sim.extras.get("pd_test_acc"), sim.extras.get("pd_chance")
+    if acc is not None and chance is not None:
+        st.caption(f"Pseudo-descendant: **{acc:.1%}** held-out accuracy on {round(1 / chance)} open-world classes "
+                   f"(chance {chance:.1%}).")
+    warning = pd_warning(sim.extras)
+    if warning:
+        st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/warning:")
     scores = layer_scores(sim.array, rule)
-    selection.heatmap_ui(sim, key="sim-heatmap", value_label=sim.method)
+    selection.heatmap_ui(sim, key="sim-heatmap", value_label=sim.method, contrast=contrast)
     selection.score_bars_ui(sim, scores, key="sim-bars", rule=rule, anc=anc)
     chosen = state.get().layers
     c = st.columns([4, 1, 1])
@@ -82,3 +95,7 @@ with widgets.error_box("similarity results"):
     if c[2].button("Clear", key="sim-clear"):
         state.update(layers=[])
         st.rerun()
+
+with widgets.error_box("measured gains"):
+    probe_view.ground_truth_ui(anc, sim, scores, rule, [i for i in chosen if i < len(sim.row_names)],
+                               [(src.label, s_) for src, s_ in found])

@@ -1,0 +1,149 @@
+"""Ground truth beside the similarity: the measured gain of inheriting each single layer.
+
+`learngene probe` trains, on several novel tasks, a descendant that inherits the stem and one
+ancestry layer, and one that inherits the stem alone; the paired difference is the layer's gain.
+A similarity method deserves trust to the degree that its layer scores rank layers as the gains do:
+Spearman's rho between score and gain, per method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app import figures, pipeline, resources
+
+GAIN, LOO = "#3d5a80", "#81b29a"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read(path: str, stamp: tuple[float, int]) -> dict | None:
+    from learngene.runlog import read_json
+
+    try:
+        data = read_json(Path(path))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and data.get("format") == "learngene.probe/1" and isinstance(data.get("single"), list)
+    return data if ok else None
+
+
+def find_probe(anc: resources.Ancestry) -> tuple[str, dict] | None:
+    """(where from, probe JSON) for this ancestry: the newest finished probe run, else the shipped one."""
+    from learngene.condense.shipped import probe_path
+
+    sha = (anc.card_dict or {}).get("sha256")
+    candidates: list[tuple[str, Path]] = []
+    for info in resources.jobs().list(kind="probe", state="done"):
+        candidates.append((f"probe run {info.run_id}", pipeline.output_path(info, "probe.json")))
+    candidates.append(("shipped with the ancestry", probe_path(anc.path)))
+    for label, path in candidates:
+        if not path.is_file():
+            continue
+        data = _read(str(path), resources.file_stamp(path))
+        if data is None or len(data["single"]) != anc.n_layers:
+            continue
+        if sha and (data.get("ancestry") or {}).get("sha256") not in (None, "", sha):
+            continue
+        return label, data
+    return None
+
+
+def correlation(scores: list[float | None], probe: dict) -> float | None:
+    from learngene.descend.probe import spearman
+
+    return spearman(list(scores), [s["gain"]["mean"] for s in probe["single"]])
+
+
+def gain_figure(probe: dict, scores: list[float | None], score_label: str, selected: list[int]) -> go.Figure:
+    """Measured single-layer gains (bars, ± 95% interval) with the method's layer scores (markers)."""
+    names = [s["name"] for s in probe["single"]]
+    gain = [100 * s["gain"]["mean"] for s in probe["single"]]
+    ci = [100 * (s["gain"].get("ci95") or 0) for s in probe["single"]]
+    sel = set(selected)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=names, y=gain, error_y=dict(type="data", array=ci, visible=True), name="measured gain",
+                         marker_color=[figures.SELECTED if i in sel else GAIN for i in range(len(names))],
+                         hovertemplate="%{x}<br>gain %{y:+.1f} ± %{error_y.array:.1f} points<extra></extra>"),
+                  secondary_y=False)
+    fig.add_trace(go.Scatter(x=names, y=list(scores), mode="lines+markers", name=score_label,
+                             line=dict(color=figures.OVERLAY), marker=dict(size=8),
+                             hovertemplate="%{x}<br>" + score_label + ": %{y:.4g}<extra></extra>"),
+                  secondary_y=True)
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_yaxes(title_text="gain over stem-only (points)", secondary_y=False)
+    fig.update_yaxes(title_text=score_label, secondary_y=True, showgrid=False)
+    fig.update_xaxes(title_text="ancestry layer (inherited alone, with the stem)")
+    return figures._layout(fig, height=340)
+
+
+def loo_figure(probe: dict) -> go.Figure | None:
+    rows = probe.get("leave_one_out") or []
+    if not rows:
+        return None
+    fig = go.Figure(go.Bar(x=[r["name"] for r in rows], y=[100 * r["share"]["mean"] for r in rows],
+                           error_y=dict(type="data", array=[100 * (r["share"].get("ci95") or 0) for r in rows]),
+                           marker_color=LOO, name="share",
+                           hovertemplate="%{x}<br>lost when left out: %{y:+.1f} points<extra></extra>"))
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_yaxes(title_text="accuracy lost when left out (points)")
+    return figures._layout(fig, height=260)
+
+
+def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFrame:
+    """Spearman rho of each result's layer scores (its own rule) with the measured gains."""
+    from learngene.condense.select import layer_scores
+
+    rows = []
+    for label, sim in results:
+        if len(sim.row_names) != len(probe["single"]):
+            continue
+        rule = sim.selection.get("rule", "row_max")
+        rho = correlation(layer_scores(sim.array, rule), probe)
+        rows.append({"similarity": label, "rule": rule, "Spearman rho": rho, "chose": ", ".join(map(str, sim.selected))})
+    return pd.DataFrame(rows)
+
+
+def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None], rule: str,
+                    selected: list[int], others: list[tuple[str, Any]]) -> None:
+    """The measured-gain chart beside `scores`, its rank correlation, and every result's correlation."""
+    st.subheader("Do the similar layers help? Measured gains")
+    found = find_probe(anc)
+    if found is None:
+        st.info("No measured gains for this ancestry yet. Start them on the Runs page or with "
+                f"`python -m learngene probe --ancestry {anc.path} --chosen auto-paper`.")
+        return
+    where, probe = found
+    s = probe.get("settings", {})
+    rho = correlation(scores, probe)
+    c = st.columns(3)
+    c[0].metric("Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",
+                help="rank correlation over the layers; +1: the score orders layers exactly as their measured gains")
+    acc = probe.get("accuracy", {})
+    stem_gain = (probe.get("stem_gain") or {}).get("mean")
+    c[1].metric("stem alone vs baseline", "n/a" if stem_gain is None else f"{100 * stem_gain:+.1f} points",
+                help="what inheriting the stem alone gives; each layer's gain is measured on top of it")
+    base = (acc.get("baseline") or {}).get("mean")
+    chance = probe.get("chance")
+    c[2].metric("baseline accuracy", "n/a" if base is None else f"{base:.1%}",
+                None if chance is None else f"chance {chance:.0%}", delta_color="off", delta_arrow="off")
+    st.plotly_chart(gain_figure(probe, scores, f"score ({rule})", selected), key="probe-gains",
+                    config={"displayModeBar": False})
+    st.caption(f"Gain of a descendant that inherits the stem and one layer over one that inherits the stem alone, "
+               f"mean ± 95% interval over {s.get('tasks', '?')} novel {s.get('n_way', '?')}-way {s.get('k_shot', '?')}-shot "
+               f"tasks, {s.get('epochs', '?')} epochs ({where}). Layers chosen now are in teal.")
+    fig = loo_figure(probe)
+    if fig is not None:
+        chosen = ", ".join(map(str, probe.get("chosen", [])))
+        st.markdown(f"**Leave-one-out on the chosen set {chosen}:** accuracy lost when each layer is left out.")
+        st.plotly_chart(fig, key="probe-loo", config={"displayModeBar": False})
+    table = correlation_table(probe, others)
+    if not table.empty:
+        st.markdown("**Which similarity to trust:** rank correlation of each result's layer scores with the gains.")
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"Spearman rho": st.column_config.NumberColumn(format="%+.2f")})

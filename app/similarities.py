@@ -1,0 +1,67 @@
+"""Similarity results a page can show for an ancestry: finished condense runs and shipped results.
+
+A shipped result (`learngene.condense.shipped`) is there the moment the page opens, so the heatmap
+never waits for a job; its id is `shipped:<view>` (e.g. `shipped:cka`) wherever a run id would be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app import pipeline, resources, state
+
+SHIPPED = "shipped:"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a similarity result came from: a condense run, or a file shipped with the ancestry."""
+
+    run_id: str  # a run id, or "shipped:<view>"
+    label: str
+    path: Path
+
+    @property
+    def shipped(self) -> bool:
+        return self.run_id.startswith(SHIPPED)
+
+
+def shipped(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
+    """The shipped results of this ancestry (those made from its exact weights), in `VIEWS` order."""
+    from learngene.condense.shipped import VIEWS, shipped_similarity, similarity_path
+
+    sha = (anc.card_dict or {}).get("sha256")
+    out = []
+    for view, sim in shipped_similarity(anc.path, sha).items():
+        path = similarity_path(anc.path, view)
+        out.append((Source(SHIPPED + view, f"{view} · shipped ({VIEWS[view]})", path), sim))
+    return out
+
+
+def entries(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
+    """Finished condense runs of this ancestry (newest first), then its shipped results."""
+    runs = [(Source(info.run_id, f"{sim.method}{_of(sim)} · {info.spec.name} · {info.run_id}",
+                    pipeline.output_path(info, "similarity.json")), sim)
+            for info, sim in pipeline.similarity_runs(anc)]
+    return runs + shipped(anc)
+
+
+def _of(sim: Any) -> str:
+    return " (updates)" if sim.settings.get("cka_of") == "update" else ""
+
+
+def describe(sim: Any) -> str:
+    """The method with what it compared, e.g. `cka (layer updates)`."""
+    return sim.method + (" (layer updates)" if sim.settings.get("cka_of") == "update" else "")
+
+
+def current(anc: resources.Ancestry, found: list[tuple[Source, Any]] | None = None) -> tuple[Source, Any] | None:
+    """The result in use: the one named in the state, else the newest run, else the shipped CKA."""
+    found = entries(anc) if found is None else found
+    chosen = state.get().similarity_run
+    for source, sim in found:
+        if source.run_id == chosen:
+            return source, sim
+    return found[0] if found else None
