@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import figures, pipeline, resources, state, widgets
+from app import demo, figures, pipeline, resources, state, widgets
 from learngene.errors import LearngeneError
 
 POLL_S = 1.5
@@ -86,7 +86,7 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
             st.caption("Waiting for the first epoch…")
         else:
             opts = curve_controls_ui(key)
-            st.plotly_chart(figures.training_curves(frame, **opts), key=f"{key}-curves")
+            st.plotly_chart(figures.training_curves(frame, target=common_target(infos), **opts), key=f"{key}-curves")
     if summary:
         for info in infos:
             if info.state == "done":
@@ -95,40 +95,95 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
         st.rerun()  # a full rerun re-registers this fragment without run_every: polling stops
 
 
+def run_target(info: Any) -> float | None:
+    """The accuracy target of a train run, once known: a fixed target from its config record, or (for the
+    baseline's final accuracy) the mean per-task target from its summary when it is done."""
+    if info.state == "done":
+        data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
+        if isinstance(data, dict):
+            return demo.target_value(data)
+    for rec in metrics(info.run_id):
+        if rec.get("kind") == "config":
+            acc = rec.get("target_acc")
+            return float(acc) if isinstance(acc, (int, float)) else None
+    return None
+
+
+def common_target(infos: list[Any]) -> float | None:
+    """The target line of a chart: drawn when every train run on it has the same known target."""
+    targets = {run_target(i) for i in infos if i.spec.kind in ("train", "sweep")}
+    return targets.pop() if len(targets) == 1 else None
+
+
 def summary_ui(info: Any) -> None:
-    """Final accuracies (mean ± 95% CI), epochs to target and the speed-up of a finished train run."""
+    """Final accuracies, epochs to target and the speed-up of a finished train run."""
     data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
-    if not isinstance(data, dict) or "learngene" not in data:
-        return
-    st.markdown(f"**Summary of {info.spec.name}**")
+    if isinstance(data, dict) and "learngene" in data:
+        summary_view_ui(data, f"Summary of {info.spec.name}")
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
+
+
+def summary_view_ui(data: dict[str, Any], title: str) -> None:
+    """A train run's `summary` (learngene.descend.summary): a table per model, then the headline numbers.
+
+    The ± 95% interval is shown only over `demo.MIN_TASKS_FOR_CI` tasks or more.
+    """
+    h = demo.headline(data)
+    st.markdown(f"**{title}**")
     rows = []
     for role in ("learngene", "baseline"):
         s = data.get(role) or {}
-        acc, tgt = s.get("final_acc") or {}, s.get("target") or {}
-        ep = (tgt.get("epochs") or {}).get("mean") if tgt.get("reached") else None
-        rows.append({"model": role, "final accuracy": acc.get("mean"), "± 95% CI": acc.get("ci95"),
-                     "epochs to target": ep, "reached": f"{tgt.get('reached', 0)}/{tgt.get('of', 0)}" if tgt else "",
-                     "train seconds": (s.get("train_seconds") or {}).get("mean"), "diverged": s.get("diverged")})
-    df = pd.DataFrame(rows)
-    st.dataframe(df, hide_index=True, width="stretch", column_config={
-        "final accuracy": st.column_config.NumberColumn(format="percent"),
-        "± 95% CI": st.column_config.NumberColumn(format="percent"),
+        acc = s.get("final_acc") or {}
+        row = {"model": role, "final accuracy": acc.get("mean")}
+        if h["show_ci"]:
+            row["± 95% CI"] = acc.get("ci95")
+        row |= {"epochs to target": h["epochs"][role], "reached": h["reached"][role],
+                "train seconds": (s.get("train_seconds") or {}).get("mean"), "diverged": s.get("diverged")}
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "final accuracy": st.column_config.NumberColumn(format="percent", help="mean over the tasks"),
+        "± 95% CI": st.column_config.NumberColumn(format="percent", help="half-width of the 95% t-interval"),
         "epochs to target": st.column_config.NumberColumn(format="%.1f", help="mean over the tasks that reached it"),
         "train seconds": st.column_config.NumberColumn(format="%.1f")})
-    c = st.columns(3)
-    gain = (data.get("gain") or {}).get("mean")
-    c[0].metric("accuracy gain", f"{gain * 100:+.1f} points" if isinstance(gain, (int, float)) else "n/a")
-    lg_ep, bl_ep = rows[0]["epochs to target"], rows[1]["epochs to target"]
-    speed = f"{bl_ep / lg_ep:.1f}×" if lg_ep and bl_ep else ("learngene only" if lg_ep else "n/a")
+    gain, ci = h["gain"], h["gain_ci"]
+    gain_text = "n/a" if gain is None else f"{gain * 100:+.1f}" + (f" ± {ci * 100:.1f}" if ci is not None else "")
+    c = st.columns(2)
+    c[0].metric("accuracy gain", f"{gain_text} points" if gain is not None else gain_text,
+                help="learngene − baseline final accuracy, paired per task, mean"
+                     + (" ± 95% t-interval" if h["show_ci"] else ""))
+    speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}×"
     c[1].metric("speed-up to target", speed, help="baseline epochs to target ÷ learngene epochs to target")
-    target = (data["learngene"].get("target") or {}).get("acc")
-    c[2].metric("target accuracy", f"{target:.0%}" if isinstance(target, (int, float)) else "n/a")
+    c = st.columns(2)
+    for col, role in zip(c, ("learngene", "baseline"), strict=True):
+        ep = h["epochs"][role]
+        col.metric(f"epochs to target ({role})", "not reached" if ep is None else f"{ep:.1f}",
+                   help=f"first epoch at or above the target, mean over the tasks that reached it ({h['reached'][role]})")
+    notes = [f"Target: {h['target_words']}." if h["target_words"] else "No convergence target."]
+    notes.append(f"Mean over {h['tasks']} task{'s' if h['tasks'] != 1 else ''}"
+                 + ("; ± is the 95% t-interval." if h["show_ci"]
+                    else f" (no ± shown: the interval needs ≥ {demo.MIN_TASKS_FOR_CI} tasks)."))
+    st.caption(" ".join(notes))
+
+
+def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
+    """A shipped finished demo run: its curves with the target line, and its summary."""
+    label = ref.label[:1].upper() + ref.label[1:]
+    st.caption(label + (f" · took {ref.meta['seconds_to_summary']:.0f} s"
+                                         if isinstance(ref.meta.get("seconds_to_summary"), (int, float)) else ""))
+    data = ref.summary["summary"]
+    frame = figures.curves_frame(ref.records)
+    if not frame.empty:
+        st.plotly_chart(figures.training_curves(frame, target=demo.target_value(data)), key=f"{key}-curves")
+    summary_view_ui(data, "Summary of the reference run")
 
 
 def demo_ui() -> None:
-    """The Home page's demo: the condense run, then the train run, advanced as each ends."""
-    demo = state.get().demo
-    ids = [demo[k] for k in ("condense", "train") if demo.get(k)]
+    """The Home page's demo: the (condense run, then the) train run, advanced as each ends."""
+    d = state.get().demo
+    ids = [d[k] for k in ("condense", "train") if d.get(k)]
     if not ids:
         return
     live_now = any(i.live for i in run_infos(ids)) or pipeline.demo_waiting()
@@ -141,11 +196,11 @@ def _demo(was_live: bool) -> None:
         changed = pipeline.advance_demo()
     if changed:
         st.rerun()  # the learngene changed: redraw the whole page (and keep polling the new train run)
-    demo = state.get().demo
-    ids = [demo[k] for k in ("condense", "train") if demo.get(k)]
+    d = state.get().demo
+    ids = [d[k] for k in ("condense", "train") if d.get(k)]
     _watch(ids, "demo", False, curves=True, summary=True)
-    if demo.get("error"):
-        st.error(demo["error"])
+    if d.get("error"):
+        st.error(d["error"])
     still = any(i.live for i in run_infos(ids)) or pipeline.demo_waiting()
     if was_live and not still:
         st.rerun()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, figures, live, pipeline, state, widgets
+from app import demo, descendant, figures, live, pipeline, state, widgets
 
 st.title("Learngene Studio")
 st.markdown(
@@ -50,11 +50,31 @@ with right:
 
 st.divider()
 st.subheader("See it work")
-st.markdown("One click runs the whole default demo in the background: **condense** the ancestry (linear CKA), "
-            "**inherit** the best layers, and **train** the descendant against its random-init baseline on "
-            "novel 5-way tasks. It takes a minute or two on a laptop CPU.")
-if st.button("Run the whole demo", type="primary", icon=":material/rocket_launch:", key="demo"):
+shipped = demo.shipped_result(anc.path, anc.card_dict.get("sha256")) is not None
+first = ("**inherit** the layers the shipped linear-CKA result of this ancestry chose" if shipped else
+         "**condense** the ancestry (linear CKA; it ships no result of its own), **inherit** the best layers")
+st.markdown(f"One click runs the default demo in the background: {first}, and **train** the descendant against its "
+            f"random-init baseline on {demo.DEMO_TRAIN['tasks']} novel {demo.DEMO_TRAIN['n_way']}-way "
+            f"{demo.DEMO_TRAIN['k_shot']}-shot tasks for {demo.DEMO_TRAIN['epochs']} epochs. The target is "
+            f"{demo.TARGET_WORDS}: how many epochs each model needs to get there. It takes "
+            f"{demo.DURATION_TEXT}{'' if shipped else ', plus the condensing'}.")
+running = pipeline.demo_live()
+if st.button("Run the whole demo", type="primary", icon=":material/rocket_launch:", key="demo", disabled=running,
+             help="the demo is running" if running else None):
     with widgets.error_box("could not start the demo"):
         pipeline.start_demo(anc)
         st.rerun()
-live.demo_ui()
+ref = demo.load_reference(anc.path, anc.card_dict.get("sha256"))
+started = bool(state.get().demo.get("condense") or state.get().demo.get("train"))
+if ref is not None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("##### Reference run")
+        live.reference_ui(ref)
+    with right:
+        st.markdown("##### Your run")
+        if not started:
+            st.caption("Click **Run the whole demo** to train it here, live, next to the reference.")
+        live.demo_ui()
+else:
+    live.demo_ui()
