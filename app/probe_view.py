@@ -122,7 +122,7 @@ def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None
     s = probe.get("settings", {})
     rho = correlation(scores, probe)
     c = st.columns(3)
-    c[0].metric("Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",
+    c[0].container(key="probe-rho").metric("Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",
                 help="rank correlation over the layers; +1: the score orders layers exactly as their measured gains")
     acc = probe.get("accuracy", {})
     stem_gain = (probe.get("stem_gain") or {}).get("mean")
@@ -132,8 +132,9 @@ def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None
     chance = probe.get("chance")
     c[2].metric("baseline accuracy", "n/a" if base is None else f"{base:.1%}",
                 None if chance is None else f"chance {chance:.0%}", delta_color="off", delta_arrow="off")
-    st.plotly_chart(gain_figure(probe, scores, f"score ({rule})", selected), key="probe-gains",
-                    config={"displayModeBar": False})
+    with st.container(key="probe-gains-box"):
+        st.plotly_chart(gain_figure(probe, scores, f"score ({rule})", selected), key="probe-gains",
+                        config={"displayModeBar": False})
     st.caption(f"Gain of a descendant that inherits the stem and one layer over one that inherits the stem alone, "
                f"mean ± 95% interval over {s.get('tasks', '?')} novel {s.get('n_way', '?')}-way {s.get('k_shot', '?')}-shot "
                f"tasks, {s.get('epochs', '?')} epochs ({where}). Layers chosen now are in teal.")

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "results.md"
 OUT_DIR = ROOT / "bench" / "out"
 
-SECTION_ORDER = ("advantages", "throughput-cpu", "throughput-cuda", "sweep-cpu", "sweep-cuda", "cka-cpu",
+SECTION_ORDER = ("advantages", "condense-cpu", "probe", "throughput-cpu", "throughput-cuda", "sweep-cpu", "sweep-cuda", "cka-cpu",
                  "cka-cuda", "memory-cpu", "memory-cuda")
 DOCS_HEADER = """# Results
 

@@ -14,7 +14,7 @@ from learngene.condense.config import PD_DEFAULTS
 from learngene.condense.pdcache import PDCache, pd_key
 from learngene.condense.pseudo import pd_quality, pd_warning, pseudo_descendant_spec
 from learngene.condense.shipped import shipped_similarity, similarity_path, view_of
-from learngene.data import load_dataset, normalize
+from learngene.data import load_dataset
 from learngene.models import ModelCard, create_model, layer_view, save_checkpoint
 
 TINY = dict(images=48, probe_batch=24, holdout_per_class=6, train_per_class=12, pd_epochs=1, pd_batch_size=32,

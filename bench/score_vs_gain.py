@@ -1,0 +1,104 @@
+"""Which similarity to trust: Spearman's rho between each method's layer scores and the measured gains.
+
+Reads, per shipped ancestry, the shipped similarity results (`assets/similarity/<stem>-<view>.json`,
+made by `assets/similarity.sh`) and the measured single-layer gains (`assets/<stem>.probe.json`,
+made by `learngene probe`), and reports for every view: the layers it picks, its score spread, and
+the rank correlation of its scores with the gains (every ancestry layer is one pair). Nothing is
+trained here; the figures come from the two commands above, whose settings the table repeats.
+
+    python -m bench.score_vs_gain --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    ROOT,
+    add_common_args,
+    command_line,
+    finish,
+    machine_info,
+    md_table,
+    run_cli,
+    section,
+    setup,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.score_vs_gain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--assets", default=str(ROOT / "assets"), help="folder of the shipped ancestries (default: assets/)")
+    add_common_args(p, "score_vs_gain")
+    return p.parse_args(argv)
+
+
+def _ci(d: dict[str, Any]) -> str:
+    return f"{100 * d['mean']:+.1f} ± {100 * (d.get('ci95') or 0):.1f}"
+
+
+def rows_for(path: Path) -> tuple[list[list[Any]], dict[str, Any] | None]:
+    from learngene.condense.select import layer_scores
+    from learngene.condense.shipped import probe_path, shipped_similarity
+    from learngene.descend.probe import spearman
+    from learngene.models import read_card
+    from learngene.runlog import read_json
+
+    probe = read_json(probe_path(path))
+    if not isinstance(probe, dict):
+        return [], None
+    gains = [s["gain"]["mean"] for s in probe["single"]]
+    rows = []
+    for view, sim in shipped_similarity(path, read_card(path).sha256).items():
+        rule = sim.selection.get("rule", "row_max")
+        scores = layer_scores(sim.array, rule)
+        finite = [s for s in scores if s is not None]
+        rho = spearman(scores, gains)
+        acc = sim.extras.get("pd_test_acc")
+        rows.append([path.stem, view, rule, ",".join(map(str, sim.selected)),
+                     f"{max(finite) - min(finite):.3f}" if finite else "-",
+                     "-" if rho is None else f"{rho:+.2f}",
+                     "-" if acc is None else f"{100 * acc:.1f}%"])
+    return rows, probe
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup(args)
+    from learngene.models import shipped_checkpoints
+
+    table, gains = [], []
+    for path in shipped_checkpoints(args.assets):
+        rows, probe = rows_for(path)
+        if probe is None:
+            print(f"{path.name}: no measured gains ({path.stem}.probe.json); skipped")
+            continue
+        table += rows
+        s = probe["settings"]
+        best = sorted(range(len(probe["single"])), key=lambda i: -probe["single"][i]["gain"]["mean"])
+        gains.append([path.stem, f"{s['tasks']} x {s['n_way']}-way {s['k_shot']}-shot, {s['epochs']} epochs",
+                      f"{100 * probe['accuracy']['baseline']['mean']:.1f}% (chance {100 * probe['chance']:.0f}%)",
+                      _ci(probe["stem_gain"]),
+                      " ".join(f"{i}:{_ci(probe['single'][i]['gain'])}" for i in range(len(probe["single"]))),
+                      ",".join(map(str, best[:4])),
+                      " ".join(f"{r['layer']}:{_ci(r['share'])}" for r in probe.get("leave_one_out") or []) or "-"])
+    text = (md_table(["ancestry", "view", "score rule", "chose (top-4)", "score spread (max-min)",
+                      "Spearman rho with gain", "pseudo-descendant acc"], table)
+            + "\n\n" + md_table(["ancestry", "probe", "baseline acc", "stem alone vs baseline (points)",
+                                 "single-layer gain over stem alone, layer:points ± 95%", "largest gains",
+                                 "leave-one-out share of the chosen set, layer:points"], gains)
+            + "\n\n*Spearman rho*: rank correlation, over the ancestry's layers, of a view's layer scores with "
+              "the measured gain of inheriting that layer alone (with the stem) over inheriting the stem alone; "
+              "+1 = the view orders layers exactly as they help. Views: `cka` (outputs), `cka-update` (what each "
+              "layer adds), `auto` (Auto-LG), `gradient` (Heur-LG), `weights` (weight drift), each as shipped "
+              "(`assets/similarity.sh`); gains from `learngene probe` (`assets/reproduce.sh`).")
+    print(text)
+    finish(args, "probe", section("probe", "Which similarity to trust: layer scores vs measured gains", text,
+                                  command_line("bench.score_vs_gain"), machine_info()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
