@@ -109,14 +109,47 @@ def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def probe_argv(anc: resources.Ancestry, chosen: list[int], tasks: int, epochs: int | None = None) -> list[str]:
+    """`probe`: single-layer gains on `tasks` novel tasks, leave-one-out on `chosen` (the CLI twin)."""
+    argv = ["probe", "--ancestry", str(anc.path), "--tasks", str(tasks), "--device", "cpu"]
+    if chosen:
+        argv += ["--chosen", ",".join(map(str, chosen))]
+    return argv + (["--epochs", str(epochs)] if epochs else [])
+
+
+def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
+    """Settings and a button that measure the gains of this ancestry's layers in a background job."""
+    from app import widgets
+
+    with st.expander("Measure the gains of this ancestry's layers (a background job)", expanded=False):
+        c = st.columns([1, 3])
+        tasks = int(c[0].number_input("novel tasks", 2, 100, 10, key="probe-tasks",
+                                      help="more tasks, narrower intervals; each task trains one model per layer "
+                                           f"plus {3 + len(chosen)} more"))
+        models = tasks * (anc.n_layers + 2 + (len(chosen) + 1 if chosen else 0))
+        c[1].caption(f"Trains {models} small models ({anc.n_layers} single layers, stem alone and the baseline"
+                     + (f", and the chosen set {chosen} with each layer left out" if chosen else "")
+                     + " per task): minutes on a CPU. The chart above updates when it is done.")
+        argv = probe_argv(anc, chosen, tasks)
+        st.code("python -m learngene " + " ".join(argv), language="bash")
+        started = widgets.start_job_ui("Measure the gains", argv, kind="probe", name=f"probe · {anc.path.name}",
+                                       key="probe-go", tags={"ancestry": str(anc.path)})
+        if started:
+            st.session_state["probe-run"] = started
+    if st.session_state.get("probe-run"):
+        from app import live
+
+        live.watch_ui([st.session_state["probe-run"]], key="probe-watch", curves=False, summary=False)
+
+
 def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None], rule: str,
                     selected: list[int], others: list[tuple[str, Any]]) -> None:
     """The measured-gain chart beside `scores`, its rank correlation, and every result's correlation."""
     st.subheader("Do the similar layers help? Measured gains")
     found = find_probe(anc)
     if found is None:
-        st.info("No measured gains for this ancestry yet. Start them on the Runs page or with "
-                f"`python -m learngene probe --ancestry {anc.path} --chosen auto-paper`.")
+        st.info("No measured gains for this ancestry yet: measure them below (or with the command shown).")
+        start_probe_ui(anc, selected)
         return
     where, probe = found
     s = probe.get("settings", {})
@@ -148,3 +181,4 @@ def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None
         st.markdown("**Which similarity to trust:** rank correlation of each result's layer scores with the gains.")
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"Spearman rho": st.column_config.NumberColumn(format="%+.2f")})
+    start_probe_ui(anc, selected)
