@@ -7,6 +7,8 @@ Public API:
 * `summarize_pairs`, `summarize_sweep`, `format_pair_summary`, `format_sweep_summary`: the four claims.
 * `mean_ci`, `t_quantile`, `epochs_to_target`, `final_accuracy`: the statistics underneath.
 * `learngene.descend.batched.train_batched`: vmap-batched training of same-architecture models.
+* `run_probe`, `ProbeConfig`, `ProbeResult`, `spearman`, `score_gain_correlation`: the ground truth of
+  which ancestry layers help a descendant (single-layer gains, leave-one-out shares).
 """
 
 from learngene.descend.compare import (
@@ -18,6 +20,7 @@ from learngene.descend.compare import (
     final_accuracy,
     train_pair,
 )
+from learngene.descend.probe import ProbeConfig, ProbeResult, run_probe, score_gain_correlation, spearman
 from learngene.descend.stats import mean_ci, t_quantile
 from learngene.descend.summary import (
     format_pair_summary,
@@ -30,6 +33,8 @@ from learngene.descend.sweep import SweepConfig, run_sweep
 __all__ = [
     "ROLES",
     "PairResult",
+    "ProbeConfig",
+    "ProbeResult",
     "RunResult",
     "SweepConfig",
     "build_pair",
@@ -38,7 +43,10 @@ __all__ = [
     "format_pair_summary",
     "format_sweep_summary",
     "mean_ci",
+    "run_probe",
     "run_sweep",
+    "score_gain_correlation",
+    "spearman",
     "summarize_pairs",
     "summarize_sweep",
     "t_quantile",
