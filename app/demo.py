@@ -31,7 +31,7 @@ DEMO_CONDENSE = {"method": "cka", "settings": {"images": 256, "pd_epochs": 2, "t
 """The quick condense job that runs first when the ancestry ships no CKA result."""
 
 # 5 tasks x 2 models x 10 epochs of 50 images at batch 10, evaluated every epoch on 40 images per class:
-# measured by `python -m bench.demo_speed` (docs/results.md, sections demo-cpu and demo-cpu-beside).
+# measured by `python -m bench.demo_speed` (docs/results.md, sections demo-cpu-<stem>[-beside]).
 DEMO_TRAIN: dict[str, Any] = {"n_way": 5, "k_shot": 10, "tasks": 5, "test_per_class": 40, "epochs": 10, "lr": 1e-3,
                               "weight_decay": 0.05, "batch_size": 10, "optimizer": "adamw", "seed": 0,
                               "device": "cpu"}
@@ -74,12 +74,17 @@ def shipped_result(checkpoint: str | Path, sha256: str | None) -> Any:
     return shipped_similarity(checkpoint, sha256).get(SHIPPED_VIEW)
 
 
-def condense_spec(checkpoint: str | Path, n_layers: int) -> Any:
-    """The JobSpec of the demo's condense job (only for an ancestry without a shipped result)."""
+def condense_spec(checkpoint: str | Path, n_layers: int, extra: dict[str, Any] | None = None) -> Any:
+    """The JobSpec of the demo's condense job (only for an ancestry without a shipped result).
+
+    Args:
+        extra: more condense settings (the benchmark's `--quick` only; the app passes none).
+    """
     from learngene.jobs import JobSpec
 
     c = DEMO_CONDENSE
-    return JobSpec(argv=condense_argv(Path(checkpoint), c["method"], max(1, n_layers // 2), c["settings"]),
+    settings = {**c["settings"], **(extra or {})}
+    return JobSpec(argv=condense_argv(Path(checkpoint), c["method"], max(1, n_layers // 2), settings),
                    kind="condense", name="demo · condense (cka)", tags={"demo": True, "ancestry": str(checkpoint)})
 
 

@@ -170,9 +170,12 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
 
 def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
     """A shipped finished demo run: its curves with the target line, and its summary."""
-    label = ref.label[:1].upper() + ref.label[1:]
-    st.caption(label + (f" · took {ref.meta['seconds_to_summary']:.0f} s"
-                                         if isinstance(ref.meta.get("seconds_to_summary"), (int, float)) else ""))
+    label, m = ref.label[:1].upper() + ref.label[1:], ref.meta
+    if isinstance(m.get("seconds_to_summary"), (int, float)):
+        label += f" · {m['seconds_to_summary']:.0f} s from the click to the summary"
+    if m.get("layers"):
+        label += f" · layers {', '.join(map(str, m['layers']))} ({m.get('similarity') or '?'})"
+    st.caption(label)
     data = ref.summary["summary"]
     frame = figures.curves_frame(ref.records)
     if not frame.empty:
