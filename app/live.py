@@ -151,8 +151,8 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
     gain, ci = h["gain"], h["gain_ci"]
     gain_text = "n/a" if gain is None else f"{gain * 100:+.1f}" + (f" ± {ci * 100:.1f}" if ci is not None else "")
     c = st.columns(2)
-    c[0].metric("accuracy gain", f"{gain_text} points" if gain is not None else gain_text,
-                help="learngene − baseline final accuracy, paired per task, mean"
+    c[0].metric("accuracy gain (points)", gain_text,
+                help="learngene − baseline final accuracy in percentage points, paired per task, mean"
                      + (" ± 95% t-interval" if h["show_ci"] else ""))
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}×"
     c[1].metric("speed-up to target", speed, help="baseline epochs to target ÷ learngene epochs to target")

@@ -329,3 +329,48 @@ def test_new_user_journey(journey: Journey):
     assert not j.errors, "errors in the browser:\n" + "\n".join(j.errors)
     problems = server_log_problems(server.log_path)
     assert not problems, f"errors in the server log {server.log_path}:\n" + "\n".join(problems)
+
+
+# ------------------------------------------------------------------ the Home page's demo
+
+
+def test_home_demo_reference_then_live_run(journey: Journey):
+    """With a shipped CKA result and reference run, Home shows the reference at once; one click trains the
+    demo live beside it, and when it ends both summaries (with numeric speed-ups) are on the page."""
+    from playwright.sync_api import expect
+
+    from app import demo
+    from learngene.models import read_card
+    from tests.test_demo import fake_run_dir, ship_cka
+
+    j, page, server = journey, journey.page, journey.server
+    ckpt = server.ancestry
+    ship_cka(ckpt)
+    if demo.load_reference(ckpt) is None:
+        run = fake_run_dir(server.runs_dir.parent / "reference-run", 5)
+        demo.save_reference(run, ckpt, {"recorded": "2026-11-30", "machine": "a 2-core test CPU",
+                                        "ancestry_sha256": read_card(ckpt).sha256, "layers": [0, 2],
+                                        "similarity": "shipped:cka", "seconds_to_summary": 31.0})
+    main = page.locator('[data-testid="stMain"]')
+    with j.step("home shows the reference run before any click"):
+        page.goto(server.url)
+        expect(page.locator("h1", has_text="Learngene Studio")).to_be_visible(timeout=120_000)
+        j.idle()
+        expect(main.get_by_text("Reference run, recorded 2026-11-30 on a 2-core test CPU")).to_be_visible()
+        expect(j.plot("demo-ref-curves")).to_be_visible()
+        expect(page.locator('[data-testid="stMetric"]', has_text="speed-up").first).to_contain_text("×")
+        j.shoot("home-demo-reference")
+    with j.step("run the demo: it trains at once with the shipped layers and finishes beside the reference"):
+        j.widget("demo").locator("button").click()
+        expect(j.plot("demo-curves")).to_be_visible(timeout=120_000)
+        expect(main.get_by_text("Summary of demo · learngene vs baseline")).to_be_visible(timeout=240_000)
+        j.idle()
+        speedups = page.locator('[data-testid="stMetric"]', has_text="speed-up")
+        expect(speedups).to_have_count(2)
+        for i in range(2):
+            expect(speedups.nth(i)).to_contain_text(re.compile(r"\d×|n/a"))
+        expect(j.plot("demo-ref-curves")).to_be_visible()
+        j.shoot("home-demo-finished")
+    assert not j.errors, "errors in the browser:\n" + "\n".join(j.errors)
+    problems = server_log_problems(server.log_path)
+    assert not problems, f"errors in the server log {server.log_path}:\n" + "\n".join(problems)

@@ -238,7 +238,7 @@ def test_home_shows_the_reference_run_with_no_job(shipped_env):
     metrics = dict(metric_values(at))
     assert metrics["speed-up to target"] == "5.0×"
     assert metrics["epochs to target (learngene)"] == "1.0" and metrics["epochs to target (baseline)"] == "5.0"
-    assert "±" in metrics["accuracy gain"]
+    assert "±" in metrics["accuracy gain (points)"]
     assert any("the baseline's final accuracy" in c.value for c in at.caption)
 
 
@@ -307,7 +307,7 @@ def test_under_three_tasks_no_interval_is_shown(bare_env):
     save_state(bare_env, demo={"train": run_id, "condense": None})
     at = open_home()
     metrics = dict(metric_values(at))
-    assert "±" not in metrics["accuracy gain"] and metrics["speed-up to target"] == "5.0×"
+    assert "±" not in metrics["accuracy gain (points)"] and metrics["speed-up to target"] == "5.0×"
     assert any("interval needs ≥ 3 tasks" in c.value for c in at.caption)
     assert all("± 95% CI" not in df.value.columns for df in at.dataframe)
 
