@@ -11,3 +11,10 @@ $PY -m learngene accumulate --arch lg_vit_tiny --images-per-class 300 --holdout-
     --epochs 60 --batch-size 128 --lr 2e-3 --warmup-epochs 3 --seed 0 --out assets/lg_vit_tiny.safetensors
 $PY -m learngene accumulate --arch lg_resnet_mini --images-per-class 300 --holdout-per-class 50 \
     --epochs 10 --batch-size 128 --lr 2e-3 --warmup-epochs 1 --seed 0 --out assets/lg_resnet_mini.safetensors
+# What the Similarity page shows at once: every method's similarity result and the pseudo-descendant
+# (assets/similarity/, assets/pseudo/; ~15 min), then the measured per-layer gains (learngene probe).
+bash assets/similarity.sh
+for stem in lg_vit_tiny lg_resnet_mini; do
+    $PY -m learngene probe --ancestry assets/$stem.safetensors --chosen auto-paper --tasks 15 \
+        --out assets/$stem.probe.json
+done
