@@ -89,7 +89,7 @@ with widgets.error_box("similarity results"):
     chosen = state.get().layers
     c = st.columns([4, 1, 1])
     c[0].markdown(f"**Learngene layers:** {', '.join(sim.row_names[i] for i in chosen if i < len(sim.row_names)) or '—'}")
-    if c[1].button("Use the run's choice", key="sim-adopt"):
+    if c[1].button("Use its choice", key="sim-adopt", help="make the layers this result chose the learngene"):
         state.update(layers=list(sim.selected))
         st.rerun()
     if c[2].button("Clear", key="sim-clear"):
