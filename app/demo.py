@@ -40,7 +40,7 @@ DEMO_TRAIN: dict[str, Any] = {"n_way": 5, "k_shot": 10, "tasks": 5, "test_per_cl
 DEMO_RECIPE = {"placement": "original", "stem": "inherit"}
 SHIPPED_VIEW = "cka"
 MIN_TASKS_FOR_CI = 3
-DURATION_TEXT = "about 30 s on a 2-core CPU (about 40 s beside another training job)"
+DURATION_TEXT = "30–45 s on a 2-core CPU (up to about a minute beside another training job)"
 """How long the demo takes, from `bench.demo_speed` on the development machine (docs/results.md)."""
 
 TARGET_WORDS = "the baseline's final accuracy"

@@ -171,6 +171,8 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
 def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
     """A shipped finished demo run: its curves with the target line, and its summary."""
     label, m = ref.label[:1].upper() + ref.label[1:], ref.meta
+    if isinstance(m.get("load_avg_before"), (int, float)) and m["load_avg_before"] >= 0.5:
+        label += f" (other processes busy: load average {m['load_avg_before']})"
     if isinstance(m.get("seconds_to_summary"), (int, float)):
         label += f" · {m['seconds_to_summary']:.0f} s from the click to the summary"
     if m.get("layers"):

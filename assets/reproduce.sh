@@ -18,3 +18,8 @@ for stem in lg_vit_tiny lg_resnet_mini; do
     $PY -m learngene probe --ancestry assets/$stem.safetensors --chosen auto-paper --tasks 15 \
         --out assets/$stem.probe.json
 done
+# The Home page's reference demo runs, assets/demo/<stem>/ (metrics.jsonl, summary.json, meta.json): the
+# demo's train job with the shipped CKA layers (assets/similarity/<stem>-cka.json, made first), timed from the
+# click to the summary; ~30-45 s each on the 2-core machine.
+$PY -m bench.demo_speed --ancestry assets/lg_vit_tiny.safetensors --save-reference
+$PY -m bench.demo_speed --ancestry assets/lg_resnet_mini.safetensors --save-reference

@@ -194,7 +194,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[s
     """Print the table, write the CSV and the docs section `demo-cpu-<stem>[-beside]`."""
     from app import demo
 
-    mode = "beside a training job" if args.beside_job else "quiet"
+    mode = "beside a training job" if args.beside_job else "alone"
     budget = BUDGET_S[args.beside_job]
     rows = [[i + 1, r["state"], ",".join(map(str, r["layers"])), r["similarity"], _s(r["condense_s"]),
              _s(r["first_point_s"]),
@@ -209,10 +209,10 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[s
     key = f"demo-cpu-{args.ancestry.stem}" + ("-beside" if args.beside_job else "")
     write_csv(f"{args.out}/{key}.csv",
               [{k: v for k, v in r.items() if k not in ("summary", "log_tail", "argv")} | info for r in results])
-    loaded = max(r["load_before"] for r in results) >= (1.5 if args.beside_job else 0.5)
-    note = ("\n\n*The machine was loaded by other processes before the start* (1-minute load average "
-            f"{max(r['load_before'] for r in results)}{', of which about 1 is the job beside the demo' if args.beside_job else ''})."
-            if loaded else "")
+    load = max(r["load_before"] for r in results)
+    beside = "; it holds little of the job beside the demo, which had started seconds before" if args.beside_job else ""
+    note = (f"\n\n*The machine was loaded by other processes at the start* (1-minute load average {load}{beside})."
+            if load >= 0.5 else "")
     body = (f"`{args.ancestry.name}`; the demo's train job as the Home page starts it (`app.demo.train_spec`, "
             f"{demo.DEMO_TRAIN['tasks']} tasks x 2 models x {demo.DEMO_TRAIN['epochs']} epochs, "
             f"{demo.DEMO_TRAIN['n_way']}-way {demo.DEMO_TRAIN['k_shot']}-shot, batch {demo.DEMO_TRAIN['batch_size']}, "
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads or 1)  # the machine line then names the demo worker's threads
     runs_root = Path(args.out) / "runs" if args.keep_runs else Path(tempfile.mkdtemp(prefix="demo-speed-"))
-    mode = "beside a training job" if args.beside_job else "quiet"
+    mode = "beside a training job" if args.beside_job else "alone"
     print(f"{args.ancestry}: the demo {mode}; settings {demo.DEMO_TRAIN}")
     results = []
     try:

@@ -332,3 +332,24 @@ def test_demo_speed_bench_smallest_saves_a_reference(tmp_path, shipped_ancestry)
     ref = demo.load_reference(ckpt)
     assert ref is not None and ref.meta["layers"] == SHIPPED_LAYERS and ref.meta["similarity"] == "shipped:cka"
     assert demo.headline(ref.summary["summary"])["epochs"]["baseline"] is not None
+
+
+def test_every_shipped_ancestry_has_a_reference_run_of_its_shipped_layers():
+    """assets/demo/<stem>/ matches the shipped checkpoint and its shipped CKA choice (else: assets/reproduce.sh)."""
+    from learngene.models import read_card, shipped_checkpoints
+
+    checked = 0
+    for ckpt in shipped_checkpoints(ROOT / "assets"):
+        sha = read_card(ckpt).sha256
+        shipped = demo.shipped_result(ckpt, sha)
+        if shipped is None:
+            continue
+        ref = demo.load_reference(ckpt, sha)
+        assert ref is not None, f"no reference demo run for {ckpt.name}: python -m bench.demo_speed --ancestry {ckpt} --save-reference"
+        assert ref.meta["layers"] == list(shipped.selected) and ref.meta["similarity"] == "shipped:cka"
+        argv = ref.meta["argv"]  # the app's demo job today, up to how the checkpoint's path was written
+        assert argv == demo.train_spec(argv[argv.index("--ancestry") + 1], list(shipped.selected)).argv
+        h = demo.headline(ref.summary["summary"])
+        assert h["speedup"] is not None and h["gain"] > 0
+        checked += 1
+    assert checked, "no shipped ancestry with a shipped CKA result"
