@@ -142,9 +142,12 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
         words = f"{value:.0%} test accuracy"
     else:
         words = ""
+    from learngene.descend.summary import chance_warning
+
     return {"tasks": tasks, "gain": _num(gain.get("mean")), "gain_ci": _num(gain.get("ci95")) if show_ci else None,
             "show_ci": show_ci, "epochs": epochs, "reached": reached,
-            "speedup": bl / lg if lg and bl else None, "target": value, "target_words": words}
+            "speedup": bl / lg if lg and bl else None, "target": value, "target_words": words,
+            "chance_warning": chance_warning(summary)}
 
 
 def headline_text(summary: dict[str, Any]) -> str:
@@ -155,8 +158,9 @@ def headline_text(summary: dict[str, Any]) -> str:
         gain += f" ± {100 * h['gain_ci']:.1f}"
     ep = {r: "not reached" if v is None else f"{v:.1f}" for r, v in h["epochs"].items()}
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}x"
-    return (f"gain {gain} points over {h['tasks']} tasks; epochs to {h['target_words'] or 'target'}: learngene "
+    text = (f"gain {gain} points over {h['tasks']} tasks; epochs to {h['target_words'] or 'target'}: learngene "
             f"{ep['learngene']}, baseline {ep['baseline']} (speed-up {speed})")
+    return text + ("; the baseline stayed at chance" if h["chance_warning"] else "")
 
 
 # ------------------------------------------------------------------ the shipped reference run

@@ -155,12 +155,16 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
                 help="learngene − baseline final accuracy in percentage points, paired per task, mean"
                      + (" ± 95% t-interval" if h["show_ci"] else ""))
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}×"
-    c[1].metric("speed-up to target", speed, help="baseline epochs to target ÷ learngene epochs to target")
+    c[1].metric("speed-up to target", speed, "baseline at chance" if h["chance_warning"] else None,
+                delta_color="off", delta_arrow="off",
+                help="baseline epochs to target ÷ learngene epochs to target")
     c = st.columns(2)
     for col, role in zip(c, ("learngene", "baseline"), strict=True):
         ep = h["epochs"][role]
         col.metric(f"epochs to target ({role})", "not reached" if ep is None else f"{ep:.1f}",
                    help=f"first epoch at or above the target, mean over the tasks that reached it ({h['reached'][role]})")
+    if h["chance_warning"]:
+        st.warning(h["chance_warning"][0].upper() + h["chance_warning"][1:] + ".", icon=":material/warning:")
     notes = [f"Target: {h['target_words']}." if h["target_words"] else "No convergence target."]
     notes.append(f"Mean over {h['tasks']} task{'s' if h['tasks'] != 1 else ''}"
                  + ("; ± is the 95% t-interval." if h["show_ci"]

@@ -301,6 +301,21 @@ def test_a_finished_demo_shows_numbers_and_the_target_line(shipped_env):
     assert values == ["5.0×", "5.0×"]  # reference and live run
 
 
+def test_a_baseline_at_chance_is_said_beside_the_speed_up(bare_env):
+    from learngene.descend.summary import summarize_pairs
+
+    ps = pairs(5)
+    for p in ps:  # the baseline ends at chance (20% on 5-way tasks)
+        p.baseline.history[-1]["test_acc"] = 0.2
+    summary = {"target_acc": "baseline", "summary": summarize_pairs(ps, "baseline")}
+    run_id = make_run(bare_env, "train", {"summary.json": summary}, [], name="demo · learngene vs baseline")
+    save_state(bare_env, demo={"train": run_id, "condense": None})
+    at = open_home()
+    assert any("baseline stayed at chance (20.0% final accuracy" in w.value for w in at.warning)
+    speed = next(m for m in at.metric if m.label == "speed-up to target")
+    assert speed.delta == "baseline at chance"
+
+
 def test_under_three_tasks_no_interval_is_shown(bare_env):
     records, summary = train_outputs(2)
     run_id = make_run(bare_env, "train", {"summary.json": summary}, records, name="demo · learngene vs baseline")

@@ -121,6 +121,23 @@ def test_summaries():
     assert "spread" in text and "against K" in text
 
 
+def test_a_baseline_at_chance_is_called_out():
+    from learngene.descend.summary import above_chance, chance_warning
+
+    assert above_chance([0.9, 0.8, 0.85], 0.5) and not above_chance([0.55, 0.52, 0.6], 0.5)
+    assert not above_chance([0.7, 0.2, 0.9], 0.5)  # a wide interval reaches down to chance
+    assert above_chance([0.7], 0.5) and not above_chance([], 0.5)
+    learned = summarize_pairs([_pair(0.8, 0.7, task=0), _pair(0.9, 0.75, task=1), _pair(0.7, 0.72, task=2)],
+                              target_acc="baseline")
+    assert learned["chance"] == 0.5 and learned["baseline_learned"] is True
+    assert chance_warning(learned) is None and "WARNING" not in format_pair_summary(learned)
+    flat = summarize_pairs([_pair(0.8, 0.5, task=0), _pair(0.9, 0.52, task=1), _pair(0.7, 0.5, task=2)],
+                           target_acc="baseline")
+    assert flat["baseline_learned"] is False
+    text = format_pair_summary(flat)
+    assert "WARNING: the baseline stayed at chance (50.7% final accuracy, chance 50.0%)" in text
+
+
 # -- training pairs ---------------------------------------------------------------------------------
 
 def test_train_pair_same_data_order_when_both_random(vit):

@@ -58,14 +58,44 @@ def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: Target = 
     return out
 
 
+CHANCE_MARGIN = 0.05
+"""How far above chance (accuracy points) a model must end to count as having learned."""
+
+
+def above_chance(accuracies: Sequence[float], chance: float, margin: float = CHANCE_MARGIN) -> bool:
+    """Whether final accuracies are clearly above chance: the lower end of their 95% interval (the mean
+    itself under 3 values) is more than `margin` above `chance`."""
+    if not accuracies:
+        return False
+    mean, half = mean_ci(accuracies)
+    low = mean - half if len(accuracies) >= 3 and math.isfinite(half) else mean
+    return low > chance + margin
+
+
 def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> dict[str, Any]:
-    """Per-model summaries plus the paired gain (learngene - baseline final accuracy) over pairs."""
+    """Per-model summaries plus the paired gain (learngene - baseline final accuracy) over pairs, and
+    whether the baseline learned at all (`baseline_learned`): a baseline at chance makes "epochs to
+    the baseline's final accuracy" and the speed-up measure only how fast chance is reached."""
     out: dict[str, Any] = {role: summarize_role(pairs, role, target_acc) for role in ROLES}
     gains = [p.learngene.final_acc(p.n_way) - p.baseline.final_acc(p.n_way) for p in pairs
              if p.learngene.final_acc(p.n_way) is not None and p.baseline.final_acc(p.n_way) is not None]
     out["gain"] = _ci(gains)
     out["pairs"] = len(pairs)
+    if pairs:
+        chance = sum(1.0 / p.n_way for p in pairs) / len(pairs)
+        out["chance"] = chance
+        out["baseline_learned"] = above_chance(out["baseline"]["final_acc"]["values"], chance)
     return out
+
+
+def chance_warning(summary: dict[str, Any]) -> str | None:
+    """One line when a summary's baseline stayed at chance (None when it learned or it is unknown)."""
+    if summary.get("baseline_learned") is not False:
+        return None
+    acc = summary["baseline"]["final_acc"]["mean"]
+    return (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {summary['chance']:.1%}): epochs to "
+            "its final accuracy and the speed-up only measure how fast chance is reached; the accuracy gain is the "
+            "comparison that counts (train longer for a baseline that learns)")
 
 
 def _target_cell(s: dict[str, Any]) -> str:
@@ -99,6 +129,9 @@ def format_pair_summary(summary: dict[str, Any]) -> str:
     g = summary["gain"]
     lines.append(f"gain (learngene - baseline): {fmt_ci(g['mean'], g['ci95'])} points over {summary['pairs']} "
                  f"task(s){'' if summary['pairs'] > 1 else ' (one task: no confidence interval)'}")
+    warning = chance_warning(summary)
+    if warning:
+        lines.append(f"WARNING: {warning}")
     return "\n".join(lines)
 
 
