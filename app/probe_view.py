@@ -104,8 +104,14 @@ def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFra
         if len(sim.row_names) != len(probe["single"]):
             continue
         rule = sim.selection.get("rule", "row_max")
-        rho = correlation(layer_scores(sim.array, rule), probe)
-        rows.append({"similarity": label, "rule": rule, "Spearman rho": rho, "chose": ", ".join(map(str, sim.selected))})
+        from learngene.descend.probe import correlation_interval
+
+        scores = layer_scores(sim.array, rule)
+        rho = correlation(scores, probe)
+        band = correlation_interval(scores, probe, resamples=500) if rho is not None else None
+        rows.append({"similarity": label, "rule": rule, "Spearman rho": rho,
+                     "95% interval": "" if band is None else f"{band[0]:+.2f} to {band[1]:+.2f}",
+                     "chose": ", ".join(map(str, sim.selected))})
     return pd.DataFrame(rows)
 
 
@@ -153,10 +159,17 @@ def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None
         return
     where, probe = found
     s = probe.get("settings", {})
+    from learngene.descend.probe import correlation_interval
+
     rho = correlation(scores, probe)
+    band = correlation_interval(scores, probe) if rho is not None else None
     c = st.columns(3)
-    c[0].container(key="probe-rho").metric("Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",
-                help="rank correlation over the layers; +1: the score orders layers exactly as their measured gains")
+    c[0].container(key="probe-rho").metric(
+        "Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",
+        None if band is None else f"95%: {band[0]:+.2f} to {band[1]:+.2f}", delta_color="off", delta_arrow="off",
+        help="rank correlation over the layers; +1: the score orders layers exactly as their measured gains. The "
+             "interval resamples the tasks (bootstrap): one that spans 0 says the ranking is not yet told apart "
+             "from chance")
     acc = probe.get("accuracy", {})
     stem_gain = (probe.get("stem_gain") or {}).get("mean")
     c[1].metric("stem alone vs baseline", "n/a" if stem_gain is None else f"{100 * stem_gain:+.1f} points",

@@ -42,7 +42,7 @@ def _ci(d: dict[str, Any]) -> str:
 def rows_for(path: Path) -> tuple[list[list[Any]], dict[str, Any] | None]:
     from learngene.condense.select import layer_scores
     from learngene.condense.shipped import probe_path, shipped_similarity
-    from learngene.descend.probe import spearman
+    from learngene.descend.probe import correlation_interval, spearman
     from learngene.models import read_card
     from learngene.runlog import read_json
 
@@ -56,10 +56,12 @@ def rows_for(path: Path) -> tuple[list[list[Any]], dict[str, Any] | None]:
         scores = layer_scores(sim.array, rule)
         finite = [s for s in scores if s is not None]
         rho = spearman(scores, gains)
+        band = correlation_interval(scores, probe) if rho is not None else None
         acc = sim.extras.get("pd_test_acc")
         rows.append([path.stem, view, rule, ",".join(map(str, sim.selected)),
                      f"{max(finite) - min(finite):.3f}" if finite else "-",
                      "-" if rho is None else f"{rho:+.2f}",
+                     "-" if band is None else f"{band[0]:+.2f} to {band[1]:+.2f}",
                      "-" if acc is None else f"{100 * acc:.1f}%"])
     return rows, probe
 
@@ -85,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
                       ",".join(map(str, best[:4])),
                       " ".join(f"{r['layer']}:{_ci(r['share'])}" for r in probe.get("leave_one_out") or []) or "-"])
     text = (md_table(["ancestry", "view", "score rule", "chose (top-4)", "score spread (max-min)",
-                      "Spearman rho with gain", "pseudo-descendant acc"], table)
+                      "Spearman rho with gain", "95% interval (tasks resampled)", "pseudo-descendant acc"], table)
             + "\n\n" + md_table(["ancestry", "probe", "baseline acc", "stem alone vs baseline (points)",
                                  "single-layer gain over stem alone, layer:points ± 95%", "largest gains",
                                  "leave-one-out share of the chosen set, layer:points"], gains)
             + "\n\n*Spearman rho*: rank correlation, over the ancestry's layers, of a view's layer scores with "
               "the measured gain of inheriting that layer alone (with the stem) over inheriting the stem alone; "
-              "+1 = the view orders layers exactly as they help. Views: `cka` (outputs), `cka-update` (what each "
+              "+1 = the view orders layers exactly as they help; the interval resamples the probe's tasks (bootstrap), "
+              "so one that spans 0 means the ranking is not told apart from chance. Views: `cka` (outputs), `cka-update` (what each "
               "layer adds), `auto` (Auto-LG), `gradient` (Heur-LG), `weights` (weight drift), each as shipped "
               "(`assets/similarity.sh`); gains from `learngene probe` (`assets/reproduce.sh`).")
     print(text)

@@ -25,7 +25,10 @@ def probe_json(ckpt: Path, gains: list[float]) -> dict:
 
     return {"format": "learngene.probe/1",
             "ancestry": {"arch": "lg_vit_tiny", "path": str(ckpt), "sha256": read_card(ckpt).sha256},
-            "settings": {"n_way": 5, "k_shot": 10, "tasks": 2, "epochs": 3}, "layers": LAYERS, "chance": 0.2,
+            "settings": {"n_way": 5, "k_shot": 10, "tasks": 2, "epochs": 3, "lr": 1e-3, "weight_decay": 0.05,
+                         "batch_size": 10, "test_per_class": 100, "seed": 0, "data_seed": 0, "dataset": "shapes",
+                         "device": "cpu", "batched": True},
+            "layers": LAYERS, "chance": 0.2,
             "accuracy": {"baseline": _gain(0.25), "stem": _gain(0.3), "chosen": None}, "stem_gain": _gain(0.05),
             "single": [{"layer": i, "name": n, "acc": _gain(0.3 + g), "gain": _gain(g)}
                        for i, (n, g) in enumerate(zip(LAYERS, gains, strict=True))],
@@ -72,7 +75,7 @@ def test_measured_gains_and_their_rank_correlation(shipped):
     bars = chart(at, "probe-gains")["data"][0]
     assert sorted(round(v, 6) for v in bars["y"]) == [1.0, 2.0, 3.0, 4.0]  # points, one bar per layer
     rho = next(m for m in at.metric if m.label.startswith("Spearman"))
-    assert rho.value == "+1.00"
+    assert rho.value == "+1.00" and rho.delta.startswith("95%: ")
     from learngene.condense import SimilarityResult, layer_scores
     from learngene.descend.probe import spearman
 

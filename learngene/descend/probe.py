@@ -446,6 +446,33 @@ def score_gain_correlation(scores: Sequence[float | None], probe: ProbeResult | 
     return spearman(list(scores), probe.gains)
 
 
+def correlation_interval(scores: Sequence[float | None], probe: ProbeResult | dict[str, Any], *,
+                         resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of `score_gain_correlation` over the probe's tasks.
+
+    The tasks are resampled with replacement (the same draw for every layer, as the gains are paired
+    per task), the gains re-averaged and rho recomputed; the interval is the 2.5 and 97.5 percentiles.
+    It says whether a correlation over a handful of layers is more than noise. None when undefined.
+    """
+    import random
+
+    probe = probe if isinstance(probe, ProbeResult) else ProbeResult.from_dict(probe)
+    per_task = [row["gain"]["per_task"] for row in probe.single]
+    n = len(per_task[0]) if per_task else 0
+    if n < 2 or len(scores) != len(per_task):
+        return None
+    rng, rhos = random.Random(seed), []
+    for _ in range(resamples):
+        pick = [rng.randrange(n) for _ in range(n)]
+        rho = spearman(list(scores), [sum(g[i] for i in pick) / n for g in per_task])
+        if rho is not None:
+            rhos.append(rho)
+    if len(rhos) < resamples // 2:
+        return None
+    rhos.sort()
+    return rhos[int(0.025 * (len(rhos) - 1))], rhos[int(0.975 * (len(rhos) - 1))]
+
+
 def _pp(block: dict[str, Any]) -> str:
     """'+3.2 ± 1.1 *' in percentage points; '*' when the interval excludes zero."""
     mean, half = block["mean"], block["ci95"]
