@@ -124,6 +124,32 @@ def test_batched_and_sequential_give_the_same_accuracies(ancestry, data, result)
         assert a["per_task"] == pytest.approx(b["per_task"], abs=1 / 60 + 1e-9)  # one test image of 60 at most
 
 
+class _Sink:
+    """A stand-in Reporter that keeps the records and counts progress."""
+
+    def __init__(self):
+        self.records, self.done = [], 0
+
+    def metric(self, record):
+        self.records.append(record)
+
+    def advance(self, n=1, message=None, **_):
+        self.done += n
+
+
+def test_a_diverged_model_counts_as_chance(ancestry, data):
+    from dataclasses import replace
+
+    sink, notes = _Sink(), []
+    cfg = replace(TINY, lr=1e6, epochs=2)
+    res = run_probe(ancestry, data, cfg, [], reporter=sink, log=notes.append)
+    models = [r for r in sink.records if r["kind"] == "probe_model"]
+    bad = [r for r in models if r["diverged"]]
+    assert bad and all(r["acc"] == pytest.approx(1 / 3) for r in bad) and any("diverged" in n for n in notes)
+    assert sink.done == probe_units(3, [], cfg)  # a diverged model's missing epochs still count as done
+    assert res.accuracy["chosen"] is None and res.leave_one_out == [] and res.chosen == []
+
+
 def test_load_refuses_damaged_files_with_their_path(result, tmp_path):
     good = result.to_dict()
 
