@@ -148,7 +148,7 @@ def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
         live.watch_ui([st.session_state["probe-run"]], key="probe-watch", curves=False, summary=False)
 
 
-def ground_truth_ui(anc: resources.Ancestry, sim: Any, scores: list[float | None], rule: str,
+def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: str,
                     selected: list[int], others: list[tuple[str, Any]]) -> None:
     """The measured-gain chart beside `scores`, its rank correlation, and every result's correlation."""
     st.subheader("Do the similar layers help? Measured gains")

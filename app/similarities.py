@@ -40,12 +40,36 @@ def shipped(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
     return out
 
 
+def _same_ancestry(sim: Any, anc: resources.Ancestry) -> bool:
+    a = sim.ancestry or {}
+    sha = (anc.card_dict or {}).get("sha256")
+    if sha and a.get("sha256"):
+        return a["sha256"] == sha
+    try:
+        return Path(a.get("path", "")).resolve() == anc.path.resolve()
+    except OSError:
+        return False
+
+
+def runs(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
+    """Finished condense runs of this ancestry, newest first (a damaged result is skipped)."""
+    out = []
+    for info in resources.jobs().list(kind="condense", state="done"):
+        path = pipeline.output_path(info, "similarity.json")
+        if not path.is_file():
+            continue
+        try:
+            sim = resources.load_similarity(path)
+        except Exception:  # noqa: BLE001 - a damaged result is skipped, not fatal
+            continue
+        if _same_ancestry(sim, anc):
+            out.append((Source(info.run_id, f"{sim.method}{_of(sim)} · {info.spec.name} · {info.run_id}", path), sim))
+    return out
+
+
 def entries(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
     """Finished condense runs of this ancestry (newest first), then its shipped results."""
-    runs = [(Source(info.run_id, f"{sim.method}{_of(sim)} · {info.spec.name} · {info.run_id}",
-                    pipeline.output_path(info, "similarity.json")), sim)
-            for info, sim in pipeline.similarity_runs(anc)]
-    return runs + shipped(anc)
+    return runs(anc) + shipped(anc)
 
 
 def _of(sim: Any) -> str:

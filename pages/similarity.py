@@ -97,5 +97,5 @@ with widgets.error_box("similarity results"):
         st.rerun()
 
 with widgets.error_box("measured gains"):
-    probe_view.ground_truth_ui(anc, sim, scores, rule, [i for i in chosen if i < len(sim.row_names)],
+    probe_view.ground_truth_ui(anc, scores, rule, [i for i in chosen if i < len(sim.row_names)],
                                [(src.label, s_) for src, s_ in found])
