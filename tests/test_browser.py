@@ -5,7 +5,8 @@ with a tiny untrained default ancestry and an empty runs folder. The journey: op
 the default ancestry, look at it on the Ancestry page, condense it (tiny CKA settings) to get the
 similarity heatmap, pick two layers by clicking heatmap cells, see them on the Learngene page,
 launch a tiny learngene-vs-baseline training, watch both curves grow live, see it finish, and
-download the metrics CSV from the Runs page.
+download the metrics CSV from the Runs page. Then the Home demo, and the shipped ancestries' Similarity
+page: its heatmap within 5 s with no job, and the measured gains with their rank correlation.
 
 Artifacts (test-artifacts/): one full-page screenshot per page under `screenshots/`, the server log,
 the downloaded CSV, `browser-console.log` and `journey-timings.json`. The test fails on any browser
@@ -22,6 +23,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -374,3 +376,76 @@ def test_home_demo_reference_then_live_run(journey: Journey):
     assert not j.errors, "errors in the browser:\n" + "\n".join(j.errors)
     problems = server_log_problems(server.log_path)
     assert not problems, f"errors in the server log {server.log_path}:\n" + "\n".join(problems)
+
+
+# ------------------------------------------------------------------ the shipped ancestries' Similarity page
+# The shipped ancestries (`assets/*.safetensors`) come with finished similarity results and measured
+# per-layer gains, so the page shows them the moment it opens, without any job. The ancestry is chosen
+# by the URL (`?ancestry=<path>`); the studio state these tests change is put back afterwards.
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED = ["lg_vit_tiny", "lg_resnet_mini"]
+
+
+@pytest.fixture
+def restore_state(studio_server):
+    path = studio_server.runs_dir / ".studio_state.json"
+    before = path.read_bytes() if path.exists() else None
+    yield
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(before)
+
+
+def _runs(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def _open_similarity(j: Journey, stem: str) -> float:
+    """Open the app on a shipped ancestry (named in the URL), then the Similarity page from the sidebar;
+    returns the seconds from the click to the drawn heatmap."""
+    from playwright.sync_api import expect
+
+    j.page.goto(f"{j.server.url}/?ancestry={quote(str(ASSETS / f'{stem}.safetensors'))}")
+    expect(j.page.locator("h1", has_text="Learngene Studio")).to_be_visible(timeout=120_000)
+    j.idle()
+    links = j.page.locator('[data-testid="stSidebarNav"] a')
+    t0 = time.monotonic()
+    links.filter(has=j.page.get_by_text("Similarity", exact=True)).first.click()
+    expect(j.plot("sim-heatmap")).to_be_visible(timeout=60_000)
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("stem", SHIPPED)
+def test_shipped_heatmap_shows_within_5_s_without_a_job(journey: Journey, restore_state, stem):
+    from playwright.sync_api import expect
+
+    j = journey
+    before = _runs(j.server.runs_dir)
+    seconds = _open_similarity(j, stem)
+    j.timings[f"{stem} heatmap"] = round(seconds, 2)
+    j.idle()
+    j.shoot(f"similarity-shipped-{stem}")
+    assert seconds <= 5.0, f"the shipped heatmap of {stem} took {seconds:.1f} s to appear"
+    expect(j.page.get_by_text(re.compile(r"shipped with the ancestry")).first).to_be_visible()
+    expect(j.page.get_by_text(re.compile(r"Pseudo-descendant: .*held-out accuracy")).first).to_be_visible()
+    assert _runs(j.server.runs_dir) == before, "opening the page started a job"
+    assert not j.errors, j.errors
+
+
+def test_measured_gains_and_their_rank_correlation(journey: Journey, restore_state):
+    from playwright.sync_api import expect
+
+    j = journey
+    _open_similarity(j, "lg_vit_tiny")
+    gains = j.widget("probe-gains-box").locator(".js-plotly-plot").first
+    gains.scroll_into_view_if_needed()
+    expect(gains).to_be_visible(timeout=30_000)
+    expect(gains.locator(".bars path").first).to_be_attached()  # the gain bars are drawn
+    rho = j.widget("probe-rho")
+    expect(rho).to_contain_text("Spearman rho")
+    assert re.search(r"[+-]\d\.\d\d", rho.inner_text()), rho.inner_text()
+    j.idle()
+    j.shoot("similarity-measured-gains")
+    assert not j.errors, j.errors
