@@ -184,6 +184,12 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
     st.caption(f"Gain of a descendant that inherits the stem and one layer over one that inherits the stem alone, "
                f"mean ± 95% interval over {s.get('tasks', '?')} novel {s.get('n_way', '?')}-way {s.get('k_shot', '?')}-shot "
                f"tasks, {s.get('epochs', '?')} epochs ({where}). Layers chosen now are in teal.")
+    from learngene.descend.summary import above_chance
+
+    if chance is not None and not above_chance((acc.get("stem") or {}).get("per_task") or [], chance):
+        st.caption(f"The stem-only reference ends near chance ({(acc.get('stem') or {}).get('mean', 0):.0%}, chance "
+                   f"{chance:.0%}) after {s.get('epochs', '?')} epochs: each gain says how far one inherited layer lifts "
+                   "a model that otherwise learns little on so few images.")
     fig = loo_figure(probe)
     if fig is not None:
         chosen = ", ".join(map(str, probe.get("chosen", [])))
