@@ -141,10 +141,11 @@ def _pct(v: Any) -> str:
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    table = [["ancestry", "alone (s)", "beside a training job (s)", "recompute, other CKA settings (s)",
-              "pseudo-descendant acc", "chance", "learned"]]
+    table = [["ancestry", "alone (s)", "beside a training job (s)", "job still training at the end",
+              "recompute, other CKA settings (s)", "pseudo-descendant acc", "chance", "learned"]]
     for r in rows:
-        table.append([r["ancestry"], f"{r['alone_s']:.1f}", f"{r['beside_s']:.1f}", f"{r['recompute_s']:.1f}",
+        table.append([r["ancestry"], f"{r['alone_s']:.1f}", f"{r['beside_s']:.1f}",
+                      "yes" if r["train_still_running"] else "no", f"{r['recompute_s']:.1f}",
                       _pct(r["pd_acc"]), _pct(r["chance"]), r["learned"]])
     agree = [["ancestry", "view", "slow settings chose", "slow pseudo-descendant acc", "fast default chose (per seed)",
               "identical sets", "mean overlap"]]
