@@ -106,8 +106,10 @@ class PDCache:
                 return model, history, path
         return None
 
-    def store(self, key: str, model: nn.Module, history: list[dict], ds: ImageSet, cfg: CondenseConfig) -> list[Path]:
-        """Save a trained pseudo-descendant to the cache folder and `save_to`; returns what was written."""
+    def store(self, key: str, model: nn.Module, history: list[dict], ds: ImageSet, cfg: CondenseConfig,
+              only_save_to: bool = False) -> list[Path]:
+        """Save a trained pseudo-descendant to the cache folder and `save_to` (only there with
+        `only_save_to`: it came from the cache); returns what was written."""
         card = ModelCard(spec=model.lg_spec, dataset=ds.name, split={"open_world": list(ds.split.open_world)},
                          epochs=int(cfg.pd_epochs or 0), seed=cfg.seed,
                          base_accuracy=history[-1].get("test_acc") if history else None,
@@ -116,7 +118,7 @@ class PDCache:
                                 "ancestry_sha256": self.ancestry_sha256,
                                 "pd_settings": {k: getattr(cfg, k) for k in PD_FIELDS}})
         written = []
-        targets = ([self.write_dir / f"{key}.safetensors"] if self.write_dir else []) + \
+        targets = ([self.write_dir / f"{key}.safetensors"] if self.write_dir and not only_save_to else []) + \
             ([self.save_to] if self.save_to else [])
         for path in targets:
             try:

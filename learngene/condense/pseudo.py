@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from learngene.condense.config import CondenseConfig
+from learngene.condense.pdcache import PDCache, pd_key
 from learngene.data import ImageSet, holdout_split
 from learngene.errors import ConfigError, DataError
 from learngene.models import ModelSpec, create_from_spec, family_of, layer_view
@@ -141,13 +142,11 @@ def train_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseC
 
 
 def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
-                             reporter: Reporter | None = None, cache: Any = None,
+                             reporter: Reporter | None = None, cache: PDCache | None = None,
                              ds: ImageSet | None = None) -> tuple[nn.Module, list[dict], str]:
-    """The trained pseudo-descendant: from `cache` (a `PDCache`) when one with these settings is
-    stored, else trained now (and stored). Returns (model, training history, where it came from:
-    "trained" or the file it was loaded from)."""
-    from learngene.condense.pdcache import pd_key  # pdcache imports this module
-
+    """The trained pseudo-descendant: from `cache` when one with these settings is stored, else
+    trained now (and stored). Returns (model, training history, where it came from: "trained" or the
+    file it was loaded from)."""
     key = None
     if cache is not None and cache.ancestry_sha256 and ds is not None:
         spec = pseudo_descendant_spec(ancestry, len(data.classes), cfg.pd_depth)
@@ -160,7 +159,7 @@ def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: Condense
                                  **(history[-1] if history else {})})
                 reporter.advance(int(cfg.pd_epochs or 0), message="pseudo-descendant (cached)")
             if cache.save_to is not None:
-                cache.store(key, pd, history, ds, cfg)
+                cache.store(key, pd, history, ds, cfg, only_save_to=True)
             return pd.to(next(ancestry.parameters()).device), history, str(path)
     pd, history = train_pseudo_descendant(ancestry, data, cfg, reporter)
     if key is not None:
