@@ -138,11 +138,8 @@ class LayerView:
         handles = []
         for i in idx:
             layer = self.get(i)
-            if what == "output":
-                handles.append(layer.register_forward_hook(partial(_keep_output, store, i, i == last)))
-                continue
-            end = self._branch_end(layer)
-            if end is layer:  # no residual path: the update is the output
+            end = layer if what == "output" else self._branch_end(layer)
+            if end is layer:  # the output itself (asked for, or a layer without a residual path)
                 handles.append(layer.register_forward_hook(partial(_keep_output, store, i, i == last)))
                 continue
             if end is not None:  # a copy: timm's blocks add the shortcut to the branch's tensor in place
