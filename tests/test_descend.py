@@ -136,6 +136,8 @@ def test_a_baseline_at_chance_is_called_out():
     assert flat["baseline_learned"] is False
     text = format_pair_summary(flat)
     assert "WARNING: the baseline stayed at chance (50.7% final accuracy, chance 50.0%)" in text
+    both = summarize_pairs([_pair(0.5, 0.5, task=0), _pair(0.52, 0.5, task=1), _pair(0.5, 0.51, task=2)])
+    assert both["learngene_learned"] is False and "both models stayed at chance" in chance_warning(both)
 
 
 # -- training pairs ---------------------------------------------------------------------------------

@@ -85,14 +85,20 @@ def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> d
         chance = sum(1.0 / p.n_way for p in pairs) / len(pairs)
         out["chance"] = chance
         out["baseline_learned"] = above_chance(out["baseline"]["final_acc"]["values"], chance)
+        out["learngene_learned"] = above_chance(out["learngene"]["final_acc"]["values"], chance)
     return out
 
 
 def chance_warning(summary: dict[str, Any]) -> str | None:
-    """One line when a summary's baseline stayed at chance (None when it learned or it is unknown)."""
+    """One line when a summary's baseline (or both models) stayed at chance; None when the baseline
+    learned or it is unknown."""
     if summary.get("baseline_learned") is not False:
         return None
     acc = summary["baseline"]["final_acc"]["mean"]
+    if summary.get("learngene_learned") is False:
+        return (f"both models stayed at chance (baseline {acc:.1%}, learngene "
+                f"{summary['learngene']['final_acc']['mean']:.1%}, chance {summary['chance']:.1%}): no comparison "
+                "can be read from this run; train longer or check the data")
     return (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {summary['chance']:.1%}): epochs to "
             "its final accuracy and the speed-up only measure how fast chance is reached; the accuracy gain is the "
             "comparison that counts (train longer for a baseline that learns)")
