@@ -154,8 +154,8 @@ def diverged_record(rep: Reporter, pairs: list, what: str) -> str:
     """Write one clear 'diverged' record for the runs that diverged; returns its message."""
     bad = [{"task": p.task, "model": r.role, "settings": p.settings, "epoch": len(r.history)}
            for p in pairs for r in (p.learngene, p.baseline) if r.diverged]
-    msg = (f"{what}: {len(bad)} run(s) diverged (loss became NaN or infinite), e.g. the {bad[0]['model']} of task "
-           f"{bad[0]['task']} at epoch {bad[0]['epoch']}; lower --lr")
+    msg = (f"{what}: {len(bad)} run(s) diverged (loss or weights became NaN or infinite), e.g. the "
+           f"{bad[0]['model']} of task {bad[0]['task']} at epoch {bad[0]['epoch']}; lower --lr")
     rep.metric({"kind": "diverged", "diverged": True, "runs": bad, "message": msg})
     return msg
 

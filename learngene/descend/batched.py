@@ -10,10 +10,13 @@ model draws its data order and augmentation from its own generator, seeded by it
 training the models one after another up to float rounding: batched matmuls sum in another order
 than unbatched ones, and timm's fused attention is switched off in the batched model.
 
-Divergence: a model whose loss becomes NaN or infinite is frozen from that step on (its weights
-stay as they were before the bad step, as the sequential Trainer leaves them). Its record for that
-epoch has ``diverged: True`` and NaN train loss/accuracy, its history ends there, and the other
-models train on. No `DivergedError` is raised; check ``history[-1].get("diverged")``.
+Divergence, as the sequential Trainer judges it: a model whose loss becomes NaN or infinite is
+frozen from that step on (its weights stay as they were before the bad step, as the sequential
+Trainer leaves them); so is one whose weights or buffers are NaN or infinite at the end of an epoch
+(the last step's update meets no later loss) or whose test loss is not finite (weights so large that
+the outputs overflow). Its record for that epoch has ``diverged: True``, NaN train loss/accuracy and
+no test metrics, its history ends there, and the other models train on. No `DivergedError` is
+raised; check ``history[-1].get("diverged")``.
 """
 
 from __future__ import annotations
@@ -295,6 +298,15 @@ class _BatchedRun:
         return lrs, loss_sum, correct
 
     @torch.no_grad()
+    def check_state(self) -> None:
+        """Freeze the models whose weights or buffers are no longer all finite (the Trainer's end-of-epoch check)."""
+        ok = torch.ones(self.k, dtype=torch.bool, device=self.device)
+        for t in (*self.params.values(), *self.buffers.values()):
+            if t.is_floating_point():
+                ok &= torch.isfinite(t.detach().reshape(self.k, -1)).all(1)
+        self.alive = self.alive & ok
+
+    @torch.no_grad()
     def evaluate(self) -> tuple[list[float], list[float]]:
         """Mean cross-entropy and accuracy of every model on its own test set."""
         xs, ys, mask = self.test
@@ -338,7 +350,8 @@ def _epoch_records(run: _BatchedRun, epoch: int, lrs: list[list[float]], sums: T
         if alive[k]:
             rec.update(train_loss=loss[k] / n, train_acc=acc[k] / n, lr=lrs[-1][k])
         else:
-            bad_step = int(steps_done[k]) - epoch * steps  # the step whose loss was not finite
+            # the step whose loss was not finite, or the last one when the weights it left were not finite
+            bad_step = min(int(steps_done[k]) - epoch * steps, steps - 1)
             rec.update(train_loss=float("nan"), train_acc=float("nan"), lr=lrs[bad_step][k])
             done[k] = True
         rec.update(epoch_time=epoch_time, img_per_s=n / max(epoch_time, 1e-9))
@@ -346,6 +359,20 @@ def _epoch_records(run: _BatchedRun, epoch: int, lrs: list[list[float]], sums: T
             rec["diverged"] = True
         records[k] = rec
     return records
+
+
+def _add_test_metrics(run: _BatchedRun, records: dict[int, dict[str, Any]], done: list[bool]) -> None:
+    """Evaluate; a model whose test loss is not finite is marked diverged and frozen, as in the Trainer."""
+    test_loss, test_acc = run.evaluate()
+    for k, rec in records.items():
+        if not run.has_test[k] or rec.get("diverged"):
+            continue
+        if math.isfinite(test_loss[k]):
+            rec["test_loss"], rec["test_acc"] = test_loss[k], test_acc[k]
+        else:
+            rec.update(train_loss=float("nan"), train_acc=float("nan"), diverged=True)
+            done[k] = True
+            run.alive[k] = False
 
 
 def train_batched(models: Sequence[nn.Module], cfgs: Sequence[TrainConfig], data: Sequence[Data],
@@ -368,15 +395,13 @@ def train_batched(models: Sequence[nn.Module], cfgs: Sequence[TrainConfig], data
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
             lrs, sums, correct = run.train_epoch(epoch)
+            run.check_state()
             if run.device.type == "cuda":
                 torch.cuda.synchronize()
             records = _epoch_records(run, epoch, lrs, sums, correct, done, time.perf_counter() - t0)
             eval_now = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
             if run.test is not None and eval_now and any(not r.get("diverged") for r in records.values()):
-                test_loss, test_acc = run.evaluate()
-                for k, rec in records.items():
-                    if run.has_test[k] and not rec.get("diverged"):
-                        rec["test_loss"], rec["test_acc"] = test_loss[k], test_acc[k]
+                _add_test_metrics(run, records, done)
             for k, rec in records.items():
                 rec["time"] = time.perf_counter() - start
                 histories[k].append(rec)

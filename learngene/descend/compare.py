@@ -5,8 +5,9 @@ architecture, every slot and the stem random), built with the same seed (so the 
 two models start equal), trained with the same `TrainConfig` (so the same data order and
 augmentation: the Trainer draws them from `cfg.seed` alone) on the same task.
 
-A run whose loss becomes NaN or infinite is recorded as diverged (its history ends with a record
-``{"diverged": True}``) and does not stop the other model; callers decide how to exit.
+A run whose loss or weights become NaN or infinite (the Trainer's checks, the last step included)
+is recorded as diverged (its history ends with a record ``{"diverged": True}``) and does not stop
+the other model; callers decide how to exit.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def make_logger(reporter: Reporter | None, role: Role, task_index: int,
         if rec.get("diverged"):
             reporter.metric({"kind": "diverged", "model": role, "task": task_index, **tags,
                              "epoch": rec.get("epoch"), "message": f"{role} training diverged at epoch "
-                             f"{rec.get('epoch')} (loss became NaN or infinite); try a smaller learning rate"})
+                             f"{rec.get('epoch')} (loss or weights became NaN or infinite); try a smaller learning rate"})
         reporter.advance(1, message=f"task {task_index} {role}", acc=rec.get("test_acc", float("nan")))
     return log
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from learngene._config import refuse_unknown
 from learngene.errors import ConfigError
+
+# Upper bounds of the counts a user types (CLI `--help` names them). They catch typos such as an extra
+# few zeros with a one-line message, before any memory is allocated or hours are spent.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536  # training and evaluation batches
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; derive_seed mixes non-negative ones
 
 
 @dataclass
@@ -39,19 +47,41 @@ class TrainConfig:
         return asdict(self)
 
     def validated(self) -> TrainConfig:
+        """Return self, or raise a one-line ConfigError naming the first bad setting."""
+        for name, low, high in (("epochs", 1, MAX_EPOCHS), ("batch_size", 1, MAX_BATCH_SIZE),
+                                ("eval_batch_size", 1, MAX_BATCH_SIZE), ("eval_every", 1, MAX_EPOCHS),
+                                ("warmup_epochs", 0, MAX_EPOCHS), ("seed", 0, MAX_SEED)):
+            _check_int(name, getattr(self, name), low, high)
+        for name in ("lr", "weight_decay", "label_smoothing"):
+            _check_number(name, getattr(self, name))
         checks = [
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.lr > 0, f"lr must be a positive finite number, got {self.lr!r}"),
+            (self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"),
+            (0 <= self.label_smoothing < 1,
+             f"label_smoothing must be a finite number in [0, 1), e.g. 0.1; got {self.label_smoothing!r}"),
             (self.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
             (self.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
-            (0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+            (self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
              "warmup_epochs must be smaller than epochs"),
-            (self.eval_every >= 1, "eval_every must be at least 1"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
         return self
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")

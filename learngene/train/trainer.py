@@ -96,6 +96,12 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
 
 
+def state_is_finite(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of `model` is finite (one host sync)."""
+    flags = [torch.isfinite(t).all() for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -107,7 +113,11 @@ class Trainer:
 
     Each epoch ends with a record {epoch, step, train_loss, train_acc, test_loss, test_acc, lr,
     time, epoch_time, img_per_s} passed to the `on_epoch_end` callbacks and kept in `history`.
-    A non-finite loss raises `DivergedError` after the `on_train_end` callbacks ran.
+    Divergence: a NaN or infinite training loss (checked every step on a CPU, every epoch on CUDA),
+    NaN or infinite weights or buffers at the end of an epoch (so the last step's update counts too),
+    or a non-finite test loss (weights so large that the outputs overflow). The epoch's record then has
+    ``diverged: True``, NaN train loss/accuracy and no test metrics; training stops, and `run` raises
+    `DivergedError` after the `on_train_end` callbacks ran.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train_x: torch.Tensor, train_y: torch.Tensor,
@@ -167,7 +177,8 @@ class Trainer:
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == yb).sum()
             self._fire("on_batch_end", s, steps)
-        if not torch.isfinite(loss_sum):
+        # The last step's update is checked here: weights it made NaN or infinite meet no later loss.
+        if not torch.isfinite(loss_sum) or not state_is_finite(self.model):
             self.diverged = True
             return float("nan"), float("nan")
         return loss_sum.item() / n, correct.item() / n
@@ -192,9 +203,13 @@ class Trainer:
             if self.diverged:
                 rec["diverged"] = True
             elif self.test_x is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                rec["test_loss"], rec["test_acc"] = evaluate(
-                    self.model, self.test_x, self.test_y, batch_size=cfg.eval_batch_size,
-                    device=self.device, amp=cfg.amp)
+                test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y, batch_size=cfg.eval_batch_size,
+                                               device=self.device, amp=cfg.amp)
+                if math.isfinite(test_loss):
+                    rec["test_loss"], rec["test_acc"] = test_loss, test_acc
+                else:  # finite weights so large that the outputs overflow: as diverged as NaN weights
+                    self.diverged = True
+                    rec.update(train_loss=float("nan"), train_acc=float("nan"), diverged=True)
             rec["time"] = time.perf_counter() - start
             self.history.append(rec)
             self._fire("on_epoch_end", rec)
@@ -202,6 +217,6 @@ class Trainer:
                 break
         self._fire("on_train_end")
         if self.diverged:
-            raise DivergedError(f"training diverged at epoch {len(self.history)} (loss became NaN or infinite);"
-                                " try a smaller learning rate")
+            raise DivergedError(f"training diverged at epoch {len(self.history)} (loss or weights became NaN or "
+                                "infinite); try a smaller learning rate")
         return self.history
