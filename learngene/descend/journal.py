@@ -25,16 +25,23 @@ class RunJournal:
 
     def load(self) -> dict[tuple[tuple, str], dict[str, Any]]:
         """Entries by (identity, fingerprint). A line cut short by a kill is ended, so the next entry
-        starts on a line of its own (the cut line is skipped as invalid JSON)."""
+        starts on a line of its own (the cut line is skipped as invalid JSON).
+
+        Reads and repairs under the lock `append` takes, so a line another study is still writing is
+        neither read half-written nor split; the repair newline is appended (append mode), never
+        written over bytes that arrived in the meantime."""
         if not self.path.exists():
             return {}
-        records, _ = read_jsonl(self.path)
-        with open(self.path, "rb+") as f:
+        with open(self.path, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            records, _ = read_jsonl(self.path)
             size = f.seek(0, os.SEEK_END)
             if size:
                 f.seek(size - 1)
                 if f.read(1) != b"\n":
-                    f.write(b"\n")
+                    f.write(b"\n")  # append mode: lands at the end whatever the position
+                    f.flush()
+                    os.fsync(f.fileno())
         found = {}
         for rec in records:
             with contextlib.suppress(KeyError, TypeError, ValueError):
