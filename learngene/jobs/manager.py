@@ -26,7 +26,6 @@ from learngene.jobs.runs import (
     CONFIG_FILE,
     LOG_FILE,
     OUTPUTS_DIR,
-    RUN_ID_RE,
     STATUS_FILE,
     SUPERVISOR_LOCK,
     SUPERVISOR_LOG,
@@ -35,6 +34,7 @@ from learngene.jobs.runs import (
     State,
     build_info,
     cancel_requested,
+    is_run_id,
     new_run_id,
     read_config,
     read_status,
@@ -189,7 +189,7 @@ class JobManager:
         except FileNotFoundError:
             return out
         for name in names:
-            if not RUN_ID_RE.match(name):
+            if not is_run_id(name):
                 continue
             info = self._info(self.runs_dir / name)
             if info is None:

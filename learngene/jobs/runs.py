@@ -46,9 +46,10 @@ OUTPUTS_DIR = "outputs"
 SUPERVISOR_LOCK = ".supervisor.lock"
 STATUS_LOCK = ".status.lock"
 
-RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z][a-z0-9_]{0,31}-[0-9a-f]{6}$")
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_COMMAND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# Always used with `fullmatch`: `$` in `match` also accepts a trailing newline.
+RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[a-z][a-z0-9_]{0,31}-[0-9a-f]{6}")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_COMMAND_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 @dataclass
@@ -82,10 +83,10 @@ class JobSpec:
         argv = [str(a) for a in self.argv]
         if any("\0" in a for a in argv):
             raise ConfigError("JobSpec.argv must not contain NUL characters")
-        if not _COMMAND_RE.match(argv[0]):
+        if not _COMMAND_RE.fullmatch(argv[0]):
             raise ConfigError(f"JobSpec.argv[0] must be a learngene command name, got {argv[0]!r}")
         kind = self.kind or argv[0]
-        if not _KIND_RE.match(kind):
+        if not _KIND_RE.fullmatch(kind):
             raise ConfigError(f"JobSpec.kind must be lower-case letters, digits, '_' or '-', got {kind!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"JobSpec.device must be one of {DEVICES}, got {self.device!r}")
@@ -154,9 +155,14 @@ def new_run_id(kind: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
 
 
+def is_run_id(name: object) -> bool:
+    """True if `name` is a whole run id (no trailing newline or anything else)."""
+    return isinstance(name, str) and RUN_ID_RE.fullmatch(name) is not None
+
+
 def resolve_run_dir(runs_dir: Path, run_id: str) -> Path:
     """The folder of `run_id` inside `runs_dir`; raises ConfigError for anything that is not a run id."""
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+    if not is_run_id(run_id):
         raise ConfigError(
             f"{run_id!r} is not a run id (expected e.g. 20250101-120000-train-a1b2c3); "
             "list runs with `python -m learngene jobs list`"

@@ -32,11 +32,11 @@ from learngene.jobs.health import DEFAULT_STALE_AFTER_S, dequeue_run, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
     LOG_FILE,
-    RUN_ID_RE,
     SUPERVISOR_LOCK,
     TERMINAL_STATES,
     cancel_requested,
     failure_tail,
+    is_run_id,
     read_config,
     read_status,
     update_status,
@@ -130,7 +130,7 @@ class Supervisor:
         killed and frees its slot even when no dashboard is looking."""
         for name in os.listdir(self.runs_dir):
             other = self.runs_dir / name
-            if name == self.run_dir.name or not RUN_ID_RE.match(name):
+            if name == self.run_dir.name or not is_run_id(name):
                 continue
             status = read_status(other)
             cfg = read_config(other) if status.get("state") == "running" else None
