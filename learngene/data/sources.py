@@ -8,6 +8,7 @@ with uint8 images; problems with the input become `DataError` / `ConfigError` me
 from __future__ import annotations
 
 import json
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from learngene.data.base import ClassSplit, ImageSet, derive_seed
-from learngene.data.shapes import load_shapes
+from learngene.data.shapes import DEFAULT_IMAGES_PER_CLASS, NUM_CLASSES, load_shapes
 from learngene.errors import ConfigError, DataError
 
 DATASETS: dict[str, str] = {
@@ -31,6 +32,12 @@ DATASETS: dict[str, str] = {
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
+# Bounds of what a user may ask for (the CLI's --help names them): a mistyped count gets a one-line
+# error instead of an allocation failure or a machine swapping itself to death.
+MAX_IMAGES_PER_CLASS = 10_000
+MAX_IMAGE_SIZE = 1_024  # side length in pixels
+MAX_DATASET_BYTES = 17_179_869_184  # 16 GiB: the uint8 pixels of a whole data set held in memory
+
 
 def default_data_root() -> Path:
     """Where downloadable data sets live: `$LEARNGENE_DATA` or `~/.cache/learngene/data`."""
@@ -40,14 +47,44 @@ def default_data_root() -> Path:
     return Path(root)
 
 
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8 (N, 3, H, W) to (N, 3, size, size) with antialiased bilinear interpolation."""
+def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """Resize uint8 (N, 3, H, W) to (N, 3, size, size) with antialiased bilinear interpolation.
+
+    Works in chunks of `chunk` images, so the float copies stay small next to the uint8 result.
+    """
     if images.shape[-2:] == (size, size):
         return images
-    out = F.interpolate(
-        images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
+    for i in range(0, images.shape[0], chunk):
+        part = F.interpolate(
+            images[i : i + chunk].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[i : i + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def check_request(images_per_class: int | None, image_size: int) -> None:
+    """Refuse an images-per-class or image size outside the documented bounds (before any work)."""
+    for name, value, low, high in (("images_per_class", images_per_class, 1, MAX_IMAGES_PER_CLASS),
+                                   ("image_size", image_size, 4, MAX_IMAGE_SIZE)):
+        if value is None and name == "images_per_class":
+            continue
+        try:
+            ok = not isinstance(value, bool) and low <= operator.index(value) <= high
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+
+
+def check_memory(n_images: int, image_size: int) -> None:
+    """Refuse a data set whose pixels would take more than `MAX_DATASET_BYTES` of memory."""
+    need = n_images * 3 * image_size * image_size
+    if need > MAX_DATASET_BYTES:
+        raise ConfigError(
+            f"{n_images} images of {image_size}x{image_size} pixels would take {need / 2**30:.1f} GiB of memory, "
+            f"more than the {MAX_DATASET_BYTES / 2**30:.0f} GiB limit; lower images_per_class or image_size"
+        )
 
 
 def _cap_per_class(labels: torch.Tensor, images_per_class: int | None) -> torch.Tensor:
@@ -114,8 +151,8 @@ def _decode(path: Path, size: int) -> torch.Tensor | None:
             left, top = (w - side) // 2, (h - side) // 2
             im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
             data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
+        return None  # unreadable, or a decompression bomb: skipped and counted like any bad file
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()
 
 
@@ -127,14 +164,17 @@ def _scan_folder(path: Path) -> dict[str, list[Path]]:
             "(e.g. folder:/data/pets with /data/pets/cat/*.jpg, /data/pets/dog/*.jpg)"
         )
     classes = {}
-    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            f
-            for f in sub.iterdir()
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        if files:
-            classes[sub.name] = files
+    try:
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(
+                f
+                for f in sub.iterdir()
+                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if files:
+                classes[sub.name] = files
+    except OSError as exc:
+        raise DataError(f"image folder {path} cannot be read: {exc.strerror or exc}") from None
     if not classes:
         raise DataError(
             f"no classes found in {path}: it needs one sub-folder per class holding image files "
@@ -203,11 +243,15 @@ def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> Clas
 def load_folder(
     path: str | os.PathLike, image_size: int = 32, images_per_class: int | None = None
 ) -> ImageSet:
-    """Read an ImageFolder tree; undecodable files are skipped and counted. Split is set by the caller."""
-    if not 4 <= image_size <= 1024:
-        raise ConfigError(f"image_size must be between 4 and 1024 pixels, got {image_size}")
+    """Read an ImageFolder tree; undecodable files (decompression bombs included) are skipped and counted.
+
+    The class split is set by the caller.
+    """
+    check_request(images_per_class, image_size)
     root = Path(path).expanduser()
     classes = _scan_folder(root)
+    check_memory(sum(len(f) if images_per_class is None else min(len(f), images_per_class)
+                     for f in classes.values()), image_size)
     images, labels, bad = [], [], []
     for c, files in enumerate(classes.values()):
         kept = 0
@@ -250,16 +294,21 @@ def load_dataset(
         root: data folder for "cifar100" (default `$LEARNGENE_DATA` or ~/.cache/learngene/data).
         seed: generation seed for "shapes"; class-split shuffle for "folder:".
         download: allow torchvision to download CIFAR-100.
-        images_per_class: generate (shapes) or keep (first N per class) this many images per class.
+        images_per_class: generate (shapes) or keep (first N per class) this many images per class
+            (at most `MAX_IMAGES_PER_CLASS`).
         split_file: JSON {"base": [names], "open_world": [names], "novel": [names]} overriding the split.
         split_ratio: base / open / novel fractions for "folder:" without a split file.
-        image_size: side length for "shapes" and "folder:" (CIFAR is resized if it differs from 32).
+        image_size: side length for "shapes" and "folder:" (CIFAR is resized if it differs from 32);
+            at most `MAX_IMAGE_SIZE`, and all images together at most `MAX_DATASET_BYTES`.
         cache: for "shapes", read/write the generated tensors in the cache folder.
     """
+    check_request(images_per_class, image_size)
     kind = spec.strip()
     if kind.lower() == "shapes":
+        check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
         ds = load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
     elif kind.lower() in ("cifar100", "cifar-100"):
+        check_memory(100 * min(600, images_per_class or 600), image_size)
         ds = load_cifar100(root=root, download=download, images_per_class=images_per_class)
         ds.images = resize_images(ds.images, image_size)
     elif kind.lower().startswith("folder:") and kind[7:].strip():

@@ -7,11 +7,14 @@ the first K images of that permutation, so the K=5 support set is a prefix of th
 test (query) set is the rest of the permutation after the first `reserve` images, where
 `reserve = max(K, min(SUPPORT_RESERVE, n_c // 2))` for a class with n_c images: with the default
 600 images per class the test set is identical for every K <= 20 (images 20.. of the permutation).
+
+`sample_tasks` is lazy: it checks every task up front (without gathering images) and builds each
+one only when it is reached, so memory does not grow with the number of tasks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +23,7 @@ from learngene.data.base import ImageSet, Part, derive_seed
 from learngene.errors import ConfigError, DataError
 
 SUPPORT_RESERVE = 20  # largest K for which the test set stays the same
+MAX_TASKS = 1_000  # most tasks one call may ask for (each trains two models: far beyond any study's need)
 
 
 @dataclass
@@ -65,6 +69,26 @@ def _class_name(ds: ImageSet, c: int) -> str:
     return f"'{ds.class_names[c]}' (id {c})" if 0 <= c < ds.num_classes else f"id {c}"
 
 
+def _choose_classes(ds: ImageSet, part: Part, n_way: int, seed: int, index: int) -> tuple[int, ...]:
+    """The `n_way` classes of task `index`: drawn from split `part` by a generator seeded by (seed, index)."""
+    pool = ds.split.classes(part)
+    if n_way > len(pool):
+        raise DataError(
+            f"n_way={n_way} is more than the {len(pool)} classes in split part '{part}' of {ds.name}; "
+            f"lower n_way to at most {len(pool)}"
+        )
+    gen = torch.Generator().manual_seed(derive_seed(seed, index))
+    return tuple(pool[i] for i in torch.randperm(len(pool), generator=gen)[:n_way].tolist())
+
+
+def _check_class_size(ds: ImageSet, c: int, n_c: int, k_shot: int) -> None:
+    if n_c < k_shot + 1:
+        raise DataError(
+            f"class {_class_name(ds, c)} of {ds.name} has only {n_c} images; a {k_shot}-shot task needs "
+            f"at least {k_shot + 1} ({k_shot} to train, 1 to test). Lower k_shot or use more images per class"
+        )
+
+
 def _permuted_class(ds: ImageSet, c: int, *seed_parts: int) -> torch.Tensor:
     """Indices of class `c` in a permutation seeded by `seed_parts` and the class id."""
     idx = (ds.labels == c).nonzero().flatten()
@@ -94,23 +118,12 @@ def sample_task(
         index: task number; `sample_tasks` passes 0..n_tasks-1.
     """
     _check_positive(n_way=n_way, k_shot=k_shot, test_per_class=test_per_class)
-    pool = ds.split.classes(part)
-    if n_way > len(pool):
-        raise DataError(
-            f"n_way={n_way} is more than the {len(pool)} classes in split part '{part}' of {ds.name}; "
-            f"lower n_way to at most {len(pool)}"
-        )
-    gen = torch.Generator().manual_seed(derive_seed(seed, index))
-    chosen = tuple(pool[i] for i in torch.randperm(len(pool), generator=gen)[:n_way].tolist())
+    chosen = _choose_classes(ds, part, n_way, seed, index)
     support, query, query_y = [], [], []
     for label, c in enumerate(chosen):
         perm = _permuted_class(ds, c, seed, index)
         n_c = perm.numel()
-        if n_c < k_shot + 1:
-            raise DataError(
-                f"class {_class_name(ds, c)} of {ds.name} has only {n_c} images; a {k_shot}-shot task needs "
-                f"at least {k_shot + 1} ({k_shot} to train, 1 to test). Lower k_shot or use more images per class"
-            )
+        _check_class_size(ds, c, n_c, k_shot)
         reserve = max(k_shot, min(SUPPORT_RESERVE, n_c // 2))
         held = perm[reserve:] if test_per_class is None else perm[reserve : reserve + test_per_class]
         support.append(perm[:k_shot])
@@ -133,6 +146,41 @@ def sample_task(
     )
 
 
+class TaskList(Sequence[Task]):
+    """Tasks 0..n-1 of one (seed, part, n_way, k_shot): checked when made, each built when reached.
+
+    `tasks[i]` and iteration build task i afresh (`sample_task(..., index=i)`) and keep nothing, so a
+    caller that trains task by task holds one task's images at a time.
+    """
+
+    def __init__(self, ds: ImageSet, n_tasks: int, part: Part, n_way: int, k_shot: int, seed: int,
+                 test_per_class: int | None):
+        _check_positive(n_tasks=n_tasks, n_way=n_way, k_shot=k_shot, test_per_class=test_per_class)
+        if n_tasks > MAX_TASKS:
+            raise ConfigError(f"at most {MAX_TASKS} tasks can be asked for at once, got {n_tasks}")
+        counts = ds.per_class_counts()
+        for index in range(n_tasks):  # cheap: a class draw per task, no images gathered
+            for c in _choose_classes(ds, part, n_way, seed, index):
+                _check_class_size(ds, c, counts.get(c, 0), k_shot)
+        self._n = int(n_tasks)
+        self._args = (ds, part, n_way, k_shot, seed, test_per_class)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # int -> Task, slice -> list[Task]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        j = i + self._n if i < 0 else i
+        if not 0 <= j < self._n:
+            raise IndexError(f"task {i} is out of range for {self._n} tasks")
+        return sample_task(*self._args, index=j)
+
+    def __iter__(self) -> Iterator[Task]:
+        for j in range(self._n):
+            yield sample_task(*self._args, index=j)
+
+
 def sample_tasks(
     ds: ImageSet,
     n_tasks: int,
@@ -141,10 +189,13 @@ def sample_tasks(
     k_shot: int = 10,
     seed: int = 0,
     test_per_class: int | None = None,
-) -> list[Task]:
-    """`n_tasks` tasks; task i is `sample_task(..., seed=seed, index=i)`, deterministic from (seed, i)."""
-    _check_positive(n_tasks=n_tasks)
-    return [sample_task(ds, part, n_way, k_shot, seed, test_per_class, index=i) for i in range(n_tasks)]
+) -> TaskList:
+    """`n_tasks` (at most `MAX_TASKS`) tasks; task i is `sample_task(..., seed=seed, index=i)`.
+
+    Every task is checked at once (DataError when a class is too small for `k_shot`); the images of
+    task i are gathered only when it is reached (see `TaskList`).
+    """
+    return TaskList(ds, n_tasks, part, n_way, k_shot, seed, test_per_class)
 
 
 def holdout_split(
