@@ -10,18 +10,24 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import struct
+import weakref
+import zlib
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from learngene.cli import main
+from learngene.cli import build_parser, main
+from learngene.data import load_dataset, sample_task, sample_tasks
+from learngene.data.sources import MAX_IMAGES_PER_CLASS
+from learngene.data.tasks import MAX_TASKS
 from learngene.descend.batched import train_batched
-from learngene.errors import ConfigError, DivergedError
+from learngene.errors import ConfigError, DataError, DivergedError
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.runlog import EXIT_DIVERGED, EXIT_USAGE, read_jsonl
-from learngene.train.config import TrainConfig
+from learngene.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, TrainConfig
 from learngene.train.trainer import Trainer, state_is_finite
 
 TINY = ["--images-per-class", "30", "--k-shot", "2", "--test-per-class", "5", "--threads", "1", "--epochs", "1",
@@ -139,3 +145,106 @@ def test_non_finite_or_out_of_range_settings_are_refused_up_front(tmp_path, caps
     assert rc == EXIT_USAGE and field in one_line_error(capsys)
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: float(value)}).validated()
+
+
+# ------------------------------------------------------------------ 2. unbounded counts, lazy tasks
+
+
+def test_a_billion_tasks_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    rc = main(["train", "--ancestry", str(tmp_path / "missing.safetensors"), *TINY, "--tasks", "1000000000"])
+    assert rc == EXIT_USAGE and "--tasks" in (line := one_line_error(capsys)) and str(MAX_TASKS) in line
+
+
+def test_a_billion_images_per_class_is_refused_in_one_line(tmp_path, capsys):
+    rc = main(["data", "info", "--images-per-class", "1000000000"])
+    assert rc == EXIT_USAGE and str(MAX_IMAGES_PER_CLASS) in one_line_error(capsys)
+    with pytest.raises(ConfigError, match="GiB"):  # each bound allowed, the product too big for memory
+        load_dataset("shapes", images_per_class=MAX_IMAGES_PER_CLASS, image_size=256, cache=False)
+    rc = main(["data", "preview", "--out", str(tmp_path / "x.png"), "--scale", "100000"])
+    assert rc == EXIT_USAGE and "--scale" in one_line_error(capsys)
+
+
+def test_help_names_the_maxima():
+    parser = build_parser("train")
+    text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    for flag, limit in (("--tasks", MAX_TASKS), ("--images-per-class", MAX_IMAGES_PER_CLASS),
+                        ("--epochs", MAX_EPOCHS), ("--batch-size", MAX_BATCH_SIZE)):
+        assert flag in text and f"at most {limit}" in " ".join(text.split()), flag
+
+
+def test_sample_tasks_builds_each_task_when_reached(shapes30):
+    with pytest.raises(ConfigError, match=str(MAX_TASKS)):
+        sample_tasks(shapes30, MAX_TASKS + 1, k_shot=2, test_per_class=5)
+    tasks = sample_tasks(shapes30, 20, k_shot=2, test_per_class=5)
+    alive = []
+    for i, task in enumerate(tasks):
+        assert task.index == i and torch.equal(task.train_index, sample_task(shapes30, k_shot=2, seed=0,
+                                                                             test_per_class=5, index=i).train_index)
+        alive.append(weakref.ref(task))
+        del task
+        assert sum(ref() is not None for ref in alive) <= 1  # no earlier task is kept
+    assert len(tasks) == 20 and tasks[-1].index == 19
+    with pytest.raises(DataError, match="only 30 images"):  # every task is still checked up front
+        sample_tasks(shapes30, 20, k_shot=30)
+
+
+@pytest.fixture(scope="module")
+def shapes30():
+    return load_dataset("shapes", images_per_class=30)
+
+
+# ------------------------------------------------------------------ 3. a decompression bomb in a folder data set
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG claiming width x height 1-bit pixels, with a tiny (empty) image body: a cheap bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_skipped_and_counted(tmp_path, capsys):
+    from PIL import Image
+
+    for c in range(3):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * c, 20 * i, 0)).save(tmp_path / f"class{c}" / f"{i}.png")
+    (tmp_path / "class0" / "bomb.png").write_bytes(png_header_only(20000, 20000))
+    ds = load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert len(ds) == 9 and ds.skipped == 1 and ds.meta["skipped_files"] == ["class0/bomb.png"]
+    assert main(["data", "info", "--dataset", f"folder:{tmp_path}"]) == 0
+    assert "skipped: class0/bomb.png" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ 5. unusable paths
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["jobs", "--runs-dir", "{file}", "list"], "--runs-dir {file} is a file"),
+    (["jobs", "--runs-dir", "{file}", "start", "--", "selftest"], "--runs-dir {file} is a file"),
+    (["jobs", "--runs-dir", "{file}/sub", "show", "x"], "lies under {file}, which is a file"),
+    (["inherit", "--out", "{file}/x.safetensors"], "its folder {file} is a file"),
+    (["inherit", "--out", "{dir}.safetensors"], "is a folder; a file path is needed"),
+    (["inherit", "--out", "/proc/nope/x.safetensors"], "/proc/nope cannot be created"),
+    (["data", "preview", "--out", "{file}/grid.png"], "its folder {file} is a file"),
+])
+def test_unusable_paths_get_one_line_errors(tmp_path, capsys, argv, needle):
+    file, folder = tmp_path / "a-file", tmp_path / "a-folder"
+    file.write_text("not a folder")
+    (tmp_path / "a-folder.safetensors").mkdir()
+    fill = {"file": str(file), "dir": str(folder)}
+    rc = main([a.format(**fill) for a in argv])
+    assert rc == EXIT_USAGE and needle.format(**fill) in one_line_error(capsys)
+
+
+def test_train_checks_its_output_folders_before_any_work(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    missing = str(tmp_path / "missing.safetensors")  # a refusal after the path check would name this
+    for flag in ("--save-models", "--run-dir"):
+        rc = main(["train", "--ancestry", missing, *TINY, flag, str(file)])
+        assert rc == EXIT_USAGE and f"{flag} {file} is a file" in one_line_error(capsys)
+    rc = main(["sweep", "--ancestry", missing, "--run-dir", str(file / "run")])
+    assert rc == EXIT_USAGE and "which is a file" in one_line_error(capsys)

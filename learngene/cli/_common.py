@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import shlex
 import sys
+import tempfile
+from pathlib import Path
 
 from learngene.errors import ConfigError
-from learngene.train.config import TrainConfig
+from learngene.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, TrainConfig
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def source_constant(module: str, name: str) -> int:
+    """The module-level number `name` of learngene module `module` (e.g. "data.tasks"), read from its
+    source without importing it: importing `learngene.data` would load torch just to build a parser."""
+    path = _PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"learngene.{module} defines no constant {name}")
 
 
 def add_run_dir(p: argparse.ArgumentParser) -> None:
@@ -29,15 +45,18 @@ def add_train(p: argparse.ArgumentParser, **defaults) -> None:
     """Training hyperparameters, mapped 1:1 onto `TrainConfig` fields."""
     d = {**TrainConfig().to_dict(), **defaults}
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help=f"(default: {d['epochs']})")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"(default: {d['batch_size']})")
+    g.add_argument("--epochs", type=int, default=d["epochs"],
+                   help=f"(default: {d['epochs']}, at most {MAX_EPOCHS})")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"(default: {d['batch_size']}, at most {MAX_BATCH_SIZE})")
     g.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate (default: {d['lr']})")
     g.add_argument("--weight-decay", type=float, default=d["weight_decay"],
                    help=f"(default: {d['weight_decay']})")
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default=d["optimizer"])
     g.add_argument("--schedule", choices=["cosine", "constant"], default=d["schedule"])
     g.add_argument("--warmup-epochs", type=int, default=d["warmup_epochs"])
-    g.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
+    g.add_argument("--label-smoothing", type=float, default=d["label_smoothing"],
+                   help=f"a fraction in [0, 1) (default: {d['label_smoothing']})")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/shift augmentation")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d["device"],
                    help="auto = CUDA when present (default: auto)")
@@ -69,3 +88,69 @@ def parse_overrides(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+# ------------------------------------------------------------------ paths a user types
+
+
+def _blocking_file(p: Path) -> Path | None:
+    """The nearest existing ancestor of `p` (or `p` itself) when it is not a folder, else None."""
+    for q in (p, *p.parents):
+        if q.exists():
+            return None if q.is_dir() else q
+    return None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def existing_dir_or_missing(path: str | os.PathLike, option: str) -> Path:
+    """A folder to read from: refuse a path that is a file or an unreadable folder; a missing one is fine."""
+    p = Path(path).expanduser()
+    blocker = _blocking_file(p)
+    if blocker is not None:
+        what = "is a file" if blocker == p else f"lies under {blocker}, which is a file"
+        raise ConfigError(f"{option} {p} {what}; a folder is needed")
+    if p.is_dir():
+        try:
+            with os.scandir(p):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{option} {p} cannot be read ({_reason(exc)})") from None
+    return p
+
+
+def output_dir(path: str | os.PathLike, option: str) -> Path:
+    """A folder to write into: created when missing, then checked by writing a probe file in it.
+
+    Raises a one-line ConfigError naming `option`, the path and the problem (a file where a folder is
+    needed, a folder that cannot be created, one that is not writable).
+    """
+    p = existing_dir_or_missing(path, option)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {p} cannot be created ({_reason(exc)})") from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{option} {p} is not writable ({_reason(exc)})") from None
+    return p
+
+
+def output_file(path: str | os.PathLike, option: str) -> Path:
+    """A file to write: refuse a folder, and a file whose folder cannot be created or written into."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{option} {p} is a folder; a file path is needed")
+    output_dir(p.parent, f"{option} {p}: its folder")
+    if p.exists():
+        try:
+            with open(p, "ab"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{option} {p} exists and cannot be overwritten ({_reason(exc)})") from None
+    return p

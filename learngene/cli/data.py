@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from learngene.cli._common import output_file
 from learngene.data import DATASETS, ImageSet, load_dataset, preview_grid
+from learngene.data.sources import MAX_DATASET_BYTES, MAX_IMAGE_SIZE, MAX_IMAGES_PER_CLASS
 from learngene.errors import ConfigError, DataError
 
 NAME = "data"
 HELP = "Inspect a data set: classes, base/open-world/novel split, counts, and a preview grid."
+
+MAX_PER_CLASS = 100  # preview images per class
+MAX_SCALE = 16  # preview pixel upscaling
+MAX_PREVIEW_PIXELS = 50_000_000  # the preview PNG as a whole (about 150 MB of RGB before compression)
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
@@ -21,9 +27,12 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="allow downloading CIFAR-100 (needs internet)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (shapes) / split shuffle (folder)")
     p.add_argument(
-        "--images-per-class", type=int, default=None, help="use at most this many images per class"
+        "--images-per-class", type=int, default=None,
+        help=f"use at most this many images per class (at most {MAX_IMAGES_PER_CLASS}; the whole data set "
+        f"at most {MAX_DATASET_BYTES // 2**30} GiB of pixels)",
     )
-    p.add_argument("--image-size", type=int, default=32, help="side length in pixels (default 32)")
+    p.add_argument("--image-size", type=int, default=32,
+                   help=f"side length in pixels (default 32, from 4 to {MAX_IMAGE_SIZE})")
     p.add_argument(
         "--split-file", default=None, help='JSON {"base": [names], "open_world": [...], "novel": [...]}'
     )
@@ -41,10 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prev = sub.add_parser("preview", help="write a PNG grid with a few images of each class", **kw)
     _dataset_args(prev)
     prev.add_argument("--out", required=True, help="output PNG path, e.g. grid.png")
-    prev.add_argument("--per-class", type=int, default=6, help="images per class (default 6)")
+    prev.add_argument("--per-class", type=int, default=6,
+                      help=f"images per class (default 6, at most {MAX_PER_CLASS})")
     prev.add_argument("--part", choices=["all", "base", "open", "novel"], default="all", help="which classes")
     prev.add_argument("--max-classes", type=int, default=100, help="show at most this many classes")
-    prev.add_argument("--scale", type=int, default=2, help="pixel upscaling factor (default 2)")
+    prev.add_argument("--scale", type=int, default=2,
+                      help=f"pixel upscaling factor (default 2, at most {MAX_SCALE}); the whole grid may "
+                      f"have at most {MAX_PREVIEW_PIXELS:,} pixels")
 
 
 def _load(args: argparse.Namespace) -> ImageSet:
@@ -93,10 +105,13 @@ def _print_info(info: dict[str, Any]) -> None:
 def _save_preview(ds: ImageSet, args: argparse.Namespace) -> Path:
     from PIL import Image, ImageDraw
 
-    if args.per_class < 1 or args.scale < 1 or args.max_classes < 1:
-        raise ConfigError("--per-class, --scale and --max-classes must be at least 1")
     classes = list(range(ds.num_classes)) if args.part == "all" else list(ds.split.classes(args.part))
     classes = classes[: args.max_classes]
+    pixels = ((len(classes) * (ds.image_size + 2) + 2) * args.scale
+              * ((args.per_class * (ds.image_size + 2) + 2) * args.scale + 150))
+    if pixels > MAX_PREVIEW_PIXELS:
+        raise ConfigError(f"the preview would have {pixels:,} pixels, more than {MAX_PREVIEW_PIXELS:,}; "
+                          "lower --per-class, --max-classes or --scale")
     grid = preview_grid(ds, classes, args.per_class)  # (3, H, W)
     img = Image.fromarray(grid.permute(1, 2, 0).numpy())
     img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
@@ -118,8 +133,19 @@ def _save_preview(ds: ImageSet, args: argparse.Namespace) -> Path:
     return out
 
 
+def _check_preview_args(args: argparse.Namespace) -> None:
+    """Refuse preview counts out of bounds and an unusable --out before the data set is loaded."""
+    for flag, value, high in (("--per-class", args.per_class, MAX_PER_CLASS), ("--scale", args.scale, MAX_SCALE),
+                              ("--max-classes", args.max_classes, None)):
+        if value < 1 or (high is not None and value > high):
+            raise ConfigError(f"{flag} must be {'at least 1' if high is None else f'from 1 to {high}'}, got {value}")
+    output_file(args.out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `data info` or `data preview`."""
+    if args.data_command == "preview":
+        _check_preview_args(args)
     ds = _load(args)
     if args.data_command == "info":
         info = _info(ds)

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from learngene.cli._common import add_run_dir, command_line
+from learngene.cli._common import add_run_dir, command_line, output_dir, output_file
 from learngene.reporting import Reporter
 
 NAME = "inherit"
@@ -70,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from learngene.inherit.recipe import Recipe
     from learngene.models import layer_view
 
+    if args.out is not None:  # checked before any work; the default lands in the run folder or here
+        if Path(args.out).suffix != ".safetensors":
+            raise ConfigError(f"the learngene file must end in .safetensors, got {Path(args.out).name!r}")
+        output_file(args.out, "--out")
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
     ancestry, card, anc_path = load_ancestry(args.ancestry)
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)

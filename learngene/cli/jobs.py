@@ -18,6 +18,7 @@ import os
 import sys
 import time
 
+from learngene.cli._common import existing_dir_or_missing, output_dir
 from learngene.errors import ConfigError
 from learngene.jobs import STATES, JobManager, JobSpec, RunInfo
 
@@ -65,7 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _manager(args: argparse.Namespace) -> JobManager:
-    return JobManager(args.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
+    """The manager of the runs folder, checked first: `start` needs a writable folder (created when
+    missing), the other actions one that is readable or missing (a one-line error, not an OSError)."""
+    path = args.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs"
+    option = "--runs-dir" if args.runs_dir else f"${RUNS_DIR_ENV}" if os.environ.get(RUNS_DIR_ENV) else "runs folder"
+    check = output_dir if args.action == "start" else existing_dir_or_missing
+    return JobManager(check(path, option))
 
 
 def _when(ts: float | None) -> str:

@@ -12,6 +12,8 @@ from learngene.cli.train import (
     add_target_option,
     add_task_options,
     add_threads_option,
+    check_output_paths,
+    check_task_counts,
     diverged_record,
     load_data,
     resolve_source,
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from learngene.descend.sweep import run_sweep, use_batched
 
     cfg = train_config(args)
+    check_task_counts(args)
+    check_output_paths(args)
     set_cpu_threads(args, cfg.device)
     sweep = sweep_config(args)
     source, recipe, names, what = resolve_source(args, args.n_way)

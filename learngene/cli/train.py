@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
+from learngene.cli._common import (
+    add_data,
+    add_run_dir,
+    add_train,
+    command_line,
+    output_dir,
+    source_constant,
+    train_config,
+)
 from learngene.cli.inherit import add_layer_choice, add_recipe_options, recipe_kwargs
 from learngene.reporting import Reporter
 from learngene.runlog import EXIT_DIVERGED, atomic_write_json
@@ -20,6 +28,10 @@ HELP = "train a learngene descendant and its random-init baseline on N-way K-sho
 # images plus a 500-image evaluation every epoch cost ~50 s of CPU for the pair (about 20 s per model).
 TRAIN_DEFAULTS: dict[str, Any] = dict(epochs=40, batch_size=10, lr=1e-3, weight_decay=0.05, warmup_epochs=0,
                                       eval_every=1)
+MAX_THREADS = 1_024
+# read from the data modules' sources: importing them would load torch just to build the parser
+MAX_TASKS: int = source_constant("data.tasks", "MAX_TASKS")
+MAX_IMAGES_PER_CLASS: int = source_constant("data.sources", "MAX_IMAGES_PER_CLASS")
 
 
 def add_task_options(p: argparse.ArgumentParser, shots: bool = True) -> None:
@@ -27,12 +39,14 @@ def add_task_options(p: argparse.ArgumentParser, shots: bool = True) -> None:
     g.add_argument("--n-way", type=int, default=5, help="classes per task (default: 5)")
     if shots:
         g.add_argument("--k-shot", type=int, default=10, help="training images per class (default: 10)")
-    g.add_argument("--tasks", type=int, default=1, help="number of tasks (default: 1)")
+    g.add_argument("--tasks", type=int, default=1,
+                   help=f"number of tasks, each built when training reaches it (default: 1, at most {MAX_TASKS})")
     g.add_argument("--task-seed", type=int, default=0, help="task i is fixed by (task seed, i) (default: 0)")
     g.add_argument("--test-per-class", type=int, default=100,
                    help="test images per class, to keep evaluation cheap; 0 = all held-back images (default: 100)")
     g.add_argument("--images-per-class", type=int, default=None,
-                   help="generate/use only this many images per class (embedded data set; quick tries)")
+                   help="generate/use only this many images per class (embedded data set; quick tries; "
+                        f"at most {MAX_IMAGES_PER_CLASS})")
 
 
 def target_acc(text: str) -> float | str:
@@ -51,7 +65,7 @@ def target_acc(text: str) -> float | str:
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for training on a CPU (default: 1: batches of a few images gain little from "
-                        "more, and extra threads stall badly when the machine is busy)")
+                        f"more, and extra threads stall badly when the machine is busy; at most {MAX_THREADS})")
 
 
 def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
@@ -61,10 +75,32 @@ def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
     from learngene.errors import ConfigError
     from learngene.train.trainer import resolve_device
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
     if resolve_device(device).type == "cpu":
         torch.set_num_threads(args.threads)
+
+
+def check_task_counts(args: argparse.Namespace) -> None:
+    """Refuse task counts outside their documented bounds before anything is loaded or trained."""
+    from learngene.errors import ConfigError
+
+    bounds = [("--tasks", args.tasks, 1, MAX_TASKS), ("--n-way", args.n_way, 1, None),
+              ("--test-per-class", args.test_per_class, 0, MAX_IMAGES_PER_CLASS),
+              ("--k-shot", getattr(args, "k_shot", None), 1, MAX_IMAGES_PER_CLASS),
+              ("--images-per-class", args.images_per_class, 1, MAX_IMAGES_PER_CLASS)]
+    for flag, value, low, high in bounds:
+        if value is not None and not (low <= value and (high is None or value <= high)):
+            raise ConfigError(f"{flag} must be {'from' if high else 'at least'} {low}"
+                              f"{f' to {high}' if high else ''}, got {value}")
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Check the folders this run writes into (--run-dir, --save-models) before any work."""
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
+    if getattr(args, "save_models", None):
+        output_dir(args.save_models, "--save-models")
 
 
 def add_target_option(p: argparse.ArgumentParser) -> None:
@@ -166,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
     from learngene.descend.summary import format_pair_summary, summarize_pairs
 
     cfg = train_config(args)
+    check_task_counts(args)
+    check_output_paths(args)
     set_cpu_threads(args, cfg.device)
     source, recipe, names, what = resolve_source(args, args.n_way)
     ds = load_data(args)
@@ -179,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     with Reporter(args.run_dir, total=2 * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
         save = model_saver(args.save_models, recipe, cfg, args.dataset, config["command"])
-        pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,
+        pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,  # tasks are built one at a time
                             on_trained=None if save is None else
                             (lambda role, m, res, i=t.index: save(i, role, m, res)))
                  for t in tasks]
