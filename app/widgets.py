@@ -14,7 +14,8 @@ import streamlit as st
 from app import config, resources, state
 from learngene.errors import LearngeneError
 
-STATE_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "diverged": "💥"}
+STATE_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "diverged": "💥",
+               "unreadable": "⚠️"}  # unreadable: the run's status.json failed validation (the reason says why)
 
 
 @contextlib.contextmanager
@@ -142,8 +143,8 @@ def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
         with error_box("cancel"):
             resources.jobs().cancel(info.run_id)
             st.toast(f"cancelling {info.run_id}")
-    if info.state in ("failed", "diverged") and (info.reason or info.log_tail):
-        with st.expander(f"why it {info.state}"):
+    if info.state in ("failed", "diverged", "unreadable") and (info.reason or info.log_tail):
+        with st.expander("why it is unreadable" if info.state == "unreadable" else f"why it {info.state}"):
             st.write(info.reason or "")
             if info.log_tail:
                 st.code(info.log_tail[-3000:], language="text")

@@ -15,7 +15,8 @@ Contract between the job manager and a worker command:
   processes must stay in the worker's process group; they are killed with it.
 
 States: queued → running → done | diverged | failed | cancelled (queued → cancelled too). A reader
-that finds a queued/running run whose supervisor is gone records "failed" with the reason.
+that finds a queued/running run whose supervisor is gone records "failed" with the reason. A run whose
+status.json fails validation reads as "unreadable" (with the reason) and is never acted on.
 """
 
 from learngene.jobs.manager import JobManager, default_max_cpu_jobs

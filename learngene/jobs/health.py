@@ -9,6 +9,7 @@ supervisor may have been killed, the machine restarted, or the process frozen, s
 
 If any check fails, the reader records "failed" (or "cancelled" when a cancel was asked for) with
 the reason and the log tail, and kills what is left of the run so no orphan keeps a device slot.
+A status that is not queued/running (finished, or "unreadable") is shown as it is and never acted on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from learngene.jobs import procs, slots
 from learngene.jobs.runs import (
+    LIVE_STATES,
     SUPERVISOR_LOCK,
     TERMINAL_STATES,
     cancel_requested,
@@ -33,7 +35,7 @@ DEFAULT_STALE_AFTER_S = 15.0
 
 def gone_reason(run_dir: Path, config: dict[str, Any], status: dict[str, Any], stale_after_s: float) -> str | None:
     """Why the supervisor of a queued/running run is gone, or None while it is alive or starting."""
-    if status.get("state") in TERMINAL_STATES:
+    if status.get("state") not in LIVE_STATES:
         return None
     locked = slots.is_locked(run_dir / SUPERVISOR_LOCK)
     pid = status.get("supervisor_pid")
@@ -69,7 +71,7 @@ def kill_leftovers(status: dict[str, Any]) -> None:
 
 def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], stale_after_s: float) -> dict[str, Any]:
     """The status a reader should show; records a verdict in status.json when the supervisor is gone."""
-    if status.get("state") in TERMINAL_STATES or gone_reason(run_dir, config, status, stale_after_s) is None:
+    if status.get("state") not in LIVE_STATES or gone_reason(run_dir, config, status, stale_after_s) is None:
         return status
 
     def verdict(current: dict[str, Any]) -> dict[str, Any] | None:

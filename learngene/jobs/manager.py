@@ -29,6 +29,7 @@ from learngene.jobs.runs import (
     STATUS_FILE,
     SUPERVISOR_LOCK,
     SUPERVISOR_LOG,
+    UNREADABLE,
     JobSpec,
     RunInfo,
     State,
@@ -227,7 +228,8 @@ class JobManager:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             info = self.get(run_id)
-            if not info.live or (deadline is not None and time.monotonic() >= deadline):
+            going = info.live or _supervised_unreadable(info)  # its supervisor rewrites the file
+            if not going or (deadline is not None and time.monotonic() >= deadline):
                 return info
             time.sleep(poll_s)
 
@@ -236,23 +238,26 @@ class JobManager:
         """Ask a run to stop: queued runs leave the queue, running ones get SIGTERM, then SIGKILL.
 
         Returns at once; the state becomes "cancelled" when the supervisor has stopped the worker
-        (use `wait`). Cancelling a finished run changes nothing.
+        (use `wait`). Cancelling a finished run changes nothing. A run whose status.json is "unreadable"
+        gets the request file only, which its supervisor, if alive, acts on.
         """
         info = self.get(run_id)
-        if not info.live:
+        if not info.live and info.state != UNREADABLE:
             return info
         if not cancel_requested(info.path):
             atomic_write_json(info.path / CANCEL_FILE, {"requested_at": time.time(), "by": "JobManager.cancel"})
         status = info.status
-        if status.get("worker_pgid"):  # the supervisor escalates; this only saves it a poll
+        if info.live and status.get("worker_pgid"):  # the supervisor escalates; this only saves it a poll
             procs.kill_group(status["worker_pgid"], status.get("worker_start"), signal.SIGTERM)
         return self.get(run_id)
 
     def delete(self, run_id: str) -> None:
         """Remove a finished run's folder; refuses a queued or running run (cancel it first)."""
         info = self.get(run_id)
-        if info.live:
-            raise LearngeneError(f"run {run_id} is {info.state}; cancel it first (`python -m learngene jobs cancel {run_id}`)")
+        supervised = _supervised_unreadable(info)
+        if info.live or supervised:
+            what = "still has a live supervisor" if supervised else f"is {info.state}"
+            raise LearngeneError(f"run {run_id} {what}; cancel it first (`python -m learngene jobs cancel {run_id}`)")
         shutil.rmtree(info.path)
 
     def cancel_all(self) -> list[str]:
@@ -261,3 +266,8 @@ class JobManager:
         for run_id in ids:
             self.cancel(run_id)
         return ids
+
+
+def _supervised_unreadable(info: RunInfo) -> bool:
+    """True for a run whose status.json is unreadable while its supervisor still holds its lock."""
+    return info.state == UNREADABLE and slots.is_locked(info.path / SUPERVISOR_LOCK)

@@ -44,7 +44,7 @@ def boot_id() -> str | None:
 
 def is_alive(pid: int | None, start: int | None = None) -> bool:
     """True if `pid` runs (zombies count as dead) and, when `start` is given, started then."""
-    if not pid or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     if not _PROC.joinpath("self").exists():  # no procfs: the best we can do
         try:

@@ -13,12 +13,17 @@ One folder per run, `<runs>/<run_id>/`:
 
 Status writes go through `update_status`, which holds `.status.lock` for a read-modify-write, so
 the supervisor and a reader that records a verdict never overwrite each other.
+
+Everything read back is validated (`status_problem`, `config_problem`): the files are plain JSON that a
+person or a crash can spoil. A status.json that fails the check reads as the state "unreadable" with
+the reason, so one spoiled run shows as such and every other run is listed normally.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import secrets
@@ -32,10 +37,14 @@ from learngene.errors import ConfigError
 from learngene.jobs.slots import DEVICES, Device, flocked
 from learngene.runlog import PROGRESS_FILE, atomic_write_json, read_json
 
-State = Literal["queued", "running", "done", "failed", "cancelled", "diverged"]
-STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled", "diverged")
+State = Literal["queued", "running", "done", "failed", "cancelled", "diverged", "unreadable"]
+STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled", "diverged", "unreadable")
 LIVE_STATES: frozenset[str] = frozenset({"queued", "running"})
 TERMINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled", "diverged"})
+# "unreadable" is neither: a reader's word for a status.json that fails validation; never written to it.
+UNREADABLE: State = "unreadable"
+RECORDED_STATES: tuple[str, ...] = tuple(s for s in STATES if s != UNREADABLE)
+PID_MAX = 1 << 22  # Linux's PID_MAX_LIMIT on 64-bit: no pid is larger
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
@@ -174,24 +183,128 @@ def resolve_run_dir(runs_dir: Path, run_id: str) -> Path:
     return path
 
 
+# -- validation of what is read back ------------------------------------------------------------------
+_MISSING = object()
+_STATUS_FIELDS: dict[str, Literal["pid", "ticks", "exit_code", "time", "text"]] = {
+    "supervisor_pid": "pid",
+    "worker_pid": "pid",
+    "worker_pgid": "pid",
+    "supervisor_start": "ticks",
+    "worker_start": "ticks",
+    "exit_code": "exit_code",
+    "started_at": "time",
+    "ended_at": "time",
+    "updated_at": "time",
+    "heartbeat_at": "time",
+    "heartbeat_mono": "time",
+    "reason": "text",
+    "log_tail": "text",
+    "boot_id": "text",
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _field_problem(key: str, value: Any, kind: str) -> str | None:
+    """What is wrong with one status field (None is always allowed: the field is not known yet)."""
+    if value is None:
+        return None
+    if kind == "text":
+        return None if isinstance(value, str) else f"{key} must be a string or null, got {_short(value)}"
+    if kind == "time":
+        if not _is_number(value) or value < 0:
+            return f"{key} must be a time in seconds (a number >= 0), got {_short(value)}"
+        return None
+    if not _is_int(value):
+        return f"{key} must be an integer, got {_short(value)}"
+    if kind == "pid" and not 1 <= value <= PID_MAX:
+        return f"{key} must be a pid from 1 to {PID_MAX}, got {value}"
+    if kind == "ticks" and value < 0:
+        return f"{key} must be >= 0, got {value}"
+    if kind == "exit_code" and not -255 <= value <= 255:
+        return f"{key} must be from -255 to 255, got {value}"
+    return None
+
+
+def status_problem(status: Any) -> str | None:
+    """What makes a status record untrustworthy (types, ranges, known state), or None if it is valid.
+
+    Keys this version does not know are allowed (a newer version may add some).
+    """
+    if not isinstance(status, dict):
+        return f"must be a JSON object, got {type(status).__name__}"
+    if status.get("state") not in RECORDED_STATES:
+        return f"state must be one of {', '.join(RECORDED_STATES)}, got {_short(status.get('state'))}"
+    for key, kind in _STATUS_FIELDS.items():
+        problem = _field_problem(key, status.get(key), kind)
+        if problem:
+            return problem
+    return None
+
+
+def config_problem(config: Any) -> str | None:
+    """What makes a config.json unusable (its spec, times, ticket, command), or None if it is valid."""
+    if not isinstance(config, dict) or not isinstance(config.get("spec"), dict):
+        return "must be a JSON object with a spec object"
+    try:
+        JobSpec.from_dict(config["spec"]).validated()
+    except (ConfigError, TypeError, ValueError) as exc:
+        return f"spec: {exc}"
+    if not _is_number(config.get("created_at")):
+        return f"created_at must be a time in seconds, got {_short(config.get('created_at'))}"
+    if not _is_int(config.get("ticket")) or config["ticket"] < 0:
+        return f"ticket must be an integer >= 0, got {_short(config.get('ticket'))}"
+    command = config.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        return "command must be a non-empty list of strings"
+    for key in ("grace_s", "stale_after_s"):
+        if key in config and (not _is_number(config[key]) or config[key] < 0):
+            return f"{key} must be a number >= 0, got {_short(config[key])}"
+    if "max_cpu_jobs" in config and (not _is_int(config["max_cpu_jobs"]) or config["max_cpu_jobs"] < 1):
+        return f"max_cpu_jobs must be an integer >= 1, got {_short(config['max_cpu_jobs'])}"
+    for key in ("token", "cwd"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            return f"{key} must be a string, got {_short(config[key])}"
+    return None
+
+
 def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's config.json, or None if the folder is not a (complete) run."""
+    """The run's config.json, or None if the folder is not a complete, valid run."""
     try:
         cfg = read_json(run_dir / CONFIG_FILE)
     except (OSError, ValueError):
         return None
-    return cfg if isinstance(cfg, dict) and isinstance(cfg.get("spec"), dict) else None
+    return None if config_problem(cfg) else cfg
+
+
+def unreadable(problem: str) -> dict[str, Any]:
+    """The status a reader shows for a status.json it cannot trust."""
+    return {"state": UNREADABLE, "reason": f"{STATUS_FILE}: {problem}"}
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status.json; an unreadable one reads as a failed run that says why."""
+    """The run's validated status.json; missing reads as queued, invalid as "unreadable" with the reason."""
     try:
-        status = read_json(run_dir / STATUS_FILE)
-    except (OSError, ValueError) as exc:
-        return {"state": "failed", "reason": f"status.json is unreadable: {exc}"}
-    if not isinstance(status, dict) or status.get("state") not in STATES:
-        return {"state": "queued"} if status is None else {"state": "failed", "reason": "status.json is invalid"}
-    return status
+        status = read_json(run_dir / STATUS_FILE, default=_MISSING)
+    except ValueError as exc:  # also UnicodeDecodeError
+        return unreadable(f"not valid JSON ({exc})")
+    except OSError as exc:
+        return unreadable(f"could not be read ({exc})")
+    if status is _MISSING:  # the manager writes it right after config.json
+        return {"state": "queued"}
+    problem = status_problem(status)
+    return unreadable(problem) if problem else status
 
 
 def update_status(run_dir: Path, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
@@ -212,7 +325,14 @@ def read_progress(run_dir: Path) -> dict[str, Any] | None:
         progress = read_json(run_dir / PROGRESS_FILE)
     except (OSError, ValueError):
         return None
-    return progress if isinstance(progress, dict) else None
+    if not isinstance(progress, dict):
+        return None
+    counts = [progress.get(k) for k in ("done", "total") if progress.get(k) is not None]
+    if not all(_is_number(c) and c >= 0 for c in counts):
+        return None
+    if not isinstance(progress.get("message", ""), (str, type(None))):
+        return None
+    return progress
 
 
 def cancel_requested(run_dir: Path) -> bool:

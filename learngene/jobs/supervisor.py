@@ -12,6 +12,8 @@ server). The supervisor:
    the worker's group, then SIGKILL after the grace period;
 5. records done (exit 0), diverged (exit 3), failed (anything else, with the log tail) or cancelled.
 
+A status.json found "unreadable" is rewritten from what the supervisor itself last recorded.
+
 It never imports torch or the command modules; all of its state lives in the run folder.
 """
 
@@ -34,6 +36,7 @@ from learngene.jobs.runs import (
     LOG_FILE,
     SUPERVISOR_LOCK,
     TERMINAL_STATES,
+    UNREADABLE,
     cancel_requested,
     failure_tail,
     is_run_id,
@@ -66,6 +69,7 @@ class Supervisor:
         self.stale_after_s = float(config.get("stale_after_s", DEFAULT_STALE_AFTER_S))
         self.worker: subprocess.Popen | None = None
         self.worker_start: int | None = None
+        self.record: dict[str, Any] = {}  # the status as this supervisor last wrote it
         self._stop_signal: int | None = None
         self._last_beat = 0.0
 
@@ -79,9 +83,10 @@ class Supervisor:
         def change(status: dict[str, Any]) -> dict[str, Any]:
             if status.get("state") in TERMINAL_STATES:
                 raise _Abort(status["state"])
-            return {**status, **fields, "heartbeat_mono": now, "heartbeat_at": time.time()}
+            base = self.record if status.get("state") == UNREADABLE else status  # repair a spoiled file
+            return {**base, **fields, "heartbeat_mono": now, "heartbeat_at": time.time()}
 
-        update_status(self.run_dir, change)
+        self.record = update_status(self.run_dir, change)
         self._last_beat = now
 
     def finish(self, state: str, reason: str | None, exit_code: int | None = None, tail: bool = False) -> None:
@@ -91,7 +96,7 @@ class Supervisor:
             if status.get("state") in TERMINAL_STATES:
                 return None
             return {
-                **status,
+                **(self.record if status.get("state") == UNREADABLE else status),
                 "state": state,
                 "reason": reason,
                 "exit_code": exit_code,
@@ -120,7 +125,10 @@ class Supervisor:
             cfg = read_config(other)
             if cfg is not None:
                 status = reconcile(other, cfg, read_status(other), self.stale_after_s)
-                if status.get("state") not in TERMINAL_STATES:
+                if status.get("state") == UNREADABLE:  # nothing to judge by but its supervisor's lock
+                    if slots.is_locked(other / SUPERVISOR_LOCK):
+                        return False
+                elif status.get("state") not in TERMINAL_STATES:
                     return False
             slots.dequeue(self.runs_dir, self.device, *entry)
         return True
