@@ -12,7 +12,9 @@ Contract between the job manager and a worker command:
   outputs under `<run>/outputs/`, and prints to stdout/stderr (captured in `<run>/log.txt`).
 - The worker exits 0 when done, 3 (`runlog.EXIT_DIVERGED`) when training diverged, anything else
   when it failed. SIGTERM means "cancelled": stop soon (SIGKILL follows after a grace period). Child
-  processes must stay in the worker's process group; they are killed with it.
+  processes must stay in the worker's process group; they are killed with it. Supervisor and worker
+  carry `LEARNGENE_RUN_TOKEN` in their environment (children inherit it): only processes proven by it
+  and their start time to be the run's own are ever signalled.
 
 States: queued → running → done | diverged | failed | cancelled (queued → cancelled too). A reader
 that finds a queued/running run whose supervisor is gone records "failed" with the reason. A run whose

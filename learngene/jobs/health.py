@@ -8,8 +8,11 @@ supervisor may have been killed, the machine restarted, or the process frozen, s
 3. its heartbeat (monotonic clock, refreshed every ~1 s) is fresher than `stale_after_s`.
 
 If any check fails, the reader records "failed" (or "cancelled" when a cancel was asked for) with
-the reason and the log tail, and kills what is left of the run so no orphan keeps a device slot.
-A status that is not queued/running (finished, or "unreadable") is shown as it is and never acted on.
+the reason and the log tail, and kills what is left of the run so no orphan keeps a device slot, but
+only processes proven to be the run's own (recorded start time and the run's token in their
+environment, see `procs`): the pids come from status.json, a file anyone can edit, so a pid alone is
+never a reason to signal. A status that is not queued/running (finished, or "unreadable") is shown
+as it is and never acted on.
 """
 
 from __future__ import annotations
@@ -63,10 +66,10 @@ def gone_reason(run_dir: Path, config: dict[str, Any], status: dict[str, Any], s
     return None
 
 
-def kill_leftovers(status: dict[str, Any]) -> None:
-    """Kill the worker's process group and a frozen supervisor, if they are still the recorded ones."""
-    procs.kill_process(status.get("supervisor_pid"), status.get("supervisor_start"), signal.SIGKILL)
-    procs.kill_group(status.get("worker_pgid"), status.get("worker_start"), signal.SIGKILL)
+def kill_leftovers(status: dict[str, Any], token: str | None) -> None:
+    """Kill a frozen supervisor and the worker's process group, if they are proven to be the run's own."""
+    procs.kill_process(status.get("supervisor_pid"), status.get("supervisor_start"), signal.SIGKILL, token=token)
+    procs.kill_group(status.get("worker_pgid"), status.get("worker_start"), signal.SIGKILL, token=token)
 
 
 def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], stale_after_s: float) -> dict[str, Any]:
@@ -78,7 +81,7 @@ def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], sta
         reason = gone_reason(run_dir, config, current, stale_after_s)  # re-check under the status lock
         if reason is None:
             return None
-        kill_leftovers(current)
+        kill_leftovers(current, config.get("token"))
         cancelled = cancel_requested(run_dir)
         return {
             **current,

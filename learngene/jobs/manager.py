@@ -9,6 +9,7 @@ old one saw. Starting a run writes its folder and launches a detached supervisor
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,9 @@ class JobManager:
             "max_cpu_jobs": self.max_cpu_jobs,
             "grace_s": self.grace_s,
             "stale_after_s": self.stale_after_s,
+            # The run's mark on its own processes: given to the supervisor and worker in their environment,
+            # it is what proves a pid from status.json to be this run's before anything is signalled.
+            "token": secrets.token_hex(16),
         }
         with slots.ticket_lock(self.runs_dir):
             config["ticket"] = slots.next_ticket(self.runs_dir)
@@ -130,6 +134,7 @@ class JobManager:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CODE_ROOT), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env[procs.TOKEN_ENV] = config["token"]
         try:
             with open(run_dir / SUPERVISOR_LOG, "ab") as log:
                 proc = subprocess.Popen(
@@ -238,8 +243,9 @@ class JobManager:
         """Ask a run to stop: queued runs leave the queue, running ones get SIGTERM, then SIGKILL.
 
         Returns at once; the state becomes "cancelled" when the supervisor has stopped the worker
-        (use `wait`). Cancelling a finished run changes nothing. A run whose status.json is "unreadable"
-        gets the request file only, which its supervisor, if alive, acts on.
+        (use `wait`). Cancelling a finished run changes nothing. The worker is signalled here only when
+        it is proven to be the run's own (see `procs.kill_group`); a run whose status.json is
+        "unreadable" gets the request file only, which its supervisor, if alive, acts on.
         """
         info = self.get(run_id)
         if not info.live and info.state != UNREADABLE:
@@ -248,7 +254,8 @@ class JobManager:
             atomic_write_json(info.path / CANCEL_FILE, {"requested_at": time.time(), "by": "JobManager.cancel"})
         status = info.status
         if info.live and status.get("worker_pgid"):  # the supervisor escalates; this only saves it a poll
-            procs.kill_group(status["worker_pgid"], status.get("worker_start"), signal.SIGTERM)
+            token = (read_config(info.path) or {}).get("token")
+            procs.kill_group(status["worker_pgid"], status.get("worker_start"), signal.SIGTERM, token=token)
         return self.get(run_id)
 
     def delete(self, run_id: str) -> None:

@@ -1,8 +1,14 @@
 """Process identity and signalling helpers for the job supervisor (Linux `/proc`).
 
-A pid alone does not name a process: pids are reused. We pair every pid we record with its start
-time (field 22 of `/proc/<pid>/stat`, clock ticks since boot), and only trust or signal a pid whose
-start time still matches. Where `/proc` is missing the checks fall back to `kill(pid, 0)`.
+A pid alone does not name a process: pids are reused, and status.json (which records them) is a plain
+file that anyone can edit. So a process is signalled only when it is *proven* to be the run's own:
+
+- it started at the recorded time (field 22 of `/proc/<pid>/stat`, clock ticks since boot), and
+- its environment carries the run's token (`LEARNGENE_RUN_TOKEN`, a random value kept in the run's
+  config.json and given to its supervisor and worker; children inherit it).
+
+Without `/proc` nothing can be proven and nothing is signalled (the supervisor signals its own unreaped
+worker without these helpers). Liveness checks fall back to `kill(pid, 0)`.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import signal
 from pathlib import Path
 
 _PROC = Path("/proc")
+TOKEN_ENV = "LEARNGENE_RUN_TOKEN"
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start ticks) of `pid` from /proc, or None if there is no such process."""
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, process group, start ticks) of `pid` from /proc, or None if there is no such process."""
     try:
         data = (_PROC / str(pid) / "stat").read_bytes()
     except OSError:
@@ -23,7 +30,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
     # Field 2 (comm) may hold spaces and parentheses, so split after the last ')'.
     rest = data[data.rfind(b")") + 2 :].split()
     try:
-        return rest[0].decode(), int(rest[19])  # rest[0] is field 3, rest[19] is field 22
+        return rest[0].decode(), int(rest[2]), int(rest[19])  # fields 3 (state), 5 (pgrp), 22 (start)
     except (IndexError, ValueError):
         return None
 
@@ -31,7 +38,37 @@ def _stat(pid: int) -> tuple[str, int] | None:
 def start_ticks(pid: int) -> int | None:
     """Start time of `pid` in clock ticks since boot, or None if unknown."""
     info = _stat(pid)
-    return info[1] if info else None
+    return info[2] if info else None
+
+
+def carries_token(pid: int, token: str | None) -> bool:
+    """True if `pid`'s environment holds `LEARNGENE_RUN_TOKEN=<token>` (False when unreadable)."""
+    if not token:
+        return False
+    try:
+        environ = (_PROC / str(pid) / "environ").read_bytes()  # the environment it was started with
+    except OSError:
+        return False
+    return f"{TOKEN_ENV}={token}".encode() in environ.split(b"\0")
+
+
+def is_ours(pid: int, start: int | None, token: str | None) -> bool:
+    """True if `pid` runs, started at `start` and carries the run's token: proven to be the run's process."""
+    return start is not None and is_alive(pid, start) and carries_token(pid, token)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the live processes whose process group is `pgid` (empty without /proc)."""
+    out = []
+    try:
+        names = [n for n in os.listdir(_PROC) if n.isdigit()]
+    except OSError:
+        return out
+    for name in names:
+        info = _stat(int(name))
+        if info is not None and info[1] == pgid and info[0] not in ("Z", "X"):
+            out.append(int(name))
+    return out
 
 
 def boot_id() -> str | None:
@@ -57,12 +94,16 @@ def is_alive(pid: int | None, start: int | None = None) -> bool:
     info = _stat(pid)
     if info is None or info[0] in ("Z", "X"):
         return False
-    return start is None or info[1] == start
+    return start is None or info[2] == start
 
 
-def kill_process(pid: int | None, start: int | None, sig: int = signal.SIGKILL) -> bool:
-    """Signal one process if it is still the one that started at `start`; True if sent."""
-    if not pid or pid <= 1 or pid == os.getpid() or not is_alive(pid, start):
+def _valid_pid(pid: object) -> bool:
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 1
+
+
+def kill_process(pid: int | None, start: int | None, sig: int = signal.SIGKILL, *, token: str | None = None) -> bool:
+    """Signal one process if it is proven to be the run's own (`is_ours`); True if sent."""
+    if not _valid_pid(pid) or pid == os.getpid() or not is_ours(pid, start, token):
         return False
     try:
         os.kill(pid, sig)
@@ -71,16 +112,24 @@ def kill_process(pid: int | None, start: int | None, sig: int = signal.SIGKILL) 
     return True
 
 
-def kill_group(pgid: int | None, leader_start: int | None, sig: int = signal.SIGKILL) -> bool:
-    """Signal a whole process group (a worker and its children); True if sent.
+def kill_group(
+    pgid: int | None, leader_start: int | None, sig: int = signal.SIGKILL, *, token: str | None = None
+) -> bool:
+    """Signal a whole process group (a worker and its children) proven to be the run's own; True if sent.
 
-    The group is ours while its id is not held by a different process: Linux keeps a pid number
-    allocated while a group uses it, so a leader pid with another start time means our group is gone.
+    While the leader lives it must be the run's worker: started at `leader_start`, carrying `token`,
+    still leading `pgid`. Once it is gone (or a zombie), a member must carry the token: Linux keeps a
+    pid number allocated while a group uses it, so the group is still the one the worker made.
     """
-    if not pgid or pgid <= 1 or pgid == os.getpgrp():
+    if not _valid_pid(pgid) or not token or pgid == os.getpgrp():
         return False
     info = _stat(pgid)
-    if info is not None and leader_start is not None and info[1] != leader_start:
+    if info is not None and info[0] not in ("Z", "X"):
+        if info[1] != pgid or not is_ours(pgid, leader_start, token):
+            return False
+    elif info is not None and info[2] != leader_start:  # a zombie of another process holds the number
+        return False
+    elif not any(carries_token(pid, token) for pid in group_members(pgid)):
         return False
     try:
         os.killpg(pgid, sig)

@@ -12,7 +12,10 @@ server). The supervisor:
    the worker's group, then SIGKILL after the grace period;
 5. records done (exit 0), diverged (exit 3), failed (anything else, with the log tail) or cancelled.
 
-A status.json found "unreadable" is rewritten from what the supervisor itself last recorded.
+It signals only its own worker: directly while the worker is its unreaped child (the pid cannot be
+reused before it is reaped), and what is left of the group afterwards only when proven to be the
+run's (`procs.kill_group`: the run's token in the environment). It never takes pids from status.json;
+a status.json found "unreadable" is rewritten from what the supervisor itself last recorded.
 
 It never imports torch or the command modules; all of its state lives in the run folder.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,6 +71,8 @@ class Supervisor:
         self.ticket = int(config["ticket"])
         self.grace_s = float(config.get("grace_s", 5.0))
         self.stale_after_s = float(config.get("stale_after_s", DEFAULT_STALE_AFTER_S))
+        # A config written before runs had a token: an in-memory one still marks the worker for us.
+        self.token: str = config.get("token") or secrets.token_hex(16)
         self.worker: subprocess.Popen | None = None
         self.worker_start: int | None = None
         self.record: dict[str, Any] = {}  # the status as this supervisor last wrote it
@@ -168,6 +174,7 @@ class Supervisor:
         env[RUN_DIR_ENV] = str(self.run_dir)
         env["LEARNGENE_RUN_ID"] = self.run_dir.name
         env["LEARNGENE_DEVICE"] = self.device
+        env[procs.TOKEN_ENV] = self.token  # children inherit it: proof that they are this run's
         env["PYTHONUNBUFFERED"] = "1"
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""  # a cpu run must not take GPU memory behind the lock
@@ -215,16 +222,31 @@ class Supervisor:
                 pass
             if term_at is None and self.cancelling():
                 term_at = time.monotonic()
-                procs.kill_group(self.worker.pid, self.worker_start, signal.SIGTERM)
+                self.signal_worker(signal.SIGTERM)
             elif term_at is not None and not killed and time.monotonic() - term_at > self.grace_s:
-                procs.kill_group(self.worker.pid, self.worker_start, signal.SIGKILL)
+                self.signal_worker(signal.SIGKILL)
                 killed = True
             self.beat()
 
+    def signal_worker(self, sig: int) -> bool:
+        """Signal the worker's process group; True if sent.
+
+        While the worker is our unreaped child its pid (the group id) cannot be reused, so the group is
+        ours; once reaped, what is left of it is signalled only when `procs.kill_group` proves it ours.
+        """
+        if self.worker is None:
+            return False
+        if self.worker.returncode is None:
+            try:
+                os.killpg(self.worker.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return False
+            return True
+        return procs.kill_group(self.worker.pid, self.worker_start, sig, token=self.token)
+
     def kill_worker_group(self) -> None:
         """SIGKILL whatever is left of the worker's process group (children it left behind)."""
-        if self.worker is not None:
-            procs.kill_group(self.worker.pid, self.worker_start, signal.SIGKILL)
+        self.signal_worker(signal.SIGKILL)
 
     def record_exit(self, rc: int, signalled: bool, killed: bool) -> None:
         """Map the worker's end to a final state; a cancel wins unless the worker finished first."""
