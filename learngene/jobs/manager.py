@@ -183,7 +183,10 @@ class JobManager:
         config = read_config(path)
         if config is None:
             return None
-        status = reconcile(path, config, read_status(path), self.stale_after_s)
+        try:
+            status = reconcile(path, config, read_status(path), self.stale_after_s)
+        except FileNotFoundError:  # the folder was deleted or moved while we read it
+            return None
         return build_info(path.name, path, config, status)
 
     def list(self, kind: str | None = None, state: State | None = None, group: str | None = None) -> list[RunInfo]:

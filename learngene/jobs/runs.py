@@ -308,8 +308,11 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 
 def update_status(run_dir: Path, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
-    """Read-modify-write status.json under the run's status lock; `change` returns None to keep it."""
-    with flocked(run_dir / STATUS_LOCK):
+    """Read-modify-write status.json under the run's status lock; `change` returns None to keep it.
+
+    Raises FileNotFoundError when the run folder is gone (deleted or moved).
+    """
+    with flocked(run_dir / STATUS_LOCK, create_parent=False):  # a vanished run folder is not recreated
         current = read_status(run_dir)
         new = change(dict(current))
         if new is None or new == current:

@@ -9,6 +9,11 @@ Layout (all under `<runs>/`):
 - `.locks/gpu.lock`: the one cuda slot; `.locks/cpu-<i>.lock`: the `max_cpu_jobs` cpu slots. A slot
   is held with `flock` by the supervisor (and inherited by its worker) for the worker's lifetime;
   the kernel drops it when every process holding it is gone, so a crash cannot leak a slot.
+
+A `flock` belongs to a file, not to its path: a lock file deleted (say with the whole runs folder) or
+replaced leaves its holder locking a file no one else can open, and the next run would make a fresh
+one. So a slot is taken only when the path still names the locked file (`same_file`), and its holder
+keeps checking that (the supervisor stops its worker when it no longer does).
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ QUEUE_DIR = ".queue"
 
 
 @contextlib.contextmanager
-def flocked(path: Path) -> Iterator[int]:
-    """Hold an exclusive `flock` on `path` (created if missing) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def flocked(path: Path, create_parent: bool = True) -> Iterator[int]:
+    """Hold an exclusive `flock` on `path` (created if missing) for the duration of the block.
+
+    With `create_parent=False` a missing folder raises FileNotFoundError instead of being recreated
+    (a run folder that was deleted or moved must not come back empty).
+    """
+    if create_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -112,10 +122,20 @@ def slot_paths(runs_dir: Path, device: Device, max_cpu_jobs: int) -> list[Path]:
     return [locks / f"cpu-{i}.lock" for i in range(max_cpu_jobs)]
 
 
+def same_file(fd: int, path: Path) -> bool:
+    """True if `path` still names the file open as `fd` (not deleted, renamed away or replaced)."""
+    try:
+        held, named = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
 def try_acquire(paths: list[Path]) -> tuple[int, Path] | None:
     """Take the first free slot without waiting; returns (open descriptor, lock path) or None.
 
-    The descriptor must stay open while the slot is used; closing it (or dying) frees the slot.
+    The descriptor must stay open while the slot is used; closing it (or dying) frees the slot. A lock
+    file that vanished between opening and locking it is no slot (`same_file`); the next poll retries.
     """
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +143,9 @@ def try_acquire(paths: list[Path]) -> tuple[int, Path] | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
+            continue
+        if not same_file(fd, path):
             os.close(fd)
             continue
         return fd, path

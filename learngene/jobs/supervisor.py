@@ -12,6 +12,15 @@ server). The supervisor:
    the worker's group, then SIGKILL after the grace period;
 5. records done (exit 0), diverged (exit 3), failed (anything else, with the log tail) or cancelled.
 
+The run folder and the slot lock are known by identity, not by path: a `flock` follows its file and
+the supervisor keeps its run folder open. If the run folder is moved or deleted (e.g. the whole runs
+folder is renamed or removed) or the slot's lock file is no longer the one it holds, the run cannot
+go on: its results would land in a recreated folder no listing shows, and the runs folder's slot
+limit would no longer hold. The supervisor checks both about every 0.1 s while the worker runs (and
+while it waits in the queue); when either fails it stops the worker (SIGTERM, grace, SIGKILL) and
+records "failed" with the reason in the folder where the run now is (found through its open
+descriptor), or only in its own log when the folder is gone.
+
 It signals only its own worker: directly while the worker is its unreaped child (the pid cannot be
 reused before it is reaped), and what is left of the group afterwards only when proven to be the
 run's (`procs.kill_group`: the run's token in the environment). It never takes pids from status.json;
@@ -25,6 +34,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +48,7 @@ from learngene.jobs.health import DEFAULT_STALE_AFTER_S, dequeue_run, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
     LOG_FILE,
+    OUTPUTS_DIR,
     SUPERVISOR_LOCK,
     TERMINAL_STATES,
     UNREADABLE,
@@ -48,7 +59,7 @@ from learngene.jobs.runs import (
     read_status,
     update_status,
 )
-from learngene.runlog import EXIT_DIVERGED, RUN_DIR_ENV, atomic_write_json
+from learngene.runlog import EXIT_DIVERGED, METRICS_FILE, PROGRESS_FILE, RUN_DIR_ENV, atomic_write_json
 
 HEARTBEAT_S = 1.0
 WORKER_POLL_S = 0.1
@@ -58,6 +69,10 @@ HOLDER_CHECK_S = 2.0  # how often a blocked waiter checks that the runs holding 
 
 class _Abort(Exception):
     """Someone else already recorded a final state for this run (e.g. a reader's verdict)."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 class Supervisor:
@@ -78,6 +93,75 @@ class Supervisor:
         self.record: dict[str, Any] = {}  # the status as this supervisor last wrote it
         self._stop_signal: int | None = None
         self._last_beat = 0.0
+        # The run folder stays open: its identity tells a move from staying put, and it finds the folder after one.
+        self.dir_fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        self.dir_id = _identity(os.fstat(self.dir_fd))
+        self.slot: tuple[int, Path] | None = None  # (descriptor, lock path) of the device slot once held
+        self.lost: str | None = None  # why the run can no longer work where it started, once found
+
+    # -- where the run lives ----------------------------------------------------------------------
+    def check_place(self) -> str | None:
+        """Why the run folder or the slot lock is no longer where the run started, or None (remembered)."""
+        if self.lost is None:
+            self.lost = self._place_problem()
+            if self.lost is not None:
+                print(f"supervisor: {self.lost}; stopping the run", file=sys.stderr, flush=True)
+        return self.lost
+
+    def _place_problem(self) -> str | None:
+        try:
+            here = _identity(os.stat(self.run_dir))
+        except OSError:
+            here = None
+        if here != self.dir_id:
+            return f"the run folder {self.run_dir} was moved or deleted while the run was live"
+        if self.slot is not None and not slots.same_file(*self.slot):
+            return (f"the device slot's lock file {self.slot[1]} was deleted or replaced while the run was live "
+                    "(was the runs folder deleted?)")
+        return None
+
+    def moved_to(self) -> Path | None:
+        """Where the run folder is now (through its open descriptor), or None once it is deleted."""
+        try:
+            where = Path(os.readlink(f"/proc/self/fd/{self.dir_fd}"))
+            same = _identity(os.stat(where)) == self.dir_id
+        except OSError:
+            return None
+        return where if same else None
+
+    def remove_stray(self) -> None:
+        """Remove what the stopped worker wrote at the run's old path after the folder went (it recreates its
+        folder there to write progress): only a folder without config.json holding nothing but worker files."""
+        stray = self.run_dir
+        try:
+            if _identity(os.stat(stray)) == self.dir_id:
+                return
+            names = os.listdir(stray)
+        except OSError:
+            return
+        worker_files = {METRICS_FILE, PROGRESS_FILE, OUTPUTS_DIR}
+        if all(n in worker_files or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+            shutil.rmtree(stray, ignore_errors=True)
+
+    def finish_lost(self, exit_code: int | None, done: bool = False) -> None:
+        """Record the stop caused by `self.lost` in the folder where the run now is (if it still exists);
+        `done`: the worker finished on its own before it was stopped."""
+        slots.dequeue(self.runs_dir, self.device, self.ticket, self.run_dir.name)  # removes, never creates
+        self.remove_stray()
+        where = self.moved_to()
+        reason = f"stopped: {self.lost}"
+        if where is not None and where != self.run_dir:
+            reason += f"; the run folder is now {where}"
+        print(f"supervisor: {reason}" + ("" if where else "; the run folder is gone"), file=sys.stderr, flush=True)
+        if where is not None:
+            self.run_dir = where
+            try:
+                if done:
+                    self.finish("done", None, exit_code)
+                else:
+                    self.finish("failed", reason, exit_code, tail=True)
+            except FileNotFoundError:  # moved again meanwhile: the log line above is all that is left
+                pass
 
     # -- status -----------------------------------------------------------------------------------
     def beat(self, force: bool = False, **fields: Any) -> None:
@@ -92,7 +176,12 @@ class Supervisor:
             base = self.record if status.get("state") == UNREADABLE else status  # repair a spoiled file
             return {**base, **fields, "heartbeat_mono": now, "heartbeat_at": time.time()}
 
-        self.record = update_status(self.run_dir, change)
+        try:
+            self.record = update_status(self.run_dir, change)
+        except FileNotFoundError:
+            if self.check_place():  # the folder went away: the caller stops the run
+                return
+            raise
         self._last_beat = now
 
     def finish(self, state: str, reason: str | None, exit_code: int | None = None, tail: bool = False) -> None:
@@ -142,7 +231,11 @@ class Supervisor:
     def check_holders(self) -> None:
         """Judge the running runs of this device, so that a worker orphaned by a dead supervisor is
         killed and frees its slot even when no dashboard is looking."""
-        for name in os.listdir(self.runs_dir):
+        try:
+            names = os.listdir(self.runs_dir)
+        except FileNotFoundError:  # the runs folder went away: check_place ends this run
+            return
+        for name in names:
             other = self.runs_dir / name
             if name == self.run_dir.name or not is_run_id(name):
                 continue
@@ -156,11 +249,12 @@ class Supervisor:
         paths = slots.slot_paths(self.runs_dir, self.device, int(self.config.get("max_cpu_jobs", 1)))
         last_check = time.monotonic()
         while True:
-            if self.cancelling():
+            if self.check_place() or self.cancelling():
                 return None
             if self.first_in_line():
                 slot = slots.try_acquire(paths)
                 if slot is not None:
+                    self.slot = slot
                     return slot
                 if time.monotonic() - last_check > HOLDER_CHECK_S:
                     self.check_holders()
@@ -220,13 +314,14 @@ class Supervisor:
                 return self.worker.wait(timeout=WORKER_POLL_S), term_at is not None, killed
             except subprocess.TimeoutExpired:
                 pass
-            if term_at is None and self.cancelling():
+            if term_at is None and (self.check_place() or self.cancelling()):
                 term_at = time.monotonic()
                 self.signal_worker(signal.SIGTERM)
             elif term_at is not None and not killed and time.monotonic() - term_at > self.grace_s:
                 self.signal_worker(signal.SIGKILL)
                 killed = True
-            self.beat()
+            if self.lost is None:  # no status writes to a folder that is gone
+                self.beat()
 
     def signal_worker(self, sig: int) -> bool:
         """Signal the worker's process group; True if sent.
@@ -249,8 +344,11 @@ class Supervisor:
         self.signal_worker(signal.SIGKILL)
 
     def record_exit(self, rc: int, signalled: bool, killed: bool) -> None:
-        """Map the worker's end to a final state; a cancel wins unless the worker finished first."""
-        if self.cancelling() and (signalled or rc != 0):
+        """Map the worker's end to a final state; a lost folder or slot, or a cancel, wins unless the worker
+        finished first."""
+        if self.lost is not None:
+            self.finish_lost(rc, done=rc == 0 and not signalled)
+        elif self.cancelling() and (signalled or rc != 0):
             extra = f" (SIGKILL after a {self.grace_s:g} s grace period)" if killed else ""
             self.finish("cancelled", f"cancelled on request{extra}", rc)
         elif rc == 0:
@@ -274,6 +372,9 @@ class Supervisor:
             boot_id=procs.boot_id(),
         )
         slot = self.wait_for_slot()
+        if slot is None and self.lost is not None:
+            self.finish_lost(None)
+            return 0
         if slot is None:
             self.finish("cancelled", "cancelled while queued")
             return 0

@@ -1,0 +1,132 @@
+"""Regression tests of weak spots of the job system and the studio (the hardening issue), with real
+processes and folders.
+
+1. The runs folder deleted or renamed under a running job: the job notices (its run folder and slot lock are
+   known by identity), stops its worker and says why; it neither keeps a slot a new job cannot see nor
+   writes into a recreated folder.
+2. Uploads: each upload gets its own folder (a failing one leaves an earlier good import alone), and a very
+   long file name is shortened (suffix kept) instead of failing with "File name too long".
+3. Control characters in user strings (job names, tags, upload names) never reach a terminal or a page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from learngene.jobs import JobManager, JobSpec, procs
+from learngene.jobs.runs import STATUS_FILE, read_status
+
+ROOT = Path(__file__).resolve().parents[1]
+LONG = ["selftest", "--records", "100000", "--interval", "0.05"]  # runs until stopped
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def _kill_runs_under(runs_dir: Path) -> None:
+    """SIGKILL every process whose command line or environment names `runs_dir` (what the runs started)."""
+    needle = str(runs_dir).encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in data:
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def mgr(tmp_path):
+    """A JobManager (one cpu slot) on a tmp runs folder; every process its runs started is killed and reaped."""
+    manager = JobManager(tmp_path / "runs", max_cpu_jobs=1, grace_s=2.0)
+    yield manager
+    for _ in range(2):
+        _kill_runs_under(manager.runs_dir.resolve())
+        time.sleep(0.05)
+    for proc in manager._children:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def worker_of(mgr: JobManager, run_id: str) -> int:
+    """Wait until the run's worker has written a record; its pid."""
+    info = wait_until(lambda: (i := mgr.get(run_id)).state == "running" and mgr.read_metrics(run_id)[0] and i,
+                      what="the worker's first record")
+    return info.status["worker_pid"]
+
+
+def gone(pid: int) -> bool:
+    return not procs.is_alive(pid)
+
+
+def delete_tree(path: Path) -> None:
+    """rmtree that retries while a worker still writes files into the tree."""
+    deadline = time.monotonic() + 10
+    while path.exists():
+        try:
+            shutil.rmtree(path)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ 1. runs folder deleted or renamed
+
+
+def test_deleting_the_runs_folder_stops_the_run_so_the_slot_limit_holds(mgr):
+    first = mgr.start(JobSpec(argv=LONG))
+    worker = worker_of(mgr, first)
+    delete_tree(mgr.runs_dir)
+    second = mgr.start(JobSpec(argv=LONG))  # recreates the runs folder and a fresh slot lock
+    wait_until(lambda: gone(worker), 15, "the first worker to stop once its runs folder is gone")
+    worker_of(mgr, second)
+    assert [i.run_id for i in mgr.list(state="running")] == [second]
+    wait_until(lambda: not (mgr.runs_dir / first).exists(), 10, "no trace of the deleted run in the new folder")
+
+
+def test_renaming_the_runs_folder_stops_the_run_and_says_so_where_it_went(mgr, tmp_path):
+    run_id = mgr.start(JobSpec(argv=LONG))
+    worker = worker_of(mgr, run_id)
+    moved = tmp_path / "moved"
+    os.rename(mgr.runs_dir, moved)
+    try:
+        wait_until(lambda: gone(worker), 15, "the worker to stop once its run folder moved")
+        status = wait_until(lambda: (s := read_status(moved / run_id))["state"] != "running" and s, 15,
+                            "a final state in the moved folder")
+        assert status["state"] == "failed" and "moved or deleted" in status["reason"], status
+        assert str(moved / run_id) in status["reason"]
+        info = JobManager(moved).get(run_id)
+        assert info.state == "failed" and "moved or deleted" in info.reason
+        # nothing of the run is left in a recreated folder at the old place (what the worker wrote is removed)
+        wait_until(lambda: not (mgr.runs_dir / run_id).exists(), 10, "no stray run folder at the old place")
+        assert not (mgr.runs_dir / run_id / STATUS_FILE).exists()
+    finally:
+        _kill_runs_under(moved.resolve())
+
+
+def test_a_slot_lock_file_replaced_under_a_running_job_stops_it(mgr):
+    run_id = mgr.start(JobSpec(argv=LONG))
+    worker = worker_of(mgr, run_id)
+    lock = mgr.runs_dir / ".locks" / "cpu-0.lock"
+    lock.unlink()  # the next run would make a fresh lock file and start beside it
+    wait_until(lambda: gone(worker), 15, "the worker to stop once its slot lock was replaced")
+    info = mgr.wait(run_id, timeout=15)
+    assert info.state == "failed" and "lock file" in info.reason, info.reason
