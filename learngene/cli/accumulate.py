@@ -13,10 +13,12 @@ from learngene.cli._common import (
     parse_overrides,
     train_config,
 )
+from learngene.errors import ConfigError
 from learngene.reporting import Reporter
 
 NAME = "accumulate"
 HELP = "train an ancestry model on the base classes of a data set and save it with its model card"
+DEFAULT_WARMUP = 2  # epochs; clamped to --epochs - 1 when the user does not set it
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,14 +33,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images-per-class", type=int, default=None,
                    help="generate/use only this many images per class (embedded data set)")
     add_data(p)
-    add_train(p, epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=2)
+    add_train(p, epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=DEFAULT_WARMUP)
+    for action in p._actions:  # the default is resolved against --epochs in run()
+        if action.dest == "warmup_epochs":
+            action.help = (f"epochs of learning-rate warmup (default: {DEFAULT_WARMUP}, fewer when --epochs "
+                           f"leaves no room: at most --epochs - 1)")
+    p.set_defaults(warmup_epochs=None)
     add_run_dir(p)
+
+
+def resolve_warmup(args: argparse.Namespace) -> None:
+    """Fill in the default --warmup-epochs, clamped below --epochs; refuse a too-long one the user set."""
+    if args.warmup_epochs is None:
+        args.warmup_epochs = max(0, min(DEFAULT_WARMUP, args.epochs - 1))
+    elif 0 < args.epochs <= args.warmup_epochs:
+        raise ConfigError(f"--warmup-epochs must be smaller than --epochs ({args.epochs}), got "
+                          f"{args.warmup_epochs}; use at most {args.epochs - 1} (0 = no warmup)")
 
 
 def run(args: argparse.Namespace) -> int:
     from learngene.data import load_dataset
     from learngene.train.accumulate import accumulate
 
+    resolve_warmup(args)
     cfg = train_config(args)
     ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
                       images_per_class=args.images_per_class)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from learngene.cli._common import parse_overrides
-from learngene.errors import CheckpointError, ConfigError
+from learngene.errors import ConfigError, check_file
 
 if TYPE_CHECKING:
     import torch
@@ -50,9 +50,7 @@ def _resolve_checkpoint(target: str) -> Path | None:
 
     path = Path(target)
     if path.suffix in (".safetensors", ".json", ".pth", ".pt"):
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        return path
+        return check_file(path, "checkpoint")
     if target in PRESETS:  # a preset name is the architecture, even where a shipped checkpoint shares it
         return None
     for shipped in shipped_checkpoints():

@@ -36,7 +36,7 @@ MAX_IMAGES_PER_CLASS: int = source_constant("data.sources", "MAX_IMAGES_PER_CLAS
 
 def add_task_options(p: argparse.ArgumentParser, shots: bool = True) -> None:
     g = p.add_argument_group("tasks")
-    g.add_argument("--n-way", type=int, default=5, help="classes per task (default: 5)")
+    g.add_argument("--n-way", type=int, default=5, help="classes per task (default: 5, at least 2)")
     if shots:
         g.add_argument("--k-shot", type=int, default=10, help="training images per class (default: 10)")
     g.add_argument("--tasks", type=int, default=1,
@@ -85,7 +85,7 @@ def check_task_counts(args: argparse.Namespace) -> None:
     """Refuse task counts outside their documented bounds before anything is loaded or trained."""
     from learngene.errors import ConfigError
 
-    bounds = [("--tasks", args.tasks, 1, MAX_TASKS), ("--n-way", args.n_way, 1, None),
+    bounds = [("--tasks", args.tasks, 1, MAX_TASKS), ("--n-way", args.n_way, 2, None),
               ("--test-per-class", args.test_per_class, 0, MAX_IMAGES_PER_CLASS),
               ("--k-shot", getattr(args, "k_shot", None), 1, MAX_IMAGES_PER_CLASS),
               ("--images-per-class", args.images_per_class, 1, MAX_IMAGES_PER_CLASS)]

@@ -55,7 +55,8 @@ def open_world_data(ds: ImageSet, cfg: CondenseConfig) -> OpenWorld:
     classes = tuple(ds.split.classes("open"))
     if len(classes) < 2:
         raise DataError(f"{ds.name} has {len(classes)} open-world class(es); the pseudo-descendant needs >= 2")
-    train_idx, test_idx = holdout_split(ds, classes, cfg.holdout_per_class, seed=cfg.seed)
+    train_idx, test_idx = holdout_split(ds, classes, cfg.holdout_per_class, seed=cfg.seed,
+                                       option="--set holdout_per_class=N")
     if cfg.train_per_class is not None:  # keep the first images of each class (holdout order is seeded)
         labels = ds.labels[train_idx]
         keep = torch.zeros(len(train_idx), dtype=torch.bool)

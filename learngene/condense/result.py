@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from learngene.errors import CheckpointError
+from learngene.errors import CheckpointError, check_file
 from learngene.runlog import atomic_write_json
 
 Method = Literal["auto", "cka", "gradient", "weights"]
@@ -127,12 +127,9 @@ class SimilarityResult:
     @classmethod
     def load(cls, path: str | Path) -> SimilarityResult:
         """Read a result written by `save`; raises `CheckpointError` with the path on any problem."""
-        path = Path(path)
+        path = check_file(path, "similarity result", hint="; run `python -m learngene condense --out PATH` first")
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"similarity result {path} does not exist; run "
-                                  "`python -m learngene condense --out PATH` first") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read similarity result {path}: {exc}") from exc
         return cls.from_dict(data, source=str(path))

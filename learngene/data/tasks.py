@@ -199,26 +199,27 @@ def sample_tasks(
 
 
 def holdout_split(
-    ds: ImageSet, classes: Iterable[int], holdout_per_class: int, seed: int
+    ds: ImageSet, classes: Iterable[int], holdout_per_class: int, seed: int, option: str = "holdout_per_class"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split the images of `classes` into (train indices, held-out indices), both ascending.
 
     Each class holds out `holdout_per_class` images chosen by a permutation seeded by (seed, class id),
-    so a class's hold-out does not depend on which other classes are included.
+    so a class's hold-out does not depend on which other classes are included. `option` is how the
+    caller's user sets `holdout_per_class` (e.g. "--holdout-per-class N"), named in error messages.
     """
     if (
         isinstance(holdout_per_class, bool)
         or int(holdout_per_class) != holdout_per_class
         or holdout_per_class < 0
     ):
-        raise ConfigError(f"holdout_per_class must be a non-negative integer, got {holdout_per_class!r}")
+        raise ConfigError(f"{option} must be a non-negative integer, got {holdout_per_class!r}")
     train, held = [], []
     for c in classes:
         perm = _permuted_class(ds, int(c), seed)
         if perm.numel() <= holdout_per_class:
             raise DataError(
                 f"class {_class_name(ds, int(c))} of {ds.name} has {perm.numel()} images, too few to hold out "
-                f"{holdout_per_class} and still train; lower holdout_per_class"
+                f"{holdout_per_class} and still train; set {option} below {perm.numel()}, or use more images per class"
             )
         held.append(perm[:holdout_per_class])
         train.append(perm[holdout_per_class:])

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from learngene.errors import CheckpointError, ConfigError
+from learngene.errors import CheckpointError, ConfigError, check_file
 from learngene.models import ModelSpec, family_of, layer_view
 from learngene.runlog import FILE_MODE
 
@@ -185,9 +185,7 @@ def write_learngene(lg: LearngeneFile, path: str | os.PathLike) -> Path:
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import safe_open
 
-    if not path.exists():
-        raise CheckpointError(f"learngene file {path} does not exist; create one with "
-                              "`python -m learngene inherit --out PATH`")
+    check_file(path, "learngene file", hint="; create one with `python -m learngene inherit --out PATH`")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import pickle
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,7 +22,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from learngene.errors import CheckpointError, ConfigError
+from learngene.errors import CheckpointError, ConfigError, check_file
 from learngene.models._factory import create_from_spec
 from learngene.models._spec import ModelSpec
 from learngene.runlog import FILE_MODE, atomic_write_json, read_json
@@ -112,9 +114,36 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, card: ModelCard) 
     return path
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _load_failure(path: Path, exc: Exception) -> CheckpointError:
+    """A one-line error for a weights file torch or safetensors could not read.
+
+    torch's own text for a pickle that refers to code suggests ``weights_only=False``, which would
+    run that code; it is never passed on.
+    """
+    text = _ANSI.sub("", str(exc))
+    found = _GLOBAL.search(text)
+    if isinstance(exc, pickle.UnpicklingError) and (found or "safe_globals" in text):
+        what = f", which refers to {found.group(1)[:100]}" if found else ""
+        return CheckpointError(
+            f"refused: this {path.suffix} contains pickled code, not only tensors; Learngene Studio loads "
+            f"weights only ({path}{what}). Save a plain state dict of tensors, preferably as .safetensors"
+        )
+    # the first line of the cause that is not torch's advice to turn the weights-only check off
+    lines = [ln for ln in text.splitlines() if ln.strip() and "weights_only" not in ln.replace(" ", "_")
+             and "Weights only load failed" not in ln]
+    first = " ".join(lines[0].split())[:200] if lines else "no details"
+    return CheckpointError(
+        f"cannot read checkpoint {path}: the file is corrupt, truncated or not a "
+        f"{path.suffix} weights file ({type(exc).__name__}: {first})"
+    )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    check_file(path, "checkpoint")
     if path.suffix not in WEIGHT_SUFFIXES:
         raise CheckpointError(f"cannot read {path.name}: weights must be one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
@@ -122,10 +151,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(path, device="cpu")
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors, zip and unpickling errors differ by cause
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is corrupt, truncated or not a "
-            f"{path.suffix} weights file ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from exc
+        raise _load_failure(path, exc) from exc
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -199,8 +225,11 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     data = read_json(cpath)
     if data is None:
         raise CheckpointError(
-            f"no model card {cpath.name} next to {path.name}: a card is needed to know the "
-            f"architecture; use load_weights with an explicit architecture (--arch) instead"
+            f"no model card {cpath.name} next to {path.name}: the card says which architecture to "
+            f"build. Put the .json card saved with these weights beside them under that name "
+            f"(`python -m learngene accumulate` saves a checkpoint with its card). Without a card, "
+            f"load_weights loads them into a model built in Python, and "
+            f"`python -m learngene models layers PATH --arch ARCH` inspects them"
         )
     try:
         return ModelCard.from_dict(data)
@@ -221,11 +250,14 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[nn.Mo
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
+    check_file(path, "checkpoint")
     card = read_card(path)
-    if verify and card.sha256 and path.is_file() and file_sha256(path) != card.sha256:
+    if verify and card.sha256 and file_sha256(path) != card.sha256:
         raise CheckpointError(
-            f"{path.name} does not match the SHA-256 in its card: the weights were changed or "
-            f"replaced after saving; re-save the checkpoint or pass verify=False"
+            f"{path.name} does not match the SHA-256 in its card {card_path(path).name}: the weights or "
+            f"the card were changed after saving. Restore the original pair of files, or make a new "
+            f"checkpoint (`python -m learngene accumulate`, or save_checkpoint in Python), which writes "
+            f"weights and a matching card together"
         )
     try:
         model = create_from_spec(card.spec)

@@ -44,7 +44,7 @@ def accumulate(
         reporter: progress/metrics sink.
     """
     base = tuple(ds.split.base)
-    train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed)
+    train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed, option="--holdout-per-class")
     x_train, x_test = ds.images[train_idx], ds.images[test_idx]
     y_train = remap_labels(ds.labels[train_idx], base)
     y_test = remap_labels(ds.labels[test_idx], base)
