@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from app import pipeline
 from learngene.runlog import read_jsonl
+from learngene.text import printable
 
 
 def runs_table(infos: list[Any]) -> pd.DataFrame:
@@ -20,11 +21,11 @@ def runs_table(infos: list[Any]) -> pd.DataFrame:
         prog = i.progress or {}
         total = prog.get("total") or 0
         rows.append({
-            "run": i.run_id, "kind": i.spec.kind, "name": i.spec.name, "state": i.state,
+            "run": i.run_id, "kind": i.spec.kind, "name": i.label, "state": i.state,
             "progress": min(1.0, (prog.get("done") or 0) / total) if total else (1.0 if i.state == "done" else 0.0),
             "created": datetime.fromtimestamp(i.created_at) if i.created_at else None,
             "seconds": round(i.duration_s, 1) if i.duration_s is not None else None,
-            "device": i.spec.device, "group": i.spec.group or "", "reason": i.reason or "",
+            "device": i.spec.device, "group": printable(i.spec.group or ""), "reason": i.reason or "",
         })
     return pd.DataFrame(rows, columns=["run", "kind", "name", "state", "progress", "created", "seconds", "device",
                                        "group", "reason"])

@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import config, resources, state
 from learngene.errors import LearngeneError
+from learngene.text import printable
 
 STATE_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "diverged": "💥",
                "unreadable": "⚠️"}  # unreadable: the run's status.json failed validation (the reason says why)
@@ -130,13 +131,13 @@ def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
     prog = info.progress or {}
     done, total = prog.get("done") or 0, prog.get("total") or 0
     frac = min(1.0, done / total) if total else (1.0 if info.state == "done" else 0.0)
-    label = f"{STATE_ICONS.get(info.state, '')} **{info.spec.name}** · {info.state}"
+    label = f"{STATE_ICONS.get(info.state, '')} **{info.label}** · {info.state}"
     if total:
         label += f" · {done}/{total}"
     if info.state == "running":
         label += f" · about {fmt_seconds(eta_seconds(info))} left"
     if prog.get("message"):
-        label += f" · {prog['message']}"
+        label += f" · {printable(prog['message'], 200)}"
     cols = st.columns([5, 1]) if cancel else [st.container()]
     cols[0].progress(frac, text=label)
     if cancel and info.live and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
@@ -218,5 +219,5 @@ def run_picker_ui(shown: list[Any], key: str = "runs") -> list[Any]:
                      "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
     by_id = {i.run_id: i for i in shown}
     picked = st.multiselect("selected runs", ids, key=pick_key,
-                            format_func=lambda r: f"{by_id[r].spec.name} · {r}")  # the state is in the table
+                            format_func=lambda r: f"{by_id[r].label} · {r}")  # the state is in the table
     return [by_id[r] for r in picked]

@@ -85,7 +85,7 @@ with widgets.error_box("runs"):
         if not found:
             st.caption("Select a finished **sweep** run (start one on the Train page).")
         for info, summary in found:
-            st.markdown(f"**{info.spec.name}** · {info.run_id}")
+            st.markdown(f"**{info.label}** · {info.run_id}")
             sens = history.sensitivity_frame(summary)
             cols = st.columns(2)
             with cols[0]:
@@ -110,7 +110,7 @@ with widgets.error_box("runs"):
         if not reports:
             st.caption("Select a finished **advantages** run (start one above).")
         for info, rep in reports:
-            st.markdown(f"**{info.spec.name}** · {info.run_id}")
+            st.markdown(f"**{info.label}** · {info.run_id}")
             st.markdown(rep["markdown"])
             cols = st.columns(3)
             for i, fig in enumerate(rep["figures"]):
@@ -122,7 +122,7 @@ with widgets.error_box("runs"):
 
     with details:
         for info in picked:
-            with st.expander(f"{widgets.STATE_ICONS.get(info.state, '')} {info.spec.name} · {info.run_id}"):
+            with st.expander(f"{widgets.STATE_ICONS.get(info.state, '')} {info.label} · {info.run_id}"):
                 widgets.run_progress_ui(info, key="details-")
                 st.code(" ".join(info.command), language="bash")
                 st.code(resources.jobs().log_tail(info.run_id, 40) or "(empty log)", language="text")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +132,39 @@ def test_a_slot_lock_file_replaced_under_a_running_job_stops_it(mgr):
     wait_until(lambda: gone(worker), 15, "the worker to stop once its slot lock was replaced")
     info = mgr.wait(run_id, timeout=15)
     assert info.state == "failed" and "lock file" in info.reason, info.reason
+
+
+# ------------------------------------------------------------------ 3. control characters in user strings
+
+HOSTILE = "\x1b[2J\x1b]0;pwned\x07evil\x9b31m\tname\x7f\u202e"
+
+
+def cli(runs_dir: Path, *argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LEARNGENE_RUNS_DIR": str(runs_dir)}
+    return subprocess.run([sys.executable, "-m", "learngene", "jobs", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_printable_strips_escape_sequences_and_controls():
+    from learngene.text import printable
+
+    assert printable(HOSTILE) == "evil name"
+    assert printable("\x1b[31mred\x1b[0m ok\x00 é 中") == "red ok é 中"
+    assert printable("x" * 50, 10) == "x" * 9 + "…"
+
+
+def test_a_hostile_job_name_reaches_neither_the_terminal_nor_the_runs_table(mgr):
+    out = cli(mgr.runs_dir, "start", "--name", HOSTILE, "--", "selftest", "--records", "1", "--interval", "0")
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    assert mgr.wait(run_id, timeout=45).state == "done"
+    listing = cli(mgr.runs_dir, "list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if run_id in line)
+    assert row.endswith(" evil name") and not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in listing.stdout
+                                                  if c != "\n"), repr(listing.stdout)
+
+    from app import history
+
+    table = history.runs_table(mgr.list())
+    assert list(table["name"]) == ["evil name"]

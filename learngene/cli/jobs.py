@@ -21,6 +21,7 @@ import time
 from learngene.cli._common import existing_dir_or_missing, output_dir
 from learngene.errors import ConfigError
 from learngene.jobs import STATES, JobManager, JobSpec, RunInfo
+from learngene.text import printable
 
 NAME = "jobs"
 HELP = "start, list, inspect, cancel and delete background runs"
@@ -81,10 +82,10 @@ def _when(ts: float | None) -> str:
 def _row(info: RunInfo) -> str:
     progress = ""
     if info.progress and info.progress.get("total"):
-        progress = f"{info.progress.get('done', 0)}/{info.progress['total']}"
-    return (
+        progress = printable(f"{info.progress.get('done', 0)}/{info.progress['total']}", 9)
+    return (  # the name is typed by someone: escapes in it must not reach the terminal
         f"{info.run_id:<40} {info.state:<10} {info.spec.device:<5} {_when(info.created_at):<20} "
-        f"{progress:<9} {info.spec.name}"
+        f"{progress:<9} {info.label}"
     )
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from learngene.errors import ConfigError
 from learngene.jobs.slots import DEVICES, Device, flocked
 from learngene.runlog import PROGRESS_FILE, atomic_write_json, read_json
+from learngene.text import printable
 
 State = Literal["queued", "running", "done", "failed", "cancelled", "diverged", "unreadable"]
 STATES: tuple[State, ...] = ("queued", "running", "done", "failed", "cancelled", "diverged", "unreadable")
@@ -143,6 +144,11 @@ class RunInfo:
     def live(self) -> bool:
         """Queued or running."""
         return self.state in LIVE_STATES
+
+    @property
+    def label(self) -> str:
+        """The run's name safe to print or render (escape sequences and control characters removed)."""
+        return printable(self.spec.name, 200) or self.run_id
 
     @property
     def duration_s(self) -> float | None:
