@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -18,19 +19,30 @@ from typing import Any
 
 from app import config, pipeline, resources, state
 from learngene.errors import CheckpointError, ConfigError
+from learngene.text import printable
 
 WEIGHT_TYPES = ("safetensors", "pth", "pt")
 UPLOAD_TYPES = (*WEIGHT_TYPES, "json")
+MAX_STEM = 80  # characters of an uploaded name kept in stored names (a file name may have 255 bytes)
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+    """`name` as a short, safe file name stem (at most MAX_STEM characters)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:MAX_STEM].strip("._") or "model"
 
 
 def _new_dir(stem: str) -> Path:
-    folder = config.uploads_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(stem)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """A new folder of its own for one import: `<time>-<random>-<stem>` (never shared with another)."""
+    parent = config.uploads_dir()
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(20):
+        folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{_slug(stem)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise CheckpointError(f"could not create a new folder in {parent}")
 
 
 def _checked(path: Path, folder: Path) -> Path:
@@ -72,7 +84,7 @@ def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_s
             try:
                 card = ModelCard.from_dict(json.loads(cards[0].getvalue()))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise CheckpointError(f"{cards[0].name} is not a JSON model card: {exc}") from exc
+                raise CheckpointError(f"{printable(cards[0].name, 200)} is not a JSON model card: {exc}") from exc
             model = create_model(card.spec.arch, card.spec.num_classes, img_size=card.spec.img_size,
                                  **card.spec.overrides)
         else:
@@ -81,7 +93,7 @@ def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_s
                                   "(e.g. lg_vit_tiny or resnet18) and its number of classes")
             model = create_model(arch.strip(), int(num_classes), img_size=int(img_size))
             card = ModelCard(spec=model.lg_spec, dataset="unknown (uploaded weights)",
-                             command=f"uploaded {w.name}")
+                             command=f"uploaded {printable(w.name, 200)}")
         load_weights(model, raw, strict=True)
         save_checkpoint(model, out, dataclasses.replace(card, sha256=""))
         raw.unlink(missing_ok=True)

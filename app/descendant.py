@@ -97,6 +97,7 @@ def learngene_bytes(anc: Ancestry, layers: list[int], method: str = "manual", sc
 
 def import_learngene(name: str, data: bytes, anc: Ancestry) -> tuple[Any, Any]:
     """Save an uploaded learngene file and check it fits the ancestry; returns (path, LearngeneFile)."""
+    import secrets
     import time
 
     from app import config
@@ -105,8 +106,10 @@ def import_learngene(name: str, data: bytes, anc: Ancestry) -> tuple[Any, Any]:
 
     folder = config.uploads_dir() / "learngenes"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{_safe_name(name)}"
-    path.write_bytes(data)
+    # A name of its own (time + random), created exclusively: a failing upload removes only its own file.
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{_safe_name(name)}"
+    with open(path, "xb") as f:
+        f.write(data)
     try:
         lg = load_learngene(path)
         spec = anc.card_dict.get("spec") or {}
@@ -123,8 +126,9 @@ def import_learngene(name: str, data: bytes, anc: Ancestry) -> tuple[Any, Any]:
 
 
 def _safe_name(name: str) -> str:
-    """An uploaded file name made safe to store."""
+    """An uploaded file name made safe and short enough to store (at most 80 characters before the suffix)."""
     import re
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "learngene"
-    return safe if safe.endswith(".safetensors") else safe + ".safetensors"
+    stem = name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:80].strip("._") or "learngene"
+    return stem + ".safetensors"

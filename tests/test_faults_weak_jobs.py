@@ -168,3 +168,65 @@ def test_a_hostile_job_name_reaches_neither_the_terminal_nor_the_runs_table(mgr)
 
     table = history.runs_table(mgr.list())
     assert list(table["name"]) == ["evil name"]
+
+
+# ------------------------------------------------------------------ 2. uploads
+
+
+class Upload:
+    """What `st.file_uploader` hands over: a name and the bytes."""
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+@pytest.fixture
+def uploads(tmp_path, monkeypatch):
+    """The app's uploads folder on tmp_path, every import stamped with the same second, and good weights."""
+    from safetensors.torch import save_file
+
+    from app import ancestries
+    from learngene.models import create_model
+
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(ancestries.time, "strftime", lambda *_: "20250101-120000")  # one second for all
+    model = create_model("lg_vit_tiny", 64, img_size=32)
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return ancestries, weights.read_bytes()
+
+
+def test_a_failing_upload_in_the_same_second_leaves_the_earlier_import(uploads):
+    ancestries, good = uploads
+    first = ancestries.import_upload([Upload("model.safetensors", good)], "lg_vit_tiny", 64, 32)
+    with pytest.raises(Exception):  # noqa: B017 - any refusal; the point is what it leaves behind
+        ancestries.import_upload([Upload("model.safetensors", b"not weights")], "lg_vit_tiny", 64, 32)
+    assert first.is_file(), "the failing upload deleted the earlier good import"
+    second = ancestries.import_upload([Upload("model.safetensors", good)], "lg_vit_tiny", 64, 32)
+    assert second.parent != first.parent and first.is_file() and second.is_file()
+    assert sorted(ancestries.uploaded_ancestries()) == sorted([first, second])
+
+
+def test_a_250_character_upload_name_is_shortened_with_its_suffix(uploads):
+    ancestries, good = uploads
+    path = ancestries.import_upload([Upload("m" * 250 + ".safetensors", good)], "lg_vit_tiny", 64, 32)
+    assert path.is_file() and path.suffix == ".safetensors"
+    assert len(path.name) <= 100 and len(path.parent.name) <= 120
+
+
+def test_learngene_uploads_get_their_own_short_names(tmp_path, monkeypatch):
+    from app import descendant
+
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(time, "strftime", lambda *_: "20250101-120000")
+    earlier = tmp_path / "runs" / ".uploads" / "learngenes"
+    for name in ("lg.safetensors", "x" * 250 + ".safetensors"):
+        with pytest.raises(Exception) as err:  # noqa: B017 - garbage is refused, but not for its name
+            descendant.import_learngene(name, b"garbage", anc=None)
+        assert "File name too long" not in str(err.value)
+    assert list(earlier.iterdir()) == []  # each failing upload removed only its own file
+    assert len(descendant._safe_name("y" * 250 + ".safetensors")) <= 100
+    assert descendant._safe_name("y" * 250 + ".safetensors").endswith(".safetensors")
