@@ -89,7 +89,7 @@ def project_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch: i
     from learngene.train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=1e-3, weight_decay=0.05, warmup_epochs=0,
-                      augment=augment, amp=amp, compile=compiled, device=device.type, eval_every=10**6)
+                      augment=augment, amp=amp, compile=compiled, device=device.type, eval_every=epochs)  # no test set: no evaluation
     history = Trainer(model, cfg, x, y).run()
     return [rec["img_per_s"] for rec in history]
 
