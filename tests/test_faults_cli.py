@@ -248,3 +248,19 @@ def test_train_checks_its_output_folders_before_any_work(tmp_path, capsys):
         assert rc == EXIT_USAGE and f"{flag} {file} is a file" in one_line_error(capsys)
     rc = main(["sweep", "--ancestry", missing, "--run-dir", str(file / "run")])
     assert rc == EXIT_USAGE and "which is a file" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("command", ["condense", "probe", "advantages", "accumulate"])
+@pytest.mark.parametrize("flag", ["--out", "--run-dir"])
+def test_every_writing_command_checks_its_paths_before_any_work(tmp_path, capsys, command, flag):
+    file = tmp_path / "a-file"
+    file.write_text("not a folder")
+    missing = str(tmp_path / "missing.safetensors")  # a refusal after the path check would name this
+    nowhere = f"folder:{tmp_path / 'no-data'}"  # ... or this data set
+    argv = {"condense": ["condense", "--ancestry", missing, "--dataset", nowhere],
+            "probe": ["probe", "--ancestry", missing, "--dataset", nowhere, "--threads", "1"],
+            "advantages": ["advantages", "--ancestry", missing, "--quick", "--threads", "1"],
+            "accumulate": ["accumulate", "--dataset", nowhere, "--epochs", "1"]}[command]
+    rc = main([*argv, flag, str(file / "x")])
+    assert rc == EXIT_USAGE and f"{flag} {file / 'x'}" in (line := one_line_error(capsys)), line
+    assert f"{file} is a file" in line or f"under {file}, which is a file" in line

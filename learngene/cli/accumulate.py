@@ -10,6 +10,8 @@ from learngene.cli._common import (
     add_run_dir,
     add_train,
     command_line,
+    output_dir,
+    output_file,
     parse_overrides,
     train_config,
 )
@@ -57,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     resolve_warmup(args)
     cfg = train_config(args)
+    if args.out is not None:  # checked before any work; the default lands in the run folder or here
+        output_file(args.out, "--out")
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
     ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
                       images_per_class=args.images_per_class)
     with Reporter(args.run_dir, total=cfg.epochs, desc=f"accumulate {args.arch}") as rep:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from learngene.cli._common import add_run_dir
+from learngene.cli._common import add_run_dir, output_dir
 from learngene.cli.train import add_threads_option, set_cpu_threads, target_acc
 from learngene.reporting import Reporter
 
@@ -101,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     from learngene.descend.compare import final_accuracy
     from learngene.train.trainer import resolve_device
 
+    if args.out is not None:  # checked before any work; the default lands in the run folder or here
+        output_dir(args.out, "--out")
+    if args.journal_dir is not None:
+        output_dir(args.journal_dir, "--journal-dir")
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
     set_cpu_threads(args, args.device)
     device = resolve_device(args.device)
     study = study_from_args(args)

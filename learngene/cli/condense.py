@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from learngene.cli._common import add_data, add_run_dir
+from learngene.cli._common import add_data, add_run_dir, output_dir, output_file
 from learngene.cli.train import add_threads_option, set_cpu_threads
 from learngene.reporting import Reporter
 
@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     from learngene.data import load_dataset
     from learngene.models import family_of, load_checkpoint
 
+    if args.out is not None:  # checked before any work; the default lands in the run folder or here
+        output_file(args.out, "--out")
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
     cfg = _config(args)
     set_cpu_threads(args, cfg.device)
     path = _ancestry_path(args.ancestry)

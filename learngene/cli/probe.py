@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from learngene.cli._common import add_data, add_run_dir, command_line
+from learngene.cli._common import add_data, add_run_dir, command_line, output_dir, output_file
 from learngene.reporting import Reporter
 
 NAME = "probe"
@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = ProbeConfig(n_way=args.n_way, k_shot=args.k_shot, tasks=args.tasks, epochs=args.epochs, lr=args.lr,
                       weight_decay=args.weight_decay, batch_size=args.batch_size, test_per_class=args.test_per_class,
                       seed=args.seed, device=args.device, batched=args.batched).validated()
+    if args.out is not None:  # checked before any work; the default lands in the run folder or here
+        output_file(args.out, "--out")
+    if args.run_dir:
+        output_dir(args.run_dir, "--run-dir")
     set_cpu_threads(args, cfg.device)
     ancestry, card, path = load_ancestry(_ancestry_path(args.ancestry))
     chosen = resolve_chosen(args.chosen, ancestry)
