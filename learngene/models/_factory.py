@@ -106,8 +106,9 @@ def _create_timm_pretrained(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     except Exception as exc:  # hub, HTTP and file errors vary across versions
         reason = "no network" if not online else f"{type(exc).__name__}: {str(exc)[:300]}"
         raise CheckpointError(
-            f"could not download pretrained weights for {arch}: {reason}; pass a local checkpoint "
-            f"with --checkpoint PATH (a .safetensors/.pth file) or build without pretrained weights"
+            f"could not download pretrained weights for {arch}: {reason}; copy the weights file "
+            f"(.safetensors/.pth) here and load it (`python -m learngene models layers FILE --arch {arch}`, "
+            f"or upload it in the app), or train one without them (`python -m learngene accumulate --arch {arch}`)"
         ) from exc
 
 
@@ -148,8 +149,9 @@ def create_model(
     fn = preset_fn(arch)
     if fn is not None and pretrained:
         raise ConfigError(
-            f"preset {arch} has no published pretrained weights; train an ancestry or pass a local "
-            f"checkpoint with --checkpoint PATH"
+            f"preset {arch} has no published pretrained weights; train one "
+            f"(`python -m learngene accumulate --arch {arch}`) or load a checkpoint of it "
+            f"(`python -m learngene models layers FILE.safetensors`)"
         )
     try:
         if fn is not None:
