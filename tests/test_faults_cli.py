@@ -264,3 +264,36 @@ def test_every_writing_command_checks_its_paths_before_any_work(tmp_path, capsys
     rc = main([*argv, flag, str(file / "x")])
     assert rc == EXIT_USAGE and f"{flag} {file / 'x'}" in (line := one_line_error(capsys)), line
     assert f"{file} is a file" in line or f"under {file}, which is a file" in line
+
+
+@pytest.mark.parametrize("batched", ["off", "on"])
+def test_sweep_builds_each_task_when_it_reaches_it(shapes30, monkeypatch, batched):
+    import learngene.data.tasks as tasks_module
+    import learngene.descend.sweep as sweep_module
+    from learngene.descend.sweep import SweepConfig, run_sweep
+
+    events, real_sample_task = [], tasks_module.sample_task
+
+    def recording_sample_task(*args, **kwargs):
+        events.append(("build", kwargs["index"]))
+        return real_sample_task(*args, **kwargs)
+
+    def fake_pair(recipe, source, task, cfg, reporter, seed, tags):
+        events.append(("train", task.index, cfg.lr, seed))
+        return (task.index, cfg.lr, seed)
+
+    def fake_group(recipe, source, jobs, reporter):
+        return [fake_pair(recipe, source, j.task, j.cfg, reporter, j.seed, j.tags) for j in jobs]
+
+    monkeypatch.setattr(tasks_module, "sample_task", recording_sample_task)
+    monkeypatch.setattr(sweep_module, "train_pair", fake_pair)
+    monkeypatch.setattr(sweep_module, "_train_group_batched", fake_group)
+    monkeypatch.setattr(sweep_module, "use_batched", lambda *a: (batched == "on", ""))
+    sweep = SweepConfig(lrs=[1e-3, 2e-3], seeds=[0, 1], shots=[2], n_tasks=3, test_per_class=5, batched=batched,
+                        max_batch=8)
+    results = run_sweep(None, None, shapes30, sweep, TrainConfig(device="cpu", epochs=1))
+    grid = [(lr, seed) for lr in (1e-3, 2e-3) for seed in (0, 1)]
+    assert results == [(t, lr, seed) for t in range(3) for lr, seed in grid]  # the order of the runs is kept
+    builds = [i for i, e in enumerate(events) if e[0] == "build"]
+    assert [events[i][1] for i in builds] == [0, 1, 2]
+    assert builds == [0, 5, 10]  # each task is built once the runs of the one before it have trained

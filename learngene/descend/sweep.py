@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -88,10 +89,19 @@ class _Job:
                 "seed": self.seed}
 
 
-def _jobs(ds: ImageSet, sweep: SweepConfig, base: TrainConfig, k: int) -> list[_Job]:
+def _settings(sweep: SweepConfig, base: TrainConfig) -> list[tuple[TrainConfig, int]]:
+    """The (training config, seed) of every grid point, in run order; all checked before any training."""
+    return [(replace(base, lr=lr, weight_decay=wd, seed=seed).validated(), seed)
+            for lr, wd, seed in itertools.product(sweep.lrs, sweep.wds, sweep.seeds)]
+
+
+def _jobs(ds: ImageSet, sweep: SweepConfig, settings: list[tuple[TrainConfig, int]], k: int) -> Iterator[_Job]:
+    """The runs of one K, task by task: each task is built when the sweep reaches it (a lazy `TaskList`),
+    so a sweep holds the images of the tasks it is training, not of all of them."""
     tasks = sample_tasks(ds, sweep.n_tasks, sweep.part, sweep.n_way, k, sweep.task_seed, sweep.test_per_class)
-    return [_Job(t, replace(base, lr=lr, weight_decay=wd, seed=seed).validated(), seed)
-            for t, lr, wd, seed in itertools.product(tasks, sweep.lrs, sweep.wds, sweep.seeds)]
+    for task in tasks:
+        for cfg, seed in settings:
+            yield _Job(task, cfg, seed)
 
 
 def _train_group_batched(recipe: Recipe, source: Source, jobs: list[_Job],
@@ -157,13 +167,14 @@ def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, 
     """
     sweep.validated()
     batched, _why = use_batched(sweep, recipe, source, cfg, sweep.runs)
+    settings = _settings(sweep, cfg)
     results: list[PairResult] = []
     for k in sweep.shots:
-        jobs = _jobs(ds, sweep, cfg, k)
+        jobs = _jobs(ds, sweep, settings, k)
         if batched:
             size = max(1, sweep.max_batch // 2)
-            for i in range(0, len(jobs), size):
-                results += _train_group_batched(recipe, source, jobs[i:i + size], reporter)
+            while group := list(itertools.islice(jobs, size)):
+                results += _train_group_batched(recipe, source, group, reporter)
         else:
             for job in jobs:
                 results.append(train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed,
