@@ -60,12 +60,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    """Read a JSON file; return `default` when it is missing."""
+    """Read a JSON file; return `default` when it is missing; ValueError when it is not JSON (or not UTF-8)."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         return default
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
 
 
 class JsonlWriter:
@@ -117,7 +119,7 @@ def read_jsonl(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict], in
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, too many digits or too deeply nested
             continue
         if isinstance(rec, dict):
             records.append(rec)

@@ -70,6 +70,8 @@ class SimilarityResult:
             problems.append(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
         if rows == 0 or cols == 0 or any(len(r) != cols for r in self.matrix):
             problems.append("the matrix must be a non-empty rectangle")
+        if not all(isinstance(n, str) for n in (*self.row_names, *self.col_names)):
+            problems.append("row and column names must be strings")
         if len(self.row_names) != rows:
             problems.append(f"{len(self.row_names)} row names for {rows} matrix rows")
         if len(self.col_names) != cols:
@@ -119,7 +121,7 @@ class SimilarityResult:
                 raise CheckpointError(f"{source}: '{key}' must be a JSON {kind.__name__}")
         try:
             return cls(**data)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, CheckpointError):
                 raise CheckpointError(f"{source}: {exc}") from exc
             raise CheckpointError(f"{source} is malformed: {exc}") from exc
@@ -130,7 +132,7 @@ class SimilarityResult:
         path = check_file(path, "similarity result", hint="; run `python -m learngene condense --out PATH` first")
         try:
             data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, too many digits
             raise CheckpointError(f"cannot read similarity result {path}: {exc}") from exc
         return cls.from_dict(data, source=str(path))
 

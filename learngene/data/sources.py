@@ -212,18 +212,18 @@ def ratio_split(num_classes: int, ratio: Sequence[float], seed: int) -> ClassSpl
 def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> ClassSplit:
     """Read {"base": [names], "open_world": [names], "novel": [names]} into a validated ClassSplit."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             raw = json.load(f)
     except FileNotFoundError:
         raise DataError(f"split file {path} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too deeply nested
         raise DataError(f"split file {path} is not valid JSON: {exc}") from None
     index = {name: i for i, name in enumerate(class_names)}
     if not isinstance(raw, dict):
         raise DataError(f"split file {path} must hold an object with keys base, open_world, novel")
     ids = {}
     for key, names in raw.items():
-        if not isinstance(names, list):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError(f"split file {path}: '{key}' must be a list of class names")
         unknown = [n for n in names if n not in index]
         if unknown:
@@ -232,8 +232,8 @@ def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> Clas
                 f"known classes start with {list(class_names)[:5]}"
             )
         ids[key] = [index[n] for n in names]
-    split = ClassSplit.from_dict(ids)
     try:
+        split = ClassSplit.from_dict(ids)
         split.validate(len(class_names))
     except DataError as exc:
         raise DataError(f"split file {path}: {exc}") from None

@@ -141,7 +141,9 @@ def _need(ok: bool, msg: str) -> None:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, int):  # always finite; math.isfinite overflows on one past float range
+        return not isinstance(v, bool)
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _check_block(b: Any, where: str, tasks: int) -> None:
@@ -236,7 +238,7 @@ class ProbeResult:
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such probe result; run `python -m learngene probe --out {path}`") \
                 from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise CheckpointError(f"{path}: not a readable JSON probe result ({exc})") from None
         try:
             return cls.from_dict(data)

@@ -235,7 +235,7 @@ def load_learngene(path: str | os.PathLike) -> LearngeneFile:
         )
     except CheckpointError as exc:
         raise CheckpointError(f"{path} is a damaged learngene file: {exc}") from exc
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise CheckpointError(f"{path} is a damaged learngene file (bad metadata: {exc!r})") from exc
 
 

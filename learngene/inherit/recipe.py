@@ -194,12 +194,19 @@ class Recipe:
             raise ConfigError(f"unknown placement {placement!r}")
         try:
             spec = ModelSpec.from_dict(d["ancestry"])
-        except (TypeError, KeyError) as exc:
+        except ConfigError:
+            raise
+        except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(f"recipe 'ancestry' is not a valid model spec: {exc}") from exc
-        return cls(ancestry=spec, ancestry_layers=int(d["ancestry_layers"]),
-                   slots=tuple(Slot.from_dict(s) for s in d["slots"]), stem=d.get("stem", "inherit"),
-                   num_classes=int(d.get("num_classes", 5)), placement=placement,
-                   notes=dict(d.get("notes") or {}))
+        try:
+            return cls(ancestry=spec, ancestry_layers=int(d["ancestry_layers"]),
+                       slots=tuple(Slot.from_dict(s) for s in d["slots"]), stem=d.get("stem", "inherit"),
+                       num_classes=int(d.get("num_classes", 5)), placement=placement,
+                       notes=dict(d.get("notes") or {}))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. int("x"), int(inf), dict("x")
+            raise ConfigError(f"recipe has a value of the wrong type: {exc}") from exc
 
     def describe(self, layer_names: list[str] | None = None) -> str:
         """One line per slot, bottom to top, e.g. for the CLI and the UI."""

@@ -219,7 +219,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+    # an int is always finite (math.isfinite would overflow on one past float range)
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _field_problem(key: str, value: Any, kind: str) -> str | None:
