@@ -28,35 +28,9 @@ from learngene.jobs import JobManager, JobSpec, procs
 from learngene.jobs.runs import STATUS_FILE, STATUS_LOCK, read_status, resolve_run_dir
 from learngene.jobs.slots import flocked
 from learngene.runlog import PROGRESS_FILE, atomic_write_json
+from tests._procs import LONG, kill_runs_under, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG = ["selftest", "--records", "100000", "--interval", "0.05"]  # runs until cancelled or killed
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def _kill_runs_under(runs_dir: Path) -> None:
-    """SIGKILL every process whose command line or environment names `runs_dir` (what the runs started)."""
-    needle = str(runs_dir).encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in data:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 @pytest.fixture
@@ -65,7 +39,7 @@ def mgr(tmp_path):
     manager = JobManager(tmp_path / "runs", max_cpu_jobs=2)
     yield manager
     for _ in range(2):
-        _kill_runs_under(manager.runs_dir.resolve())
+        kill_runs_under(manager.runs_dir.resolve())
         time.sleep(0.05)
     for proc in manager._children:
         proc.kill()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,35 +22,9 @@ import pytest
 
 from learngene.jobs import JobManager, JobSpec, procs
 from learngene.jobs.runs import STATUS_FILE, read_status
+from tests._procs import LONG, kill_runs_under, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-LONG = ["selftest", "--records", "100000", "--interval", "0.05"]  # runs until stopped
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def _kill_runs_under(runs_dir: Path) -> None:
-    """SIGKILL every process whose command line or environment names `runs_dir` (what the runs started)."""
-    needle = str(runs_dir).encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in data:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-            except OSError:
-                pass
 
 
 @pytest.fixture
@@ -60,7 +33,7 @@ def mgr(tmp_path):
     manager = JobManager(tmp_path / "runs", max_cpu_jobs=1, grace_s=2.0)
     yield manager
     for _ in range(2):
-        _kill_runs_under(manager.runs_dir.resolve())
+        kill_runs_under(manager.runs_dir.resolve())
         time.sleep(0.05)
     for proc in manager._children:
         proc.kill()
@@ -121,7 +94,7 @@ def test_renaming_the_runs_folder_stops_the_run_and_says_so_where_it_went(mgr, t
         wait_until(lambda: not (mgr.runs_dir / run_id).exists(), 10, "no stray run folder at the old place")
         assert not (mgr.runs_dir / run_id / STATUS_FILE).exists()
     finally:
-        _kill_runs_under(moved.resolve())
+        kill_runs_under(moved.resolve())
 
 
 def test_a_slot_lock_file_replaced_under_a_running_job_stops_it(mgr):

@@ -17,37 +17,7 @@ from learngene.cli import jobs as jobs_cli
 from learngene.errors import ConfigError, LearngeneError
 from learngene.jobs import JobManager, JobSpec, RunInfo, procs
 from learngene.runlog import METRICS_FILE
-
-LONG = ["selftest", "--records", "100000", "--interval", "0.05"]  # runs until cancelled or killed
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _sweep(runs_dir: Path) -> None:
-    """SIGKILL every process that belongs to a run under `runs_dir` (by command line or environment)."""
-    needle = str(runs_dir).encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in data:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-            except OSError:
-                pass
+from tests._procs import LONG, kill_runs_under, wait_until
 
 
 @pytest.fixture
@@ -64,7 +34,7 @@ def make_manager(tmp_path):
 
     yield make
     for _ in range(2):  # a second pass catches a process forked during the first
-        _sweep(runs_dir.resolve())
+        kill_runs_under(runs_dir.resolve())
         time.sleep(0.05)
     for manager in managers:
         for proc in manager._children:
