@@ -55,7 +55,7 @@ def find_probe(anc: resources.Ancestry) -> tuple[str, dict] | None:
 
 
 def correlation(scores: list[float | None], probe: dict) -> float | None:
-    from learngene.descend.probe import spearman
+    from learngene.descend.probe_report import spearman
 
     return spearman(list(scores), [s["gain"]["mean"] for s in probe["single"]])
 
@@ -104,7 +104,7 @@ def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFra
         if len(sim.row_names) != len(probe["single"]):
             continue
         rule = sim.selection.get("rule", "row_max")
-        from learngene.descend.probe import correlation_interval
+        from learngene.descend.probe_report import correlation_interval
 
         scores = layer_scores(sim.array, rule)
         rho = correlation(scores, probe)
@@ -159,7 +159,7 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
         return
     where, probe = found
     s = probe.get("settings", {})
-    from learngene.descend.probe import correlation_interval
+    from learngene.descend.probe_report import correlation_interval
 
     rho = correlation(scores, probe)
     band = correlation_interval(scores, probe) if rho is not None else None

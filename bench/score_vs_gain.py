@@ -42,7 +42,7 @@ def _ci(d: dict[str, Any]) -> str:
 def rows_for(path: Path) -> tuple[list[list[Any]], dict[str, Any] | None]:
     from learngene.condense.select import layer_scores
     from learngene.condense.shipped import probe_path, shipped_similarity
-    from learngene.descend.probe import correlation_interval, spearman
+    from learngene.descend.probe_report import correlation_interval, spearman
     from learngene.models import read_card
     from learngene.runlog import read_json
 

@@ -77,7 +77,7 @@ def test_measured_gains_and_their_rank_correlation(shipped):
     rho = next(m for m in at.metric if m.label.startswith("Spearman"))
     assert rho.value == "+1.00" and rho.delta.startswith("95%: ")
     from learngene.condense import SimilarityResult, layer_scores
-    from learngene.descend.probe import spearman
+    from learngene.descend.probe_report import spearman
 
     sim = SimilarityResult.load(shipped.parent / "assets" / "similarity" / "tiny_vit-cka.json")
     probe = json.loads((shipped.parent / "assets" / "tiny_vit.probe.json").read_text())

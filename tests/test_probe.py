@@ -18,10 +18,9 @@ from learngene.descend.probe import (
     plan_models,
     probe_units,
     run_probe,
-    score_gain_correlation,
-    spearman,
     unique_models,
 )
+from learngene.descend.probe_report import score_gain_correlation, spearman
 from learngene.errors import CheckpointError, ConfigError
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.runlog import read_jsonl
@@ -246,3 +245,21 @@ def test_score_gain_correlation_ranks_scores_against_the_gains(result):
     assert score_gain_correlation([0.3, None, 0.2], d) is None
     with pytest.raises(ConfigError, match="3 layers"):
         score_gain_correlation([0.1, 0.2], d)
+
+
+def test_correlation_interval_resamples_tasks(result):
+    """Gains that agree on every task give a tight interval at rho; reversed per-task gains widen it."""
+    import copy
+
+    from learngene.descend.probe_report import correlation_interval
+
+    steady = copy.deepcopy(result.to_dict())
+    for i, row in enumerate(steady["single"]):  # gains i/10 on both tasks: scores 0, 1, 2 rank them exactly
+        row["gain"] = {"mean": i / 10, "ci95": 0.0, "per_task": [i / 10, i / 10]}
+    assert correlation_interval([0.0, 1.0, 2.0], steady) == (1.0, 1.0)
+    split = copy.deepcopy(steady)
+    for i, row in enumerate(split["single"]):  # task 0 ranks the layers one way, task 1 the other
+        row["gain"] = {"mean": i / 40, "ci95": 0.1, "per_task": [i / 10, -i / 20]}
+    low, high = correlation_interval([0.0, 1.0, 2.0], split, resamples=400)
+    assert low == -1.0 and high == 1.0
+    assert correlation_interval([0.0, 1.0], steady) is None  # one score per layer, or no interval

@@ -88,7 +88,8 @@ def _shown(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from learngene.cli.condense import _ancestry_path
     from learngene.cli.train import load_data, set_cpu_threads
-    from learngene.descend.probe import ProbeConfig, format_table, probe_units, run_probe
+    from learngene.descend.probe import ProbeConfig, probe_units, run_probe
+    from learngene.descend.probe_report import format_table
     from learngene.inherit.choose import load_ancestry
     from learngene.models import layer_view
 

@@ -20,7 +20,8 @@ from learngene.descend.compare import (
     final_accuracy,
     train_pair,
 )
-from learngene.descend.probe import ProbeConfig, ProbeResult, run_probe, score_gain_correlation, spearman
+from learngene.descend.probe import ProbeConfig, ProbeResult, run_probe
+from learngene.descend.probe_report import score_gain_correlation, spearman
 from learngene.descend.stats import mean_ci, t_quantile
 from learngene.descend.summary import (
     format_pair_summary,
