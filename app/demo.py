@@ -55,12 +55,13 @@ def shipped_run_id(view: str = SHIPPED_VIEW) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def demo_manager(runs_dir: str) -> Any:
-    """The job manager the demo starts its runs with: one CPU slot more than the default.
+def interactive_manager(runs_dir: str) -> Any:
+    """The job manager of interactive jobs (the demo, the Similarity page's condense): one CPU slot more
+    than the default.
 
-    The demo is small and interactive; with the extra slot it runs beside one training job a person
-    already started, instead of waiting in the queue behind it (the slot limit is recorded per run, so
-    other runs keep theirs).
+    They are small and a person waits for them; with the extra slot they run beside one training job
+    already started, instead of waiting in the queue behind it (each pins one torch thread, and the
+    slot limit is recorded per run, so other runs keep theirs).
     """
     from learngene.jobs import JobManager, default_max_cpu_jobs
 

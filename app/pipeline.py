@@ -58,9 +58,9 @@ def read_output_json(info: Any, name: str) -> dict | None:
 # ------------------------------------------------------------------ the one-click demo
 
 
-def demo_jobs() -> Any:
-    """The demo's job manager: the app's runs folder, one CPU slot more (see `app.demo.demo_manager`)."""
-    return demo.demo_manager(str(config.runs_dir().resolve()))
+def interactive_jobs() -> Any:
+    """The manager of interactive jobs: the app's runs folder, one CPU slot more (`app.demo.interactive_manager`)."""
+    return demo.interactive_manager(str(config.runs_dir().resolve()))
 
 
 def demo_live() -> bool:
@@ -78,7 +78,7 @@ def demo_live() -> bool:
 
 def _start_train(anc_path: Path, layers: list[int], similarity: str, demo_state: dict[str, Any]) -> str:
     """Start the demo's train run and make its layers and similarity result the studio's current ones."""
-    run_id = demo_jobs().start(demo.train_spec(anc_path, layers, similarity))
+    run_id = interactive_jobs().start(demo.train_spec(anc_path, layers, similarity))
     s = state.get()
     state.update(demo={**demo_state, "train": run_id, "similarity": similarity}, layers=list(layers),
                  similarity_run=similarity, watched=[run_id, *[w for w in s.watched if w != run_id]][:4])
@@ -92,7 +92,7 @@ def start_demo(anc: resources.Ancestry) -> str:
     if shipped is not None:
         fresh = {"condense": None, "train": None, "ancestry": str(anc.path)}
         return _start_train(anc.path, list(shipped.selected), demo.shipped_run_id(), fresh)
-    run_id = demo_jobs().start(demo.condense_spec(anc.path, anc.n_layers))
+    run_id = interactive_jobs().start(demo.condense_spec(anc.path, anc.n_layers))
     state.update(demo={"condense": run_id, "train": None, "ancestry": str(anc.path)})
     return run_id
 

@@ -153,15 +153,22 @@ def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
 
 def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: str = "cpu",
                  group: str | None = None, role: str | None = None, tags: dict | None = None,
-                 key: str, disabled: bool = False, help: str | None = None) -> str | None:
-    """A button that starts `python -m learngene <argv>` as a background job; returns the run id."""
+                 key: str, disabled: bool = False, help: str | None = None, interactive: bool = False) -> str | None:
+    """A button that starts `python -m learngene <argv>` as a background job; returns the run id.
+
+    `interactive`: a short job a person waits for (e.g. condensing), started with one CPU slot more
+    than the default so that it runs beside a training job instead of queueing behind it.
+    """
     if not st.button(label, key=key, type="primary", disabled=disabled, help=help, icon=":material/play_arrow:"):
         return None
     from learngene.jobs import JobSpec
 
     with error_box("could not start the job"):
-        run_id = resources.jobs().start(JobSpec(argv=argv, kind=kind, device=device, name=name,
-                                                group=group, role=role, tags=tags or {}))
+        from app import pipeline
+
+        mgr = pipeline.interactive_jobs() if interactive else resources.jobs()
+        run_id = mgr.start(JobSpec(argv=argv, kind=kind, device=device, name=name, group=group, role=role,
+                                   tags=tags or {}))
         st.toast(f"started {run_id}")
         return run_id
     return None

@@ -1,7 +1,8 @@
 """Condensing speed: the Similarity page's default CKA condense, click to heatmap, alone and beside a job.
 
 For each shipped ancestry, the default CKA condense is started exactly as the Similarity page starts
-it (the same argv from `app.commands.condense_argv`, through `learngene.jobs`), with an empty
+it (the same argv from `app.commands.condense_argv`, through the same job manager with one CPU slot
+more than the default, `app.demo.interactive_manager`), with an empty
 pseudo-descendant cache, so the pseudo-descendant is trained as for an uploaded ancestry. Timed:
 from the job's start to its `similarity.json` (what the page waits for; the page polls every 1.5 s
 on top). Measured twice: on its own, and beside a training job (the Train page's default
@@ -83,7 +84,9 @@ def _overlap(a: list[int], b: list[int]) -> float:
     return len(set(a) & set(b)) / max(1, len(b))
 
 
-def measure(path: Path, mgr: Any, seeds: int, quick: bool) -> dict[str, Any]:
+def measure(path: Path, mgr: Any, trainer: Any, seeds: int, quick: bool) -> dict[str, Any]:
+    """`mgr` starts the condense jobs as the Similarity page does (one CPU slot more than the default),
+    `trainer` the training job as the Train page does (the default manager of the same runs folder)."""
     from app.commands import condense_argv, train_argv
     from learngene.condense.shipped import shipped_similarity
     from learngene.jobs import JobSpec
@@ -105,17 +108,17 @@ def measure(path: Path, mgr: Any, seeds: int, quick: bool) -> dict[str, Any]:
     # beside a training job: a fresh cache again, so the pseudo-descendant is trained
     os.environ["LEARNGENE_CACHE"] = str(_fresh_cache())
     task = {**BESIDE_TASK, **({"tasks": 1, "epochs": 30} if quick else {})}
-    train = mgr.start(JobSpec(argv=train_argv(path, list(range(k)), {"placement": "original", "stem": "inherit"},
+    train = trainer.start(JobSpec(argv=train_argv(path, list(range(k)), {"placement": "original", "stem": "inherit"},
                                               task), kind="train", name="bench · a training job"))
     try:
-        while mgr.get(train).state != "running":
+        while trainer.get(train).state != "running":
             time.sleep(0.2)
         time.sleep(3)  # past its start-up, into training
         beside = _timed_job(mgr, condense_argv(path, "cka", k, {**page, **tiny}), "bench · condense beside a job")
-        out["beside_s"], out["train_still_running"] = beside["seconds"], mgr.get(train).live
+        out["beside_s"], out["train_still_running"] = beside["seconds"], trainer.get(train).live
     finally:
-        mgr.cancel(train)
-        mgr.wait(train, timeout=60)
+        trainer.cancel(train)
+        trainer.wait(train, timeout=60)
     # agreement of the fast default with the slow (shipped) settings
     slow = shipped_similarity(path, card.sha256)
     fast = {"cka": [alone["sim"]], "cka-update": [again["sim"]]}
@@ -173,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     from learngene.models import shipped_checkpoints
 
     paths = [Path(p) for p in args.ancestry] if args.ancestry else shipped_checkpoints(ROOT / "assets")
+    from app.demo import interactive_manager
+
     runs = Path(tempfile.mkdtemp(prefix="lg-bench-runs-"))
-    mgr = JobManager(runs, max_cpu_jobs=2)
+    mgr, trainer = interactive_manager(str(runs)), JobManager(runs)
     rows = []
     for path in paths:
         os.environ["LEARNGENE_CACHE"] = str(_fresh_cache())
-        rows.append(measure(path, mgr, args.seeds, args.quick))
+        rows.append(measure(path, mgr, trainer, args.seeds, args.quick))
         r = rows[-1]
         print(f"{path.name}: alone {r['alone_s']:.1f} s, beside a job {r['beside_s']:.1f} s, recompute "
               f"{r['recompute_s']:.1f} s; pseudo-descendant {_pct(r['pd_acc'])} (chance {_pct(r['chance'])})",

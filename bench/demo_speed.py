@@ -1,7 +1,7 @@
 """Demo speed: the Home page's one-click demo, timed from the click to its summary.
 
 Starts the demo's exact jobs the way the app does (`app.demo.train_spec` through
-`app.demo.demo_manager`, in a fresh temporary runs folder): the train job with the `.selected`
+`app.demo.interactive_manager`, in a fresh temporary runs folder): the train job with the `.selected`
 layers of the ancestry's shipped linear-CKA result, or, for an ancestry without one, the demo's
 condense job first and the train job when it is done. It polls the run folders and reports the
 seconds from the start (the click) to the first curve point (the first epoch record in
@@ -108,7 +108,7 @@ def demo_layers(args: argparse.Namespace, runs: Path, t0: float) -> tuple[list[i
     from learngene.models import layer_view
 
     n_layers = len(layer_view(load_ancestry(args.ancestry)[0]))
-    mgr = demo.demo_manager(str(runs))
+    mgr = demo.interactive_manager(str(runs))
     run_id = mgr.start(demo.condense_spec(args.ancestry, n_layers, QUICK_CONDENSE if args.quick else None))
     info = _wait(mgr, run_id, args.timeout, t0)
     if info.state != "done":
@@ -153,7 +153,7 @@ def measure_once(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     layers, similarity, condense_s = demo_layers(args, runs, t0)
     extra = {**(QUICK_TRAIN if args.quick else {}), **({"threads": args.threads} if args.threads else {})}
     spec = demo.train_spec(args.ancestry, layers, similarity, extra)
-    mgr = demo.demo_manager(str(runs))
+    mgr = demo.interactive_manager(str(runs))
     marks: dict[str, float | None] = {"first_point": None, "summary": None}
     run_id = mgr.start(spec)
     info = _wait(mgr, run_id, args.timeout, t0, marks)

@@ -42,13 +42,13 @@ with st.expander("Recompute with other settings (a background job)" if found els
         argv = pipeline.condense_argv(anc.path, method, int(k), {**settings, "device": device}, contiguous=contiguous)
         started = widgets.start_job_ui("Condense in the background", argv, kind="condense", device=device,
                                        name=f"condense {method} · {anc.path.name}", key="cond-go",
-                                       tags={"ancestry": str(anc.path), "method": method})
+                                       tags={"ancestry": str(anc.path), "method": method}, interactive=True)
         if started:
             st.session_state["cond-run"] = started
             state.update(similarity_run=started)  # shown as soon as it is done
     watching = st.session_state.get("cond-run")
     if watching:
-        live.watch_ui([watching], key="cond", summary=False)
+        live.watch_ui([watching], key="cond", curves=False, summary=False)  # condensing has no epoch curves
         st.caption("When the run is done, its result appears below by itself.")
 
 with widgets.error_box("similarity results"):

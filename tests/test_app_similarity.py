@@ -55,7 +55,12 @@ def shipped(tmp_path, tiny_ancestry, monkeypatch):  # noqa: F811
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LEARNGENE_ANCESTRY", str(ckpt))
     monkeypatch.setenv("LEARNGENE_ASSETS_DIR", str(assets))
-    return tmp_path / "runs"
+    yield tmp_path / "runs"
+    from learngene.jobs import JobManager
+
+    mgr = JobManager(tmp_path / "runs")
+    for run_id in mgr.cancel_all():
+        mgr.wait(run_id, timeout=15)
 
 
 def test_the_shipped_result_shows_without_a_job(shipped):
@@ -87,3 +92,16 @@ def test_measured_gains_and_their_rank_correlation(shipped):
     assert rho.value == f"{expected:+.2f}"
     code = " ".join(c.value for c in at.code)
     assert "python -m learngene probe --ancestry" in code and "--tasks 10" in code
+
+
+def test_condensing_from_the_page_runs_beside_a_training_job(shipped):
+    """The page's condense job gets one CPU slot more than the default, so it does not queue behind a
+    training job a person already started (on 2 cores the default is one slot)."""
+    from learngene.jobs import default_max_cpu_jobs
+
+    at = open_page("similarity")
+    at.button(key="cond-go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = [p for p in shipped.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    config = json.loads((run / "config.json").read_text())
+    assert config["spec"]["argv"][0] == "condense" and config["max_cpu_jobs"] == default_max_cpu_jobs() + 1
