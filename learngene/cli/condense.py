@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--images", type=int, default=512,
                    help="held-out open-world images to measure on (default: 512)")
     s.add_argument("--pd-epochs", type=int, default=None,
-                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4 for a ViT, 3 "
+                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4 for a ViT, 2 "
                         "for a CNN), ancestry fine-tuning (weights; default 3), epochs per task (gradient; "
                         "default 4)")
     s.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",

@@ -21,9 +21,10 @@ PD_DEFAULTS: dict[str, dict[str, Any]] = {
     # Measured on `shapes`, one CPU thread beside another job (docs/results.md, "Condensing speed"):
     # a half-depth ViT learns slowly from scratch and needs small steps (at lr 2e-3, batch 64 it stayed
     # near chance: 11% on 16 classes after 10 epochs; lr 5e-4, batch 32: 16% after 4 epochs); the
-    # ResNet-10 pseudo-descendant learns quickly at lr 2e-3, batch 64 (27% after 3 epochs).
+    # ResNet-10 pseudo-descendant learns quickly at lr 2e-3, batch 64 (14% after 2 epochs, 21% after 3,
+    # 38% after 4); 2 epochs keep the page's condense within 30 s in the browser beside a training job.
     "vit": {"pd_epochs": 4, "pd_lr": 5e-4, "pd_batch_size": 32},
-    "cnn": {"pd_epochs": 3, "pd_lr": 2e-3, "pd_batch_size": 64},
+    "cnn": {"pd_epochs": 2, "pd_lr": 2e-3, "pd_batch_size": 64},
 }
 """The pseudo-descendant's training defaults by family (ViT, or a CNN)."""
 
