@@ -159,3 +159,29 @@ def studio_server(chromium, tmp_path_factory) -> StudioServer:
                            proc=proc)
     finally:
         _stop(proc, runs)
+
+
+# ------------------------------------------------------------------ small shared fixtures
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (as the CLI commands do by default), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ancestry_file(tmp_path_factory) -> Path:
+    """A random-init 2-block lg_vit_tiny checkpoint with 8 classes and its card (loads and trains in a blink)."""
+    import torch
+
+    from learngene.models import ModelCard, create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    vit = create_model("lg_vit_tiny", 8, depth=2)
+    return save_checkpoint(vit, tmp_path_factory.mktemp("anc") / "anc.safetensors", ModelCard(spec=vit.lg_spec))

@@ -25,7 +25,7 @@ from learngene.data.sources import MAX_IMAGES_PER_CLASS
 from learngene.data.tasks import MAX_TASKS
 from learngene.descend.batched import train_batched
 from learngene.errors import ConfigError, DataError, DivergedError
-from learngene.models import ModelCard, create_model, save_checkpoint
+from learngene.models import create_model
 from learngene.runlog import EXIT_DIVERGED, EXIT_USAGE, read_jsonl
 from learngene.train.config import MAX_BATCH_SIZE, MAX_EPOCHS, TrainConfig
 from learngene.train.trainer import Trainer, state_is_finite
@@ -35,18 +35,8 @@ TINY = ["--images-per-class", "30", "--k-shot", "2", "--test-per-class", "5", "-
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ancestry_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    vit = create_model("lg_vit_tiny", 8, depth=2)
-    return save_checkpoint(vit, tmp_path_factory.mktemp("anc") / "anc.safetensors", ModelCard(spec=vit.lg_spec))
+def _one_thread(one_torch_thread):
+    """Every test here trains with one torch thread (the CLI's default)."""
 
 
 def train_argv(ancestry: Path, *extra: str) -> list[str]:

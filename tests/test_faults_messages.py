@@ -20,12 +20,10 @@ from learngene.condense.result import SimilarityResult
 from learngene.errors import CheckpointError
 from learngene.inherit.learngene_file import load_learngene
 from learngene.models import (
-    ModelCard,
     create_model,
     load_checkpoint,
     load_weights,
     read_card,
-    save_checkpoint,
 )
 from learngene.runlog import EXIT_USAGE
 
@@ -33,18 +31,8 @@ REFUSED = "refused: this .pth contains pickled code, not only tensors; Learngene
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ancestry_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    vit = create_model("lg_vit_tiny", 8, depth=2)
-    return save_checkpoint(vit, tmp_path_factory.mktemp("anc") / "anc.safetensors", ModelCard(spec=vit.lg_spec))
+def _one_thread(one_torch_thread):
+    """Every test here trains with one torch thread (the CLI's default)."""
 
 
 def one_line_error(capsys) -> str:
