@@ -63,17 +63,13 @@ def runs(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
         except Exception:  # noqa: BLE001 - a damaged result is skipped, not fatal
             continue
         if _same_ancestry(sim, anc):
-            out.append((Source(info.run_id, f"{sim.method}{_of(sim)} · {info.spec.name} · {info.run_id}", path), sim))
+            out.append((Source(info.run_id, f"{describe(sim)} · {info.spec.name} · {info.run_id}", path), sim))
     return out
 
 
 def entries(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
     """Finished condense runs of this ancestry (newest first), then its shipped results."""
     return runs(anc) + shipped(anc)
-
-
-def _of(sim: Any) -> str:
-    return " (updates)" if sim.settings.get("cka_of") == "update" else ""
 
 
 def describe(sim: Any) -> str:
