@@ -1,5 +1,5 @@
-"""Reading a probe (`learngene.descend.probe`): rank correlation of layer scores with the measured
-gains, its bootstrap interval over tasks, and the plain table the CLI prints."""
+"""Reading a probe (`learngene.descend.probe`): rank correlation (Spearman, scipy) of layer scores with the
+measured gains, its bootstrap interval over tasks, and the plain table the CLI prints."""
 
 from __future__ import annotations
 
@@ -11,39 +11,24 @@ from learngene.descend.probe import ProbeResult
 from learngene.errors import ConfigError
 
 
-def _ranks(xs: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing their average rank."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def spearman(x: Sequence[float | None], y: Sequence[float | None]) -> float | None:
-    """Spearman's rho (Pearson correlation of average ranks); pairs with a None or NaN are left out.
+    """Spearman's rho (`scipy.stats.spearmanr`: Pearson correlation of average ranks, so ties share their
+    average rank); pairs with a None or NaN are left out.
 
     None when fewer than 3 pairs remain or either side is constant.
     """
+    from scipy import stats
+
     if len(x) != len(y):
         raise ConfigError(f"spearman needs two sequences of one length, got {len(x)} and {len(y)}")
     ok = [(float(a), float(b)) for a, b in zip(x, y, strict=True)
           if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
     if len(ok) < 3:
         return None
-    rx, ry = _ranks([a for a, _ in ok]), _ranks([b for _, b in ok])
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    if sxx == 0 or syy == 0:
+    xs, ys = [a for a, _ in ok], [b for _, b in ok]
+    if len(set(xs)) == 1 or len(set(ys)) == 1:
         return None
-    return sxy / math.sqrt(sxx * syy)
+    return float(stats.spearmanr(xs, ys).statistic)
 
 
 def score_gain_correlation(scores: Sequence[float | None], probe: ProbeResult | dict[str, Any]) -> float | None:

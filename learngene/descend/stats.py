@@ -1,83 +1,95 @@
-"""Small statistics helpers: Student-t quantiles and mean ± confidence intervals.
+"""Statistics of few-shot comparisons, on `scipy.stats`: Student-t quantiles, mean ± t-interval, and the
+paired t-test and Wilcoxon signed-rank p-values of a gain measured on the same tasks.
 
-scipy is not a dependency (and `torch.distributions.StudentT.icdf` is not implemented), so the
-t quantile is found by bisection on the exact closed-form CDF for integer degrees of freedom
-(Abramowitz & Stegun 26.7.3-4), which is all a mean over n tasks needs (df = n - 1).
+scipy is imported inside the functions, so `import learngene` stays light (DESIGN.md §2); the project's
+requirements and the GPU box's image both have it.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from learngene.errors import ConfigError
 
 
-def _t_central(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with integer `df` >= 1 and t >= 0 (closed form)."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 0:
-        term, total = 1.0, 1.0
-        for k in range(2, df - 1, 2):  # terms cos^k, k = 2, 4, ..., df - 2
-            term *= c * c * (k - 1) / k
-            total += term
-        return s * total
-    if df == 1:
-        return 2 * theta / math.pi
-    term, total = c, c
-    for k in range(3, df - 1, 2):  # terms cos^k, k = 3, 5, ..., df - 2
-        term *= c * c * (k - 1) / k
-        total += term
-    return 2 / math.pi * (theta + s * total)
+def finite(values: Sequence[float | None]) -> list[float]:
+    """The values a mean uses: None and non-finite values (NaN, ±inf) are left out."""
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile of Student's t with `df` degrees of freedom (integer df >= 1), e.g.
-    `t_quantile(0.975, 9) = 2.262`."""
+    `t_quantile(0.975, 9) = 2.262` (`scipy.stats.t.ppf`)."""
+    from scipy import stats
+
     if not 0 < p < 1:
         raise ConfigError(f"quantile level must be in (0, 1), got {p}")
     if df < 1 or int(df) != df:
         raise ConfigError(f"degrees of freedom must be a positive integer, got {df}")
-    df = int(df)
-    if p == 0.5:
-        return 0.0
-    central = abs(2 * p - 1)  # P(|T| < t)
-    lo, hi = 0.0, 1.0
-    while _t_central(hi, df) < central:
-        hi *= 2
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_central(mid, df) < central:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    t = 0.5 * (lo + hi)
-    return t if p > 0.5 else -t
+    return float(stats.t.ppf(p, int(df)))
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the two-sided `confidence` t-interval (NaN half-width for n < 2)."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+def mean_ci(values: Sequence[float | None], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the two-sided `confidence` t-interval of the finite values (None, NaN and
+    inf are left out: `finite`); NaN half-width for n < 2, (NaN, NaN) for n = 0."""
+    from scipy import stats
+
+    xs = finite(values)
     n = len(xs)
     if n == 0:
         return float("nan"), float("nan")
-    mean = sum(xs) / n
+    mean = math.fsum(xs) / n
     if n < 2:
         return mean, float("nan")
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    return mean, t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    return mean, t_quantile(0.5 + confidence / 2, n - 1) * float(stats.sem(xs))
 
 
 def std(values: Sequence[float]) -> float:
     """Sample standard deviation (n - 1); NaN for fewer than two values."""
+    import numpy as np
+
     xs = [float(v) for v in values]
     if len(xs) < 2:
         return float("nan")
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    return float(np.std(xs, ddof=1))
+
+
+def paired_tests(gains: Sequence[float | None]) -> dict[str, Any]:
+    """Two-sided p-values that the mean / median paired gain (model - baseline on the same task) is 0.
+
+    Returns ``{"n", "t_p", "wilcoxon_p"}``: n = the finite gains used (None, NaN, inf left out);
+    ``t_p`` = the one-sample t-test of the gains (`scipy.stats.ttest_1samp`, i.e. the paired t-test);
+    ``wilcoxon_p`` = the Wilcoxon signed-rank test (`scipy.stats.wilcoxon`, its defaults: zero gains
+    dropped, the exact distribution for small n, else the normal approximation). Both are None for
+    fewer than 2 gains. Gains that are all equal are decided here, not by scipy's float noise: all
+    zero -> both p = 1 (no task differs); all equal and non-zero -> t_p = 0 (an infinite t
+    statistic), while the Wilcoxon p is scipy's (every sign agrees: 2 / 2^n).
+    """
+    from scipy import stats
+
+    xs = finite(gains)
+    n = len(xs)
+    out: dict[str, Any] = {"n": n, "t_p": None, "wilcoxon_p": None}
+    if n < 2:
+        return out
+    if all(x == 0 for x in xs):
+        out["t_p"] = out["wilcoxon_p"] = 1.0
+        return out
+    with warnings.catch_warnings():  # near-equal gains, ties, zeros: scipy warns, the p-values stand
+        warnings.simplefilter("ignore")
+        out["t_p"] = 0.0 if max(xs) == min(xs) else float(stats.ttest_1samp(xs, 0.0).pvalue)
+        out["wilcoxon_p"] = float(stats.wilcoxon(xs).pvalue)
+    return out
+
+
+def fmt_p(p: float | None) -> str:
+    """'0.003', '<0.001', 'n/a' (undefined)."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def fmt_ci(mean: float, half: float, scale: float = 100.0, digits: int = 1) -> str:
