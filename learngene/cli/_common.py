@@ -33,12 +33,62 @@ def add_run_dir(p: argparse.ArgumentParser) -> None:
                         "default: $LEARNGENE_RUN_DIR, else none)")
 
 
-def add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="shapes",
-                   help="'shapes' (embedded default), 'cifar100', or 'folder:PATH' (default: shapes)")
-    p.add_argument("--data-root", default=None, help="where a downloadable data set lives (cifar100)")
-    p.add_argument("--download", action="store_true", help="download the data set if missing (needs network)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data set (default: 0)")
+def add_data(p: argparse.ArgumentParser, images_per_class: bool = False, ancestry: bool = True) -> None:
+    """The data options; `ancestry`: the command uses an ancestry, whose card supplies the defaults."""
+    g = p.add_argument_group("data")
+    card = " (default: the ancestry card's, else shapes)" if ancestry else " (default: shapes)"
+    g.add_argument("--dataset", default=None if ancestry else "shapes",
+                   help="'shapes' (embedded default), 'cifar100', or 'folder:PATH'" + card)
+    g.add_argument("--data-root", default=None, help="where a downloadable data set lives (cifar100)")
+    g.add_argument("--download", action="store_true", help="download the data set if missing (needs network)")
+    g.add_argument("--data-seed", type=int, default=None,
+                   help="generation seed of the embedded data set and class-split shuffle of a folder"
+                        + (" (default: the ancestry card's, else 0)" if ancestry else " (default: 0)"))
+    g.add_argument("--split-file", default=None, metavar="JSON",
+                   help='class split {"base": [names], "open_world": [names], "novel": [names]}'
+                        + (" (default: the ancestry card's split)" if ancestry else ""))
+    g.add_argument("--flip", dest="flip_mode", choices=["auto", "on", "off"], default="auto",
+                   help="horizontal-flip augmentation; off for data where a mirror image is another class "
+                        "(letters, digits). auto: on for shapes and cifar100, off for folders"
+                        + (", or the ancestry card's setting" if ancestry else "") + " (default: auto)")
+    if images_per_class:
+        g.add_argument("--images-per-class", type=int, default=None,
+                       help="use only this many images per class (generated for shapes, the first N of "
+                            f"each class otherwise; quick tries; at most {source_constant('data.sources', 'MAX_IMAGES_PER_CLASS')})")
+
+
+def load_data(args: argparse.Namespace, bound=None, say=print):
+    """Load the data set the options name, under the split the ancestry binds (see `learngene.data.binding`).
+
+    `bound`: the ancestry's (or learngene file's) `Bound` split record, or None. Sets
+    ``ds.meta["flip"]`` from --flip and prints one line saying which split is used.
+    """
+    from learngene.data import load_dataset
+    from learngene.data.binding import bind_split
+
+    card_data = bound is not None and bound.known
+    spec = args.dataset or (bound.spec if card_data and bound.spec else None) or "shapes"
+    same = card_data and (bound.spec is None or bound.spec == spec)
+    seed = args.data_seed
+    if seed is None:
+        seed = bound.data_seed if same and bound.data_seed is not None else 0
+    ds = load_dataset(spec, root=args.data_root, seed=seed, download=args.download,
+                      images_per_class=getattr(args, "images_per_class", None), split_file=args.split_file)
+    explicit = args.data_seed is not None or args.split_file is not None
+    say(bind_split(ds, bound, explicit=explicit, hint="--data-seed / --split-file"))
+    ds.meta["flip"] = resolve_flip(args.flip_mode, ds, bound)
+    ds.meta["data_seed"] = seed
+    return ds
+
+
+def resolve_flip(mode: str, ds, bound=None) -> bool:
+    """--flip: on/off as given; auto: the ancestry card's setting for its own data, else the data set's
+    default (shapes and cifar100 are mirror-safe; a folder may hold letters or digits, so off)."""
+    if mode in ("on", "off"):
+        return mode == "on"
+    if bound is not None and bound.flip is not None and bound.dataset == ds.name:
+        return bound.flip
+    return not ds.name.startswith("folder:")
 
 
 def add_train(p: argparse.ArgumentParser, **defaults) -> None:
@@ -57,7 +107,8 @@ def add_train(p: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--warmup-epochs", type=int, default=d["warmup_epochs"])
     g.add_argument("--label-smoothing", type=float, default=d["label_smoothing"],
                    help=f"a fraction in [0, 1) (default: {d['label_smoothing']})")
-    g.add_argument("--no-augment", dest="augment", action="store_false", help="no flip/shift augmentation")
+    g.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no augmentation at all (neither flip nor shift)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d["device"],
                    help="auto = CUDA when present (default: auto)")
     g.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
@@ -66,9 +117,13 @@ def add_train(p: argparse.ArgumentParser, **defaults) -> None:
     g.add_argument("--eval-every", type=int, default=d["eval_every"])
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
+def train_config(args: argparse.Namespace, ds=None) -> TrainConfig:
+    """The TrainConfig of the options; with the loaded data set `ds`, its flip setting too."""
     keys = TrainConfig().to_dict().keys()
-    return TrainConfig.from_dict({k: getattr(args, k) for k in keys if hasattr(args, k)})
+    values = {k: getattr(args, k) for k in keys if hasattr(args, k) and k != "flip"}
+    if ds is not None and "flip" in ds.meta:
+        values["flip"] = bool(ds.meta["flip"])
+    return TrainConfig.from_dict(values)
 
 
 def command_line() -> str:

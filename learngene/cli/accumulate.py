@@ -10,11 +10,13 @@ from learngene.cli._common import (
     add_run_dir,
     add_train,
     command_line,
+    load_data,
     output_dir,
     output_file,
     parse_overrides,
     train_config,
 )
+from learngene.cli.train import add_threads_option, set_cpu_threads
 from learngene.errors import ConfigError
 from learngene.reporting import Reporter
 
@@ -32,15 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "in a job, else ./ancestry.safetensors")
     p.add_argument("--holdout-per-class", type=int, default=100,
                    help="base-class images per class held out to measure accuracy (default: 100)")
-    p.add_argument("--images-per-class", type=int, default=None,
-                   help="generate/use only this many images per class (embedded data set)")
-    add_data(p)
+    add_data(p, images_per_class=True, ancestry=False)
     add_train(p, epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=DEFAULT_WARMUP)
     for action in p._actions:  # the default is resolved against --epochs in run()
         if action.dest == "warmup_epochs":
             action.help = (f"epochs of learning-rate warmup (default: {DEFAULT_WARMUP}, fewer when --epochs "
                            f"leaves no room: at most --epochs - 1)")
     p.set_defaults(warmup_epochs=None)
+    add_threads_option(p, default=None)
     add_run_dir(p)
 
 
@@ -54,7 +55,6 @@ def resolve_warmup(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from learngene.data import load_dataset
     from learngene.train.accumulate import accumulate
 
     resolve_warmup(args)
@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
         output_file(args.out, "--out")
     if args.run_dir:
         output_dir(args.run_dir, "--run-dir")
-    ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
-                      images_per_class=args.images_per_class)
+    set_cpu_threads(args, cfg.device)
+    ds = load_data(args)
+    if args.split_file:
+        ds.meta["split_file"] = str(Path(args.split_file).resolve())
+    cfg = train_config(args, ds)
     with Reporter(args.run_dir, total=cfg.epochs, desc=f"accumulate {args.arch}") as rep:
         out = args.out or (rep.outputs_dir / "ancestry.safetensors" if rep.outputs_dir else "ancestry.safetensors")
         path, card = accumulate(ds, args.arch, cfg, out, overrides=parse_overrides(args.overrides),

@@ -58,9 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_option(s)
     p.add_argument("--out", default=None,
                    help="result JSON; default: <run>/outputs/similarity.json in a job, else ./similarity.json")
-    p.add_argument("--images-per-class", type=int, default=None,
-                   help="generate/use only this many images per class (embedded data set)")
-    add_data(p)
+    add_data(p, images_per_class=True)
     add_run_dir(p)
 
 
@@ -105,9 +103,10 @@ def _print_pseudo_descendant(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.cli._common import load_data
     from learngene.condense import condense, plan_units
     from learngene.condense.pdcache import PDCache
-    from learngene.data import load_dataset
+    from learngene.data.binding import bound_of_card
     from learngene.models import family_of, load_checkpoint
 
     if args.out is not None:  # checked before any work; the default lands in the run folder or here
@@ -118,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     set_cpu_threads(args, cfg.device)
     path = _ancestry_path(args.ancestry)
     ancestry, card = load_checkpoint(path)
-    ds = load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
-                      images_per_class=args.images_per_class)
+    ds = load_data(args, bound_of_card(card, path))
+    cfg = cfg.replace(flip=bool(ds.meta["flip"]))
     cache = PDCache.for_ancestry(path, card.sha256, use=args.pd_cache, save_to=args.save_pd)
     total = plan_units(args.method, cfg, family_of(ancestry))
     with Reporter(args.run_dir, total=total, desc=f"condense {args.method}") as rep:

@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.data.binding import card_split_record
     from learngene.errors import ConfigError
     from learngene.inherit.build import build_descendant
     from learngene.inherit.choose import choose_layers, load_ancestry
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         path = save_learngene(ancestry, choice.layers, out, method=choice.method, scores=choice.scores,
                               ancestry_sha256=card.sha256,
                               extra={"ancestry_path": str(anc_path), "recipe": recipe.to_dict(),
-                                     "choice": choice.source, "command": command_line()})
+                                     "choice": choice.source, "command": command_line(),
+                                     "dataset": card.dataset, "split": card_split_record(card)})
         report = size_report(load_learngene(path))
         rep.metric({"kind": "result", "learngene": str(path), "layers": choice.layers, "method": choice.method,
                     "size": report.to_dict(), "recipe": recipe.to_dict()})

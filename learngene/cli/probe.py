@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, command_line, output_dir, output_file
@@ -52,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train the models as vmap-batched groups: auto = on CUDA only (on a CPU the batched "
                         "model is 2-3x slower than one model after another) (default: auto)")
     g.add_argument("--images-per-class", type=int, default=None,
-                   help="generate/use only this many images per class (embedded data set; quick tries)")
+                   help="use only this many images per class (generated for shapes, the first N of each class "
+                        "otherwise; quick tries)")
     p.add_argument("--out", default=None,
                    help="result JSON; default: <run>/outputs/probe.json in a job, else ./probe.json")
     from learngene.cli.train import add_threads_option
@@ -88,6 +90,7 @@ def _shown(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from learngene.cli.condense import _ancestry_path
     from learngene.cli.train import load_data, set_cpu_threads
+    from learngene.data.binding import bound_of_card
     from learngene.descend.probe import ProbeConfig, probe_units, run_probe
     from learngene.descend.probe_report import format_table
     from learngene.inherit.choose import load_ancestry
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     ancestry, card, path = load_ancestry(_ancestry_path(args.ancestry))
     chosen = resolve_chosen(args.chosen, ancestry)
     n = len(layer_view(ancestry))
-    ds = load_data(args)
+    ds = load_data(args, bound_of_card(card, path))
+    cfg = dataclasses.replace(cfg, flip=bool(ds.meta["flip"]))
     print(f"probe of {path} ({card.spec.arch}, {n} layers); chosen {chosen or 'none'}; {cfg.tasks} tasks, "
           f"{cfg.n_way}-way {cfg.k_shot}-shot, {cfg.epochs} epochs", flush=True)
     with Reporter(args.run_dir, total=probe_units(n, chosen, cfg), desc="probe") as rep:
@@ -112,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
                     "probe": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}})
         result = run_probe(ancestry, ds, cfg, chosen, reporter=rep, log=rep.write,
                            ancestry_info={"arch": card.spec.arch, "path": _shown(path), "sha256": card.sha256},
-                           data={"dataset": args.dataset, "data_seed": args.data_seed,
-                                 "images_per_class": args.images_per_class})
+                           data={"dataset": ds.meta.get("spec", args.dataset), "data_seed": ds.meta.get("data_seed"),
+                                 "split_file": args.split_file, "images_per_class": args.images_per_class})
         out = args.out or (rep.outputs_dir / "probe.json" if rep.outputs_dir else "probe.json")
         result.save(out)
         rep.metric({"kind": "result", "probe": str(out), "gains": result.gains, "elapsed_s": result.elapsed_s})

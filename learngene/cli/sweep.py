@@ -14,6 +14,7 @@ from learngene.cli.train import (
     add_threads_option,
     check_output_paths,
     check_task_counts,
+    data_config,
     diverged_record,
     load_data,
     resolve_source,
@@ -80,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths(args)
     set_cpu_threads(args, cfg.device)
     sweep = sweep_config(args)
-    source, recipe, names, what = resolve_source(args, args.n_way)
-    ds = load_data(args)
+    source, recipe, names, what, bound = resolve_source(args, args.n_way)
+    ds = load_data(args, bound)
+    cfg = train_config(args, ds)
     batched, why = use_batched(sweep, recipe, source, cfg, sweep.runs)
     print(what)
     print(recipe.describe(names))
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
           f"{len(sweep.lrs)} lr x {len(sweep.wds)} wd x {len(sweep.seeds)} seed(s); "
           f"{'batched' if batched else 'one after another: ' + why}")
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
-              "sweep": sweep.to_dict(), "dataset": args.dataset, "target_acc": args.target_acc}
+              "sweep": sweep.to_dict(), "dataset": ds.meta.get("spec", args.dataset),
+              "data": data_config(args, ds), "target_acc": args.target_acc}
     with Reporter(args.run_dir, total=2 * cfg.epochs * sweep.runs, desc="sweep") as rep:
         rep.metric({"kind": "config", **config})
         pairs = run_sweep(recipe, source, ds, sweep, cfg, rep)

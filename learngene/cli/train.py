@@ -45,8 +45,8 @@ def add_task_options(p: argparse.ArgumentParser, shots: bool = True) -> None:
     g.add_argument("--test-per-class", type=int, default=100,
                    help="test images per class, to keep evaluation cheap; 0 = all held-back images (default: 100)")
     g.add_argument("--images-per-class", type=int, default=None,
-                   help="generate/use only this many images per class (embedded data set; quick tries; "
-                        f"at most {MAX_IMAGES_PER_CLASS})")
+                   help="use only this many images per class (generated for shapes, the first N of each class "
+                        f"otherwise; quick tries; at most {MAX_IMAGES_PER_CLASS})")
 
 
 def target_acc(text: str) -> float | str:
@@ -62,10 +62,11 @@ def target_acc(text: str) -> float | str:
     return value
 
 
-def add_threads_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for training on a CPU (default: 1: batches of a few images gain little from "
-                        f"more, and extra threads stall badly when the machine is busy; at most {MAX_THREADS})")
+def add_threads_option(p: argparse.ArgumentParser, default: int | None = 1) -> None:
+    why = ("1: batches of a few images gain little from more, and extra threads stall badly when the machine "
+           "is busy" if default == 1 else "all cores, as torch chooses")
+    p.add_argument("--threads", type=int, default=default,
+                   help=f"CPU threads for training on a CPU (default: {why}; at most {MAX_THREADS})")
 
 
 def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
@@ -75,6 +76,8 @@ def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
     from learngene.errors import ConfigError
     from learngene.train.trainer import resolve_device
 
+    if args.threads is None:
+        return
     if not 1 <= args.threads <= MAX_THREADS:
         raise ConfigError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
     if resolve_device(device).type == "cpu":
@@ -151,8 +154,13 @@ def model_saver(folder: str | None, recipe, cfg, dataset: str, command: str):
     return save
 
 
-def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list[str] | None, str]:
-    """(source, recipe, layer names, description) from --learngene or --ancestry + layer choice."""
+def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list[str] | None, str, Any]:
+    """(source, recipe, layer names, description, bound split) from --learngene or --ancestry + layer choice.
+
+    The bound split (`learngene.data.binding.Bound`) is the one the ancestry's card (or the learngene
+    file, which carries it) records; `load_data` applies or checks it.
+    """
+    from learngene.data.binding import bound_of, bound_of_card
     from learngene.errors import ConfigError
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene
@@ -170,20 +178,30 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
         names = [f"layer {i}" for i in range(lg.n_layers)]
         for i, name in zip(lg.layers, lg.layer_names, strict=True):
             names[i] = name
-        return lg, recipe, names, f"learngene {args.learngene} (layers {list(lg.layers)}, {lg.method})"
+        split = lg.extra.get("split") if isinstance(lg.extra.get("split"), dict) else None
+        bound = bound_of(split, str(lg.extra.get("dataset") or ""), f"learngene {args.learngene}")
+        return lg, recipe, names, f"learngene {args.learngene} (layers {list(lg.layers)}, {lg.method})", bound
     ancestry, card, path = load_ancestry(args.ancestry)
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=n_way, **recipe_kwargs(args))
-    return ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})"
+    return (ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})",
+            bound_of_card(card, path))
 
 
-def load_data(args: argparse.Namespace):
-    from learngene.data import load_dataset
+def load_data(args: argparse.Namespace, bound=None):
+    """The data set under the split `bound` binds (see `learngene.cli._common.load_data`)."""
+    from learngene.cli._common import load_data as load_bound
 
-    return load_dataset(args.dataset, root=args.data_root, seed=args.data_seed, download=args.download,
-                        images_per_class=args.images_per_class)
+    return load_bound(args, bound)
+
+
+def data_config(args: argparse.Namespace, ds) -> dict[str, Any]:
+    """What a run config records about its data: spec, seed, split (and where it came from), flip."""
+    return {"dataset": ds.meta.get("spec", args.dataset), "data_seed": ds.meta.get("data_seed"),
+            "split_file": args.split_file, "split_from": ds.meta.get("split_from", "data options"),
+            "split": ds.split.to_dict(), "flip": ds.meta.get("flip")}
 
 
 def diverged_record(rep: Reporter, pairs: list, what: str) -> str:
@@ -205,18 +223,20 @@ def run(args: argparse.Namespace) -> int:
     check_task_counts(args)
     check_output_paths(args)
     set_cpu_threads(args, cfg.device)
-    source, recipe, names, what = resolve_source(args, args.n_way)
-    ds = load_data(args)
+    source, recipe, names, what, bound = resolve_source(args, args.n_way)
+    ds = load_data(args, bound)
+    cfg = train_config(args, ds)
     tasks = sample_tasks(ds, args.tasks, "novel", args.n_way, args.k_shot, args.task_seed,
                          args.test_per_class or None)
     print(what)
     print(recipe.describe(names))
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
               "tasks": {"n_way": args.n_way, "k_shot": args.k_shot, "tasks": args.tasks, "task_seed": args.task_seed,
-                        "test_per_class": args.test_per_class, "dataset": args.dataset}, "target_acc": args.target_acc}
+                        "test_per_class": args.test_per_class, "dataset": ds.meta.get("spec", args.dataset)},
+              "data": data_config(args, ds), "target_acc": args.target_acc}
     with Reporter(args.run_dir, total=2 * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
-        save = model_saver(args.save_models, recipe, cfg, args.dataset, config["command"])
+        save = model_saver(args.save_models, recipe, cfg, ds.name, config["command"])
         pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,  # tasks are built one at a time
                             on_trained=None if save is None else
                             (lambda role, m, res, i=t.index: save(i, role, m, res)))

@@ -198,7 +198,7 @@ def auto_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
             for group in run.opt.param_groups:
                 group["lr"] = lr
             nxt = batches[(s + 1) % steps]
-            x, x2 = (augment_batch(normalize(tx[i]), gen) for i in (idx, nxt))
+            x, x2 = (augment_batch(normalize(tx[i]), gen, flip=cfg.flip) for i in (idx, nxt))
             for k, v in run.step(x, ty[idx], x2, ty[nxt]).items():
                 sums[k] = sums.get(k, 0.0) + v / steps
             if reporter is not None and (s + 1) % 25 == 0:  # a sign of life inside long epochs

@@ -65,6 +65,8 @@ class CondenseConfig:
         ft_epochs / ft_lr: fine-tuning of the ancestry copy for weight drift.
         batch_size: batch size of the ancestry copies (gradient, weights).
         device: `auto` = CUDA when present.
+        flip: horizontal-flip augmentation when training (off for data whose mirror images are other
+            classes; the CLI sets it from the data set, see --flip).
         seed: one seed for data sampling, initialisation and batch order.
     """
 
@@ -94,6 +96,7 @@ class CondenseConfig:
     ft_lr: float = 1e-3
     batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    flip: bool = True
     seed: int = 0
 
     @classmethod

@@ -157,7 +157,8 @@ def gradient_similarity(ancestry: nn.Module, ds: ImageSet, cfg: CondenseConfig,
         torch.manual_seed(cfg.seed + t)
         view.reset_head(cfg.n_way)
         tc = TrainConfig(epochs=cfg.task_epochs, batch_size=cfg.batch_size, lr=cfg.task_lr, weight_decay=0.05,
-                         schedule="constant", device=cfg.device, seed=cfg.seed + t, eval_every=cfg.task_epochs)
+                         schedule="constant", device=cfg.device, seed=cfg.seed + t, eval_every=cfg.task_epochs,
+                         flip=cfg.flip)
         trainer = Trainer(model, tc, task.train_x, task.train_y, task.test_x, task.test_y)
         trainer.add_callback("on_batch_end", on_batch)
 

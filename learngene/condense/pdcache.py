@@ -32,7 +32,8 @@ from learngene.errors import CheckpointError, ConfigError
 from learngene.models import ModelCard, load_checkpoint, read_card, save_checkpoint
 
 KEY_VERSION = 1
-_VOLATILE_META = {"seconds", "from_cache", "cache_path"}
+# not part of the data's identity (flip is a training setting: it enters the key below when off)
+_VOLATILE_META = {"seconds", "from_cache", "cache_path", "data_seed", "split_from", "flip"}
 PD_FIELDS = ("pd_epochs", "pd_lr", "pd_batch_size", "pd_depth", "holdout_per_class", "train_per_class", "seed")
 """The CondenseConfig fields a trained pseudo-descendant depends on."""
 
@@ -44,6 +45,8 @@ def pd_key(ancestry_sha256: str, ds: ImageSet, cfg: CondenseConfig, pd_spec: dic
     ident = {"v": KEY_VERSION, "ancestry": ancestry_sha256, "dataset": ds.name, "data": meta,
              "open_world": [int(c) for c in ds.split.classes("open")], "pd_spec": pd_spec,
              "train": {k: getattr(cfg, k) for k in PD_FIELDS}}
+    if not cfg.flip:  # only when off, so the keys of the pseudo-descendants shipped before it stay valid
+        ident["flip"] = False
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

@@ -125,7 +125,7 @@ def build_pseudo_descendant(ancestry: nn.Module, num_classes: int, cfg: Condense
 
 def train_config(cfg: CondenseConfig, epochs: int, lr: float, batch_size: int) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.05, device=cfg.device,
-                       seed=cfg.seed, eval_every=epochs, warmup_epochs=0)
+                       seed=cfg.seed, eval_every=epochs, warmup_epochs=0, flip=cfg.flip)
 
 
 def train_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,

@@ -7,9 +7,11 @@ with uint8 images; problems with the input become `DataError` / `ConfigError` me
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from learngene.data.base import ClassSplit, ImageSet, derive_seed
-from learngene.data.shapes import DEFAULT_IMAGES_PER_CLASS, NUM_CLASSES, load_shapes
+from learngene.data.shapes import DEFAULT_IMAGES_PER_CLASS, NUM_CLASSES, _checksum, cache_dir, load_shapes
 from learngene.errors import ConfigError, DataError
 
 DATASETS: dict[str, str] = {
@@ -240,39 +242,104 @@ def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> Clas
     return split
 
 
+FOLDER_CACHE_VERSION = 1  # bump when _decode changes what it makes of a file
+FOLDER_CACHE_ENTRIES = 16  # decoded folders kept in the cache
+
+
+def _folder_key(root: Path, classes: dict[str, list[Path]], image_size: int,
+                images_per_class: int | None) -> str | None:
+    """Cache key of a decoded folder: its path, every file's name, size and modification time, and the
+    decoding settings. None when a file cannot be stat'ed (then nothing is cached)."""
+    digest = hashlib.sha256(json.dumps([FOLDER_CACHE_VERSION, str(root.resolve()), image_size,
+                                        images_per_class]).encode())
+    try:
+        for name, files in classes.items():
+            digest.update(f"\0{name}\0".encode())
+            for f in files:
+                st = f.stat()
+                digest.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _read_folder_cache(path: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """(images, labels, skipped files) from a cache file, or None when missing or not consistent."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        images, labels, bad = obj["images"], obj["labels"], list(obj["skipped"])
+        ok = (obj.get("names") == names and images.dtype == torch.uint8 and images.ndim == 4
+              and labels.shape == (images.shape[0],) and obj.get("checksum") == _checksum(images))
+        return (images, labels, bad) if ok else None
+    except Exception:  # missing, truncated, corrupt: decode again
+        return None
+
+
+def _write_folder_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, names: list[str],
+                        bad: list[str]) -> None:
+    """Write atomically; a cache that cannot be written is silently not used."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"images": images, "labels": labels, "names": names, "skipped": bad,
+                        "checksum": _checksum(images)}, f)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError):
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    try:  # keep the newest few: a folder that changed leaves its old entry behind
+        entries = sorted(path.parent.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[FOLDER_CACHE_ENTRIES:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def load_folder(
-    path: str | os.PathLike, image_size: int = 32, images_per_class: int | None = None
+    path: str | os.PathLike, image_size: int = 32, images_per_class: int | None = None, cache: bool = True
 ) -> ImageSet:
     """Read an ImageFolder tree; undecodable files (decompression bombs included) are skipped and counted.
 
-    The class split is set by the caller.
+    The decoded set is cached under `$LEARNGENE_CACHE/folders/` (default ~/.cache/learngene), keyed by
+    the folder's path and every file's name, size and modification time, so the next command that reads
+    the same unchanged folder skips decoding. The class split is set by the caller.
     """
     check_request(images_per_class, image_size)
     root = Path(path).expanduser()
     classes = _scan_folder(root)
     check_memory(sum(len(f) if images_per_class is None else min(len(f), images_per_class)
                      for f in classes.values()), image_size)
-    images, labels, bad = [], [], []
-    for c, files in enumerate(classes.values()):
-        kept = 0
-        for f in files:
-            if images_per_class is not None and kept >= images_per_class:
-                break
-            img = _decode(f, image_size)
-            if img is None:
-                bad.append(str(f.relative_to(root)))
-                continue
-            images.append(img)
-            labels.append(c)
-            kept += 1
-    if not images:
-        raise DataError(f"none of the image files under {root} could be decoded ({len(bad)} tried)")
     names = list(classes)
+    key = _folder_key(root, classes, image_size, images_per_class) if cache else None
+    cache_file = cache_dir() / "folders" / f"{key}.pt" if key else None
+    found = _read_folder_cache(cache_file, names) if cache_file is not None and cache_file.is_file() else None
+    if found is not None:
+        stacked, label_t, bad = found
+    else:
+        images, labels, bad = [], [], []
+        for c, files in enumerate(classes.values()):
+            kept = 0
+            for f in files:
+                if images_per_class is not None and kept >= images_per_class:
+                    break
+                img = _decode(f, image_size)
+                if img is None:
+                    bad.append(str(f.relative_to(root)))
+                    continue
+                images.append(img)
+                labels.append(c)
+                kept += 1
+        if not images:
+            raise DataError(f"none of the image files under {root} could be decoded ({len(bad)} tried)")
+        stacked, label_t = torch.stack(images), torch.tensor(labels)
+        if cache_file is not None:
+            _write_folder_cache(cache_file, stacked, label_t, names, bad)
     placeholder = ClassSplit((0,), (0,), (0,))
-    meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50]}
-    return ImageSet(
-        f"folder:{root.name}", torch.stack(images), torch.tensor(labels), names, placeholder, len(bad), meta
-    )
+    meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None}
+    return ImageSet(f"folder:{root.name}", stacked, label_t, names, placeholder, len(bad), meta)
 
 
 def load_dataset(
@@ -300,7 +367,7 @@ def load_dataset(
         split_ratio: base / open / novel fractions for "folder:" without a split file.
         image_size: side length for "shapes" and "folder:" (CIFAR is resized if it differs from 32);
             at most `MAX_IMAGE_SIZE`, and all images together at most `MAX_DATASET_BYTES`.
-        cache: for "shapes", read/write the generated tensors in the cache folder.
+        cache: read/write the generated ("shapes") or decoded ("folder:") tensors in the cache folder.
     """
     check_request(images_per_class, image_size)
     kind = spec.strip()
@@ -312,7 +379,8 @@ def load_dataset(
         ds = load_cifar100(root=root, download=download, images_per_class=images_per_class)
         ds.images = resize_images(ds.images, image_size)
     elif kind.lower().startswith("folder:") and kind[7:].strip():
-        ds = load_folder(kind[7:].strip(), image_size=image_size, images_per_class=images_per_class)
+        ds = load_folder(kind[7:].strip(), image_size=image_size, images_per_class=images_per_class,
+                         cache=cache)
         if split_file is None:
             ds.split = ratio_split(ds.num_classes, split_ratio, seed)
     else:

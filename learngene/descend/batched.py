@@ -43,7 +43,7 @@ Callback = Callable[[int, dict[str, Any]], None]  # (model index, epoch record)
 
 # settings that every batched model must share; lr, weight_decay and seed may differ (compile is ignored)
 SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "schedule", "warmup_epochs", "label_smoothing",
-                 "augment", "device", "amp", "eval_every", "eval_batch_size")
+                 "augment", "flip", "device", "amp", "eval_every", "eval_batch_size")
 _BETA1, _BETA2, _EPS, _MOMENTUM = 0.9, 0.999, 1e-8, 0.9  # torch.optim defaults used by make_optimizer
 
 
@@ -291,7 +291,7 @@ class _BatchedRun:
             idx = order[:, s * bs:(s + 1) * bs]  # (K, B)
             xb = normalize(self.train_x[rows, idx].flatten(0, 1))  # (K*B, C, H, W)
             if cfg.augment:
-                xb = augment_from_uniforms(xb, u[:, s * bs:(s + 1) * bs].flatten(0, 1))
+                xb = augment_from_uniforms(xb, u[:, s * bs:(s + 1) * bs].flatten(0, 1), flip=cfg.flip)
             step_loss, step_correct = self._step(xb.view(k, -1, *xb.shape[1:]), self.train_y[rows, idx], coefs[s])
             loss_sum += step_loss
             correct += step_correct

@@ -61,6 +61,7 @@ class ProbeConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batched: Literal["auto", "on", "off"] = "auto"  # auto: vmap-batched on CUDA, one by one on a CPU
     max_batch: int = 64  # models per batched group
+    flip: bool = True  # horizontal-flip augmentation (off for data whose mirror images are other classes)
 
     def validated(self) -> ProbeConfig:
         checks = [(self.tasks >= 2, f"a probe needs at least 2 tasks for its intervals, got --tasks {self.tasks}"),
@@ -79,7 +80,8 @@ class ProbeConfig:
         from learngene.train.config import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           warmup_epochs=0, eval_every=self.epochs, device=self.device, seed=self.seed).validated()
+                           warmup_epochs=0, eval_every=self.epochs, device=self.device, seed=self.seed,
+                           flip=self.flip).validated()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from learngene.data import ImageSet, holdout_split
+from learngene.data.binding import split_record
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.reporting import Reporter
 from learngene.train.trainer import TrainConfig, Trainer
@@ -59,8 +60,10 @@ def accumulate(
     t0 = time.time()
     history = trainer.run()
     final = history[-1]
+    split = split_record(ds, spec=str(ds.meta.get("spec", ds.name)), seed=int(ds.meta.get("data_seed", 0)),
+                         split_file=ds.meta.get("split_file"), flip=cfg.flip if cfg.augment else None)
     card = ModelCard(
-        spec=model.lg_spec, dataset=ds.name, split=ds.split.to_dict(), epochs=cfg.epochs, seed=cfg.seed,
+        spec=model.lg_spec, dataset=ds.name, split=split, epochs=cfg.epochs, seed=cfg.seed,
         base_accuracy=final.get("test_acc"), command=command,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), sha256="",
         extra={

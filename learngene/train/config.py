@@ -30,7 +30,8 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_epochs: int = 0
     label_smoothing: float = 0.0
-    augment: bool = True
+    augment: bool = True  # random shift, and horizontal flip when `flip`
+    flip: bool = True  # off for data where a mirror image is another class (letters, digits)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
     compile: bool = False  # torch.compile, CUDA only

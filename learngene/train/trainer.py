@@ -36,12 +36,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def augment_from_uniforms(x: torch.Tensor, u: torch.Tensor, max_shift: int = 3) -> torch.Tensor:
-    """Flip and shift `x` by given uniform draws `u` (B, 3): u[:, 0] < 0.5 flips horizontally, u[:, 1:]
-    shift by up to `max_shift` pixels (edge padded). Shared with the vmap-batched trainer."""
+def augment_from_uniforms(x: torch.Tensor, u: torch.Tensor, max_shift: int = 3, flip: bool = True) -> torch.Tensor:
+    """Flip and shift `x` by given uniform draws `u` (B, 3): u[:, 0] < 0.5 flips horizontally (when `flip`;
+    the draw is consumed either way, so the shifts do not depend on it), u[:, 1:] shift by up to
+    `max_shift` pixels (edge padded). Shared with the vmap-batched trainer."""
     b, _, h, w = x.shape  # (B, C, H, W) float
     u = u.to(x.device)
-    x = torch.where((u[:, 0] < 0.5)[:, None, None, None], x.flip(3), x)
+    if flip:
+        x = torch.where((u[:, 0] < 0.5)[:, None, None, None], x.flip(3), x)
     shift = (u[:, 1:] * 2 - 1) * (2 * max_shift / torch.tensor([w, h], device=x.device))  # (B, 2)
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = 1
@@ -51,10 +53,10 @@ def augment_from_uniforms(x: torch.Tensor, u: torch.Tensor, max_shift: int = 3) 
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
 
 
-def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3) -> torch.Tensor:
-    """Random horizontal flip and translation by up to `max_shift` pixels (edge padded)."""
+def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 3, flip: bool = True) -> torch.Tensor:
+    """Random horizontal flip (when `flip`) and translation by up to `max_shift` pixels (edge padded)."""
     u = torch.rand(x.shape[0], 3, generator=gen, device=gen.device)
-    return augment_from_uniforms(x, u, max_shift)
+    return augment_from_uniforms(x, u, max_shift, flip)
 
 
 @torch.no_grad()
@@ -161,7 +163,7 @@ class Trainer:
             xb = normalize(self.train_x[idx])  # (B, 3, H, W)
             yb = self.train_y[idx]
             if cfg.augment:
-                xb = augment_batch(xb, gen)
+                xb = augment_batch(xb, gen, flip=cfg.flip)
             with _autocast(self.device, cfg.amp):
                 logits = self._forward(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
