@@ -171,3 +171,37 @@ def test_a_decoded_folder_is_cached_and_a_changed_file_is_decoded_again(
     Image.new("RGB", (32, 32), (255, 0, 0)).save(victim)
     third = load_dataset(f"folder:{copy}")
     assert not third.meta["from_cache"] and not torch.equal(third.images, first.images)
+
+
+def test_advantages_runs_a_try_out_study_on_a_folder_under_the_ancestrys_split(
+        tmp_path_factory, capsys: pytest.CaptureFixture[str]) -> None:
+    """`advantages --dataset folder:...` (the study used to load shapes whatever the ancestry)."""
+    root = tmp_path_factory.mktemp("study") / "imgs"
+    ds = load_dataset("shapes", images_per_class=12)
+    for c in range(30):  # 30 classes: 19 base, 5 open-world, 6 novel (enough for 5-way tasks)
+        sub = root / f"k{c:02d}"
+        sub.mkdir(parents=True)
+        for j, i in enumerate((ds.labels == c).nonzero().flatten().tolist()):
+            Image.fromarray(ds.images[i].permute(1, 2, 0).numpy()).save(sub / f"{j}.png")
+    anc = root.parent / "anc.safetensors"
+    assert main(["accumulate", "--arch", "lg_resnet_mini", "--dataset", f"folder:{root}", "--epochs", "1",
+                 "--holdout-per-class", "3", "--batch-size", "64", "--threads", "1", "--out", str(anc)]) == 0
+    capsys.readouterr()
+    out = root.parent / "study"
+    assert main(["advantages", "--quick", "--ancestry", str(anc), "--dataset", f"folder:{root}", "--models",
+                 "baseline,heur", "--tasks", "2", "--shots", "1,2", "--epochs", "2", "--test-per-class", "4",
+                 "--lrs", "1e-3", "--wds", "0.05", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"data: folder:{root}" in printed and "that of the ancestry" in printed
+    rows = (out / "advantages.csv").read_text().splitlines()
+    assert len(rows) > 1
+    study = json.loads((out / "advantages-study.json").read_text())["study"]
+    assert study["dataset"] == f"folder:{root}"
+    # a data seed that makes base classes novel is refused before any training
+    _, card = load_checkpoint(anc)
+    names = sorted(p.name for p in root.iterdir())
+    seed = next(s for s in range(1, 50)
+                if {names[c] for c in ratio_split(30, (0.64, 0.16, 0.20), s).novel} & set(card.split["names"]["base"]))
+    assert main(["advantages", "--quick", "--ancestry", str(anc), "--data-seed", str(seed), "--models", "baseline",
+                 "--tasks", "2", "--shots", "1", "--epochs", "1", "--out", str(out / "bad")]) != 0
+    assert "inflated" in capsys.readouterr().err

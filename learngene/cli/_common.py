@@ -63,32 +63,13 @@ def load_data(args: argparse.Namespace, bound=None, say=print):
     `bound`: the ancestry's (or learngene file's) `Bound` split record, or None. Sets
     ``ds.meta["flip"]`` from --flip and prints one line saying which split is used.
     """
-    from learngene.data import load_dataset
-    from learngene.data.binding import bind_split
+    from learngene.data.binding import load_bound
 
-    card_data = bound is not None and bound.known
-    spec = args.dataset or (bound.spec if card_data and bound.spec else None) or "shapes"
-    same = card_data and (bound.spec is None or bound.spec == spec)
-    seed = args.data_seed
-    if seed is None:
-        seed = bound.data_seed if same and bound.data_seed is not None else 0
-    ds = load_dataset(spec, root=args.data_root, seed=seed, download=args.download,
-                      images_per_class=getattr(args, "images_per_class", None), split_file=args.split_file)
-    explicit = args.data_seed is not None or args.split_file is not None
-    say(bind_split(ds, bound, explicit=explicit, hint="--data-seed / --split-file"))
-    ds.meta["flip"] = resolve_flip(args.flip_mode, ds, bound)
-    ds.meta["data_seed"] = seed
+    ds, line = load_bound(args.dataset, bound, root=args.data_root, download=args.download, data_seed=args.data_seed,
+                          split_file=args.split_file, images_per_class=getattr(args, "images_per_class", None),
+                          flip=args.flip_mode)
+    say(line)
     return ds
-
-
-def resolve_flip(mode: str, ds, bound=None) -> bool:
-    """--flip: on/off as given; auto: the ancestry card's setting for its own data, else the data set's
-    default (shapes and cifar100 are mirror-safe; a folder may hold letters or digits, so off)."""
-    if mode in ("on", "off"):
-        return mode == "on"
-    if bound is not None and bound.flip is not None and bound.dataset == ds.name:
-        return bound.flip
-    return not ds.name.startswith("folder:")
 
 
 def add_train(p: argparse.ArgumentParser, **defaults) -> None:

@@ -65,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
         output_dir(args.run_dir, "--run-dir")
     set_cpu_threads(args, cfg.device)
     ds = load_data(args)
-    if args.split_file:
-        ds.meta["split_file"] = str(Path(args.split_file).resolve())
     cfg = train_config(args, ds)
     with Reporter(args.run_dir, total=cfg.epochs, desc=f"accumulate {args.arch}") as rep:
         out = args.out or (rep.outputs_dir / "ancestry.safetensors" if rep.outputs_dir else "ancestry.safetensors")

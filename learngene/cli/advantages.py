@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from learngene.cli._common import add_run_dir, output_dir
+from learngene.cli._common import add_data, add_run_dir, output_dir
 from learngene.cli.train import add_threads_option, set_cpu_threads, target_acc
 from learngene.reporting import Reporter
 
 NAME = "advantages"
 HELP = ("the four-advantage study: learngene descendants (heur, auto-paper, auto, cka, finetune) against the "
-        "random-init baseline over novel tasks of the embedded shapes data, an lr x wd grid and K = 1/5/10/20; "
+        "random-init baseline over novel tasks of each ancestry's data (or --dataset), an lr x wd grid and "
+        "K = 1/5/10/20; "
         "writes a CSV, a markdown "
         "table and figures; resumes where it stopped")
 
@@ -47,6 +48,10 @@ def add_study_arguments(p: argparse.ArgumentParser, quick: bool = True) -> None:
                         "default: auto")
     p.add_argument("--max-batch", type=int, default=None, help="models per batched group (default: 32)")
     p.add_argument("--figures-dir", default=None, help="where the SVG figures go (default: <out>/figures)")
+    p.add_argument("--images-per-class", type=int, default=None,
+                   help="use only this many images per class (generated for shapes, the first N of each class "
+                        "otherwise; default: all, 60 with --quick)")
+    add_data(p)
 
 
 def study_from_args(args: argparse.Namespace):
@@ -70,7 +75,8 @@ def study_from_args(args: argparse.Namespace):
         target_acc=None if args.target_acc in (None, "baseline") else args.target_acc,
         test_per_class=args.test_per_class, max_batch=args.max_batch, models=nums(args.models, str, "--models"),
         grid_models=nums(args.grid_models, str, "--grid-models"),
-        batched=args.batched)
+        batched=args.batched, images_per_class=args.images_per_class, dataset=args.dataset, data_seed=args.data_seed,
+        split_file=args.split_file, flip=args.flip_mode, data_root=args.data_root, download=args.download or None)
 
 
 def given_similarities(items: list[str]) -> dict[str, str]:

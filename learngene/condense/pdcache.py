@@ -33,7 +33,7 @@ from learngene.models import ModelCard, load_checkpoint, read_card, save_checkpo
 
 KEY_VERSION = 1
 # not part of the data's identity (flip is a training setting: it enters the key below when off)
-_VOLATILE_META = {"seconds", "from_cache", "cache_path", "data_seed", "split_from", "flip"}
+_VOLATILE_META = {"seconds", "from_cache", "cache_path", "data_seed", "split_from", "flip", "split_file"}
 PD_FIELDS = ("pd_epochs", "pd_lr", "pd_batch_size", "pd_depth", "holdout_per_class", "train_per_class", "seed")
 """The CondenseConfig fields a trained pseudo-descendant depends on."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from learngene.data.base import ClassSplit, ImageSet
@@ -160,3 +161,46 @@ def card_split_record(card: Any) -> dict[str, Any]:
             if isinstance(seed, int) and not isinstance(seed, bool):
                 record.setdefault("data_seed", seed)
     return record
+
+
+def resolve_flip(mode: str, ds: ImageSet, bound: Bound | None = None) -> bool:
+    """--flip: on/off as given; auto: the ancestry card's setting for its own data, else the data set's
+    default (shapes and cifar100 are mirror-safe; a folder may hold letters or digits, so off)."""
+    if mode in ("on", "off"):
+        return mode == "on"
+    if mode != "auto":
+        raise DataError(f"flip must be auto, on or off, got {mode!r}")
+    if bound is not None and bound.flip is not None and bound.dataset == ds.name:
+        return bound.flip
+    return not ds.name.startswith("folder:")
+
+
+def load_bound(spec: str | None, bound: Bound | None = None, *, root: str | None = None, download: bool = False,
+               data_seed: int | None = None, split_file: str | None = None, images_per_class: int | None = None,
+               flip: str = "auto") -> tuple[ImageSet, str]:
+    """Load a data set for a model made from an ancestry, under the split the ancestry binds.
+
+    `spec`, `data_seed` and `split_file` default (None) to the ancestry's record, else "shapes" and 0;
+    giving `data_seed` or `split_file` asks for that split, which `bind_split` then checks. Sets
+    ``ds.meta["flip"]`` (see `resolve_flip`) and ``ds.meta["data_seed"]``.
+
+    Returns:
+        The data set and one line saying which split is used.
+    """
+    from learngene.data.sources import load_dataset
+
+    card_data = bound is not None and bound.known
+    spec = spec or (bound.spec if card_data and bound.spec else None) or "shapes"
+    same = card_data and (bound.spec is None or bound.spec == spec)
+    seed = data_seed
+    if seed is None:
+        seed = bound.data_seed if same and bound.data_seed is not None else 0
+    ds = load_dataset(spec, root=root, seed=seed, download=download, images_per_class=images_per_class,
+                      split_file=split_file)
+    line = bind_split(ds, bound, explicit=data_seed is not None or split_file is not None,
+                      hint="--data-seed / --split-file")
+    ds.meta["flip"] = resolve_flip(flip, ds, bound)
+    ds.meta["data_seed"] = seed
+    if split_file is not None:
+        ds.meta["split_file"] = str(Path(split_file).resolve())
+    return ds, line

@@ -75,6 +75,13 @@ class Study:
     batched: str = "auto"
     max_batch: int = 32
     condense: dict[str, Any] = field(default_factory=dict)
+    # the data: None = each ancestry card's data set, seed and split (which bind: see learngene.data.binding)
+    dataset: str | None = None
+    data_seed: int | None = None
+    split_file: str | None = None
+    flip: str = "auto"
+    data_root: str | None = None
+    download: bool = False
 
 
 QUICK = Study(n_tasks=2, shots=(1, 5, 10), lrs=(1e-3, 3e-3), wds=(0.05,), epochs=6, test_per_class=20,
@@ -107,12 +114,15 @@ def _similarity(method: str, ancestry, card, ds, study: Study, out: Path, given:
 
     if method in given:
         return SimilarityResult.load(given[method]), f"from {given[method]}"
-    cfg = CondenseConfig().replace(**study.condense)
+    cfg = CondenseConfig().replace(**{"flip": bool(ds.meta.get("flip", True)), **study.condense})
     path = out / f"{card.spec.arch}-{card.sha256[:8]}-{method}.json"
     if path.exists():
         old = SimilarityResult.load(path)
-        if old.ancestry.get("sha256") == card.sha256 and all(old.settings.get(k) == v for k, v in cfg.to_dict().items()
-                                                             if k != "device"):
+        same_data = (old.settings.get("dataset") == ds.name
+                     and old.settings.get("open_world") == list(ds.split.open_world))
+        if old.ancestry.get("sha256") == card.sha256 and same_data and all(
+                old.settings.get(k, True if k == "flip" else None) == v for k, v in cfg.to_dict().items()
+                if k != "device"):
             return old, f"cached {path}"
     t0 = time.perf_counter()
     res = condense(ancestry, ds, method, config=cfg, ancestry_sha256=card.sha256)
@@ -169,7 +179,8 @@ class Engine:
     """Builds and trains the runs of one ancestry; keeps the rates that feed the ETA."""
 
     def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device,
-                 log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None):
+                 log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
+                 data_id: dict[str, Any] | None = None):
         from learngene.data import sample_tasks
         from learngene.inherit.recipe import Recipe
         from learngene.models import layer_view
@@ -184,6 +195,8 @@ class Engine:
                       for k in sorted({study.k_main, *study.shots})}
         self.rate = {"sequential": None, "batched": None}  # work units per second
         self.layers = layers
+        self.flip = bool(ds.meta.get("flip", True))
+        self.data_id = data_id  # None: the embedded default data, as in the journals of round 1
         self.journal: RunJournal | None = None
         self.log, self.on_runs = log, on_runs
 
@@ -195,6 +208,8 @@ class Engine:
         what = {"epochs": s.epochs, "batch_size": s.batch_size, "n_way": s.n_way, "test_per_class": s.test_per_class,
                 "task_seed": s.task_seed, "seed": s.seed, "images_per_class": s.images_per_class,
                 "layers": self.layers[run.model], "baseline": run.model == "baseline"}
+        if self.data_id is not None:
+            what["data"] = self.data_id
         return json.dumps(what, sort_keys=True)
 
     @staticmethod
@@ -229,7 +244,7 @@ class Engine:
 
         s = self.study
         return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=run.lr, weight_decay=run.wd, warmup_epochs=0,
-                           eval_every=run.eval_every, device=self.device.type, seed=s.seed)
+                           eval_every=run.eval_every, device=self.device.type, seed=s.seed, flip=self.flip)
 
     def model(self, run: Run):
         from learngene.inherit.build import build_descendant
@@ -331,6 +346,15 @@ def execute(engine: Engine, runs: list[Run], label: str) -> None:
         progress(f"K={chunk[0].k}, {len(chunk)} runs")
 
 
+def _data_id(ds) -> dict[str, Any] | None:
+    """What identifies the study's data in the journal; None for the embedded default (seed 0, flip on)."""
+    spec = str(ds.meta.get("spec", ds.name))
+    if spec == "shapes" and ds.meta.get("data_seed", 0) == 0 and ds.meta.get("flip", True):
+        return None
+    return {"spec": spec, "data_seed": ds.meta.get("data_seed"), "split": ds.split.to_dict(),
+            "flip": ds.meta.get("flip")}
+
+
 def default_ancestries() -> list[Path]:
     from learngene.errors import CheckpointError
     from learngene.models import shipped_checkpoints
@@ -401,7 +425,7 @@ def run_study(
     a journal folder share their runs. `given` maps "auto" / "cka" to saved condense results to use
     instead of computing them (one ancestry only).
     """
-    from learngene.data import load_dataset
+    from learngene.data.binding import bound_of_card, load_bound
     from learngene.errors import ConfigError
     from learngene.inherit.choose import load_ancestry
 
@@ -412,7 +436,6 @@ def run_study(
         raise ConfigError(f"saved similarity results are given as auto=PATH or cka=PATH, got {sorted(given)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_dataset("shapes", images_per_class=study.images_per_class)
     log(f"study: {study.n_tasks} tasks x {len(study.models)} models; grid {len(study.lrs)} lr x {len(study.wds)} wd "
         f"at K={study.k_main}; K in {list(study.shots)}; {study.epochs} epochs, batch {study.batch_size}; "
         f"{len(plan(study))} runs per ancestry; device {device}")
@@ -421,9 +444,13 @@ def run_study(
     for path in paths:
         ancestry, card, path = load_ancestry(path)
         log(f"\n== {path} ({card.spec.arch})")
+        ds, line = load_bound(study.dataset, bound_of_card(card, path), root=study.data_root, download=study.download,
+                             data_seed=study.data_seed, split_file=study.split_file,
+                             images_per_class=study.images_per_class, flip=study.flip)
+        log(f"  data: {ds.meta.get('spec', ds.name)} ({ds.num_classes} classes, {len(ds)} images); {line}")
         layers = model_layers(ancestry, card, ds, study, out, given, log=log)
         runs = plan(study)
-        engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs)
+        engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs, data_id=_data_id(ds))
         restored = engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl",
                                        runs)
         execute(engine, runs, card.spec.arch)
