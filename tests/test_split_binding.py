@@ -205,3 +205,21 @@ def test_advantages_runs_a_try_out_study_on_a_folder_under_the_ancestrys_split(
     assert main(["advantages", "--quick", "--ancestry", str(anc), "--data-seed", str(seed), "--models", "baseline",
                  "--tasks", "2", "--shots", "1", "--epochs", "1", "--out", str(out / "bad")]) != 0
     assert "inflated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["train", "--bogus"], "python -m learngene train: error: unrecognized arguments: --bogus"),
+    (["data", "info", "--bogus"], "python -m learngene data info: error: unrecognized arguments: --bogus"),
+    (["jobs", "list", "--bogus"], "python -m learngene jobs list: error: unrecognized arguments: --bogus"),
+])
+def test_a_subcommands_error_names_the_subcommand(argv, usage, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert usage in err and "--bogus" in err.splitlines()[-1]
+    assert "usage: python -m learngene [-h] COMMAND" not in err
+
+
+def test_data_info_takes_data_seed_like_every_other_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "info", "--data-seed", "1", "--images-per-class", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == 200

@@ -53,8 +53,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.set_defaults(_subparsers={})
     for name, (module, help_text) in commands().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        parser.get_default("_subparsers")[name] = p
         if only is None or name == only:
             mod = importlib.import_module(f"{__name__}.{module}")
             mod.add_arguments(p)
@@ -66,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=chosen or "")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, whose usage names its options (not the top level's)
+        target = args._subparsers.get(args.command, parser)
+        nested = getattr(args, "data_command", None) or getattr(args, "action", None)
+        for action in target._actions:  # a subcommand's own subcommand (`data info`, `jobs list`)
+            if isinstance(action, argparse._SubParsersAction) and nested in action.choices:
+                target = action.choices[nested]
+        target.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except LearngeneError as exc:

@@ -25,7 +25,9 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="shapes", help=f"data set spec: {names} (default: shapes)")
     p.add_argument("--data-root", default=None, help="folder holding downloaded data sets (cifar-100-python)")
     p.add_argument("--download", action="store_true", help="allow downloading CIFAR-100 (needs internet)")
-    p.add_argument("--seed", type=int, default=0, help="generation seed (shapes) / split shuffle (folder)")
+    p.add_argument("--data-seed", "--seed", dest="seed", type=int, default=0,
+                   help="generation seed of the embedded data set and class-split shuffle of a folder, as in every "
+                        "other command (--seed is accepted too; default: 0)")
     p.add_argument(
         "--images-per-class", type=int, default=None,
         help=f"use at most this many images per class (at most {MAX_IMAGES_PER_CLASS}; the whole data set "
