@@ -382,7 +382,7 @@ def test_runs_filters_overlay_sweeps_and_delete(env, finished):
 
 
 def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
-    from learngene.descend._svg import line_chart
+    from learngene.descend.advantages_report import line_chart
     from learngene.jobs import JobManager
 
     at = open_page("runs")
