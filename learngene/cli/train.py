@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from learngene.cli._common import (
+    MAX_EPOCHS,
     add_data,
     add_run_dir,
     add_train,
@@ -29,6 +30,7 @@ HELP = "train a learngene descendant and its random-init baseline on N-way K-sho
 TRAIN_DEFAULTS: dict[str, Any] = dict(epochs=40, batch_size=10, lr=1e-3, weight_decay=0.05, warmup_epochs=0,
                                       eval_every=1)
 MAX_THREADS = 1_024
+MAX_STRONG_FACTOR: int = source_constant("descend.compare", "MAX_STRONG_FACTOR")
 # read from the data modules' sources: importing them would load torch just to build the parser
 MAX_TASKS: int = source_constant("data.tasks", "MAX_TASKS")
 MAX_IMAGES_PER_CLASS: int = source_constant("data.sources", "MAX_IMAGES_PER_CLASS")
@@ -92,6 +94,12 @@ def check_task_counts(args: argparse.Namespace) -> None:
               ("--test-per-class", args.test_per_class, 0, MAX_IMAGES_PER_CLASS),
               ("--k-shot", getattr(args, "k_shot", None), 1, MAX_IMAGES_PER_CLASS),
               ("--images-per-class", args.images_per_class, 1, MAX_IMAGES_PER_CLASS)]
+    strong = getattr(args, "strong_baseline", 0)
+    if strong and not 2 <= strong <= MAX_STRONG_FACTOR:
+        raise ConfigError(f"--strong-baseline must be from 2 to {MAX_STRONG_FACTOR} (times --epochs), or 0 for "
+                          f"none, got {strong}")
+    if strong and strong * args.epochs > MAX_EPOCHS:
+        raise ConfigError(f"--strong-baseline {strong} x --epochs {args.epochs} is more than {MAX_EPOCHS} epochs")
     for flag, value, low, high in bounds:
         if value is not None and not (low <= value and (high is None or value <= high)):
             raise ConfigError(f"{flag} must be {'from' if high else 'at least'} {low}"
@@ -126,6 +134,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_threads_option(p)
+    p.add_argument("--strong-baseline", type=int, default=0, metavar="FACTOR",
+                   help="also train a stronger random-init reference on each task: the baseline given FACTOR times "
+                        f"the epochs (2 to {MAX_STRONG_FACTOR}), so the learngene is compared with a baseline that "
+                        "had time to converge, not only with an equal budget (default: 0 = off)")
     p.add_argument("--save-models", default=None, metavar="DIR",
                    help="save every trained model (learngene descendant and baseline of each task) as "
                         "DIR/task<i>-<role>.safetensors with a model card (default: not saved)")
@@ -216,7 +228,7 @@ def diverged_record(rep: Reporter, pairs: list, what: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from learngene.data import sample_tasks
-    from learngene.descend.compare import train_pair
+    from learngene.descend.compare import format_strong_baseline, summarize_strong_baseline, train_pair
     from learngene.descend.summary import format_pair_summary, summarize_pairs
 
     cfg = train_config(args)
@@ -234,20 +246,26 @@ def run(args: argparse.Namespace) -> int:
               "tasks": {"n_way": args.n_way, "k_shot": args.k_shot, "tasks": args.tasks, "task_seed": args.task_seed,
                         "test_per_class": args.test_per_class, "dataset": ds.meta.get("spec", args.dataset)},
               "data": data_config(args, ds), "target_acc": args.target_acc}
-    with Reporter(args.run_dir, total=2 * cfg.epochs * len(tasks), desc="train") as rep:
+    with Reporter(args.run_dir, total=(2 + args.strong_baseline) * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
         save = model_saver(args.save_models, recipe, cfg, ds.name, config["command"])
         pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,  # tasks are built one at a time
                             on_trained=None if save is None else
-                            (lambda role, m, res, i=t.index: save(i, role, m, res)))
+                            (lambda role, m, res, i=t.index: save(i, role, m, res)),
+                            strong_factor=args.strong_baseline)
                  for t in tasks]
         summary = summarize_pairs(pairs, args.target_acc)
+        strong = summarize_strong_baseline(pairs)
+        if strong is not None:
+            summary["strong_baseline"] = strong
         rep.metric({"kind": "summary", **summary})
         if rep.outputs_dir is not None:
             atomic_write_json(rep.outputs_dir / "summary.json",
                               {**config, "summary": summary, "pairs": [p.to_dict() for p in pairs]})
         diverged = diverged_record(rep, pairs, "train") if any(p.diverged for p in pairs) else ""
     print(format_pair_summary(summary))
+    if strong is not None:
+        print(format_strong_baseline(strong))
     if diverged:
         print(f"error: {diverged}", file=sys.stderr)
         return EXIT_DIVERGED

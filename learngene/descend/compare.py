@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from torch import nn
@@ -26,8 +26,9 @@ from learngene.inherit.recipe import Recipe
 from learngene.reporting import Reporter
 from learngene.train.trainer import TrainConfig, Trainer
 
-Role = Literal["learngene", "baseline"]
+Role = Literal["learngene", "baseline", "baseline-long"]
 ROLES: tuple[Role, ...] = ("learngene", "baseline")
+MAX_STRONG_FACTOR = 20  # the longest stronger reference: 20 times the pair's epochs
 
 
 def final_accuracy(history: list[dict[str, Any]], n_way: int | None = None) -> float | None:
@@ -142,7 +143,7 @@ def build_pair(recipe: Recipe, source: Source, n_way: int, seed: int) -> tuple[n
 def train_pair(
     recipe: Recipe, source: Source, task: Task, cfg: TrainConfig, reporter: Reporter | None = None,
     seed: int = 0, task_index: int | None = None, tags: dict[str, Any] | None = None,
-    on_trained: Callable[[str, nn.Module, RunResult], None] | None = None,
+    on_trained: Callable[[str, nn.Module, RunResult], None] | None = None, strong_factor: int = 0,
 ) -> PairResult:
     """Train the learngene descendant of `recipe` and its random-init baseline on `task`.
 
@@ -156,6 +157,9 @@ def train_pair(
         task_index: the task number in records (default: `task.index`).
         tags: extra keys for every record (e.g. the sweep setting).
         on_trained: called with (role, trained model, its result) after each model, e.g. to save it.
+        strong_factor: when at least 2, also train a stronger random-init reference ("baseline-long"):
+            the baseline given `strong_factor` times the epochs (same lr schedule stretched, same data
+            order draw), summarised in ``extra["strong_baseline"]`` (its history goes to the reporter).
     """
     index = task.index if task_index is None else task_index
     tags = dict(tags or {})
@@ -167,6 +171,84 @@ def train_pair(
             on_trained(role, model, runs[-1])
     result = PairResult(index, tuple(task.classes), task.n_way, task.k_shot, _pair_settings(cfg, seed, task),
                         runs[0], runs[1], extra=tags)
+    if strong_factor >= 2:
+        result.extra = {**tags, "strong_baseline": train_strong_baseline(
+            recipe, source, task, cfg, strong_factor, runs[0], reporter, seed, index, tags, on_trained)}
     if reporter is not None:
         reporter.metric({"kind": "pair", **tags, **result.to_dict(with_history=False)})
     return result
+
+
+def train_strong_baseline(
+    recipe: Recipe, source: Source, task: Task, cfg: TrainConfig, factor: int, learngene: RunResult,
+    reporter: Reporter | None = None, seed: int = 0, task_index: int = 0, tags: dict[str, Any] | None = None,
+    on_trained: Callable[[str, nn.Module, RunResult], None] | None = None,
+) -> dict[str, Any]:
+    """Train the random-init baseline for `factor` times `cfg.epochs` and compare it with `learngene`.
+
+    An equal budget is fair to the baseline only if it has converged; this reference says what more
+    training buys it. Returns its final and best accuracy, whether it diverged, and the first epoch at
+    which it reached the learngene descendant's final accuracy (None: never).
+    """
+    from learngene.errors import ConfigError
+
+    if not 2 <= factor <= MAX_STRONG_FACTOR:
+        raise ConfigError(f"--strong-baseline must be from 2 to {MAX_STRONG_FACTOR} (times the epochs), got {factor}")
+    long_cfg = replace(cfg, epochs=cfg.epochs * factor, warmup_epochs=cfg.warmup_epochs * factor).validated()
+    model = build_descendant(recipe.with_classes(task.n_way).baseline(), source, seed)
+    run = train_one(model, long_cfg, task, make_logger(reporter, "baseline-long", task_index, dict(tags or {})),
+                    "baseline-long")
+    if on_trained is not None:
+        on_trained("baseline-long", model, run)
+    lg_final = learngene.final_acc(task.n_way)
+    reached = epochs_to_target(run.history, lg_final) if lg_final is not None and not learngene.diverged else None
+    return {"factor": factor, "epochs": long_cfg.epochs, "final_acc": run.final_acc(task.n_way),
+            "best_acc": run.best_acc, "diverged": run.diverged, "wall_time": run.wall_time,
+            "learngene_final_acc": lg_final, "epoch_reaching_learngene": reached[0] if reached else None}
+
+
+def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
+    """Over the pairs that trained a stronger reference: its mean final accuracy next to the learngene
+    descendant's, the paired gain over it, on how many tasks it reached the learngene's final accuracy
+    (and the median epoch), and whether it learned (None: no pair trained one)."""
+    from statistics import median
+
+    from learngene.descend.summary import above_chance
+
+    refs = [(p, p.extra["strong_baseline"]) for p in pairs if isinstance(p.extra.get("strong_baseline"), dict)]
+    if not refs:
+        return None
+    both = [(s["learngene_final_acc"], s["final_acc"]) for _, s in refs
+            if s["learngene_final_acc"] is not None and s["final_acc"] is not None]
+    reached = [s["epoch_reaching_learngene"] for _, s in refs if s["epoch_reaching_learngene"] is not None]
+    chance = sum(1.0 / p.n_way for p, _ in refs) / len(refs)
+
+    def mean(xs: list[float]) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+
+    return {"factor": refs[0][1]["factor"], "epochs": refs[0][1]["epochs"], "tasks": len(refs),
+            "final_acc": mean([b for _, b in both]), "learngene_final_acc": mean([a for a, _ in both]),
+            "gain": mean([a - b for a, b in both]), "learngene_wins": sum(a > b for a, b in both),
+            "reached": len(reached), "median_epoch_reaching_learngene": median(reached) if reached else None,
+            "diverged": sum(bool(s["diverged"]) for _, s in refs), "chance": chance,
+            "learned": above_chance([b for _, b in both], chance)}
+
+
+def format_strong_baseline(s: dict[str, Any]) -> str:
+    """The stronger-reference block of `learngene train`'s printed summary."""
+    lines = [f"stronger reference: the random-init baseline trained {s['factor']}x longer ({s['epochs']} epochs), "
+             f"{s['tasks']} task(s)",
+             f"  final accuracy {s['final_acc']:.1%} vs the learngene's {s['learngene_final_acc']:.1%} "
+             f"(gain {s['gain']:+.1%}; the learngene is better on {s['learngene_wins']}/{s['tasks']})"
+             if s["final_acc"] is not None and s["learngene_final_acc"] is not None else "  no finished run to compare"]
+    if s["reached"]:
+        lines.append(f"  it reached the learngene's final accuracy on {s['reached']}/{s['tasks']} task(s), at epoch "
+                     f"{s['median_epoch_reaching_learngene']:g} (median) of {s['epochs']}")
+    else:
+        lines.append(f"  it never reached the learngene's final accuracy in {s['epochs']} epochs")
+    if s["learned"] is False:
+        lines.append(f"  WARNING: even {s['factor']}x the epochs left it at chance ({s['chance']:.1%}): on this data "
+                     "a random-init model does not learn from these few images")
+    if s["diverged"]:
+        lines.append(f"  {s['diverged']} of its runs diverged")
+    return "\n".join(lines)
