@@ -45,14 +45,20 @@ def accumulate_argv(arch: str, dataset: str, out: str | None = None, overrides: 
 _CONDENSE_FLAGS = ("tokens", "maps", "images", "device", "seed")  # the others go through --set KEY=VALUE
 
 
-def condense_argv(ancestry: Path, method: str, k: int, settings: dict[str, Any], dataset: str = "shapes",
+def _data(dataset: str | None) -> list[str]:
+    """--dataset when one is chosen; none: the command takes the ancestry card's data and class split,
+    which bind (a card's split is never silently replaced by another data set's)."""
+    return ["--dataset", dataset] if dataset else []
+
+
+def condense_argv(ancestry: Path, method: str, k: int, settings: dict[str, Any], dataset: str | None = None,
                   contiguous: bool = False, rule: str | None = None) -> list[str]:
     """`condense`: the similarity matrix of `method` and the top-k learngene layers.
 
     Args:
         settings: `CondenseConfig` fields (e.g. {"images": 256, "pd_epochs": 2, "device": "cpu"}).
     """
-    argv = ["condense", "--ancestry", str(ancestry), "--method", method, "--dataset", dataset,
+    argv = ["condense", "--ancestry", str(ancestry), "--method", method, *_data(dataset),
             "--select", "top-k", "--k", str(k)]
     if contiguous:
         argv.append("--contiguous")
@@ -66,7 +72,7 @@ def condense_argv(ancestry: Path, method: str, k: int, settings: dict[str, Any],
 
 
 def train_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: dict[str, Any],
-               learngene_file: str | None = None, dataset: str = "shapes") -> list[str]:
+               learngene_file: str | None = None, dataset: str | None = None) -> list[str]:
     """`train`: the learngene descendant and its random-init baseline on N-way K-shot novel tasks.
 
     The learngene comes from `learngene_file` when given (the ancestry is then not needed), else from
@@ -76,14 +82,14 @@ def train_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: 
         argv = ["train", "--learngene", str(learngene_file)]
     else:
         argv = ["train", "--ancestry", str(ancestry), "--layers", ",".join(map(str, layers))]
-    argv += ["--dataset", dataset]
+    argv += _data(dataset)
     argv += _options({"placement": recipe.get("placement"), "depth": recipe.get("depth"), "stem": recipe.get("stem")})
     return argv + _options(task)
 
 
 def sweep_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: dict[str, Any],
                lrs: list[float], wds: list[float], shots: list[int], seeds: list[int] | None = None,
-               dataset: str = "shapes") -> list[str]:
+               dataset: str | None = None) -> list[str]:
     """`sweep`: the train comparison over a grid of learning rates × weight decays × K shots (× seeds)."""
     fixed = {k: v for k, v in task.items() if k not in ("lr", "weight_decay", "k_shot", "seed")}
     argv = ["sweep", *train_argv(ancestry, layers, recipe, fixed, dataset=dataset)[1:]]
