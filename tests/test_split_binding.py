@@ -184,22 +184,30 @@ def test_advantages_runs_a_try_out_study_on_a_folder_under_the_ancestrys_split(
         for j, i in enumerate((ds.labels == c).nonzero().flatten().tolist()):
             Image.fromarray(ds.images[i].permute(1, 2, 0).numpy()).save(sub / f"{j}.png")
     anc = root.parent / "anc.safetensors"
-    assert main(["accumulate", "--arch", "lg_resnet_mini", "--dataset", f"folder:{root}", "--epochs", "1",
-                 "--holdout-per-class", "3", "--batch-size", "64", "--threads", "1", "--out", str(anc)]) == 0
+    names = sorted(p.name for p in root.iterdir())
+    split_file = root.parent / "split.json"  # the split round-trips accumulate -> advantages
+    split_file.write_text(json.dumps({"base": names[8:], "open_world": names[:2], "novel": names[2:8]}))
+    assert main(["accumulate", "--arch", "lg_resnet_mini", "--dataset", f"folder:{root}", "--split-file",
+                 str(split_file), "--epochs", "1", "--holdout-per-class", "3", "--batch-size", "64", "--threads", "1",
+                 "--out", str(anc)]) == 0
     capsys.readouterr()
     out = root.parent / "study"
-    assert main(["advantages", "--quick", "--ancestry", str(anc), "--dataset", f"folder:{root}", "--models",
-                 "baseline,heur", "--tasks", "2", "--shots", "1,2", "--epochs", "2", "--test-per-class", "4",
-                 "--lrs", "1e-3", "--wds", "0.05", "--out", str(out)]) == 0
+    assert main(["advantages", "--quick", "--ancestry", str(anc), "--dataset", f"folder:{root}", "--split-file",
+                 str(split_file), "--models", "baseline,heur", "--tasks", "2", "--shots", "1,2", "--epochs", "2",
+                 "--test-per-class", "4", "--lrs", "1e-3", "--wds", "0.05", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"data: folder:{root}" in printed and "that of the ancestry" in printed
+    assert f"data: folder:{root}" in printed and "avoid the base classes" in printed
     rows = (out / "advantages.csv").read_text().splitlines()
     assert len(rows) > 1
     study = json.loads((out / "advantages-study.json").read_text())["study"]
-    assert study["dataset"] == f"folder:{root}"
+    assert study["dataset"] == f"folder:{root}" and study["split_file"] == str(split_file)
+    # without data options the study takes the card's data and split (the same one here)
+    assert main(["advantages", "--quick", "--ancestry", str(anc), "--models", "baseline", "--tasks", "2", "--shots",
+                 "1", "--epochs", "1", "--test-per-class", "4", "--lrs", "1e-3", "--wds", "0.05",
+                 "--out", str(out / "card")]) == 0
+    assert "that of the ancestry" in capsys.readouterr().out
     # a data seed that makes base classes novel is refused before any training
     _, card = load_checkpoint(anc)
-    names = sorted(p.name for p in root.iterdir())
     seed = next(s for s in range(1, 50)
                 if {names[c] for c in ratio_split(30, (0.64, 0.16, 0.20), s).novel} & set(card.split["names"]["base"]))
     assert main(["advantages", "--quick", "--ancestry", str(anc), "--data-seed", str(seed), "--models", "baseline",
