@@ -140,7 +140,8 @@ def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
         label += f" · {printable(prog['message'], 200)}"
     cols = st.columns([5, 1]) if cancel else [st.container()]
     cols[0].progress(frac, text=label)
-    if cancel and info.live and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
+    stoppable = info.live or getattr(info, "leftover_worker", None) is not None  # a worker that outlived its supervisor
+    if cancel and stoppable and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
         with error_box("cancel"):
             resources.jobs().cancel(info.run_id)
             st.toast(f"cancelling {info.run_id}")

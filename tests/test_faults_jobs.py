@@ -138,6 +138,35 @@ def test_identity_needs_start_time_and_token():
         child.wait(timeout=10)
 
 
+def test_readers_leave_a_proven_worker_alone_and_only_cancel_stops_it(mgr):
+    """Readers never kill, even a worker proven (start time + token) to be the run's own: a run whose
+    supervisor died is reported failed with its worker still running and the command that stops it;
+    `jobs cancel` then stops it."""
+    run_id = mgr.start(JobSpec(argv=LONG))
+    info = wait_until(lambda: (i := mgr.get(run_id)).state == "running" and mgr.read_metrics(run_id)[0] and i,
+                      what="the worker's first record")
+    worker = info.status["worker_pid"]
+    os.kill(info.status["supervisor_pid"], signal.SIGKILL)
+    wait_until(lambda: mgr.get(run_id).state == "failed", 15, "the failed verdict")
+    for argv in (("list",), ("show", run_id), ("list", "--json"), ("tail", run_id, "-n", "2")):
+        out = cli(mgr.runs_dir, *argv)
+        assert out.returncode == 0, out.stderr
+        time.sleep(0.2)
+        assert procs.is_alive(worker), f"`jobs {' '.join(argv)}` killed the run's worker"
+    listed = cli(mgr.runs_dir, "list")
+    assert f"its worker (pid {worker}) is still running" in listed.stderr
+    shown = json.loads(cli(mgr.runs_dir, "show", run_id).stdout)
+    assert shown["state"] == "failed" and shown["leftover_worker"] == worker
+    assert "supervisor" in shown["reason"] and f"python -m learngene jobs cancel {run_id}" in shown["reason"]
+    assert mgr.list()[0].leftover_worker == worker and procs.is_alive(worker)
+    out = cli(mgr.runs_dir, "cancel", run_id)
+    assert out.returncode == 0 and out.stdout.split() == [run_id, "cancelled"], (out.stdout, out.stderr)
+    wait_until(lambda: not procs.is_alive(worker), 10, "the cancel to stop the worker")
+    info = mgr.get(run_id)
+    assert info.state == "cancelled" and info.leftover_worker is None
+    assert "stopped by the cancel" in info.reason and "still running" not in info.reason
+
+
 # ------------------------------------------------------------------ 2. one bad status hides nothing
 
 

@@ -6,7 +6,8 @@ processes and folders.
    writes into a recreated folder.
 2. Uploads: each upload gets its own folder (a failing one leaves an earlier good import alone), and a very
    long file name is shortened (suffix kept) instead of failing with "File name too long".
-3. Control characters in user strings (job names, tags, upload names) never reach a terminal or a page.
+3. Control characters in user strings (job names, tags, upload names) and in a run's log (`jobs tail`, with
+   and without `--follow`) never reach a terminal or a page; the log keeps its newlines and tabs.
 """
 
 from __future__ import annotations
@@ -141,6 +142,62 @@ def test_a_hostile_job_name_reaches_neither_the_terminal_nor_the_runs_table(mgr)
 
     table = history.runs_table(mgr.list())
     assert list(table["name"]) == ["evil name"]
+
+
+LOG_HOSTILE = "col\tumn \x1b[2J\x1b]0;pwned\x07\x9b31mred\x00\u202egone\x1b[0m\r\nnext line\n"
+LOG_SHOWN = "col\tumn redgone\nnext line"
+
+
+def controls(text: str) -> list[str]:
+    """Control characters other than newline and tab (what must not reach a terminal)."""
+    return [c for c in text if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f
+            or c in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
+
+
+def test_jobs_tail_strips_controls_from_the_log_and_keeps_its_lines(mgr):
+    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "2", "--interval", "0"]))
+    assert mgr.wait(run_id, timeout=45).state == "done"
+    with open(mgr.runs_dir / run_id / "log.txt", "a", encoding="utf-8") as f:  # what a worker printed
+        f.write(LOG_HOSTILE)
+    out = cli(mgr.runs_dir, "tail", run_id, "-n", "3")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith(LOG_SHOWN + "\n"), repr(out.stdout)
+    assert "selftest: finished" in out.stdout and not controls(out.stdout), repr(out.stdout)
+
+    from learngene.text import printable
+
+    assert printable(LOG_HOSTILE, keep_lines=True) == LOG_SHOWN + "\n"
+
+
+def test_jobs_tail_follow_strips_controls_even_when_a_sequence_is_cut_between_reads(mgr):
+    from learngene.text import printable
+
+    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1", "--interval", "0", "--sleep", "60"]))
+    log = mgr.runs_dir / run_id / "log.txt"
+    wait_until(lambda: log.exists() and b"record 1/1" in log.read_bytes(), what="the worker's record")  # then quiet
+    env = {**os.environ, "LEARNGENE_RUNS_DIR": str(mgr.runs_dir)}
+    follow = subprocess.Popen([sys.executable, "-m", "learngene", "jobs", "tail", run_id, "-n", "1", "--follow"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # the follower has printed the tail and is polling
+        with open(log, "ab") as f:
+            f.write(LOG_HOSTILE.encode() + b"\x1b]0;ti")  # an OSC sequence cut between two reads
+            f.flush()
+            time.sleep(1.2)
+            f.write(b"tle\x07after the cut\xe4\xb8")  # and a UTF-8 character cut too
+            f.flush()
+            time.sleep(1.2)
+            f.write(b"\xad\n")
+        time.sleep(1.2)
+        mgr.cancel(run_id)
+        stdout, stderr = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert follow.returncode == 0, stderr
+    assert stdout.endswith(LOG_SHOWN + "\nafter the cut\u4e2d\n"), repr(stdout[-600:])
+    assert not controls(stdout) and "\ufffd" not in stdout, repr(stdout[-600:])
+    # In a log an unterminated escape string ends at the line break instead of swallowing the next lines.
+    assert printable("a\x1b]0;oops\nb\n", keep_lines=True) == "a\nb\n"
 
 
 # ------------------------------------------------------------------ 2. uploads

@@ -152,19 +152,29 @@ def test_dead_supervisor_is_detected_and_recorded(make_manager):
     assert json.loads((info.path / "status.json").read_text())["state"] == "failed"  # persisted
 
 
-def test_orphaned_gpu_worker_is_cleared_by_the_next_waiter(make_manager):
+def test_orphaned_gpu_worker_keeps_its_slot_until_cancelled(make_manager):
     mgr = make_manager()
     orphan = start(mgr, LONG, device="cuda")
     info = first_record(mgr, orphan)
+    worker = info.status["worker_pid"]
     os.kill(info.status["supervisor_pid"], signal.SIGKILL)  # the worker lives on, holding the GPU slot
     nxt = start(mgr, ["selftest", "--records", "1"], device="cuda")
-    # Nobody reads the orphaned run: the waiting supervisor itself must judge it and free the slot.
+    # Nobody reads the orphaned run: the waiting supervisor judges it (records the verdict) but, like
+    # every reader, signals nothing; the orphan is still working, so the next run waits its turn.
+    status_file = info.path / "status.json"
+    wait_until(lambda: json.loads(status_file.read_text())["state"] == "failed", 30, "the waiter's verdict")
+    time.sleep(1.0)
+    assert procs.is_alive(worker), "a waiting supervisor killed another run's worker"
+    assert mgr.get(nxt).state == "queued"
+    info = mgr.get(orphan)
+    assert info.state == "failed" and info.leftover_worker == worker
+    assert f"python -m learngene jobs cancel {orphan}" in info.reason
+    assert mgr.cancel(orphan).state == "cancelled"  # the explicit cancel stops it and frees the slot
+    wait_until(lambda: not procs.is_alive(worker), 10, "the cancel to stop the orphan")
     assert mgr.wait(nxt, timeout=45).state == "done"
-    assert not procs.is_alive(info.status["worker_pid"])
-    assert json.loads((info.path / "status.json").read_text())["state"] == "failed"
 
 
-def test_frozen_supervisor_is_judged_by_heartbeat(make_manager):
+def test_frozen_supervisor_is_judged_by_heartbeat_and_only_cancel_stops_it(make_manager):
     mgr = make_manager()
     run_id = start(mgr, LONG)
     info = first_record(mgr, run_id)
@@ -173,7 +183,20 @@ def test_frozen_supervisor_is_judged_by_heartbeat(make_manager):
     impatient = make_manager(stale_after_s=2.0)  # short threshold only once the supervisor is frozen
     info = wait_until(lambda: (i := impatient.get(run_id)).state == "failed" and i, 15, "the stale verdict")
     assert "heartbeat" in info.reason
-    wait_until(lambda: not procs.is_alive(sup) and not procs.is_alive(worker), 10, "the leftovers to be killed")
+    # Reading (here and in `jobs list`) never signals: both processes are left alone, and the run says so.
+    impatient.list()
+    time.sleep(0.5)
+    assert procs.is_alive(sup) and procs.is_alive(worker), "a reader killed the run's processes"
+    assert info.leftover_worker == worker
+    assert f"its worker (pid {worker}) is still running" in info.reason
+    assert f"python -m learngene jobs cancel {run_id}" in info.reason
+    with pytest.raises(LearngeneError, match="still has its worker"):
+        impatient.delete(run_id)
+    info = impatient.cancel(run_id)  # the explicit cancel stops the proven worker and the frozen supervisor
+    assert info.state == "cancelled" and info.leftover_worker is None, info.reason
+    assert "heartbeat" in info.reason and "stopped by the cancel" in info.reason
+    wait_until(lambda: not procs.is_alive(sup) and not procs.is_alive(worker), 10, "the cancel to stop them")
+    impatient.delete(run_id)
 
 
 def test_one_cuda_run_at_a_time_in_fifo_order(make_manager):

@@ -13,6 +13,7 @@ The runs folder is `--runs-dir`, else `$LEARNGENE_RUNS_DIR`, else `runs`.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from learngene.text import printable
 NAME = "jobs"
 HELP = "start, list, inspect, cancel and delete background runs"
 RUNS_DIR_ENV = "LEARNGENE_RUNS_DIR"
+_MAX_PARTIAL_LINE = 1 << 16  # `tail --follow` holds back at most this much of an unfinished line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +99,9 @@ def _list(mgr: JobManager, args: argparse.Namespace) -> int:
     print(f"{'RUN ID':<40} {'STATE':<10} {'DEV':<5} {'CREATED':<20} {'PROGRESS':<9} NAME")
     for info in runs:
         print(_row(info))
+    for info in runs:  # reported, never stopped here: only `jobs cancel` signals a worker
+        if info.leftover_worker is not None:
+            print(f"note: {info.run_id} {info.state}: {printable(info.reason)}", file=sys.stderr)
     return 0
 
 
@@ -119,12 +124,20 @@ def _start(mgr: JobManager, args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_text(text: str) -> str:
+    """Log text safe for the terminal: escape sequences and controls removed, newlines and tabs kept
+    (the worker's output is whatever the command, or a name or path it echoes, put there)."""
+    return printable(text, keep_lines=True)
+
+
 def _tail(mgr: JobManager, args: argparse.Namespace) -> int:
-    print(mgr.log_tail(args.run_id, args.lines))
+    print(_log_text(mgr.log_tail(args.run_id, args.lines)))
     if not args.follow:
         return 0
     path = mgr.run_dir(args.run_id) / "log.txt"
     offset = path.stat().st_size if path.exists() else 0
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character cut between reads
+    pending = ""  # text after the last line break: an escape sequence may be cut there too
     while True:
         live = mgr.get(args.run_id).live
         if path.exists():
@@ -132,8 +145,13 @@ def _tail(mgr: JobManager, args: argparse.Namespace) -> int:
                 f.seek(offset)
                 chunk = f.read()
             offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            pending += decoder.decode(chunk, final=not live)
+            cut = max(pending.rfind("\n"), pending.rfind("\r", 0, len(pending) - 1)) + 1  # "\r" may precede "\n"
+            if not live or len(pending) - cut > _MAX_PARTIAL_LINE:
+                cut = len(pending)
+            sys.stdout.write(_log_text(pending[:cut]))
             sys.stdout.flush()
+            pending = pending[cut:]
         if not live:
             return 0
         time.sleep(0.5)

@@ -17,7 +17,9 @@ Contract between the job manager and a worker command:
   and their start time to be the run's own are ever signalled.
 
 States: queued → running → done | diverged | failed | cancelled (queued → cancelled too). A reader
-that finds a queued/running run whose supervisor is gone records "failed" with the reason. A run whose
+that finds a queued/running run whose supervisor is gone records "failed" with the reason; readers
+never signal anything, so a worker that outlived its supervisor runs on (reported as
+`RunInfo.leftover_worker`, with the command that stops it) until it ends or is cancelled. A run whose
 status.json fails validation reads as "unreadable" (with the reason) and is never acted on.
 """
 

@@ -7,17 +7,19 @@ supervisor may have been killed, the machine restarted, or the process frozen, s
 2. its pid is alive and started at the recorded time (pids are reused);
 3. its heartbeat (monotonic clock, refreshed every ~1 s) is fresher than `stale_after_s`.
 
-If any check fails, the reader records "failed" (or "cancelled" when a cancel was asked for) with
-the reason and the log tail, and kills what is left of the run so no orphan keeps a device slot, but
-only processes proven to be the run's own (recorded start time and the run's token in their
-environment, see `procs`): the pids come from status.json, a file anyone can edit, so a pid alone is
-never a reason to signal. A status that is not queued/running (finished, or "unreadable") is shown
-as it is and never acted on.
+If any check fails, the reader records "failed" (or "cancelled" when a cancel was asked for) with the
+reason and the log tail, and marks the status `supervisor_lost`. Readers never send a signal: listing
+or showing runs (the CLI, the app's pages, a waiting supervisor judging the runs ahead of it) only
+reports. A worker that outlived its supervisor keeps working, and keeps its device slot, until it ends
+or someone stops it with an explicit cancel (`JobManager.cancel`, `python -m learngene jobs cancel ID`),
+which signals it only once it is proven to be the run's own (recorded start time and the run's token
+in its environment, see `procs`). While such a worker runs, readers say so (`leftover_worker`, and a
+note in the reason naming the cancel command). A status that is not queued/running (finished, or
+"unreadable") is shown as it is and never acted on.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -66,14 +68,27 @@ def gone_reason(run_dir: Path, config: dict[str, Any], status: dict[str, Any], s
     return None
 
 
-def kill_leftovers(status: dict[str, Any], token: str | None) -> None:
-    """Kill a frozen supervisor and the worker's process group, if they are proven to be the run's own."""
-    procs.kill_process(status.get("supervisor_pid"), status.get("supervisor_start"), signal.SIGKILL, token=token)
-    procs.kill_group(status.get("worker_pgid"), status.get("worker_start"), signal.SIGKILL, token=token)
+def leftover_worker(config: dict[str, Any], status: dict[str, Any]) -> int | None:
+    """The pid of a finished run's worker that still runs (its supervisor was lost), or None.
+
+    Reading only: the worker counts only when proven the run's own (start time and token), and the
+    check is one `/proc` read for a worker that is gone.
+    """
+    if status.get("state") not in TERMINAL_STATES or not status.get("supervisor_lost"):
+        return None
+    pid = status.get("worker_pid")
+    return pid if procs.is_ours(pid, status.get("worker_start"), config.get("token")) else None
+
+
+def leftover_note(run_id: str, pid: int) -> str:
+    return f"its worker (pid {pid}) is still running; stop it with `python -m learngene jobs cancel {run_id}`"
 
 
 def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], stale_after_s: float) -> dict[str, Any]:
-    """The status a reader should show; records a verdict in status.json when the supervisor is gone."""
+    """The status a reader should show; records a verdict in status.json when the supervisor is gone.
+
+    Never signals anything: a worker left running is reported (see `leftover_worker`), not killed.
+    """
     if status.get("state") not in LIVE_STATES or gone_reason(run_dir, config, status, stale_after_s) is None:
         return status
 
@@ -81,7 +96,6 @@ def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], sta
         reason = gone_reason(run_dir, config, current, stale_after_s)  # re-check under the status lock
         if reason is None:
             return None
-        kill_leftovers(current, config.get("token"))
         cancelled = cancel_requested(run_dir)
         return {
             **current,
@@ -89,6 +103,7 @@ def reconcile(run_dir: Path, config: dict[str, Any], status: dict[str, Any], sta
             "reason": f"cancelled; {reason}" if cancelled else reason,
             "ended_at": time.time(),
             "log_tail": failure_tail(run_dir),
+            "supervisor_lost": True,
         }
 
     status = update_status(run_dir, verdict)

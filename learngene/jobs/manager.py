@@ -21,7 +21,7 @@ from typing import Any
 
 from learngene.errors import ConfigError, LearngeneError
 from learngene.jobs import procs, slots
-from learngene.jobs.health import DEFAULT_STALE_AFTER_S, reconcile
+from learngene.jobs.health import DEFAULT_STALE_AFTER_S, leftover_note, leftover_worker, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
     CONFIG_FILE,
@@ -42,6 +42,7 @@ from learngene.jobs.runs import (
     read_status,
     resolve_run_dir,
     tail_lines,
+    update_status,
 )
 from learngene.runlog import METRICS_FILE, atomic_write_json, read_jsonl
 
@@ -171,7 +172,7 @@ class JobManager:
         return path
 
     def get(self, run_id: str) -> RunInfo:
-        """The current state of one run (a dead supervisor is detected and recorded here)."""
+        """The current state of one run (a dead supervisor is detected and recorded here, never signalled)."""
         self._reap()
         path = self.run_dir(run_id)
         info = self._info(path)
@@ -187,7 +188,11 @@ class JobManager:
             status = reconcile(path, config, read_status(path), self.stale_after_s)
         except FileNotFoundError:  # the folder was deleted or moved while we read it
             return None
-        return build_info(path.name, path, config, status)
+        leftover = leftover_worker(config, status)
+        if leftover is not None:  # said, not acted on: only a cancel stops it
+            note = leftover_note(path.name, leftover)
+            status = {**status, "reason": f"{status['reason']}; {note}" if status.get("reason") else note}
+        return build_info(path.name, path, config, status, leftover)
 
     def list(self, kind: str | None = None, state: State | None = None, group: str | None = None) -> list[RunInfo]:
         """Runs matching every given filter, newest first."""
@@ -246,11 +251,16 @@ class JobManager:
         """Ask a run to stop: queued runs leave the queue, running ones get SIGTERM, then SIGKILL.
 
         Returns at once; the state becomes "cancelled" when the supervisor has stopped the worker
-        (use `wait`). Cancelling a finished run changes nothing. The worker is signalled here only when
-        it is proven to be the run's own (see `procs.kill_group`); a run whose status.json is
-        "unreadable" gets the request file only, which its supervisor, if alive, acts on.
+        (use `wait`). Cancelling a finished run changes nothing, except for a worker left running after
+        its supervisor was lost (`RunInfo.leftover_worker`): with no supervisor to do it, the cancel
+        stops that worker itself (SIGTERM, then SIGKILL after the grace period; this call waits) and
+        records "cancelled". Processes are signalled here only when proven to be the run's own (see
+        `procs.kill_group`); a run whose status.json is "unreadable" gets the request file only, which
+        its supervisor, if alive, acts on.
         """
         info = self.get(run_id)
+        if info.leftover_worker is not None:
+            return self._stop_leftover(info)
         if not info.live and info.state != UNREADABLE:
             return info
         if not cancel_requested(info.path):
@@ -261,18 +271,52 @@ class JobManager:
             procs.kill_group(status["worker_pgid"], status.get("worker_start"), signal.SIGTERM, token=token)
         return self.get(run_id)
 
+    def _stop_leftover(self, info: RunInfo) -> RunInfo:
+        """Stop the worker (and a frozen supervisor) of a run whose supervisor was lost; each proven the run's."""
+        config = read_config(info.path) or {}
+        token, status = config.get("token"), info.status
+        grace_s = float(config.get("grace_s", self.grace_s))
+        if not cancel_requested(info.path):
+            atomic_write_json(info.path / CANCEL_FILE, {"requested_at": time.time(), "by": "JobManager.cancel"})
+        # A supervisor judged lost may still exist (frozen): it is the run's, so it is stopped too.
+        procs.kill_process(status.get("supervisor_pid"), status.get("supervisor_start"), signal.SIGKILL, token=token)
+        pgid, start = status.get("worker_pgid"), status.get("worker_start")
+        stopped = killed = False
+        if procs.kill_group(pgid, start, signal.SIGTERM, token=token):
+            stopped = True
+            deadline = time.monotonic() + grace_s
+
+            def going() -> bool:  # an exiting leader's environment reads empty before it is a zombie
+                return procs.is_alive(pgid, start) or procs.owns_group(pgid, start, token)
+
+            while going() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            killed = procs.kill_group(pgid, start, signal.SIGKILL, token=token)
+        if stopped:
+            how = f"SIGKILL after a {grace_s:g} s grace period" if killed else "SIGTERM"
+
+            def record(current: dict[str, Any]) -> dict[str, Any]:
+                lost = str(current.get("reason") or "its supervisor was lost").removeprefix("cancelled; ")
+                return {**current, "state": "cancelled",
+                        "reason": f"cancelled; {lost}; its leftover worker (pid {info.leftover_worker}) "
+                                  f"was stopped by the cancel ({how})"}
+
+            update_status(info.path, record)
+        return self.get(info.run_id)
+
     def delete(self, run_id: str) -> None:
         """Remove a finished run's folder; refuses a queued or running run (cancel it first)."""
         info = self.get(run_id)
         supervised = _supervised_unreadable(info)
-        if info.live or supervised:
-            what = "still has a live supervisor" if supervised else f"is {info.state}"
+        if info.live or supervised or info.leftover_worker is not None:
+            what = ("still has a live supervisor" if supervised else f"is {info.state}" if info.live
+                    else f"still has its worker (pid {info.leftover_worker}) running")
             raise LearngeneError(f"run {run_id} {what}; cancel it first (`python -m learngene jobs cancel {run_id}`)")
         shutil.rmtree(info.path)
 
     def cancel_all(self) -> list[str]:
-        """Cancel every live run; returns their ids."""
-        ids = [info.run_id for info in self.list() if info.live]
+        """Cancel every live run, and stop every worker left running by a lost supervisor; returns their ids."""
+        ids = [info.run_id for info in self.list() if info.live or info.leftover_worker is not None]
         for run_id in ids:
             self.cancel(run_id)
         return ids

@@ -112,10 +112,8 @@ def kill_process(pid: int | None, start: int | None, sig: int = signal.SIGKILL, 
     return True
 
 
-def kill_group(
-    pgid: int | None, leader_start: int | None, sig: int = signal.SIGKILL, *, token: str | None = None
-) -> bool:
-    """Signal a whole process group (a worker and its children) proven to be the run's own; True if sent.
+def owns_group(pgid: int | None, leader_start: int | None, token: str | None) -> bool:
+    """True if process group `pgid` is proven to be the run's worker and its children (reading only).
 
     While the leader lives it must be the run's worker: started at `leader_start`, carrying `token`,
     still leading `pgid`. Once it is gone (or a zombie), a member must carry the token: Linux keeps a
@@ -125,11 +123,18 @@ def kill_group(
         return False
     info = _stat(pgid)
     if info is not None and info[0] not in ("Z", "X"):
-        if info[1] != pgid or not is_ours(pgid, leader_start, token):
-            return False
-    elif info is not None and info[2] != leader_start:  # a zombie of another process holds the number
+        return info[1] == pgid and is_ours(pgid, leader_start, token)
+    if info is not None and info[2] != leader_start:  # a zombie of another process holds the number
         return False
-    elif not any(carries_token(pid, token) for pid in group_members(pgid)):
+    return any(carries_token(pid, token) for pid in group_members(pgid))
+
+
+def kill_group(
+    pgid: int | None, leader_start: int | None, sig: int = signal.SIGKILL, *, token: str | None = None
+) -> bool:
+    """Signal a whole process group (a worker and its children) proven to be the run's own (`owns_group`);
+    True if sent."""
+    if not owns_group(pgid, leader_start, token):
         return False
     try:
         os.killpg(pgid, sig)

@@ -139,6 +139,9 @@ class RunInfo:
     log_tail: str | None
     progress: dict[str, Any] | None
     status: dict[str, Any]
+    # pid of the worker still running after its supervisor was lost (the run is finished: failed or
+    # cancelled); stop it with `JobManager.cancel`. Readers never signal it.
+    leftover_worker: int | None = None
 
     @property
     def live(self) -> bool:
@@ -191,7 +194,7 @@ def resolve_run_dir(runs_dir: Path, run_id: str) -> Path:
 
 # -- validation of what is read back ------------------------------------------------------------------
 _MISSING = object()
-_STATUS_FIELDS: dict[str, Literal["pid", "ticks", "exit_code", "time", "text"]] = {
+_STATUS_FIELDS: dict[str, Literal["pid", "ticks", "exit_code", "time", "text", "flag"]] = {
     "supervisor_pid": "pid",
     "worker_pid": "pid",
     "worker_pgid": "pid",
@@ -206,6 +209,7 @@ _STATUS_FIELDS: dict[str, Literal["pid", "ticks", "exit_code", "time", "text"]] 
     "reason": "text",
     "log_tail": "text",
     "boot_id": "text",
+    "supervisor_lost": "flag",
 }
 
 
@@ -229,6 +233,8 @@ def _field_problem(key: str, value: Any, kind: str) -> str | None:
         return None
     if kind == "text":
         return None if isinstance(value, str) else f"{key} must be a string or null, got {_short(value)}"
+    if kind == "flag":
+        return None if isinstance(value, bool) else f"{key} must be true, false or null, got {_short(value)}"
     if kind == "time":
         if not _is_number(value) or value < 0:
             return f"{key} must be a time in seconds (a number >= 0), got {_short(value)}"
@@ -381,7 +387,9 @@ def failure_tail(run_dir: Path, n_lines: int = 40) -> str:
     return text
 
 
-def build_info(run_id: str, run_dir: Path, config: dict[str, Any], status: dict[str, Any]) -> RunInfo:
+def build_info(
+    run_id: str, run_dir: Path, config: dict[str, Any], status: dict[str, Any], leftover_worker: int | None = None
+) -> RunInfo:
     """Assemble a RunInfo from the files already read."""
     return RunInfo(
         run_id=run_id,
@@ -397,4 +405,5 @@ def build_info(run_id: str, run_dir: Path, config: dict[str, Any], status: dict[
         log_tail=status.get("log_tail"),
         progress=read_progress(run_dir),
         status=status,
+        leftover_worker=leftover_worker,
     )

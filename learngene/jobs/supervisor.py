@@ -229,8 +229,9 @@ class Supervisor:
         return True
 
     def check_holders(self) -> None:
-        """Judge the running runs of this device, so that a worker orphaned by a dead supervisor is
-        killed and frees its slot even when no dashboard is looking."""
+        """Judge the running runs of this device, so that one whose supervisor died is recorded as failed
+        even when no dashboard is looking. Like every reader it signals nothing: a worker left running
+        keeps its slot (it is still working) until it ends or is cancelled, and the verdict says so."""
         try:
             names = os.listdir(self.runs_dir)
         except FileNotFoundError:  # the runs folder went away: check_place ends this run
