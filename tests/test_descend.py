@@ -119,6 +119,47 @@ def test_summaries():
     assert sw["by_k"][10]["baseline"]["best_cell"]["lr"] == 1e-3
     text = format_sweep_summary(sw)
     assert "spread" in text and "against K" in text
+    rows = {tuple(line.split()[:3]): line for line in text.splitlines()[2:10]}
+    assert rows[("5", "0.001", "0")].endswith(" learned") and rows[("5", "0.01", "0")].endswith("at chance")
+    assert rows[("5", "0.01", "0.1")].endswith("at chance")  # 0.4 against chance 0.5
+
+
+def test_pair_summaries_report_fixed_targets_p_values_and_dropped_runs():
+    def run(role, accs):
+        return RunResult(role, [{"epoch": i + 1, "time": 0.5 * (i + 1), "test_acc": a} for i, a in enumerate(accs)])
+
+    def pair(task, lg, base):
+        return PairResult(task, (0, 1, 2, 3), 4, 5, {"lr": 1e-3, "weight_decay": 0.0, "seed": 0}, run("learngene", lg),
+                          base if isinstance(base, RunResult) else run("baseline", base))
+
+    no_acc = RunResult("baseline", [{"epoch": 1, "loss": 1.2}])  # trained, never evaluated: no final accuracy
+    pairs = [pair(0, [0.3, 0.55, 0.7], [0.2, 0.3, 0.45]), pair(1, [0.5, 0.6, 0.6], [0.25, 0.5, 0.55]),
+             pair(2, [0.2, 0.4, 0.9], [0.25, 0.25, 0.3]), pair(3, [0.3, 0.4, 0.5], no_acc)]
+    s = summarize_pairs(pairs, "baseline")
+    ft = s["fixed_targets"]
+    # 50%: first evaluated epoch at or above 0.5
+    assert ft["50%"]["learngene"]["per_pair"] == [2, 1, 3, 3]
+    assert ft["50%"]["baseline"]["per_pair"] == [None, 2, None, None]
+    assert (ft["50%"]["baseline"]["reached"], ft["50%"]["baseline"]["of"]) == (1, 4)
+    # midpoint between chance (0.25) and the learngene's final accuracy, per pair
+    assert ft["midpoint"]["values"] == pytest.approx([0.475, 0.425, 0.575, 0.375])
+    assert ft["midpoint"]["learngene"]["per_pair"] == [2, 1, 3, 2]
+    assert ft["midpoint"]["learngene"]["epochs"]["mean"] == pytest.approx(2.0)
+    assert ft["midpoint"]["baseline"]["per_pair"] == [None, 2, None, None]
+    # the gain pairs only the three tasks with both accuracies: .25 .05 .6; df 2 closed form for the t-test
+    g = s["gain"]
+    assert g["n"] == 3 and g["dropped"] == 1 and g["mean"] == pytest.approx(0.3)
+    sd = math.sqrt(((0.25 - 0.3) ** 2 + (0.05 - 0.3) ** 2 + (0.6 - 0.3) ** 2) / 2)
+    t = 0.3 / (sd / math.sqrt(3))
+    assert g["t_p"] == pytest.approx(1 - math.sin(math.atan(t / math.sqrt(2))), rel=1e-9)
+    assert g["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive gains: 2 / 2^3
+    assert s["baseline"]["dropped"] == 1 and s["learngene"]["dropped"] == 0
+    assert s["baseline"]["final_acc"]["n"] == 3
+    text = format_pair_summary(s)
+    assert f"over 3 task(s) (paired t p={g['t_p']:.3f}, Wilcoxon p=0.250, n=3)" in text
+    assert "to 50% acc: learngene 2.2 (4/4), baseline 2.0 (1/4)" in text
+    assert "learngene's final acc (46.2% mean): learngene 2.0 (4/4), baseline 2.0 (1/4)" in text
+    assert "left out of the means (no final accuracy): learngene 0 run(s), baseline 1 run(s)" in text
 
 
 def test_a_baseline_at_chance_is_called_out():

@@ -29,11 +29,8 @@ from typing import Any
 
 from learngene.descend.compare import epochs_to_target, final_accuracy
 from learngene.descend.stats import finite, fmt_ci, fmt_p, mean_ci, paired_tests, std
-from learngene.descend.summary import CHANCE_MARGIN, above_chance
+from learngene.descend.summary import CHANCE_MARGIN, FIXED_TARGET, above_chance
 from learngene.tables import fmt, md_table
-
-FIXED_TARGET = 0.5
-"""The fixed accuracy every row's convergence is also measured to (besides the midpoint target)."""
 
 
 @dataclass

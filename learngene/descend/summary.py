@@ -9,7 +9,13 @@ A diverged run counts as chance accuracy (1 / n_way) and is counted in `diverged
 
 The convergence target is a fixed accuracy, or "baseline": per pair, the baseline's final accuracy
 (so the numbers read "the learngene descendant reached the baseline's final accuracy at epoch e",
-and the target is always reachable by the baseline, whatever the ancestry and the task).
+and the target is always reachable by the baseline, whatever the ancestry and the task). A baseline
+that ends at chance makes that target meaningless (`baseline_learned`, `chance_warning`), so every
+summary also has the epochs of both models to two fixed targets (`fixed_targets`): 50% accuracy, and
+the midpoint between chance and the learngene descendant's final accuracy on the task.
+
+The paired gain comes with its paired t-test and Wilcoxon signed-rank p-values (`stats.paired_tests`);
+a final accuracy that is missing or not finite is left out of the means and counted as `dropped`.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from learngene.descend.compare import ROLES, PairResult, epochs_to_target
-from learngene.descend.stats import fmt_ci, mean_ci, std
+from learngene.descend.stats import finite, fmt_ci, fmt_p, mean_ci, paired_tests, std
 
 Target = float | Literal["baseline"] | None
+
+FIXED_TARGET = 0.5
+"""The fixed accuracy every comparison's convergence is also measured to (with the midpoint target)."""
 
 
 def pair_target(pair: PairResult, target_acc: Target) -> float | None:
@@ -40,11 +49,12 @@ def _ci(values: Sequence[float]) -> dict[str, Any]:
 def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: Target = None) -> dict[str, Any]:
     """Accuracy, convergence and timing of one model role over a set of pairs."""
     runs = [(p, p.run(role)) for p in pairs]
-    finals = [r.final_acc(p.n_way) for p, r in runs]
+    finals = finite([r.final_acc(p.n_way) for p, r in runs])
     out: dict[str, Any] = {
-        "final_acc": _ci([a for a in finals if a is not None]),
-        "best_acc": _ci([r.best_acc for _, r in runs if r.best_acc is not None]),
+        "final_acc": _ci(finals),
+        "best_acc": _ci(finite([r.best_acc for _, r in runs])),
         "diverged": sum(r.diverged for _, r in runs),
+        "dropped": len(runs) - len(finals),  # no (finite) final accuracy: left out of the means
         "train_seconds": _ci([r.wall_time for _, r in runs]),
     }
     if target_acc is not None:
@@ -72,14 +82,44 @@ def above_chance(accuracies: Sequence[float], chance: float, margin: float = CHA
     return low > chance + margin
 
 
+def _midpoint(p: PairResult) -> float | None:
+    acc = p.learngene.final_acc(p.n_way)
+    return None if acc is None or not math.isfinite(acc) else (1.0 / p.n_way + acc) / 2
+
+
+def fixed_targets(pairs: Sequence[PairResult]) -> dict[str, Any]:
+    """Epochs (and seconds) of both models to two targets that do not depend on the baseline having
+    learned: "50%" (`FIXED_TARGET`) and "midpoint", per pair (chance + the learngene's final accuracy) / 2.
+
+    Returns {name: {"values": per-pair targets (None: undefined), role: {"reached", "of", "epochs",
+    "seconds", "per_pair"}}}: "of" counts the pairs with a target, "epochs"/"seconds" are mean ± 95% CI
+    over the pairs that reached it, "per_pair" the epoch per pair (None: not reached).
+    """
+    out: dict[str, Any] = {}
+    for name, targets in (("50%", [FIXED_TARGET for _ in pairs]), ("midpoint", [_midpoint(p) for p in pairs])):
+        block: dict[str, Any] = {"values": targets}
+        for role in ROLES:
+            hits = [None if t is None else epochs_to_target(p.run(role).history, t)
+                    for p, t in zip(pairs, targets, strict=True)]
+            reached = [h for h in hits if h is not None]
+            block[role] = {"reached": len(reached), "of": sum(t is not None for t in targets),
+                           "epochs": _ci([h[0] for h in reached]), "seconds": _ci([h[1] for h in reached]),
+                           "per_pair": [None if h is None else h[0] for h in hits]}
+        out[name] = block
+    return out
+
+
 def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> dict[str, Any]:
     """Per-model summaries plus the paired gain (learngene - baseline final accuracy) over pairs, and
     whether the baseline learned at all (`baseline_learned`): a baseline at chance makes "epochs to
     the baseline's final accuracy" and the speed-up measure only how fast chance is reached."""
     out: dict[str, Any] = {role: summarize_role(pairs, role, target_acc) for role in ROLES}
-    gains = [p.learngene.final_acc(p.n_way) - p.baseline.final_acc(p.n_way) for p in pairs
-             if p.learngene.final_acc(p.n_way) is not None and p.baseline.final_acc(p.n_way) is not None]
-    out["gain"] = _ci(gains)
+    gains = finite([p.learngene.final_acc(p.n_way) - p.baseline.final_acc(p.n_way) for p in pairs
+                    if p.learngene.final_acc(p.n_way) is not None and p.baseline.final_acc(p.n_way) is not None])
+    tests = paired_tests(gains)
+    out["gain"] = {**_ci(gains), "t_p": tests["t_p"], "wilcoxon_p": tests["wilcoxon_p"],
+                   "dropped": len(pairs) - len(gains)}
+    out["fixed_targets"] = fixed_targets(pairs)
     out["pairs"] = len(pairs)
     if pairs:
         chance = sum(1.0 / p.n_way for p in pairs) / len(pairs)
@@ -100,8 +140,8 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
                 f"{summary['learngene']['final_acc']['mean']:.1%}, chance {summary['chance']:.1%}): no comparison "
                 "can be read from this run; train longer or check the data")
     return (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {summary['chance']:.1%}): epochs to "
-            "its final accuracy and the speed-up only measure how fast chance is reached; the accuracy gain is the "
-            "comparison that counts (train longer for a baseline that learns)")
+            "its final accuracy and the speed-up only measure how fast chance is reached; the accuracy gain and the "
+            "epochs to the fixed targets are the comparisons that count (train longer for a baseline that learns)")
 
 
 def _target_cell(s: dict[str, Any]) -> str:
@@ -112,6 +152,32 @@ def _target_cell(s: dict[str, Any]) -> str:
         return f"not reached (0/{t['of']})"
     e = t["epochs"]
     return f"{fmt_ci(e['mean'], e['ci95'], scale=1)} ep, {t['seconds']['mean']:.1f}s ({t['reached']}/{t['of']})"
+
+
+def _reach_text(r: dict[str, Any]) -> str:
+    if not r["of"]:
+        return "n/a"
+    if not r["reached"]:
+        return f"not reached (0/{r['of']})"
+    return f"{r['epochs']['mean']:.1f} ({r['reached']}/{r['of']})"
+
+
+def fixed_targets_text(summary: dict[str, Any]) -> str | None:
+    """'epochs to 50% acc: learngene 3.0 (3/3), baseline not reached (0/3); to the midpoint ...' (None when
+    the summary has no fixed targets)."""
+    ft = summary.get("fixed_targets")
+    if not ft:
+        return None
+    parts = []
+    for name, block in ft.items():
+        roles = ", ".join(f"{role} {_reach_text(block[role])}" for role in ROLES)
+        if name == "midpoint":
+            mids = finite(block["values"])
+            mean = f" ({100 * sum(mids) / len(mids):.1f}% mean)" if mids else ""
+            parts.append(f"to the midpoint of chance and the learngene's final acc{mean}: {roles}")
+        else:
+            parts.append(f"to {name} acc: {roles}")
+    return "epochs " + "; ".join(parts)
 
 
 def format_pair_summary(summary: dict[str, Any]) -> str:
@@ -133,8 +199,16 @@ def format_pair_summary(summary: dict[str, Any]) -> str:
         row += f" {s['train_seconds']['mean']:>8.1f} {s['diverged']:>8}"
         lines.append(row)
     g = summary["gain"]
-    lines.append(f"gain (learngene - baseline): {fmt_ci(g['mean'], g['ci95'])} points over {summary['pairs']} "
-                 f"task(s){'' if summary['pairs'] > 1 else ' (one task: no confidence interval)'}")
+    tests = (f" (paired t p={fmt_p(g.get('t_p'))}, Wilcoxon p={fmt_p(g.get('wilcoxon_p'))}, n={g['n']})"
+             if g["n"] > 1 else " (one task: no confidence interval, no p-value)")
+    lines.append(f"gain (learngene - baseline): {fmt_ci(g['mean'], g['ci95'])} points over {g['n']} task(s){tests}")
+    fixed = fixed_targets_text(summary)
+    if fixed:
+        lines.append(fixed)
+    dropped = {role: summary[role].get("dropped", 0) for role in ROLES}
+    if any(dropped.values()):
+        lines.append("left out of the means (no final accuracy): "
+                     + ", ".join(f"{role} {n} run(s)" for role, n in dropped.items()))
     warning = chance_warning(summary)
     if warning:
         lines.append(f"WARNING: {warning}")
@@ -183,13 +257,18 @@ def summarize_sweep(pairs: Sequence[PairResult], target_acc: Target = None) -> d
 
 def format_sweep_summary(summary: dict[str, Any]) -> str:
     """Three plain-text tables: per setting, spread over the lr x wd grid, accuracy against K."""
-    lines = ["final test accuracy % (mean ± 95% CI over tasks x seeds)",
-             f"{'K':>3} {'lr':>9} {'wd':>8} {'learngene':>15} {'baseline':>15} {'gain':>15} {'diverged':>9}"]
+    lines = ["final test accuracy % (mean ± 95% CI over tasks x seeds); p: paired t / Wilcoxon of the gain; "
+             "baseline: learned, or at chance",
+             f"{'K':>3} {'lr':>9} {'wd':>8} {'learngene':>15} {'baseline':>15} {'gain':>15} {'p t / W':>15} "
+             f"{'diverged':>9} {'baseline':>10}"]
     for s in summary["settings"]:
         lg, bl, g = s["learngene"]["final_acc"], s["baseline"]["final_acc"], s["gain"]
         div = f"{s['learngene']['diverged']}/{s['baseline']['diverged']}"
+        p = f"{fmt_p(g.get('t_p'))} / {fmt_p(g.get('wilcoxon_p'))}"
+        learned = {True: "learned", False: "at chance"}.get(s.get("baseline_learned"), "n/a")
         lines.append(f"{s['k_shot']:>3} {s['lr']:>9.2g} {s['weight_decay']:>8.2g} {fmt_ci(lg['mean'], lg['ci95']):>15} "
-                     f"{fmt_ci(bl['mean'], bl['ci95']):>15} {fmt_ci(g['mean'], g['ci95']):>15} {div:>9}")
+                     f"{fmt_ci(bl['mean'], bl['ci95']):>15} {fmt_ci(g['mean'], g['ci95']):>15} {p:>15} {div:>9} "
+                     f"{learned:>10}")
     lines += ["", "sensitivity: spread of final accuracy % over the lr x wd grid (cell = mean over tasks x seeds)",
               f"{'K':>3} {'cells':>5} {'model':<10} {'min':>6} {'max':>6} {'range':>6} {'std':>6}"]
     for k, roles in summary["spread"].items():
