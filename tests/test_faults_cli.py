@@ -154,6 +154,37 @@ def test_a_billion_images_per_class_is_refused_in_one_line(tmp_path, capsys):
     assert rc == EXIT_USAGE and "--scale" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["data", "info", "--images-per-class", "1000000000"], "--images-per-class"),
+    (["data", "info", "--image-size", "100000"], "--image-size"),
+    (["data", "preview", "--out", "OUT/x.png", "--images-per-class", "0"], "--images-per-class"),
+    (["condense", "--images-per-class", "1000000000"], "--images-per-class"),
+    (["advantages", "--quick", "--out", "OUT/study", "--images-per-class", "1000000000"], "--images-per-class"),
+])
+def test_data_bounds_name_the_option_the_user_typed(tmp_path, capsys, argv, option):
+    rc = main([a.replace("OUT", str(tmp_path)) for a in argv])
+    line = one_line_error(capsys)
+    assert rc == EXIT_USAGE and line.startswith(f"error: {option} must be a whole number from "), line
+    assert "images_per_class" not in line and "image_size" not in line, line
+
+
+def test_the_memory_bound_names_the_options_typed_and_the_library_its_parameters(capsys):
+    from learngene.data.sources import option_names
+
+    rc = main(["data", "info", "--images-per-class", str(MAX_IMAGES_PER_CLASS), "--image-size", "1024"])
+    line = one_line_error(capsys)
+    assert rc == EXIT_USAGE and line.endswith("lower --images-per-class or --image-size"), line
+    # A library caller gets the parameter names, also after a command named its options (and failed).
+    with pytest.raises(ConfigError, match="^images_per_class must be a whole number from 1 to"):
+        load_dataset("shapes", images_per_class=10**9)
+    with pytest.raises(ConfigError, match="lower images_per_class or image_size$"):
+        load_dataset("shapes", images_per_class=MAX_IMAGES_PER_CLASS, image_size=1024, cache=False)
+    with pytest.raises(ConfigError, match="^--ipc must be"), option_names(images_per_class="--ipc"):
+        load_dataset("shapes", images_per_class=0)
+    with pytest.raises(ConfigError, match="^image_size must be"):
+        load_dataset("shapes", image_size=2)
+
+
 def test_help_names_the_maxima():
     parser = build_parser("train")
     text = parser._subparsers._group_actions[0].choices["train"].format_help()

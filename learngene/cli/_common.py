@@ -64,10 +64,13 @@ def load_data(args: argparse.Namespace, bound=None, say=print):
     ``ds.meta["flip"]`` from --flip and prints one line saying which split is used.
     """
     from learngene.data.binding import load_bound
+    from learngene.data.sources import option_names
 
-    ds, line = load_bound(args.dataset, bound, root=args.data_root, download=args.download, data_seed=args.data_seed,
-                          split_file=args.split_file, images_per_class=getattr(args, "images_per_class", None),
-                          flip=args.flip_mode)
+    typed = {"images_per_class": "--images-per-class"} if hasattr(args, "images_per_class") else {}
+    with option_names(**typed):  # a bound's message names the option this command has
+        ds, line = load_bound(args.dataset, bound, root=args.data_root, download=args.download,
+                              data_seed=args.data_seed, split_file=args.split_file,
+                              images_per_class=getattr(args, "images_per_class", None), flip=args.flip_mode)
     say(line)
     return ds
 

@@ -103,6 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.data.sources import option_names
     from learngene.descend.advantages import default_ancestries, plan, run_study
     from learngene.descend.compare import final_accuracy
     from learngene.train.trainer import resolve_device
@@ -131,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
                             "wall_s": r.wall_s})
             rep.advance(len(runs), message=f"advantages: {runs[-1].model} K={runs[-1].k}")
 
-        result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
-                           log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir)
+        with option_names(images_per_class="--images-per-class"):  # a bound's message names the option
+            result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
+                               log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir)
         rep.metric({"kind": "result", "csv": str(result.csv_path), "markdown": str(out / "advantages.md"),
                     "figures": [str(f) for f in result.figures], "seconds": round(result.seconds, 1)})
     print("\n" + result.markdown)

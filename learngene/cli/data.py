@@ -9,7 +9,7 @@ from typing import Any
 
 from learngene.cli._common import output_file
 from learngene.data import DATASETS, ImageSet, load_dataset, preview_grid
-from learngene.data.sources import MAX_DATASET_BYTES, MAX_IMAGE_SIZE, MAX_IMAGES_PER_CLASS
+from learngene.data.sources import MAX_DATASET_BYTES, MAX_IMAGE_SIZE, MAX_IMAGES_PER_CLASS, option_names
 from learngene.errors import ConfigError, DataError
 
 NAME = "data"
@@ -62,15 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> ImageSet:
-    return load_dataset(
-        args.dataset,
-        root=args.data_root,
-        seed=args.seed,
-        download=args.download,
-        images_per_class=args.images_per_class,
-        split_file=args.split_file,
-        image_size=args.image_size,
-    )
+    with option_names(images_per_class="--images-per-class", image_size="--image-size"):  # as typed
+        return load_dataset(
+            args.dataset,
+            root=args.data_root,
+            seed=args.seed,
+            download=args.download,
+            images_per_class=args.images_per_class,
+            split_file=args.split_file,
+            image_size=args.image_size,
+        )
 
 
 def _info(ds: ImageSet) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import json
 import operator
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -65,27 +67,55 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
     return out
 
 
+# How check_request / check_memory name a setting in their messages: by its parameter name for a library
+# caller; a command sets the options its user typed with `option_names` (the check may run deep inside
+# `load_dataset`, so the names travel in a context variable rather than through every signature).
+_OPTION_NAMES: ContextVar[Mapping[str, str] | None] = ContextVar("learngene_data_option_names", default=None)
+
+
+@contextmanager
+def option_names(**names: str) -> Iterator[None]:
+    """Within the block, data-request errors name each setting as given, e.g.
+    ``with option_names(images_per_class="--images-per-class"):`` in a command that has that option.
+    Settings left out are named by their parameter name (check_request) or not suggested (check_memory)."""
+    token = _OPTION_NAMES.set(dict(names))
+    try:
+        yield
+    finally:
+        _OPTION_NAMES.reset(token)
+
+
+def _name(setting: str) -> str:
+    names = _OPTION_NAMES.get()
+    return setting if names is None else names.get(setting, setting)
+
+
 def check_request(images_per_class: int | None, image_size: int) -> None:
-    """Refuse an images-per-class or image size outside the documented bounds (before any work)."""
+    """Refuse an images-per-class or image size outside the documented bounds (before any work); the
+    message names the setting as the caller's user typed it (see `option_names`)."""
     for name, value, low, high in (("images_per_class", images_per_class, 1, MAX_IMAGES_PER_CLASS),
                                    ("image_size", image_size, 4, MAX_IMAGE_SIZE)):
-        if value is None and name == "images_per_class":
+        if value is None and name == "images_per_class":  # None: every image
             continue
         try:
             ok = not isinstance(value, bool) and low <= operator.index(value) <= high
         except TypeError:
             ok = False
         if not ok:
-            raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+            raise ConfigError(f"{_name(name)} must be a whole number from {low} to {high}, got {value!r}")
 
 
 def check_memory(n_images: int, image_size: int) -> None:
     """Refuse a data set whose pixels would take more than `MAX_DATASET_BYTES` of memory."""
     need = n_images * 3 * image_size * image_size
     if need > MAX_DATASET_BYTES:
+        names = _OPTION_NAMES.get()
+        settings = ("images_per_class", "image_size")
+        typed = list(settings) if names is None else [names[s] for s in settings if s in names]
+        hint = f"lower {' or '.join(typed)}" if typed else "use fewer or smaller images"
         raise ConfigError(
             f"{n_images} images of {image_size}x{image_size} pixels would take {need / 2**30:.1f} GiB of memory, "
-            f"more than the {MAX_DATASET_BYTES / 2**30:.0f} GiB limit; lower images_per_class or image_size"
+            f"more than the {MAX_DATASET_BYTES / 2**30:.0f} GiB limit; {hint}"
         )
 
 
