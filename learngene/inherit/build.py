@@ -1,9 +1,11 @@
 """Building descendants from a recipe and an ancestry model or a learngene file.
 
-The architecture comes from the ancestry's spec: a ViT descendant keeps the width and has
-`len(recipe.slots)` blocks; a CNN descendant keeps the ancestry's layout and its slots map 1:1 onto
-the ancestry's layers (other depths are refused). Inherited slots receive exact copies of the
-ancestry layers; the head is new.
+The architecture comes from the ancestry's spec: a ViT descendant has `len(recipe.slots)` blocks; a
+CNN descendant keeps the ancestry's layout and its slots map 1:1 onto the ancestry's layers (other
+depths are refused). Both take `recipe.width` times the ancestry's width (`learngene.inherit.resize`).
+Inherited slots receive exact copies of the ancestry layers at the ancestry's width, and consistent
+weight selections of them at other widths; repeated and interpolated slots are made the same way
+from copies / linear mixtures of inherited layers; the head is new.
 
 Fairness: the whole descendant is first created under `torch.manual_seed(seed)` and inherited
 weights are written over it afterwards; a random slot whose shape differs from the layer at its
@@ -22,7 +24,8 @@ from torch import nn
 
 from learngene.errors import CheckpointError, ConfigError
 from learngene.inherit.learngene_file import LearngeneFile, stem_state
-from learngene.inherit.recipe import Recipe
+from learngene.inherit.recipe import Recipe, Slot
+from learngene.inherit.resize import fit_module, fit_tensor, interpolated, scaled_overrides
 from learngene.models import ModelSpec, create_model, family_of, layer_view
 
 Source = nn.Module | LearngeneFile
@@ -55,6 +58,7 @@ def descendant_spec(recipe: Recipe, family: str) -> ModelSpec:
             f"a {family} descendant keeps the ancestry's {recipe.ancestry_layers} layers (its slots map 1:1 "
             f"onto the ancestry's layers), but the recipe has {recipe.depth} slots; use depth "
             f"{recipe.ancestry_layers} (other depths are possible for ViT ancestries only)")
+    overrides.update(scaled_overrides(anc, recipe.width))
     return ModelSpec(anc.arch, recipe.num_classes, anc.img_size, overrides)
 
 
@@ -69,7 +73,12 @@ def check_shapes(recipe: Recipe, io: list[tuple[int, int]], family: str) -> None
     prev = io[0][0]  # the stem's output = what ancestry layer 0 takes
     for p, slot in enumerate(recipe.slots):
         need, out = io[slot.layer]
-        what = "takes ancestry layer" if slot.source == "inherit" else "is a random layer shaped like ancestry layer"
+        if slot.source == "interpolate" and tuple(io[slot.layer_b]) != tuple(io[slot.layer]):
+            raise ConfigError(f"slot {p} interpolates ancestry layers {slot.layer} and {slot.layer_b}, whose shapes "
+                              f"differ ({tuple(io[slot.layer])} vs {tuple(io[slot.layer_b])})")
+        what = {"inherit": "takes ancestry layer", "repeat": "repeats ancestry layer",
+                "interpolate": "interpolates from ancestry layer"}.get(slot.source,
+                                                                       "is a random layer shaped like ancestry layer")
         if need != prev:
             src = f"slot {p - 1} outputs {prev}" if p else f"the stem outputs {prev}"
             raise ConfigError(f"slot {p} {what} {slot.layer} with input {_fmt_width(need, family)}, but {src}; "
@@ -80,19 +89,35 @@ def check_shapes(recipe: Recipe, io: list[tuple[int, int]], family: str) -> None
                           f"takes {io[-1][1]} (the output of ancestry layer {len(io) - 1})")
 
 
-def _inherited_module(source: Source, layer: int, template: nn.Module) -> nn.Module:
-    """An exact copy of ancestry layer `layer`, from the model or the learngene file."""
+def _layer_state(source: Source, layer: int) -> dict[str, torch.Tensor]:
     if isinstance(source, LearngeneFile):
-        module = copy.deepcopy(template)
+        return source.layer_state(layer)
+    return {k: v.detach() for k, v in layer_view(source).get(layer).state_dict().items()}
+
+
+def _inherited_module(source: Source, slot: Slot, template: nn.Module, same_width: bool) -> nn.Module:
+    """The module of an inherit / repeat / interpolate slot, from the ancestry model or the learngene file.
+
+    At the ancestry's width an inherited or repeated layer is an exact copy; at another width (or for
+    an interpolation) `template`, the descendant's own layer, receives the mapped weights.
+    """
+    if slot.source in ("inherit", "repeat") and same_width and not isinstance(source, LearngeneFile):
+        return copy.deepcopy(layer_view(source).get(slot.layer))
+    state = _layer_state(source, slot.layer)
+    if slot.source == "interpolate":
+        state = interpolated(state, _layer_state(source, slot.layer_b), slot.t)
+    module = copy.deepcopy(template)
+    if same_width:
         try:
-            module.load_state_dict(source.layer_state(layer), strict=True)
+            module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"learngene layer {layer} does not fit the descendant's layer: {exc}") from exc
-        return module
-    return copy.deepcopy(layer_view(source).get(layer))
+            raise CheckpointError(f"learngene layer {slot.layer} does not fit the descendant's layer: {exc}") from exc
+    else:
+        fit_module(module, state, f"layer {slot.layer}")
+    return module
 
 
-def _load_stem(model: nn.Module, state: dict[str, Any]) -> None:
+def _load_stem(model: nn.Module, state: dict[str, Any], same_width: bool = True) -> None:
     parts = layer_view(model).stem()
     missing = sorted(set(parts) - set(state))
     if missing:
@@ -100,7 +125,12 @@ def _load_stem(model: nn.Module, state: dict[str, Any]) -> None:
     with torch.no_grad():
         for name, part in parts.items():
             s = state[name]
-            if isinstance(part, nn.Module):
+            if not same_width:  # consistent weight selection into a narrower / wider stem
+                if isinstance(part, nn.Module):
+                    fit_module(part, s, f"stem {name}")
+                else:
+                    fit_tensor(part, s, name)
+            elif isinstance(part, nn.Module):
                 part.load_state_dict(s, strict=True)
             elif tuple(part.shape) != tuple(s.shape):
                 raise CheckpointError(f"stem {name} has shape {tuple(s.shape)} in the learngene, "
@@ -136,15 +166,17 @@ def build_descendant(recipe: Recipe, source: Source, seed: int = 0) -> nn.Module
         torch.manual_seed(seed)
         model = create_model(dspec.arch, dspec.num_classes, img_size=dspec.img_size, **dspec.overrides)
         view = layer_view(model)
+        same_width = recipe.width == 1.0
         for p, slot in enumerate(recipe.slots):
             tidx = p if family == "vit" else slot.layer  # ViT blocks share one shape
-            if slot.source == "inherit":
-                view.set(p, _inherited_module(source, slot.layer, view.get(tidx)))
+            if slot.source != "random":
+                view.set(p, _inherited_module(source, slot, view.get(tidx), same_width))
             elif tidx != p:
                 torch.manual_seed(_slot_seed(seed, p))
                 view.set(p, view.new_layer(tidx))
     if recipe.stem == "inherit":
-        _load_stem(model, source.stem if isinstance(source, LearngeneFile) else stem_state(source))
+        _load_stem(model, source.stem if isinstance(source, LearngeneFile) else stem_state(source),
+                   same_width=recipe.width == 1.0)
     model.requires_grad_(True)
     model.train()
     model.lg_recipe = recipe

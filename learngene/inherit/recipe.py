@@ -10,6 +10,17 @@ Placements offered by `Recipe.from_layers`:
   (Auto-LG, and Cluster-Learngene's "keep blocks 0-5" when `depth` is smaller than the ancestry).
 - "top": random layers at the bottom, the learngene stacked on top (Heur-LG).
 - "bottom": the learngene first, random layers above it.
+
+Descendants of any size (issue 14):
+- `width` scales the descendant's width against the ancestry's (ViT embedding width in whole heads;
+  CNN channels of every stage). Inherited weights are mapped by consistent weight selection: the
+  same leading embedding indices / channels in every layer and in the stem, whole attention heads;
+  a wider descendant holds the ancestry's weights in the leading block of each matrix, the rest as
+  timm initialises it (`learngene.inherit.resize`).
+- `fill` says what the layers that are not inherited become: "random" (new layers), "repeat" (a copy
+  of the nearest inherited layer of the same shape) or "interpolate" (TLEG: between inherited layers
+  a below and b above, ``theta = theta_a + t (theta_b - theta_a)`` with t the slot's relative position;
+  outside them the nearest one is repeated). Slots record it ("repeat" / "interpolate" sources).
 """
 
 from __future__ import annotations
@@ -21,8 +32,12 @@ from learngene.errors import ConfigError
 from learngene.models import ModelSpec
 
 Source = Literal["inherit", "random"]
+SlotSource = Literal["inherit", "random", "repeat", "interpolate"]
 Placement = Literal["original", "bottom", "top"]
 PLACEMENTS: tuple[str, ...] = ("original", "bottom", "top")
+Fill = Literal["random", "repeat", "interpolate"]
+FILLS: tuple[str, ...] = ("random", "repeat", "interpolate")
+MIN_WIDTH, MAX_WIDTH = 0.125, 4.0  # width multipliers offered (relative to the ancestry)
 RECIPE_VERSION = 1
 
 
@@ -31,24 +46,55 @@ class Slot:
     """One layer of a descendant.
 
     Attributes:
-        source: "inherit" copies ancestry layer `layer`; "random" is a new layer shaped like it.
-        layer: the ancestry layer index copied (inherit) or whose shape is taken (random).
+        source: "inherit" copies ancestry layer `layer`; "random" is a new layer shaped like it;
+            "repeat" is another copy of inherited layer `layer`; "interpolate" is
+            ``layer + t * (layer_b - layer)`` of two inherited layers' weights.
+        layer: the ancestry layer index copied (inherit, repeat), whose shape is taken (random), or
+            the lower end of an interpolation.
+        layer_b, t: the upper end of an interpolation and the position between them (0 < t < 1).
     """
 
-    source: Source
+    source: SlotSource
     layer: int
+    layer_b: int | None = None
+    t: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.source == "interpolate":
+            if self.layer_b is None or self.t is None or not 0 < self.t < 1:
+                raise ConfigError(f"an interpolate slot needs layer_b and 0 < t < 1, got layer_b={self.layer_b!r}, "
+                                  f"t={self.t!r}")
+        elif self.layer_b is not None or self.t is not None:
+            raise ConfigError(f"only an interpolate slot has layer_b / t (this one is {self.source!r})")
+
+    @property
+    def uses(self) -> tuple[int, ...]:
+        """Ancestry layers whose weights the slot takes (none for a random slot)."""
+        if self.source == "random":
+            return ()
+        return (self.layer, self.layer_b) if self.source == "interpolate" else (self.layer,)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "layer": self.layer}
+        d: dict[str, Any] = {"source": self.source, "layer": self.layer}
+        if self.source == "interpolate":
+            d.update(layer_b=self.layer_b, t=self.t)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Slot:
         _refuse_unknown(d, cls, "slot")
-        if d.get("source") not in ("inherit", "random"):
-            raise ConfigError(f"slot source must be 'inherit' or 'random', got {d.get('source')!r}")
-        if not isinstance(d.get("layer"), int) or isinstance(d.get("layer"), bool):
-            raise ConfigError(f"slot layer must be an integer, got {d.get('layer')!r}")
-        return cls(source=d["source"], layer=d["layer"])
+        if d.get("source") not in ("inherit", "random", "repeat", "interpolate"):
+            raise ConfigError(f"slot source must be 'inherit', 'random', 'repeat' or 'interpolate', "
+                              f"got {d.get('source')!r}")
+        for key in ("layer", "layer_b"):
+            v = d.get(key)
+            if (key == "layer" or v is not None) and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"slot {key} must be an integer, got {v!r}")
+        t = d.get("t")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))):
+            raise ConfigError(f"slot t must be a number, got {t!r}")
+        return cls(source=d["source"], layer=d["layer"], layer_b=d.get("layer_b"),
+                   t=None if t is None else float(t))
 
 
 def _refuse_unknown(d: Any, cls: type, what: str) -> None:
@@ -86,6 +132,8 @@ class Recipe:
             norm; CNN: stem conv); "random" initialises it afresh.
         num_classes: classes of the descendant task (size of the new head).
         placement: how the recipe was made ("custom" when slots were given directly).
+        width: the descendant's width as a multiple of the ancestry's (1.0 = the same).
+        fill: what the non-inherited slots were made of ("random", "repeat", "interpolate").
     """
 
     ancestry: ModelSpec
@@ -95,6 +143,8 @@ class Recipe:
     num_classes: int = 5
     placement: Literal["original", "bottom", "top", "custom"] = "custom"
     notes: dict[str, Any] = field(default_factory=dict)
+    width: float = 1.0
+    fill: Fill = "random"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slots", tuple(self.slots))
@@ -110,9 +160,21 @@ class Recipe:
         if self.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         for p, slot in enumerate(self.slots):
-            if not 0 <= slot.layer < self.ancestry_layers:
-                raise ConfigError(f"slot {p} refers to ancestry layer {slot.layer}, but the ancestry has "
-                                  f"{self.ancestry_layers} layers (0..{self.ancestry_layers - 1})")
+            for layer in (slot.layer, *(() if slot.layer_b is None else (slot.layer_b,))):
+                if not 0 <= layer < self.ancestry_layers:
+                    raise ConfigError(f"slot {p} refers to ancestry layer {layer}, but the ancestry has "
+                                      f"{self.ancestry_layers} layers (0..{self.ancestry_layers - 1})")
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or \
+                not MIN_WIDTH <= self.width <= MAX_WIDTH:
+            raise ConfigError(f"width must be a multiple of the ancestry's width from {MIN_WIDTH} to {MAX_WIDTH}, "
+                              f"got {self.width!r}")
+        if self.fill not in FILLS:
+            raise ConfigError(f"fill must be one of {list(FILLS)}, got {self.fill!r}")
+        taken = set(self.inherited_layers)
+        for p, slot in enumerate(self.slots):
+            if slot.source in ("repeat", "interpolate") and not set(slot.uses) <= taken:
+                raise ConfigError(f"slot {p} {slot.source}s ancestry layer(s) {list(slot.uses)}, which the recipe "
+                                  f"does not inherit (inherited: {sorted(taken)}): a learngene holds only those")
 
     @property
     def depth(self) -> int:
@@ -126,19 +188,25 @@ class Recipe:
 
     @property
     def is_baseline(self) -> bool:
-        return self.stem == "random" and not self.inherited_layers
+        return self.stem == "random" and all(s.source == "random" for s in self.slots)
 
     @classmethod
     def from_layers(
         cls, ancestry: ModelSpec, n_layers: int, learngene_layers: list[int] | tuple[int, ...],
         placement: Placement = "original", depth: int | None = None, stem: Source = "inherit",
-        num_classes: int = 5,
+        num_classes: int = 5, width: float = 1.0, fill: Fill = "random",
+        io_shapes: list[tuple[int, int]] | None = None,
     ) -> Recipe:
-        """A recipe that inherits `learngene_layers` (ancestry indices) and fills the rest randomly.
+        """A recipe that inherits `learngene_layers` (ancestry indices) and fills the rest (see `fill`).
 
         A random slot at position p takes the shape of ancestry layer p (the last layer where p is
-        past the ancestry's depth; ViT blocks all share one shape).
+        past the ancestry's depth; ViT blocks all share one shape). With `fill` "repeat" or
+        "interpolate", only layers of that same shape are used (`io_shapes`: the ancestry's
+        (input, output) widths per layer; None: all layers share one shape, as in a ViT); a slot
+        with no such layer stays random.
         """
+        if fill not in FILLS:
+            raise ConfigError(f"fill must be one of {list(FILLS)}, got {fill!r}")
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement must be one of {list(PLACEMENTS)}, got {placement!r}")
         lg = normalize_layers(list(learngene_layers), n_layers)
@@ -160,13 +228,16 @@ class Recipe:
             slots = [rand(p) for p in range(depth - len(lg))] + [Slot("inherit", i) for i in lg]
         else:
             slots = [Slot("inherit", i) for i in lg] + [rand(p) for p in range(len(lg), depth)]
+        if fill != "random":
+            slots = _filled(slots, fill, io_shapes)
         return cls(ancestry=ancestry, ancestry_layers=n_layers, slots=tuple(slots), stem=stem,
-                   num_classes=num_classes, placement=placement)
+                   num_classes=num_classes, placement=placement, width=float(width), fill=fill)
 
     def baseline(self) -> Recipe:
         """The same architecture with every slot and the stem random (the fair comparison)."""
         slots = tuple(Slot("random", s.layer) for s in self.slots)
-        return replace(self, slots=slots, stem="random", notes={**self.notes, "baseline_of": self.placement})
+        return replace(self, slots=slots, stem="random", fill="random",
+                       notes={**self.notes, "baseline_of": self.placement})
 
     def with_classes(self, num_classes: int) -> Recipe:
         return replace(self, num_classes=num_classes)
@@ -176,7 +247,7 @@ class Recipe:
             "version": RECIPE_VERSION, "ancestry": self.ancestry.to_dict(),
             "ancestry_layers": self.ancestry_layers, "slots": [s.to_dict() for s in self.slots],
             "stem": self.stem, "num_classes": self.num_classes, "placement": self.placement,
-            "notes": dict(self.notes),
+            "notes": dict(self.notes), "width": self.width, "fill": self.fill,
         }
 
     @classmethod
@@ -202,7 +273,8 @@ class Recipe:
             return cls(ancestry=spec, ancestry_layers=int(d["ancestry_layers"]),
                        slots=tuple(Slot.from_dict(s) for s in d["slots"]), stem=d.get("stem", "inherit"),
                        num_classes=int(d.get("num_classes", 5)), placement=placement,
-                       notes=dict(d.get("notes") or {}))
+                       notes=dict(d.get("notes") or {}), width=_number(d.get("width", 1.0), "width"),
+                       fill=d.get("fill", "random"))
         except ConfigError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # e.g. int("x"), int(inf), dict("x")
@@ -214,17 +286,54 @@ class Recipe:
             return f" ({layer_names[i]})" if layer_names and i < len(layer_names) else ""
 
         n_inh = len(self.inherited_layers)
+        n_rand = sum(s.source == "random" for s in self.slots)
         if "vgg" in self.ancestry.arch.lower():  # a VGG begins with its first conv unit: nothing to inherit
             stem = "none (a VGG starts with its first conv unit)"
         else:
             stem = "inherited from the ancestry" if self.stem == "inherit" else "random"
+        made = "" if self.depth - n_inh - n_rand == 0 else f", {self.depth - n_inh - n_rand} {self.fill}ed"
+        size = "" if self.width == 1.0 else f", width {self.width:g}x the ancestry's"
         lines = [f"descendant of {self.ancestry.arch} ({self.ancestry_layers} layers): {self.depth} slots, "
-                 f"{n_inh} inherited, {self.depth - n_inh} random, placement {self.placement}",
+                 f"{n_inh} inherited, {n_rand} random{made}, placement {self.placement}{size}",
                  f"  stem     {stem}"]
         for p, s in enumerate(self.slots):
             if s.source == "inherit":
                 lines.append(f"  slot {p:<3} inherit ancestry layer {s.layer}{name(s.layer)}")
+            elif s.source == "repeat":
+                lines.append(f"  slot {p:<3} repeat  ancestry layer {s.layer}{name(s.layer)}")
+            elif s.source == "interpolate":
+                lines.append(f"  slot {p:<3} interp  layers {s.layer} -> {s.layer_b}, t = {s.t:.2f}")
             else:
                 lines.append(f"  slot {p:<3} random  (shaped like ancestry layer {s.layer}{name(s.layer)})")
         lines.append(f"  head     new, {self.num_classes} classes")
         return "\n".join(lines)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"recipe {what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _filled(slots: list[Slot], fill: Fill, io: list[tuple[int, int]] | None) -> list[Slot]:
+    """Replace random slots by repeated or interpolated inherited layers of the same shape."""
+    def shape(layer: int) -> tuple[int, int] | None:
+        return None if io is None else tuple(io[layer])
+
+    out = list(slots)
+    inherited = [(p, s.layer) for p, s in enumerate(slots) if s.source == "inherit"]
+    for p, slot in enumerate(slots):
+        if slot.source != "random":
+            continue
+        same = [(q, layer) for q, layer in inherited if shape(layer) == shape(slot.layer)]
+        if not same:
+            continue  # no inherited layer of this shape: the slot stays random
+        below = [(q, layer) for q, layer in same if q < p]
+        above = [(q, layer) for q, layer in same if q > p]
+        if fill == "interpolate" and below and above:
+            (qa, la), (qb, lb) = below[-1], above[0]
+            out[p] = Slot("interpolate", la, layer_b=lb, t=round((p - qa) / (qb - qa), 6))
+        else:
+            nearest = min(same, key=lambda item: (abs(item[0] - p), item[0] > p))  # ties: the lower one
+            out[p] = Slot("repeat", nearest[1])
+    return out

@@ -1,0 +1,143 @@
+"""Descendants of any size (issue 14): narrower / wider by consistent weight selection, deeper by repeat
+and by TLEG interpolation, for a ViT and a CNN; inherited weights are the selected slices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learngene.errors import ConfigError
+from learngene.inherit.build import build_descendant
+from learngene.inherit.learngene_file import learngene_from_model
+from learngene.inherit.recipe import Recipe, Slot
+from learngene.models import create_model, layer_view
+from learngene.train.config import TrainConfig
+from learngene.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    return create_model("lg_vit_tiny", num_classes=64, depth=4)  # width 96, 3 heads of 32
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return create_model("lg_resnet_mini", num_classes=64)  # channels 32, 64, 128, 256
+
+
+def _recipe(model, layers, **kw) -> Recipe:
+    view = layer_view(model)
+    return Recipe.from_layers(model.lg_spec, len(view), layers, io_shapes=view.io_shapes(), **kw)
+
+
+def _one_step(model) -> None:
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    y = torch.arange(8) % 5
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = Trainer(model, TrainConfig(epochs=1, batch_size=8, device="cpu", warmup_epochs=0), x, y, x, y).run()
+    assert torch.isfinite(torch.tensor(hist[-1]["train_loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_narrower_vit_keeps_whole_heads_and_the_leading_embedding_channels(vit) -> None:
+    d = build_descendant(_recipe(vit, [1, 2], width=2 / 3), vit, seed=0)
+    assert d.embed_dim == 64 and d.blocks[0].attn.num_heads == 2  # 2 of 3 heads of 32
+    a, b = vit.blocks[1], d.blocks[1]
+    qkv_a = a.attn.qkv.weight.view(3, 96, 96)
+    assert torch.equal(b.attn.qkv.weight.view(3, 64, 64), qkv_a[:, :64, :64])  # q, k, v of heads 0 and 1
+    assert torch.equal(b.attn.proj.weight, a.attn.proj.weight[:64, :64])
+    assert torch.equal(b.mlp.fc1.weight, a.mlp.fc1.weight[:256, :64])  # mlp hidden 4 x 64
+    assert torch.equal(b.norm1.weight, a.norm1.weight[:64])
+    assert torch.equal(d.pos_embed, vit.pos_embed[..., :64])  # the stem takes the same channels
+    assert torch.equal(d.patch_embed.proj.weight, vit.patch_embed.proj.weight[:64])
+    assert not torch.equal(d.blocks[0].attn.qkv.weight.view(3, 64, 64), vit.blocks[0].attn.qkv.weight.view(3, 96, 96)[:, :64, :64])
+    _one_step(d)
+
+
+def test_a_wider_vit_holds_the_ancestry_in_the_leading_block(vit) -> None:
+    d = build_descendant(_recipe(vit, [0, 3], width=2.0), vit, seed=0)
+    assert d.embed_dim == 192 and d.blocks[0].attn.num_heads == 6
+    a, b = vit.blocks[3], d.blocks[3]
+    assert torch.equal(b.attn.qkv.weight.view(3, 192, 192)[:, :96, :96], a.attn.qkv.weight.view(3, 96, 96))
+    assert torch.equal(b.mlp.fc2.weight[:96, :384], a.mlp.fc2.weight)
+    assert b.mlp.fc2.weight[96:].abs().sum() > 0  # the rest is timm's initialisation, not zeros
+    _one_step(d)
+
+
+def test_a_deeper_vit_by_repeat_and_by_interpolation(vit) -> None:
+    rep = _recipe(vit, [0, 3], depth=7, fill="repeat", placement="bottom")
+    assert [s.source for s in rep.slots] == ["inherit", "inherit"] + ["repeat"] * 5
+    d = build_descendant(rep, vit, seed=0)
+    assert len(d.blocks) == 7 and torch.equal(d.blocks[6].mlp.fc1.weight, vit.blocks[3].mlp.fc1.weight)
+    _one_step(d)
+    inter = _recipe(vit, [0, 3], depth=6, fill="interpolate")  # original: 0 at slot 0, 3 at slot 3
+    s1 = inter.slots[1]
+    assert (s1.source, s1.layer, s1.layer_b, s1.t) == ("interpolate", 0, 3, pytest.approx(1 / 3))
+    assert inter.slots[4].source == "repeat" and inter.slots[4].layer == 3  # above the last: repeated
+    d = build_descendant(inter, vit, seed=0)
+    wa, wb = vit.blocks[0].attn.proj.weight, vit.blocks[3].attn.proj.weight
+    assert torch.allclose(d.blocks[2].attn.proj.weight, wa + (2 / 3) * (wb - wa), atol=1e-6)
+    _one_step(d)
+    # narrower and deeper at once, from a learngene file that holds only the two layers
+    lg = learngene_from_model(vit, [0, 3])
+    d2 = build_descendant(_recipe(vit, [0, 3], depth=6, fill="interpolate", width=1 / 3), lg, seed=0)
+    mix = wa + (2 / 3) * (wb - wa)
+    assert torch.allclose(d2.blocks[2].attn.proj.weight, mix[:32, :32], atol=1e-6)
+
+
+def test_resnet_narrower_and_wider_select_the_leading_channels(resnet) -> None:
+    narrow = build_descendant(_recipe(resnet, [0, 1, 6, 7], width=0.5), resnet, seed=0)
+    assert narrow.layer1[0].conv1.out_channels == 16 and narrow.layer4[1].conv2.out_channels == 128
+    a, b = resnet.layer4[0], narrow.layer4[0]  # ancestry layer 6 = layer4.0 (with its downsample)
+    assert torch.equal(b.conv1.weight, a.conv1.weight[:128, :64])
+    assert torch.equal(b.downsample[0].weight, a.downsample[0].weight[:128, :64])
+    assert torch.equal(b.bn1.running_var, a.bn1.running_var[:128])
+    assert torch.equal(narrow.conv1.weight, resnet.conv1.weight[:16])  # the stem keeps the same channels
+    _one_step(narrow)
+    wide = build_descendant(_recipe(resnet, [0, 1], width=1.5), resnet, seed=0)
+    assert wide.layer1[0].conv1.weight.shape[:2] == (48, 48)
+    assert torch.equal(wide.layer1[0].conv1.weight[:32, :32], resnet.layer1[0].conv1.weight)
+    _one_step(wide)
+
+
+def test_resnet_fill_uses_only_inherited_layers_of_the_same_shape(resnet) -> None:
+    """A CNN keeps its depth; repeat / interpolate fill the slots whose shape an inherited layer has."""
+    rec = _recipe(resnet, [0, 5], fill="interpolate")  # layer1.0 and layer3.1
+    sources = [s.source for s in rec.slots]
+    assert sources[1] == "repeat" and rec.slots[1].layer == 0  # layer1.1 has layer1.0's shape
+    # layer3.0 (64 -> 128, with a downsample) has not the shape of the inherited layer3.1 (128 -> 128),
+    # nor has any other slot: they stay random
+    assert sources == ["inherit", "repeat", "random", "random", "random", "inherit", "random", "random"]
+    d = build_descendant(rec, resnet, seed=0)
+    assert torch.equal(d.layer1[1].conv1.weight, resnet.layer1[0].conv1.weight)
+    _one_step(d)
+
+
+def test_vgg_narrower_builds_and_trains() -> None:
+    torch.manual_seed(0)
+    vgg = create_model("lg_vgg_mini", num_classes=64)
+    d = build_descendant(_recipe(vgg, [0, 1], width=0.25), vgg, seed=0)
+    assert torch.equal(d.features.conv1.conv.weight, vgg.features.conv1.conv.weight[:16, :8])
+    _one_step(d)
+
+
+def test_the_baseline_of_a_resized_recipe_is_the_same_size_and_all_random(vit) -> None:
+    rec = _recipe(vit, [0, 3], depth=6, width=0.5, fill="interpolate")
+    base = rec.baseline()
+    assert base.width == 0.5 and base.fill == "random" and base.is_baseline
+    d, b = build_descendant(rec, vit, seed=3), build_descendant(base, vit, seed=3)
+    assert sum(p.numel() for p in d.parameters()) == sum(p.numel() for p in b.parameters())
+    assert torch.equal(d.head.weight, b.head.weight)  # fairness: shared random parts are equal
+
+
+def test_recipes_round_trip_and_bad_sizes_say_why(vit) -> None:
+    rec = _recipe(vit, [0, 3], depth=6, width=0.5, fill="interpolate")
+    assert Recipe.from_dict(rec.to_dict()) == rec
+    with pytest.raises(ConfigError, match="width must be"):
+        _recipe(vit, [0], width=8)
+    with pytest.raises(ConfigError, match="does not inherit"):
+        Recipe(vit.lg_spec, 4, (Slot("inherit", 0), Slot("repeat", 2)))
+    with pytest.raises(ConfigError, match="fill must be"):
+        _recipe(vit, [0], fill="stretch")
