@@ -42,14 +42,25 @@ def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> N
                         + note % "the ancestry's depth")
     g.add_argument("--stem", choices=["inherit", "random"], default=None,
                    help="inherit the ancestry stem or start it random" + note % "inherit")
+    g.add_argument("--width", type=float, default=None,
+                   help="descendant width as a multiple of the ancestry's, 0.125 to 4 (ViT: whole heads; CNN: "
+                        "channels of every stage); inherited weights are consistent selections of the ancestry's "
+                        "(wider: the ancestry's weights in the leading block, the least tested case)" + note % "1")
+    g.add_argument("--fill", choices=["random", "repeat", "interpolate"], default=None,
+                   help="what the non-inherited layers become: random, a repeat of the nearest inherited layer of "
+                        "their shape, or a linear interpolation between the inherited layers around them (TLEG)"
+                        + note % "random")
 
 
 def recipe_kwargs(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    """placement/depth/stem from the arguments, falling back to a stored recipe, then the defaults."""
+    """placement/depth/stem/width/fill from the arguments, falling back to a stored recipe, then the defaults."""
     stored = stored or {}
     depth = args.depth if args.depth is not None else (len(stored["slots"]) if "slots" in stored else None)
+    width = getattr(args, "width", None)
     return {"placement": args.placement or (stored.get("placement") if stored.get("placement") != "custom" else None)
-            or "original", "depth": depth, "stem": args.stem or stored.get("stem") or "inherit"}
+            or "original", "depth": depth, "stem": args.stem or stored.get("stem") or "inherit",
+            "width": width if width is not None else stored.get("width", 1.0),
+            "fill": getattr(args, "fill", None) or stored.get("fill") or "random"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,10 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from learngene.data.binding import card_split_record
     from learngene.errors import ConfigError
-    from learngene.inherit.build import build_descendant
+    from learngene.inherit.build import build_descendant, inherited_parameters
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
     from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import describe_width
     from learngene.models import layer_view
 
     if args.out is not None:  # checked before any work; the default lands in the run folder or here
@@ -82,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=args.n_way,
+                                io_shapes=view.io_shapes(),
                                 **recipe_kwargs(args))
-    build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
+    descendant = build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
+    total, taken = inherited_parameters(descendant)
+    ancestry_params = sum(p.numel() for p in ancestry.parameters())
     with Reporter(args.run_dir, total=1, desc="inherit", quiet=True) as rep:
         out = Path(args.out or (rep.outputs_dir / "learngene.safetensors" if rep.outputs_dir else "learngene.safetensors"))
         if out.suffix != ".safetensors":
@@ -100,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"ancestry: {anc_path} ({ancestry.lg_spec.arch}, {len(view)} layers)")
     print(f"learngene layers: {choice.layers} ({choice.method})")
     print(recipe.describe(view.names))
+    if recipe.width != 1.0:
+        print(f"width: {describe_width(ancestry.lg_spec, recipe.width)}")
+    print(f"descendant: {total:,} parameters ({total / ancestry_params:.0%} of the ancestry's {ancestry_params:,}); "
+          f"{taken:,} of them ({taken / total:.0%}) initialised from the learngene")
     print(report.lines())
     print(f"saved {path}")
     return 0

@@ -181,3 +181,17 @@ def build_descendant(recipe: Recipe, source: Source, seed: int = 0) -> nn.Module
     model.train()
     model.lg_recipe = recipe
     return model
+
+
+def inherited_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, parameters that came from the ancestry) of a descendant built by
+    `build_descendant`: its inherited, repeated and interpolated layers and an inherited stem (at the
+    descendant's width: a narrower descendant inherits a selection, a wider one a leading block, and
+    here the whole resized layer counts)."""
+    recipe: Recipe = model.lg_recipe
+    view = layer_view(model)
+    taken = sum(p.numel() for i, s in enumerate(recipe.slots) if s.source != "random" for p in view.get(i).parameters())
+    if recipe.stem == "inherit":
+        for part in view.stem().values():
+            taken += sum(p.numel() for p in part.parameters()) if isinstance(part, nn.Module) else part.numel()
+    return sum(p.numel() for p in model.parameters()), taken

@@ -291,7 +291,9 @@ class Recipe:
             stem = "none (a VGG starts with its first conv unit)"
         else:
             stem = "inherited from the ancestry" if self.stem == "inherit" else "random"
-        made = "" if self.depth - n_inh - n_rand == 0 else f", {self.depth - n_inh - n_rand} {self.fill}ed"
+        made = "".join(f", {n} {word}" for n, word in (
+            (sum(s.source == "repeat" for s in self.slots), "repeated"),
+            (sum(s.source == "interpolate" for s in self.slots), "interpolated")) if n)
         size = "" if self.width == 1.0 else f", width {self.width:g}x the ancestry's"
         lines = [f"descendant of {self.ancestry.arch} ({self.ancestry_layers} layers): {self.depth} slots, "
                  f"{n_inh} inherited, {n_rand} random{made}, placement {self.placement}{size}",
