@@ -5,7 +5,8 @@ Public API:
 * `train_pair`, `PairResult`, `RunResult`, `build_pair`: one task, learngene descendant + baseline.
 * `run_sweep`, `SweepConfig`: every lr x wd x K x seed combination (batched on a GPU).
 * `summarize_pairs`, `summarize_sweep`, `format_pair_summary`, `format_sweep_summary`: the four claims.
-* `mean_ci`, `t_quantile`, `epochs_to_target`, `final_accuracy`: the statistics underneath.
+* `mean_ci`, `t_quantile`, `paired_tests`, `epochs_to_target`, `final_accuracy`: the statistics underneath
+  (`scipy.stats`, imported when first used).
 * `learngene.descend.batched.train_batched`: vmap-batched training of same-architecture models.
 * `run_probe`, `ProbeConfig`, `ProbeResult`, `spearman`, `score_gain_correlation`: the ground truth of
   which ancestry layers help a descendant (single-layer gains, leave-one-out shares).
@@ -22,7 +23,7 @@ from learngene.descend.compare import (
 )
 from learngene.descend.probe import ProbeConfig, ProbeResult, run_probe
 from learngene.descend.probe_report import score_gain_correlation, spearman
-from learngene.descend.stats import mean_ci, t_quantile
+from learngene.descend.stats import mean_ci, paired_tests, t_quantile
 from learngene.descend.summary import (
     format_pair_summary,
     format_sweep_summary,
@@ -44,6 +45,7 @@ __all__ = [
     "format_pair_summary",
     "format_sweep_summary",
     "mean_ci",
+    "paired_tests",
     "run_probe",
     "run_sweep",
     "score_gain_correlation",
