@@ -8,6 +8,7 @@ repository's `runs/` or `assets/`. The server's stdout/stderr go to `test-artifa
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -57,6 +58,21 @@ def chromium() -> Path:
     except ImportError:
         _missing("the playwright Python package is not installed (pip install -r requirements-dev.txt)")
     return path
+
+
+def require_module(name: str, install: str = "pip install -r requirements.txt"):
+    """Import and return module `name`. Where it cannot be imported: skip (at module level too) on a
+    developer machine, and fail when $CI is set, so that CI cannot pass by skipping the tests that
+    need it (as with chromium above). Use instead of `pytest.importorskip` for the app's packages."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        why = str(exc)
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} cannot be imported ({why}); CI is set, so the tests that need it must run "
+                    f"({install})", pytrace=False)
+    pytest.skip(f"{name} cannot be imported ({why}; {install}); CI fails instead of skipping",
+                allow_module_level=True)
 
 
 # ------------------------------------------------------------------ the live app

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit")
+from tests.conftest import require_module
+
+require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 
 from tests.test_app import chart, open_page, similarity_json, tiny_ancestry  # noqa: E402,F401 - fixture
 

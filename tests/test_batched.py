@@ -93,11 +93,100 @@ def assert_weights_match(ref: nn.Module, got: nn.Module, key_bias_atol: float = 
         torch.testing.assert_close(have, want, rtol=RTOL, atol=ATOL, msg=name)
 
 
-def test_augment_from_uniforms_matches_trainer_augmentation() -> None:
-    x = torch.randn(6, 3, 32, 32)
-    want = augment_batch(x, torch.Generator().manual_seed(3))
-    u = torch.rand(6, 3, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(augment_from_uniforms(x, u), want)
+MAX_SHIFT = 3
+
+
+def _uniform_for(flip: bool, dx: int, dy: int) -> list[float]:
+    """The uniform draws (u0, u1, u2) that ask `augment_from_uniforms` for this flip and whole-pixel shift."""
+    return [0.25 if flip else 0.75, (dx / MAX_SHIFT + 1) / 2, (dy / MAX_SHIFT + 1) / 2]
+
+
+def _by_hand(src: torch.Tensor, flip: bool, dx: int, dy: int) -> torch.Tensor:
+    """The expected image, built index by index: mirror the columns (if `flip`), then take each output
+    pixel (i, j) from source pixel (i + dy, j + dx), clamped to the border (edge padding)."""
+    _, h, w = src.shape
+    out = torch.empty_like(src)
+    for i in range(h):
+        for j in range(w):
+            si, sj = min(max(i + dy, 0), h - 1), min(max(j + dx, 0), w - 1)
+            out[:, i, j] = src[:, si, w - 1 - sj if flip else sj]
+    return out
+
+
+TRANSFORMS = [(flip, dx, dy) for flip in (False, True) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)
+              for dy in range(-MAX_SHIFT, MAX_SHIFT + 1)]
+
+
+def _distinct_image(h: int = 24, w: int = 32) -> torch.Tensor:
+    """(3, h, w) with every value different, so each flip/shift gives a different image (non-square:
+    a swapped x/y shows)."""
+    return torch.arange(3 * h * w, dtype=torch.float32).reshape(3, h, w)
+
+
+def test_augmentation_flips_and_marker_moves_where_computed() -> None:
+    """A one-pixel marker at (row 5, column 7) of a 32 x 32 image: u0 < 0.5 mirrors it to column 24;
+    u1 / u2 shift the content by (2u - 1) * max_shift whole pixels: the output pixel (i, j) shows the
+    input pixel (i + dy, j + dx), so the marker lands at (5 - dy, 7 - dx)."""
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, :, 5, 7] = 1.0
+    cases = [((False, 0, 0), (5, 7)), ((True, 0, 0), (5, 24)), ((False, 2, 0), (5, 5)), ((False, 0, -3), (8, 7)),
+             ((False, -1, 2), (3, 8)), ((True, 3, 1), (4, 21))]  # flip first, then shift the mirror image
+    u = torch.tensor([_uniform_for(*t) for t, _ in cases])
+    out = augment_from_uniforms(x.expand(len(cases), -1, -1, -1), u, max_shift=MAX_SHIFT)
+    for k, (t, (row, col)) in enumerate(cases):
+        want = torch.zeros(3, 32, 32)
+        want[:, row, col] = 1.0
+        assert torch.equal(out[k], want), f"flip/dx/dy {t}: marker at {(out[k][0] == 1).nonzero().tolist()}"
+
+
+def test_augmentation_shifts_whole_pixels_with_edge_padding() -> None:
+    """Every flip x shift in [-3, 3]^2 of a non-square image whose pixels all differ equals the image
+    built by hand (`_by_hand`): an exact whole-pixel translation, edge padded, after the mirror."""
+    src = _distinct_image()
+    u = torch.tensor([_uniform_for(*t) for t in TRANSFORMS])
+    out = augment_from_uniforms(src.expand(len(TRANSFORMS), -1, -1, -1), u, max_shift=MAX_SHIFT)
+    for k, t in enumerate(TRANSFORMS):
+        assert torch.equal(out[k], _by_hand(src, *t)), f"flip/dx/dy {t}"
+
+
+@pytest.mark.parametrize("size", [
+    32, 64, 224,
+    pytest.param(256, marks=pytest.mark.xfail(strict=True, reason=(
+        "augment_from_uniforms rounds the normalised shift to 2 decimals; at 256 px one pixel is 0.0078, so "
+        "a 2-pixel shift becomes 0.02 = 2.56 px and lands on 3 pixels (2-pixel shifts are never drawn)"))),
+])
+def test_augmentation_shift_is_whole_pixels_at_every_image_size(size: int) -> None:
+    """A marker in the middle of a size x size image moves by exactly dx columns for every dx in [-3, 3]."""
+    x = torch.zeros(1, 1, size, size)
+    x[0, 0, size // 2, size // 2] = 1.0
+    u = torch.tensor([_uniform_for(False, dx, 0) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)])
+    out = augment_from_uniforms(x.expand(len(u), -1, -1, -1), u, max_shift=MAX_SHIFT)
+    cols = [int(img[0, size // 2].nonzero()[0]) for img in out]
+    assert cols == [size // 2 - dx for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
+
+
+def test_augment_batch_draws_every_flip_and_shift_and_nothing_else() -> None:
+    """The Trainer's `augment_batch` with a seeded generator: every output is one of the hand-made
+    flip/shift images; about half are mirrored; every shift from -3 to +3 occurs on both axes. With
+    `flip=False` nothing is mirrored and each image gets the same shift as with flips on."""
+    src = _distinct_image()
+    expected = {t: _by_hand(src, *t) for t in TRANSFORMS}
+    out = augment_batch(src.expand(700, -1, -1, -1), torch.Generator().manual_seed(3), max_shift=MAX_SHIFT)
+    seen = []
+    for img in out:
+        match = [t for t, want in expected.items() if torch.equal(img, want)]
+        assert len(match) == 1, "an augmented image is not a whole-pixel flip/shift of the input"
+        seen.append(match[0])
+    flips = sum(f for f, _, _ in seen)
+    assert 0.4 < flips / len(seen) < 0.6  # binomial(700, 0.5): sd 1.9 percentage points
+    assert {dx for _, dx, _ in seen} == set(range(-MAX_SHIFT, MAX_SHIFT + 1))
+    assert {dy for _, _, dy in seen} == set(range(-MAX_SHIFT, MAX_SHIFT + 1))
+    again = augment_batch(src.expand(700, -1, -1, -1), torch.Generator().manual_seed(3), max_shift=MAX_SHIFT)
+    assert torch.equal(out, again)  # the draws come from the generator alone
+    unflipped = augment_batch(src.expand(700, -1, -1, -1), torch.Generator().manual_seed(3), max_shift=MAX_SHIFT,
+                              flip=False)
+    for img, (_, dx, dy) in zip(unflipped, seen, strict=True):  # no mirror, and the very same shifts
+        assert torch.equal(img, expected[(False, dx, dy)])
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit")
+from tests.conftest import require_module
+
+require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app import demo  # noqa: E402
