@@ -132,9 +132,19 @@ def test_job_diverging_on_the_last_step_ends_diverged(tmp_path, ancestry_file):
 def test_non_finite_or_out_of_range_settings_are_refused_up_front(tmp_path, capsys, flag, value, field):
     # a missing ancestry proves the refusal comes before any loading
     rc = main(["train", "--ancestry", str(tmp_path / "missing.safetensors"), *TINY, flag, value])
-    assert rc == EXIT_USAGE and field in one_line_error(capsys)
-    with pytest.raises(ConfigError, match=field):
+    assert rc == EXIT_USAGE and (line := one_line_error(capsys)).startswith(f"error: {flag} must be "), line
+    with pytest.raises(ConfigError, match=f"^{field} must be "):  # a library caller gets the field's name
         TrainConfig(**{field: float(value)}).validated()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--epochs", "1000000000"], f"error: --epochs must be between 1 and {MAX_EPOCHS}, got 1000000000"),
+    (["--epochs", "2", "--warmup-epochs", "5"], "error: --warmup-epochs must be smaller than --epochs"),
+    (["--batch-size", "0"], f"error: --batch-size must be between 1 and {MAX_BATCH_SIZE}, got 0"),
+])
+def test_training_settings_are_named_as_typed(tmp_path, capsys, argv, expected):
+    rc = main(["train", "--ancestry", str(tmp_path / "missing.safetensors"), *TINY, *argv])
+    assert rc == EXIT_USAGE and one_line_error(capsys) == expected
 
 
 # ------------------------------------------------------------------ 2. unbounded counts, lazy tasks

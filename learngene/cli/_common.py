@@ -6,6 +6,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -107,7 +108,13 @@ def train_config(args: argparse.Namespace, ds=None) -> TrainConfig:
     values = {k: getattr(args, k) for k in keys if hasattr(args, k) and k != "flip"}
     if ds is not None and "flip" in ds.meta:
         values["flip"] = bool(ds.meta["flip"])
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError as exc:  # TrainConfig names its fields; the user typed options: `--label-smoothing`
+        typed = [k for k in values if k != "flip"]
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, typed)) + r")\b") if typed else None
+        msg = pattern.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(exc)) if pattern else str(exc)
+        raise ConfigError(msg) from None
 
 
 def command_line() -> str:
