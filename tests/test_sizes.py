@@ -141,3 +141,20 @@ def test_recipes_round_trip_and_bad_sizes_say_why(vit) -> None:
         Recipe(vit.lg_spec, 4, (Slot("inherit", 0), Slot("repeat", 2)))
     with pytest.raises(ConfigError, match="fill must be"):
         _recipe(vit, [0], fill="stretch")
+
+
+def test_the_sizes_command_trains_every_initialisation_at_every_size(tmp_path, ancestry_file, capsys) -> None:
+    from learngene.cli import main
+
+    out = tmp_path / "sizes"
+    assert main(["sizes", "--ancestry", str(ancestry_file), "--layers", "0,1", "--sizes", "0.34x2,1", "--tasks", "2",
+                 "--epochs", "1", "--images-per-class", "24", "--test-per-class", "4", "--out", str(out)]) == 0
+    import json
+
+    summary = json.loads((out / "sizes.json").read_text())["sizes"]
+    assert [s["depth"] for s in summary] == [2, 2] and [s["width"] for s in summary] == [0.34, 1.0]
+    assert summary[0]["params"] < summary[1]["params"]
+    for s in summary:
+        assert s["tasks"] == 2 and {"learngene", "random", "weight-selection"} <= set(s)
+    assert (out / "sizes.svg").read_text().lstrip().startswith("<?xml")
+    assert "weight selection" in capsys.readouterr().out

@@ -1,0 +1,197 @@
+"""The size study (issue 14): descendants narrower, shallower or as large as the ancestry, initialised three
+ways, on the same novel tasks.
+
+For every size (a width multiple and a depth) and every task, three descendants of that size are
+trained with one recipe (same seed, data order and epochs), differing only in where their weights
+start:
+
+* **learngene**: the chosen learngene layers (e.g. the CKA selection), mapped into the size by
+  consistent weight selection, the other layers random (or repeated / interpolated with `fill`);
+* **random**: random init (the baseline);
+* **weight selection**: every ancestry layer and the stem, mapped the same way (Xu et al., 2023: a
+  smaller model initialised from a larger one). At the ancestry's own size this is plain fine-tuning.
+
+Reported per size: parameters, the learngene's share of them, mean final accuracy ± 95% t-interval of
+each initialisation, paired gains over random init (with the paired t-test's p-value), training time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+INITS = ("learngene", "random", "weight-selection")
+
+
+@dataclass(frozen=True)
+class Size:
+    """A descendant size: `width` times the ancestry's width, `depth` layers (None: the ancestry's)."""
+
+    width: float = 1.0
+    depth: int | None = None
+
+    def label(self, n_layers: int) -> str:
+        return f"width {self.width:g}x, depth {self.depth or n_layers}"
+
+
+@dataclass
+class SizeStudy:
+    sizes: tuple[Size, ...]
+    layers: tuple[int, ...]  # the learngene (ancestry layer indices)
+    tasks: int = 10
+    n_way: int = 5
+    k_shot: int = 10
+    epochs: int = 40
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    batch_size: int = 10
+    test_per_class: int = 100
+    seed: int = 0
+    task_seed: int = 0
+    fill: str = "random"
+    placement: str = "original"
+
+
+@dataclass
+class SizeRow:
+    size: Size
+    params: int
+    learngene_params: int  # parameters of the learngene descendant initialised from the learngene
+    accs: dict[str, list[float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
+    from learngene.inherit.recipe import Recipe
+    from learngene.models import layer_view
+
+    view = layer_view(ancestry)
+    n, io = len(view), view.io_shapes()
+    depth = size.depth or n
+    common = dict(num_classes=study.n_way, width=size.width, io_shapes=io)
+    placement = study.placement
+    if placement == "original" and depth < max(study.layers) + 1:
+        placement = "bottom"  # a shallower descendant: the learngene layers stacked from the bottom
+    lg = Recipe.from_layers(ancestry.lg_spec, n, list(study.layers), placement=placement, depth=depth,
+                            fill=study.fill, **common)
+    # weight selection: every ancestry layer, in order, as many as the descendant has (a shallower one
+    # takes the first `depth`), and the stem
+    everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(min(depth, n))), placement="bottom",
+                                    depth=depth, **common)
+    return {"learngene": lg, "random": lg.baseline(), "weight-selection": everything}
+
+
+def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
+                   log: Callable[[str], None] = print) -> list[SizeRow]:
+    """Train every (size, task, initialisation); returns one row per size."""
+    from learngene.data import sample_tasks
+    from learngene.descend.compare import final_accuracy, train_one
+    from learngene.inherit.build import build_descendant, inherited_parameters
+    from learngene.models import layer_view
+    from learngene.train.config import TrainConfig
+
+    n = len(layer_view(ancestry))
+    cfg = TrainConfig(epochs=study.epochs, batch_size=study.batch_size, lr=study.lr,
+                      weight_decay=study.weight_decay, warmup_epochs=0, eval_every=study.epochs,
+                      device=device, seed=study.seed, flip=bool(ds.meta.get("flip", True))).validated()
+    tasks = sample_tasks(ds, study.tasks, "novel", study.n_way, study.k_shot, study.task_seed,
+                         study.test_per_class or None)
+    rows = []
+    for size in study.sizes:
+        recipes = _recipes(ancestry, size, study)
+        probe = build_descendant(recipes["learngene"], ancestry, seed=study.seed)
+        total, taken = inherited_parameters(probe)
+        row = SizeRow(size, total, taken, {k: [] for k in INITS}, {k: 0.0 for k in INITS})
+        log(f"{size.label(n)}: {total:,} parameters, {taken:,} from the learngene")
+        for task in tasks:
+            for init in INITS:
+                model = build_descendant(recipes[init], ancestry, seed=study.seed)
+                t0 = time.perf_counter()
+                res = train_one(model, cfg, task)
+                row.seconds[init] += time.perf_counter() - t0
+                row.accs[init].append(final_accuracy(res.history, study.n_way))
+            log(f"  task {task.index}: " + ", ".join(f"{k} {row.accs[k][-1]:.1%}" for k in INITS))
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int) -> list[dict[str, Any]]:
+    """JSON-ready per-size summaries: mean ± 95% interval per init, paired gains over random with p."""
+    from learngene.descend.stats import mean_ci, paired_tests
+
+    out = []
+    for row in rows:
+        rec: dict[str, Any] = {"size": row.size.label(n_layers), "width": row.size.width,
+                               "depth": row.size.depth or n_layers, "params": row.params,
+                               "params_vs_ancestry": row.params / ancestry_params,
+                               "learngene_params": row.learngene_params, "tasks": len(row.accs["random"])}
+        for init in INITS:
+            mean, half = mean_ci(row.accs[init])
+            rec[init] = {"mean": mean, "ci95": half, "seconds": row.seconds[init]}
+        for init in ("learngene", "weight-selection"):
+            gains = [a - b for a, b in zip(row.accs[init], row.accs["random"], strict=True)]
+            mean, half = mean_ci(gains)
+            tests = paired_tests(gains)
+            rec[f"{init}_gain"] = {"mean": mean, "ci95": half, "p": tests["t_p"], "wilcoxon_p": tests["wilcoxon_p"]}
+        out.append(rec)
+    return out
+
+
+def _pm(mean: float, half: float, scale: float = 100) -> str:
+    if not math.isfinite(half):
+        return f"{mean * scale:.1f}"
+    return f"{mean * scale:.1f} ± {half * scale:.1f}"
+
+
+def markdown(summary: list[dict[str, Any]], arch: str) -> str:
+    """The size table of one ancestry."""
+    lines = [f"| {arch} size | params (of ancestry) | from learngene | learngene % | random init % | "
+             "weight selection % | learngene − random | weight sel. − random | train s (lg / rand / ws) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    def gain(g: dict[str, Any]) -> str:
+        p = "" if g["p"] is None else f" (p={g['p']:.2g})"
+        return f"{_pm(g['mean'], g['ci95'])}{p}"
+
+    for r in summary:
+        lines.append(
+            f"| {r['size']} | {r['params']:,} ({r['params_vs_ancestry']:.0%}) | {r['learngene_params']:,} | "
+            f"{_pm(r['learngene']['mean'], r['learngene']['ci95'])} | {_pm(r['random']['mean'], r['random']['ci95'])} | "
+            f"{_pm(r['weight-selection']['mean'], r['weight-selection']['ci95'])} | {gain(r['learngene_gain'])} | "
+            f"{gain(r['weight-selection_gain'])} | {r['learngene']['seconds']:.0f} / {r['random']['seconds']:.0f} / "
+            f"{r['weight-selection']['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def figure(summaries: dict[str, list[dict[str, Any]]], path) -> None:
+    """Final accuracy against descendant parameters, one line per initialisation and ancestry (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 3.8), squeeze=False)
+    for ax, (arch, rows) in zip(axes[0], summaries.items(), strict=True):
+        rows = sorted(rows, key=lambda r: r["params"])
+        for init, style in zip(INITS, ("o-", "s--", "^:"), strict=True):
+            ys = [r[init]["mean"] * 100 for r in rows]
+            err = [r[init]["ci95"] * 100 if math.isfinite(r[init]["ci95"]) else 0 for r in rows]
+            ax.errorbar([r["params"] / 1e6 for r in rows], ys, yerr=err, fmt=style, capsize=3,
+                        label="weight selection (all layers)" if init == "weight-selection" else init)
+        ax.set_xscale("log")
+        ax.set_xlabel("descendant parameters (millions, log scale)")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.set_title(arch)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def to_json(study: SizeStudy) -> dict[str, Any]:
+    d = asdict(study)
+    d["sizes"] = [asdict(s) for s in study.sizes]
+    return d
