@@ -41,7 +41,7 @@ def mean_ci(values: Sequence[float | None], confidence: float = 0.95) -> tuple[f
     n = len(xs)
     if n == 0:
         return float("nan"), float("nan")
-    mean = math.fsum(xs) / n
+    mean = sum(xs) / n
     if n < 2:
         return mean, float("nan")
     return mean, t_quantile(0.5 + confidence / 2, n - 1) * float(stats.sem(xs))
