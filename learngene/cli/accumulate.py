@@ -17,6 +17,7 @@ from learngene.cli._common import (
     train_config,
 )
 from learngene.cli.train import add_threads_option, set_cpu_threads
+from learngene.cluster.options import add_backend_options, check_backend_options
 from learngene.errors import ConfigError
 from learngene.reporting import Reporter
 
@@ -42,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            f"leaves no room: at most --epochs - 1)")
     p.set_defaults(warmup_epochs=None)
     add_threads_option(p, default=None)
+    add_backend_options(p, workers=True)
     add_run_dir(p)
 
 
@@ -63,14 +65,22 @@ def run(args: argparse.Namespace) -> int:
         output_file(args.out, "--out")
     if args.run_dir:
         output_dir(args.run_dir, "--run-dir")
+    check_backend_options(args)
     set_cpu_threads(args, cfg.device)
     ds = load_data(args)
     cfg = train_config(args, ds)
     with Reporter(args.run_dir, total=cfg.epochs, desc=f"accumulate {args.arch}") as rep:
         out = args.out or (rep.outputs_dir / "ancestry.safetensors" if rep.outputs_dir else "ancestry.safetensors")
-        path, card = accumulate(ds, args.arch, cfg, out, overrides=parse_overrides(args.overrides),
-                                holdout_per_class=args.holdout_per_class, command=command_line(),
-                                reporter=rep)
+        options = {"overrides": parse_overrides(args.overrides), "holdout_per_class": args.holdout_per_class,
+                   "command": command_line(), "reporter": rep}
+        if args.backend == "ray":
+            from learngene.cluster.accumulate import accumulate_ray
+            from learngene.cluster.backend import RayBackend
+
+            with RayBackend(args.ray_address, num_cpus=max(1, args.threads or 1), log=rep.write) as backend:
+                path, card = accumulate_ray(ds, args.arch, cfg, out, workers=args.workers, backend=backend, **options)
+        else:
+            path, card = accumulate(ds, args.arch, cfg, out, **options)
         rep.metric({"kind": "result", "checkpoint": str(path), "base_accuracy": card.base_accuracy})
     print(f"saved {path} (held-out base-class accuracy {card.base_accuracy:.3f})")
     print(f"model card: {Path(path).with_suffix('.json')}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, output_dir
 from learngene.cli.train import add_threads_option, set_cpu_threads, target_acc
+from learngene.cluster.options import add_backend_options, check_backend_options, ray_backend
 from learngene.reporting import Reporter
 
 NAME = "advantages"
@@ -99,6 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto = CUDA when present (default: auto)")
     add_threads_option(p)
+    add_backend_options(p)
     add_run_dir(p)
 
 
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir(args.journal_dir, "--journal-dir")
     if args.run_dir:
         output_dir(args.run_dir, "--run-dir")
+    check_backend_options(args)
     set_cpu_threads(args, args.device)
     device = resolve_device(args.device)
     study = study_from_args(args)
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     with Reporter(args.run_dir, total=total, desc="advantages") as rep:
         out = Path(args.out) if args.out else (rep.outputs_dir or Path("advantages-study"))
         rep.metric({"kind": "config", "study": study.__dict__ | {"models": list(study.models)},
-                    "ancestries": [str(p) for p in paths], "out": str(out), "device": str(device)})
+                    "ancestries": [str(p) for p in paths], "out": str(out), "device": str(device),
+                    "backend": args.backend, "ray_address": args.ray_address})
 
         def on_runs(runs) -> None:
             for r in runs:
@@ -132,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
                             "wall_s": r.wall_s})
             rep.advance(len(runs), message=f"advantages: {runs[-1].model} K={runs[-1].k}")
 
-        with option_names(images_per_class="--images-per-class"):  # a bound's message names the option
+        backend = ray_backend(args, device.type, log=rep.write)
+        with option_names(images_per_class="--images-per-class"), backend or nullcontext():
             result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
-                               log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir)
+                               log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir, backend=backend)
         rep.metric({"kind": "result", "csv": str(result.csv_path), "markdown": str(out / "advantages.md"),
                     "figures": [str(f) for f in result.figures], "seconds": round(result.seconds, 1)})
     print("\n" + result.markdown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
 from learngene.cli.train import (
@@ -20,6 +21,7 @@ from learngene.cli.train import (
     resolve_source,
     set_cpu_threads,
 )
+from learngene.cluster.options import add_backend_options, check_backend_options, ray_backend
 from learngene.reporting import Reporter
 from learngene.runlog import EXIT_DIVERGED, atomic_write_json
 
@@ -55,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_threads_option(p)
+    add_backend_options(p)
     add_run_dir(p)
 
 
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     check_task_counts(args)
     check_output_paths(args)
+    check_backend_options(args)
     set_cpu_threads(args, cfg.device)
     sweep = sweep_config(args)
     source, recipe, names, what, bound = resolve_source(args, args.n_way)
@@ -92,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
           f"{'batched' if batched else 'one after another: ' + why}")
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
               "sweep": sweep.to_dict(), "dataset": ds.meta.get("spec", args.dataset),
-              "data": data_config(args, ds), "target_acc": args.target_acc}
+              "data": data_config(args, ds), "target_acc": args.target_acc,
+              "backend": args.backend, "ray_address": args.ray_address}
     with Reporter(args.run_dir, total=2 * cfg.epochs * sweep.runs, desc="sweep") as rep:
         rep.metric({"kind": "config", **config})
-        pairs = run_sweep(recipe, source, ds, sweep, cfg, rep)
+        backend = ray_backend(args, cfg.device, log=rep.write)
+        with backend or nullcontext():
+            pairs = run_sweep(recipe, source, ds, sweep, cfg, rep, backend=backend)
         summary = summarize_sweep(pairs, args.target_acc)
         rep.metric({"kind": "summary", **summary})
         if rep.outputs_dir is not None:

@@ -175,12 +175,14 @@ def _cost(run: Run, study: Study) -> float:
     return study.epochs * study.n_way * run.k + evals * study.n_way * study.test_per_class / 3
 
 
-class Engine:
-    """Builds and trains the runs of one ancestry; keeps the rates that feed the ETA."""
+class RunContext:
+    """What training one run of a study needs, and nothing else (picklable): the ancestry, the rows'
+    recipes, the tasks, the study and the device. The `Engine` trains with it here; the Ray backend
+    (`learngene.cluster.study`) ships it once to the cluster and trains with it in Ray tasks."""
 
-    def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device,
-                 log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
-                 data_id: dict[str, Any] | None = None):
+    def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device):
+        import uuid
+
         from learngene.data import sample_tasks
         from learngene.inherit.recipe import Recipe
         from learngene.models import layer_view
@@ -193,9 +195,65 @@ class Engine:
             self.recipes[name] = full.baseline() if name == "baseline" else full
         self.tasks = {k: sample_tasks(ds, study.n_tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
                       for k in sorted({study.k_main, *study.shots})}
-        self.rate = {"sequential": None, "batched": None}  # work units per second
-        self.layers = layers
         self.flip = bool(ds.meta.get("flip", True))
+        self.key = uuid.uuid4().hex  # names this context in the processes it is shipped to
+
+    def config(self, run: Run):
+        from learngene.train.config import TrainConfig
+
+        s = self.study
+        return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=run.lr, weight_decay=run.wd, warmup_epochs=0,
+                           eval_every=run.eval_every, device=self.device.type, seed=s.seed, flip=self.flip)
+
+    def model(self, run: Run):
+        from learngene.inherit.build import build_descendant
+
+        return build_descendant(self.recipes[run.model], self.ancestry, seed=self.study.seed)
+
+    def warm_up(self) -> None:
+        """One untimed epoch of one model, so that no timed run pays for first-call costs."""
+        from learngene.descend.compare import train_one
+
+        run = Run(self.study.models[0], 0, self.study.k_main, self.study.lr, self.study.wd, 1)
+        train_one(self.model(run), replace(self.config(run), epochs=1), self.tasks[run.k][0])
+
+    def train_one(self, run: Run) -> tuple[list[dict[str, Any]], float]:
+        """(history, wall seconds) of `run` trained alone."""
+        from learngene.descend.compare import train_one
+
+        res = train_one(self.model(run), self.config(run), self.tasks[run.k][run.task])
+        return res.history, res.wall_time
+
+    def train_batched(self, runs: list[Run]) -> tuple[list[list[dict[str, Any]]], float] | str:
+        """(histories, wall seconds) of `runs` trained as one batched model, or why they cannot be."""
+        from learngene.descend.batched import can_batch, train_batched
+
+        models = [self.model(r) for r in runs]
+        cfgs = [self.config(r) for r in runs]
+        data = []
+        for r in runs:
+            t = self.tasks[r.k][r.task]
+            data.append((t.train_x, t.train_y, t.test_x, t.test_y))
+        ok, why = can_batch(models, cfgs, data)
+        if not ok:
+            return why
+        t0 = time.perf_counter()
+        histories = train_batched(models, cfgs, data)
+        return histories, time.perf_counter() - t0
+
+
+class Engine:
+    """Builds and trains the runs of one ancestry; keeps the rates that feed the ETA."""
+
+    def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device,
+                 log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
+                 data_id: dict[str, Any] | None = None):
+        self.context = RunContext(ancestry, layers, ds, study, device)
+        self.ancestry, self.study, self.device = ancestry, study, device
+        self.recipes, self.tasks, self.flip = self.context.recipes, self.context.tasks, self.context.flip
+        self.rate = {"sequential": None, "batched": None}  # work units per second
+        self.parallel = 1  # runs training at once (the Ray backend's slots), for the ETA
+        self.layers = layers
         self.data_id = data_id  # None: the embedded default data, as in the journals of round 1
         self.journal: RunJournal | None = None
         self.log, self.on_runs = log, on_runs
@@ -240,53 +298,34 @@ class Engine:
                                   "history": r.history, "wall_s": r.wall_s, "timing": r.timing} for r in runs])
 
     def config(self, run: Run):
-        from learngene.train.config import TrainConfig
-
-        s = self.study
-        return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=run.lr, weight_decay=run.wd, warmup_epochs=0,
-                           eval_every=run.eval_every, device=self.device.type, seed=s.seed, flip=self.flip)
+        return self.context.config(run)
 
     def model(self, run: Run):
-        from learngene.inherit.build import build_descendant
-
-        return build_descendant(self.recipes[run.model], self.ancestry, seed=self.study.seed)
+        return self.context.model(run)
 
     def warm_up(self) -> None:
-        """One untimed epoch of one model, so that no timed run pays for first-call costs."""
-        from learngene.descend.compare import train_one
+        self.context.warm_up()
 
-        run = Run(self.study.models[0], 0, self.study.k_main, self.study.lr, self.study.wd, 1)
-        train_one(self.model(run), replace(self.config(run), epochs=1), self.tasks[run.k][0])
+    def finished(self, runs: list[Run], histories: list[list[dict[str, Any]]], wall: float, timing: str,
+                 mode: str) -> None:
+        """Take the results of `runs` (trained together in `wall` seconds), learn the rate, record them."""
+        for r, h in zip(runs, histories, strict=True):
+            r.history, r.wall_s, r.timing = h, wall / len(runs), timing
+        self._learn(mode, sum(_cost(r, self.study) for r in runs), wall)
+        self.record(runs)
 
     def train_sequential(self, run: Run) -> None:
-        from learngene.descend.compare import train_one
-
-        res = train_one(self.model(run), self.config(run), self.tasks[run.k][run.task])
-        run.history, run.wall_s, run.timing = res.history, res.wall_time, "sequential"
-        self._learn("sequential", _cost(run, self.study), res.wall_time)
-        self.record([run])
+        history, wall = self.context.train_one(run)
+        self.finished([run], [history], wall, "sequential", "sequential")
 
     def train_batched(self, runs: list[Run]) -> bool:
         """Train `runs` as one batched model; False (nothing trained) when they cannot be batched."""
-        from learngene.descend.batched import can_batch, train_batched
-
-        models = [self.model(r) for r in runs]
-        cfgs = [self.config(r) for r in runs]
-        data = []
-        for r in runs:
-            t = self.tasks[r.k][r.task]
-            data.append((t.train_x, t.train_y, t.test_x, t.test_y))
-        ok, why = can_batch(models, cfgs, data)
-        if not ok:
-            self.log(f"  cannot batch these runs ({why}); training them one after another")
+        out = self.context.train_batched(runs)
+        if isinstance(out, str):
+            self.log(f"  cannot batch these runs ({out}); training them one after another")
             return False
-        t0 = time.perf_counter()
-        histories = train_batched(models, cfgs, data)
-        wall = time.perf_counter() - t0
-        for r, h in zip(runs, histories, strict=True):
-            r.history, r.wall_s, r.timing = h, wall / len(runs), f"batched x{len(runs)} (amortised)"
-        self._learn("batched", sum(_cost(r, self.study) for r in runs), wall)
-        self.record(runs)
+        histories, wall = out
+        self.finished(runs, histories, wall, f"batched x{len(runs)} (amortised)", "batched")
         return True
 
     def _learn(self, mode: str, units: float, seconds: float) -> None:
@@ -297,24 +336,47 @@ class Engine:
     def eta(self, todo: list[Run], batched: bool) -> float:
         seq = self.rate["sequential"] or 1.0
         bat = self.rate["batched"] or seq
-        return sum(_cost(r, self.study) / (bat if (batched and not r.main) else seq) for r in todo)
+        work = sum(_cost(r, self.study) / (bat if (batched and not r.main) else seq) for r in todo)
+        return work / max(1, self.parallel)
 
 
-def execute(engine: Engine, runs: list[Run], label: str) -> None:
-    """Train every run of one ancestry, printing progress and an ETA measured from the first runs."""
+def use_batched(engine: Engine) -> bool:
+    """Whether the grid and K runs train as batched groups (`--batched`; auto: on a GPU)."""
     study = engine.study
-    batched = study.batched == "on" or (study.batched == "auto" and engine.device.type == "cuda")
+    return study.batched == "on" or (study.batched == "auto" and engine.device.type == "cuda")
+
+
+def work_units(engine: Engine, runs: list[Run]) -> tuple[list[Run], list[list[Run]]]:
+    """The runs still to train: the main cell's (one after another) and the others in chunks of up to
+    `max_batch` runs of one K (a batched group each, when batching)."""
+    study = engine.study
     main = [r for r in runs if r.main and not r.history]
     rest = [r for r in runs if not r.main and not r.history]
     groups: dict[int, list[Run]] = {}
     for r in rest:
         groups.setdefault(r.k, []).append(r)
     chunks = [g[i:i + study.max_batch] for g in groups.values() for i in range(0, len(g), study.max_batch)]
+    return main, chunks
+
+
+def execute(engine: Engine, runs: list[Run], label: str, backend=None) -> None:
+    """Train every run of one ancestry, printing progress and an ETA measured from the first runs.
+
+    `backend`: None trains here, one run after another; a `learngene.cluster.backend.RayBackend`
+    trains each run (or batched group) as a Ray task, recorded here as it finishes."""
+    if backend is not None:
+        from learngene.cluster.study import execute_ray
+
+        execute_ray(engine, runs, label, backend)
+        return
+    study = engine.study
+    batched = use_batched(engine)
+    main, chunks = work_units(engine, runs)
     t0 = time.perf_counter()
-    done = len(runs) - len(main) - len(rest)
+    done = len(runs) - len(main) - sum(map(len, chunks))
     if done:
         engine.log(f"  [{label}] {done}/{len(runs)} runs restored from the journal {engine.journal.path}")
-    if not main and not rest:
+    if not main and not chunks:
         return
 
     def progress(what: str) -> None:
@@ -414,7 +476,7 @@ def run_study(
     paths: list[Path], study: Study, out: Path, device, *, given: dict[str, str] | None = None,
     figures_dir: Path | None = None, docs_dir: Path | None = None, machine: dict[str, Any] | None = None,
     log: Callable[[str], None] = _say, on_runs: Callable[[list[Run]], None] | None = None,
-    journal_dir: Path | None = None,
+    journal_dir: Path | None = None, backend=None,
 ) -> StudyOutput:
     """Train every run of `study` for each ancestry in `paths` and write the report into `out`.
 
@@ -423,7 +485,9 @@ def run_study(
     `<out>/figures`); finished runs go to `journal_dir` (default `<out>/journal`) as they finish, and
     runs found there (same ancestry, settings and layers) are not trained again: studies that share
     a journal folder share their runs. `given` maps "auto" / "cka" to saved condense results to use
-    instead of computing them (one ancestry only).
+    instead of computing them (one ancestry only). `backend`: None trains here; a
+    `learngene.cluster.backend.RayBackend` trains every run as a Ray task (the journal, CSV and
+    report are written here either way).
     """
     from learngene.data.binding import bound_of_card, load_bound
     from learngene.errors import ConfigError
@@ -439,7 +503,7 @@ def run_study(
     log(f"study: {study.n_tasks} tasks x {len(study.models)} models; grid {len(study.lrs)} lr x {len(study.wds)} wd "
         f"at K={study.k_main}; K in {list(study.shots)}; {study.epochs} epochs, batch {study.batch_size}; "
         f"{len(plan(study))} runs per ancestry; device {device}")
-    results = []
+    results, specs = [], []
     t_all = time.perf_counter()
     for path in paths:
         ancestry, card, path = load_ancestry(path)
@@ -453,9 +517,10 @@ def run_study(
         engine = Engine(ancestry, layers, ds, study, device, log=log, on_runs=on_runs, data_id=_data_id(ds))
         restored = engine.open_journal(Path(journal_dir or out / "journal") / f"{card.spec.arch}-{card.sha256[:8]}.jsonl",
                                        runs)
-        execute(engine, runs, card.spec.arch)
+        execute(engine, runs, card.spec.arch, backend)
         trained = sum(r.wall_s for r in runs if math.isfinite(r.wall_s))
         results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained, restored))
+        specs.append(str(ds.meta.get("spec", ds.name)))
     total = sum(r.seconds for r in results)
     log(f"\nstudy finished in {(time.perf_counter() - t_all) / 60:.1f} min ({total / 60:.1f} min of training)")
     rows = report.csv_rows(results, study)
@@ -463,6 +528,7 @@ def run_study(
     (out / "advantages-study.json").write_text(json.dumps({"study": asdict(study), "machine": machine or {}},
                                                           indent=1))
     figures = report.write_figures(results, study, Path(figures_dir) if figures_dir else out / "figures")
-    body = report.markdown(results, study, figures, Path(docs_dir) if docs_dir else out, total)
+    shown = study if set(specs) <= {"shapes"} else replace(study, dataset=", ".join(dict.fromkeys(specs)))
+    body = report.markdown(results, shown, figures, Path(docs_dir) if docs_dir else out, total)
     (out / "advantages.md").write_text(body + "\n")
     return StudyOutput(results, rows, body, figures, csv_path, total)

@@ -152,8 +152,18 @@ def use_batched(sweep: SweepConfig, recipe: Recipe, source: Source, cfg: TrainCo
     return ok, why
 
 
+def _units(ds: ImageSet, sweep: SweepConfig, settings: list[tuple[TrainConfig, int]],
+           batched: bool) -> Iterator[list[_Job]]:
+    """What trains together, in run order: one pair each, or groups of pairs of one K when batched."""
+    size = max(1, sweep.max_batch // 2) if batched else 1
+    for k in sweep.shots:
+        jobs = _jobs(ds, sweep, settings, k)
+        while group := list(itertools.islice(jobs, size)):
+            yield group
+
+
 def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, cfg: TrainConfig,
-              reporter: Reporter | None = None) -> list[PairResult]:
+              reporter: Reporter | None = None, backend=None) -> list[PairResult]:
     """Train every combination of the sweep for the learngene descendant and its baseline.
 
     Args:
@@ -164,19 +174,22 @@ def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, 
         cfg: the other training settings (epochs, batch size, ...); lr, weight decay and seed come
             from the grid (the seed fixes both the models' initialisation and the data order).
         reporter: progress and per-epoch records (tagged with lr, weight_decay, k_shot, seed).
+        backend: None trains here; a `learngene.cluster.backend.RayBackend` trains each pair (or
+            batched group) as a Ray task, and the records reach `reporter` from here as tasks finish.
     """
     sweep.validated()
     batched, _why = use_batched(sweep, recipe, source, cfg, sweep.runs)
     settings = _settings(sweep, cfg)
+    units = _units(ds, sweep, settings, batched)
+    if backend is not None:
+        from learngene.cluster.sweep import run_units
+
+        return run_units(recipe, source, units, batched, reporter, backend)
     results: list[PairResult] = []
-    for k in sweep.shots:
-        jobs = _jobs(ds, sweep, settings, k)
+    for group in units:
         if batched:
-            size = max(1, sweep.max_batch // 2)
-            while group := list(itertools.islice(jobs, size)):
-                results += _train_group_batched(recipe, source, group, reporter)
+            results += _train_group_batched(recipe, source, group, reporter)
         else:
-            for job in jobs:
-                results.append(train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed,
-                                          tags=job.tags))
+            job = group[0]
+            results.append(train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed, tags=job.tags))
     return results

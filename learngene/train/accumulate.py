@@ -28,6 +28,47 @@ def remap_labels(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor
     return out
 
 
+def base_data(ds: ImageSet, cfg: TrainConfig, holdout_per_class: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images, train labels, held-out images, held-out labels) of the base classes, labels 0..n-1."""
+    base = tuple(ds.split.base)
+    train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed, option="--holdout-per-class")
+    return (ds.images[train_idx], remap_labels(ds.labels[train_idx], base),
+            ds.images[test_idx], remap_labels(ds.labels[test_idx], base))
+
+
+def new_ancestry(ds: ImageSet, arch: str, cfg: TrainConfig, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The untrained ancestry, initialised under `torch.manual_seed(cfg.seed)`."""
+    torch.manual_seed(cfg.seed)
+    return create_model(arch, num_classes=len(ds.split.base), img_size=ds.image_size, **(overrides or {}))
+
+
+def save_ancestry(
+    model: torch.nn.Module, ds: ImageSet, cfg: TrainConfig, history: list[dict[str, Any]], out: str | Path, *,
+    command: str, holdout_per_class: int, train_images: int, heldout_images: int, seconds: float, device: str,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, ModelCard]:
+    """Write the trained ancestry and its model card (data, split, settings, held-out accuracy, command)."""
+    final = history[-1]
+    split = split_record(ds, spec=str(ds.meta.get("spec", ds.name)), seed=int(ds.meta.get("data_seed", 0)),
+                         split_file=ds.meta.get("split_file"), flip=cfg.flip if cfg.augment else None)
+    card = ModelCard(
+        spec=model.lg_spec, dataset=ds.name, split=split, epochs=cfg.epochs, seed=cfg.seed,
+        base_accuracy=final.get("test_acc"), command=command,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), sha256="",
+        extra={
+            "train_config": cfg.to_dict(), "holdout_per_class": holdout_per_class,
+            "train_images": train_images, "heldout_images": heldout_images,
+            "final_train_acc": final.get("train_acc"), "final_test_loss": final.get("test_loss"),
+            "train_seconds": round(seconds, 1), "device": device,
+            "data_meta": {k: v for k, v in ds.meta.items() if isinstance(v, (int, float, str, bool))},
+            **(extra or {}),
+        },
+    )
+    path = save_checkpoint(model.cpu(), out, card)
+    return path, card
+
+
 def accumulate(
     ds: ImageSet, arch: str, cfg: TrainConfig, out: str | Path, *, overrides: dict[str, Any] | None = None,
     holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None,
@@ -44,35 +85,19 @@ def accumulate(
         command: the command line, recorded in the card.
         reporter: progress/metrics sink.
     """
-    base = tuple(ds.split.base)
-    train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed, option="--holdout-per-class")
-    x_train, x_test = ds.images[train_idx], ds.images[test_idx]
-    y_train = remap_labels(ds.labels[train_idx], base)
-    y_test = remap_labels(ds.labels[test_idx], base)
-    torch.manual_seed(cfg.seed)
-    model = create_model(arch, num_classes=len(base), img_size=ds.image_size, **(overrides or {}))
+    x_train, y_train, x_test, y_test = base_data(ds, cfg, holdout_per_class)
+    model = new_ancestry(ds, arch, cfg, overrides)
     trainer = Trainer(model, cfg, x_train, y_train, x_test, y_test)
     if reporter is not None:
-        def on_epoch(tr: Trainer, rec: dict) -> None:
-            reporter.metric({"kind": "epoch", "model": "ancestry", **rec})
-            reporter.advance(1, test_acc=rec.get("test_acc", float("nan")))
-        trainer.add_callback("on_epoch_end", on_epoch)
+        trainer.add_callback("on_epoch_end", lambda tr, rec: report_epoch(reporter, rec))
     t0 = time.time()
     history = trainer.run()
-    final = history[-1]
-    split = split_record(ds, spec=str(ds.meta.get("spec", ds.name)), seed=int(ds.meta.get("data_seed", 0)),
-                         split_file=ds.meta.get("split_file"), flip=cfg.flip if cfg.augment else None)
-    card = ModelCard(
-        spec=model.lg_spec, dataset=ds.name, split=split, epochs=cfg.epochs, seed=cfg.seed,
-        base_accuracy=final.get("test_acc"), command=command,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), sha256="",
-        extra={
-            "train_config": cfg.to_dict(), "holdout_per_class": holdout_per_class,
-            "train_images": len(x_train), "heldout_images": len(x_test),
-            "final_train_acc": final.get("train_acc"), "final_test_loss": final.get("test_loss"),
-            "train_seconds": round(time.time() - t0, 1), "device": str(trainer.device),
-            "data_meta": {k: v for k, v in ds.meta.items() if isinstance(v, (int, float, str, bool))},
-        },
-    )
-    path = save_checkpoint(model.cpu(), out, card)
-    return path, card
+    return save_ancestry(model, ds, cfg, history, out, command=command, holdout_per_class=holdout_per_class,
+                         train_images=len(x_train), heldout_images=len(x_test), seconds=time.time() - t0,
+                         device=str(trainer.device))
+
+
+def report_epoch(reporter: Reporter, rec: dict[str, Any]) -> None:
+    """An ancestry epoch record into the run's metrics, and a progress tick."""
+    reporter.metric({"kind": "epoch", "model": "ancestry", **rec})
+    reporter.advance(1, test_acc=rec.get("test_acc", float("nan")))

@@ -10,6 +10,7 @@ descendant and its random-init baseline see exactly the same batches.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,6 +26,18 @@ from learngene.errors import ConfigError, DivergedError
 from learngene.train.config import TrainConfig
 
 Event = Literal["on_epoch_end", "on_batch_end", "on_train_end"]
+
+
+GPU_PATHS_ENV = "LEARNGENE_GPU_PATHS"
+
+
+def gpu_paths(device: torch.device) -> bool:
+    """Whether training on `device` takes the GPU code paths: `torch.compile` (when `cfg.compile`), bf16
+    autocast (when `cfg.amp`), and the divergence check once per epoch instead of every step (a per-step
+    check would sync the host every step). True on CUDA. On the CPU it is True only when the environment
+    sets LEARNGENE_GPU_PATHS=1: a switch for tests, so that a machine without a GPU runs the GPU's own
+    code (torch runs compile and bf16 autocast on the CPU too; slower there, and bf16 is less exact)."""
+    return device.type == "cuda" or os.environ.get(GPU_PATHS_ENV, "") == "1"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -82,8 +95,8 @@ def evaluate(
 
 
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp and gpu_paths(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -115,7 +128,9 @@ class Trainer:
 
     Each epoch ends with a record {epoch, step, train_loss, train_acc, test_loss, test_acc, lr,
     time, epoch_time, img_per_s} passed to the `on_epoch_end` callbacks and kept in `history`.
-    Divergence: a NaN or infinite training loss (checked every step on a CPU, every epoch on CUDA),
+    Divergence: a NaN or infinite training loss (checked every step on a CPU, every epoch on CUDA:
+    `check_every_step`, see `gpu_paths`; data-parallel training checks every epoch too, so that all
+    processes stop at the same step),
     NaN or infinite weights or buffers at the end of an epoch (so the last step's update counts too),
     or a non-finite test loss (weights so large that the outputs overflow). The epoch's record then has
     ``diverged: True``, NaN train loss/accuracy and no test metrics; training stops, and `run` raises
@@ -137,8 +152,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.diverged = False
+        self.gpu_paths = gpu_paths(self.device)
+        self.check_every_step = not self.gpu_paths  # else once per epoch (the summed loss and the weights)
         self._forward = model
-        if cfg.compile and self.device.type == "cuda":
+        if cfg.compile and self.gpu_paths:
             self._forward = torch.compile(model)
 
     def add_callback(self, event: Event, fn: Callable) -> None:
@@ -169,7 +186,7 @@ class Trainer:
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
             # On CUDA a per-step check would sync the host every step: there the epoch's summed loss
             # is checked instead, so at most one epoch of steps is spent before a divergence stops it.
-            if self.device.type != "cuda" and not torch.isfinite(loss):
+            if self.check_every_step and not torch.isfinite(loss):
                 self.diverged = True
                 return float("nan"), float("nan")
             self.optimizer.zero_grad(set_to_none=True)
