@@ -1,36 +1,104 @@
-"""The fault-probe script `bench/reliability.py` keeps working: a few of its cheapest probes, and its report."""
+"""The fault-probe script `bench/reliability.py` keeps working and keeps covering the hardening issue: a fast
+subset of its probes (CLI refusals, a job whose supervisor is killed, the journal), its verdicts (good / weak /
+bad), its report, and docs/reliability.md generated from the full set."""
 
 from __future__ import annotations
 
+import subprocess
+
 from bench import reliability
 
-CHEAP = ("run-id-dotdot", "run-id-newline", "runs-dir-file")
+CHEAP = ("runs-dir-file", "images-billion", "label-smoothing-5", "run-id-newline", "run-id-dotdot", "journal-torn",
+         "journal-repair-locked")
+# The behaviours the issue lists as already good, each with its probe.
+ISSUE_GOOD = {
+    "malicious pickle via CLI": "pickle-pth", "malicious pickle via upload": "pickle-upload",
+    "truncated safetensors": "truncated-safetensors", "huge-header safetensors": "huge-header-safetensors",
+    "empty safetensors": "empty-safetensors", "wrong architecture": "wrong-architecture",
+    "corrupt status.json": "corrupt-status", "wrongly typed status.json": "mistyped-status",
+    "hostile run ids": "hostile-run-ids", "kill -9 of worker": "kill-worker", "kill -9 of supervisor": "kill-supervisor",
+    "concurrent writers to one journal": "journal-concurrent", "torn journal lines repaired": "journal-torn",
+    "XSRF on": "xsrf-on", "loopback only": "loopback-only",
+}
+
+
+def by_key(*keys: str) -> list[reliability.Probe]:
+    probes = [p for p in reliability.PROBES if p.key in keys]
+    assert sorted(p.key for p in probes) == sorted(keys)
+    return probes
 
 
 def test_cheap_probes_run_and_are_good(tmp_path):
-    probes = [p for p in reliability.PROBES if p.key in CHEAP]
-    assert [p.key for p in probes] == ["runs-dir-file", "run-id-newline", "run-id-dotdot"]
     lines = []
-    results = reliability.run_probes(probes, root=tmp_path, log=lines.append)
-    assert len(results) == len(lines) == 3
+    results = reliability.run_probes(by_key(*CHEAP), root=tmp_path, log=lines.append)
+    assert len(results) == len(lines) == len(CHEAP)
     for probe, outcome, _secs in results:
-        assert outcome.good, (probe.key, outcome.observed)
-        assert outcome.observed.startswith("exit 2: error: ") and str(tmp_path) not in outcome.observed
+        assert outcome.good and outcome.verdict == "good", (probe.key, outcome.observed)
+        assert str(tmp_path) not in outcome.observed
+    cli = [o.observed for p, o, _ in results if not p.key.startswith("journal")]
+    assert all(text.startswith(("exit 2: error: ", "exit 1: error: ")) for text in cli), cli
     text = reliability.report(results, "cpu; test machine", 1.0)
-    assert "**3 good, 0 bad, 3 probes.**" in text and "Machine: cpu; test machine" in text
-    assert text.count("| good |") == 3
+    assert f"**{len(CHEAP)} good, 0 weak, 0 bad, {len(CHEAP)} probes**" in text and "Machine: cpu; test machine" in text
+    assert sum(line.endswith("| good |") for line in text.splitlines()) == len(CHEAP)
 
 
-def test_a_bad_outcome_is_reported_bad(tmp_path):
+def test_a_job_whose_supervisor_is_killed_is_left_to_cancel(tmp_path):
+    [(_, outcome, _)] = reliability.run_probes(by_key("kill-supervisor"), root=tmp_path, log=lambda _: None)
+    assert outcome.good, outcome.observed
+    assert "the readers left the worker alone" in outcome.observed and "`jobs cancel` stopped it" in outcome.observed
+
+
+def test_verdicts_bad_and_weak(tmp_path):
     def broken(ctx):
         raise RuntimeError("boom")
 
-    probe = reliability.Probe("broken", "raises", "nothing", broken)
+    probe = reliability.Probe("broken", "good", "raises", "nothing", broken)
     [(_, outcome, _)] = reliability.run_probes([probe], root=tmp_path, log=lambda _: None)
-    assert not outcome.good and "probe failed: RuntimeError: boom" in outcome.observed
-    assert "**0 good, 1 bad, 1 probes.**" in reliability.report([(probe, outcome, 0.0)], "m", 0.0)
+    assert outcome.verdict == "bad" and "probe failed: RuntimeError: boom" in outcome.observed
+    assert "**0 good, 0 weak, 1 bad, 1 probes**" in reliability.report([(probe, outcome, 0.0)], "m", 0.0)
+
+    def proc(code: int, err: str) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess([], code, "", err)
+
+    judge = reliability.one_line_error
+    assert judge(proc(2, "error: --epochs must be ..."), 2, "--epochs").verdict == "good"
+    # a clean one-line error that does not name the option typed, or keeps what it must not, is weak
+    assert judge(proc(2, "error: epochs must be ..."), 2, "--epochs").verdict == "weak"
+    assert judge(proc(1, "error: refused; set weights_only=False"), 1, "refused", absent=("weights_only",)).verdict \
+        == "weak"
+    # a traceback, a wrong exit code or two error lines are bad whatever the wording
+    assert judge(proc(1, "Traceback (most recent call last):\nerror: --epochs"), 1, "--epochs").verdict == "bad"
+    assert judge(proc(1, "error: --epochs must be ..."), 2, "--epochs").verdict == "bad"
+    assert judge(proc(2, "error: a\nerror: b"), 2).verdict == "bad"
+    assert reliability._judged([(True, "a")], [(False, "b")]).verdict == "weak"
+    assert reliability._judged([(False, "a")], [(True, "b")]).verdict == "bad"
 
 
-def test_probe_keys_are_unique():
+def test_quick_cli_counts_an_escaping_exception_as_a_traceback(tmp_path, monkeypatch):
+    import learngene.cli
+
+    def crash(argv):
+        raise ValueError("unexpected")
+
+    monkeypatch.setattr(learngene.cli, "main", crash)  # stands in for a command that crashes
+    proc = reliability.Ctx(tmp_path).quick_cli("train")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert reliability.one_line_error(proc, 1).verdict == "bad"
+
+
+def test_the_probes_cover_every_item_of_the_issue():
     keys = [p.key for p in reliability.PROBES]
-    assert len(keys) == len(set(keys)) >= 21
+    assert len(keys) == len(set(keys)) >= 47
+    items = {part.strip() for p in reliability.PROBES for part in p.item.split(";")}
+    assert items == {f"bad {i}" for i in range(1, 9)} | {f"weak {i}" for i in range(1, 13)} | {"good"}
+    good = {p.key for p in reliability.PROBES if "good" in p.item}
+    assert set(ISSUE_GOOD.values()) <= good, set(ISSUE_GOOD.values()) - good
+
+
+def test_the_doc_is_generated_from_every_probe_with_nothing_weak_or_bad():
+    text = reliability.DOC.read_text()
+    n = len(reliability.PROBES)
+    assert f"**{n} good, 0 weak, 0 bad, {n} probes**" in text and text.startswith(f"# Reliability\n\n{n} probes")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [p.key for p in reliability.PROBES]
+    assert all(row.endswith("| good |") for row in rows)
