@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,8 +29,17 @@ EXIT_CANCELLED = 128 + signal.SIGTERM
 CLEANUP_S = 3.5  # longest cleanup after SIGTERM; the job supervisor's SIGKILL follows after 5 s
 
 
-def require_ray():
-    """The `ray` module, or a ConfigError saying how to install it."""
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def require_ray(local: bool = False):
+    """The `ray` module, or a ConfigError saying how to install it.
+
+    `local`: this process may start a local Ray; it then listens on 127.0.0.1 only, not on the machine's
+    network address (Ray's own switch for single-machine Ray, read when `ray` is first imported:
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, unless the environment already sets it)."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:
@@ -81,7 +91,7 @@ class RayBackend:
     # -------------------------------------------------------------- the connection
 
     def __enter__(self) -> RayBackend:
-        ray = require_ray()
+        ray = require_ray(local=not self.address)
         try:
             if ray.is_initialized():
                 pass

@@ -52,7 +52,7 @@ def check_backend_options(args: argparse.Namespace) -> None:
     if ray:
         from learngene.cluster.backend import require_ray
 
-        require_ray()
+        require_ray(local=not args.ray_address)
 
 
 def ray_backend(args: argparse.Namespace, device: str, log: Callable[[str], None] = print):
