@@ -256,7 +256,9 @@ RECIPE = {"version": 1, "ancestry": {"arch": "lg_vit_tiny", "num_classes": 8, "i
 
 def test_recipe_base_is_valid():
     RECIPE["version"] = Recipe.from_dict({k: v for k, v in RECIPE.items() if k != "version"}).to_dict()["version"]
-    assert Recipe.from_dict(RECIPE).to_dict() == RECIPE
+    written = Recipe.from_dict(RECIPE).to_dict()  # with the defaults of fields RECIPE leaves out (width, fill)
+    assert {k: written[k] for k in RECIPE} == RECIPE
+    assert Recipe.from_dict(written).to_dict() == written  # a written recipe reads back the same
 
 
 @FUZZ
