@@ -144,7 +144,25 @@ def uploaded_ancestries() -> list[Path]:
     return sorted(folder.glob("*/*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def use(path: Path | str) -> None:
-    """Make `path` the current ancestry; the learngene and similarity belong to the old one: reset them."""
+def use(path: Path | str) -> str:
+    """Make `path` the current ancestry. The learngene (layers, similarity result, learngene file, recipe)
+    belongs to the old one: it is put aside, and the one put aside for `path` earlier comes back.
+
+    Returns what happened to the learngene, in words ("" when nothing changed), for the page to say.
+    """
+    now = resources.current_ancestry_path()
     value = "" if Path(path).resolve() == config.default_ancestry().resolve() else str(path)
-    state.update(ancestry=value, layers=[], similarity_run="", learngene_file="")
+    if Path(path).resolve() == now.resolve():
+        return ""
+    _, aside, back = state.switch_ancestry(value, str(now.resolve()), str(Path(path).resolve()))
+    words = []
+    if aside.get("layers"):
+        words.append(f"The learngene of {now.name} (layers {', '.join(map(str, aside['layers']))}) was cleared: it "
+                     f"belongs to that ancestry; it comes back when you switch back to {now.name}.")
+    elif aside:
+        words.append(f"The similarity result and recipe of {now.name} were put aside; they come back when you "
+                     f"switch back to it.")
+    if back.get("layers"):
+        words.append(f"Restored the learngene chosen earlier for {Path(path).name}: layers "
+                     f"{', '.join(map(str, back['layers']))}.")
+    return " ".join(words)

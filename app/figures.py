@@ -23,9 +23,18 @@ KIND_LABELS = {"inherit": "inherited (learngene)", "random": "random init", "ste
 
 
 def _layout(fig: go.Figure, title: str = "", height: int | None = None) -> go.Figure:
-    fig.update_layout(title=title or None, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      height=height, legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    """Common layout: the legend in a row above the plot; a title above that row, at the top of the figure
+    (a title in the middle of a short top margin, plotly's default, sits on the legend)."""
+    fig.update_layout(margin=dict(l=10, r=10, t=TITLE_TOP if title else 10, b=10), height=height,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    if title:
+        fig.update_layout(title=dict(text=title, x=0, xanchor="left", xref="paper", y=1, yref="container",
+                                     yanchor="top", pad=dict(t=8)))
     return fig
+
+
+TITLE_TOP = 84  # top margin (px) of a titled figure: the title row, then the legend row
+SUBPLOT_TITLES_TOP = 40  # top margin (px) that holds subplot titles (annotations do not push margins)
 
 
 def color_of(series: str, i: int = 0) -> str:
@@ -33,9 +42,10 @@ def color_of(series: str, i: int = 0) -> str:
     return MODEL_COLORS.get(series, PALETTE[i % len(PALETTE)])
 
 
-def series_style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+def series_style(names: Sequence[str], colors: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """(colour, dash) per series. A plain role keeps its colour; "<run> · <role>" series get one colour
-    per run, and the baseline of every run is dashed, so many overlaid runs stay readable."""
+    per run (`colors[series]` when given: the run's own colour), and the baseline of every run is dashed,
+    so many overlaid runs stay readable."""
     runs: dict[str, int] = {}
     out = {}
     for name in names:
@@ -44,7 +54,8 @@ def series_style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
             out[name] = (color_of(str(name), len(out)), "dash" if name == "baseline" else "solid")
             continue
         idx = runs.setdefault(run, len(runs))
-        out[name] = (PALETTE[idx % len(PALETTE)], "dash" if role == "baseline" else "solid")
+        color = (colors or {}).get(name) or PALETTE[idx % len(PALETTE)]
+        out[name] = (color, "dash" if role == "baseline" else "solid")
     return out
 
 
@@ -62,8 +73,9 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
     Hovering shows both layer names and the value. A transparent marker sits on every cell so
     that a click (or a box selection) reports the cell as a selectable point: Streamlit does not
     report selections on heatmap traces. Each marker's `customdata` is `[row, col]`. Selected
-    ancestry rows are outlined. (Leave `clickmode`/`dragmode` alone: Streamlit sets them for its
-    selections, and a figure that sets them itself reports no clicked points.)
+    ancestry rows are outlined. Dragging draws a selection box (`dragmode="select"`), so "drag a box"
+    works without picking plotly's Box Select tool first. (Streamlit then sets `clickmode` to "event":
+    a plain click selects nothing; a box over one cell names that cell's row.)
     """
     z = np.asarray(matrix, dtype=float)  # (M, N)
     m, n = z.shape
@@ -90,7 +102,10 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
                           line=dict(color=OVERLAY, width=2))
     fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title="pseudo-descendant layer")
     fig.update_yaxes(tickvals=list(range(m)), ticktext=rows, title="ancestry layer", autorange="reversed")
-    return _layout(fig, title, height=max(320, 28 * m + 120))
+    fig.update_layout(dragmode="select")
+    _layout(fig, title, height=max(320, 28 * m + 120))
+    fig.update_layout(margin=dict(t=max(fig.layout.margin.t, 30)))  # room for the colour bar's title
+    return fig
 
 
 def _fmt(v: float) -> str:
@@ -264,29 +279,66 @@ def training_curves(frame: pd.DataFrame, *, x: str = "epoch", smoothing: float =
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "test accuracy"),
                         horizontal_spacing=0.08)
     xcol = "time" if x == "time" else "epoch"
-    styles = series_style(list(dict.fromkeys(frame["series"])))
-    for name, g in frame.groupby("series", sort=False):
-        color, dash = styles[name]
+    run_colors = (dict(zip(frame["series"], frame["color"], strict=True)) if "color" in frame else {})
+    styles = series_style(list(dict.fromkeys(frame["series"])), run_colors)
+    for series, g in frame.groupby("series", sort=False):
+        color, dash = styles[series]
+        name = str(g["name"].iloc[0]) if "name" in g else str(series)
         for col, metric in ((1, "train_loss"), (2, "test_acc")):
             gx, gy = g[xcol].to_numpy(), g[metric].to_numpy(dtype=float)
             ok = np.isfinite(gy)  # accuracy is measured every `eval_every` epochs only
             gx, gy = gx[ok], gy[ok]
             fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", line=dict(color=color, width=1), opacity=0.3,
-                                     name=f"{name} (raw)", legendgroup=str(name), showlegend=False,
+                                     name=f"{name} (raw)", legendgroup=str(series), showlegend=False,
                                      hovertemplate=f"{name} raw: %{{y:.4g}}<extra></extra>"), row=1, col=col)
             fig.add_trace(go.Scatter(x=gx, y=ema(gy, smoothing), mode="lines", line=dict(color=color, width=2.5, dash=dash),
-                                     name=str(name), legendgroup=str(name), showlegend=col == 1,
+                                     name=str(name), legendgroup=str(series), showlegend=col == 1,
                                      hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"), row=1, col=col)
     xtitle = "wall-clock seconds" if xcol == "time" else "epoch"
     fig.update_xaxes(title_text=xtitle)
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
+    if log_loss:  # plotly labels a log axis spanning less than a decade with bare digits ("9, 8, 7"): name every tick
+        loss = frame["train_loss"].to_numpy(dtype=float)
+        loss = loss[np.isfinite(loss) & (loss > 0)]
+        ticks = log_ticks(float(loss.min()), float(loss.max())) if loss.size else []
+        if ticks:
+            fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     if target is not None:
         fig.add_hline(y=target, line_dash="dash", line_color="#888", row=1, col=2)
     fig.update_layout(hovermode="x unified")
     _layout(fig, title, height=400)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(b=40))
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+                      margin=dict(b=40, t=max(SUBPLOT_TITLES_TOP, fig.layout.margin.t or 0)))
     return fig
+
+
+def log_ticks(lo: float, hi: float, at_least: int = 3) -> list[float]:
+    """Tick values for a log axis over [lo, hi] that each read as a whole number: 1-2-5 per decade, denser
+    when the range is short (1..9 per decade, then evenly spaced values)."""
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        return []
+    lo, hi = lo * (1 - 1e-9), hi * (1 + 1e-9)  # a value printed as 0.2 may be 0.19999999999999996
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks: list[float] = []
+    for mults in ((1,), (1, 2, 5), (1, 2, 3, 5), tuple(range(1, 10))):
+        ticks = [float(f"{m * 10.0 ** e:.12g}") for e in range(first, last + 1) for m in mults]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) >= at_least:
+            return ticks
+    step = _nice_step((hi - lo) / 4) if hi > lo else 0.0
+    if step <= 0:
+        return [float(f"{lo:.3g}")]
+    start = math.ceil(lo / step) * step
+    return [float(f"{start + i * step:.12g}") for i in range(int((hi - start) / step + 1e-9) + 1)]
+
+
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten, at least `raw`."""
+    if raw <= 0 or not math.isfinite(raw):
+        return 0.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 # ---------------------------------------------------------------- sweeps

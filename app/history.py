@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,45 @@ def study_report(info: Any) -> dict[str, Any] | None:
     body = "\n".join(line for line in text.splitlines() if not line.startswith("Figures: "))
     return {"markdown": body, "csv": folder / "advantages.csv",
             "figures": sorted((folder / "figures").glob("advantages-*.svg"))}
+
+
+_MARKUP_RE = re.compile(r"\*\*|__|`")
+
+
+def _cells(line: str) -> list[str]:
+    return [_MARKUP_RE.sub("", c).strip() for c in line.strip().strip("|").split("|")]
+
+
+def markdown_blocks(text: str) -> list[str | pd.DataFrame]:
+    """Markdown split into text blocks and its pipe tables as frames (a wide markdown table runs off the
+    page; a frame scrolls inside it). Bold and code marks are dropped from table cells."""
+    out: list[str | pd.DataFrame] = []
+    lines = text.splitlines()
+    prose: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        is_rule = i + 1 < len(lines) and re.fullmatch(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*", lines[i + 1])
+        if line.lstrip().startswith("|") and is_rule:
+            if "\n".join(prose).strip():
+                out.append("\n".join(prose))
+            prose = []
+            header = _cells(line)
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                cells = _cells(lines[i])
+                rows.append((cells + [""] * len(header))[: len(header)])
+                i += 1
+            names = [h or f"column {k + 1}" for k, h in enumerate(header)]
+            names = [n if names.index(n) == k else f"{n} ({k + 1})" for k, n in enumerate(names)]  # unique
+            out.append(pd.DataFrame(rows, columns=names))
+            continue
+        prose.append(line)
+        i += 1
+    if "\n".join(prose).strip():
+        out.append("\n".join(prose))
+    return out
 
 
 def sensitivity_frame(summary: dict) -> pd.DataFrame:

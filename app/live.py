@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import demo, figures, pipeline, resources, state, widgets
+from app import demo, figures, pipeline, resources, runnames, state, widgets
 from learngene.errors import LearngeneError
 
 POLL_S = 1.5
@@ -44,25 +44,41 @@ def metrics(run_id: str) -> list[dict]:
     return cache["records"]
 
 
-def curves_frame(infos: list[Any]) -> pd.DataFrame:
-    """Epoch curves of several runs; series = model role, prefixed by the run name when several runs."""
+def curves_frame(infos: list[Any], names: dict[str, str] | None = None) -> pd.DataFrame:
+    """Epoch curves of several runs. One run: a series per model role. Several runs: a series per
+    (run id, role), `"<run id> · <role>"`, so two runs of the same name never share a curve; the column
+    `name` holds the legend text (`runnames.labels`) and `color` the run's own colour (`runnames.colors`)."""
     frames = [(info, figures.curves_frame(metrics(info.run_id))) for info in infos]
     frames = [(info, df) for info, df in frames if not df.empty]
-    if len(frames) > 1:  # several runs with curves: name each series after its run too
+    if len(frames) > 1:  # several runs with curves: one series per run and role, named and coloured per run
+        names = names or runnames.labels([info for info, _ in frames])
+        colors = runnames.colors([info for info, _ in frames], figures.PALETTE)
         for info, df in frames:
-            df["series"] = f"{info.spec.name} · " + df["series"]
+            df["name"] = f"{names.get(info.run_id, info.label)} · " + df["series"]
+            df["color"] = colors[info.run_id]
+            df["series"] = f"{info.run_id} · " + df["series"]
     frames = [df for _, df in frames]
     return pd.concat(frames, ignore_index=True) if frames else figures.curves_frame([])
 
 
+CURVE_DEFAULTS = {"x": "epoch", "smooth": 0.6, "log": True}
+
+
 def curve_controls_ui(key: str) -> dict[str, Any]:
-    """x-axis, smoothing and log-scale choices for the training curves."""
+    """x-axis, smoothing and log-scale choices for the training curves (kept across pages and reloads)."""
     c = st.columns([2, 3, 2])
-    x = c[0].segmented_control("x-axis", ["epoch", "wall-clock"], default="epoch", key=f"{key}-x") or "epoch"
-    smoothing = c[1].slider("smoothing (EMA)", 0.0, 0.95, 0.6, 0.05, key=f"{key}-smooth",
-                            help="bold line: exponential moving average; faint line: the raw values")
-    log = c[2].toggle("log-scale loss", value=True, key=f"{key}-log")
+    x = c[0].segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
+        f"{key}-x", CURVE_DEFAULTS["x"], lambda v: v in ("epoch", "wall-clock", None))) or "epoch"
+    smoothing = c[1].slider("smoothing (EMA)", 0.0, 0.95, step=0.05,
+                            help="bold line: exponential moving average; faint line: the raw values",
+                            **widgets.kept(f"{key}-smooth", CURVE_DEFAULTS["smooth"], lambda v: 0 <= float(v) <= 0.95))
+    log = c[2].toggle("log-scale loss", **widgets.kept(f"{key}-log", CURVE_DEFAULTS["log"],
+                                                       lambda v: isinstance(v, bool)))
     return {"x": "time" if x == "wall-clock" else "epoch", "smoothing": smoothing, "log_loss": log}
+
+
+# Kinds of runs that write epoch curves (a condense run writes none: "waiting for the first epoch" never fits it).
+CURVE_KINDS = ("train", "sweep", "accumulate")
 
 
 def watch_ui(run_ids: list[str], *, key: str, curves: bool = True, summary: bool = True) -> None:
@@ -78,19 +94,20 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
     if not infos:
         st.info("The watched runs no longer exist.")
         return
+    names = runnames.labels(infos)
     for info in infos:
-        widgets.run_progress_ui(info, key=key)
+        widgets.run_progress_ui(info, key=key, name=names[info.run_id])
     if curves:
-        frame = curves_frame(infos)
-        if frame.empty:
-            st.caption("Waiting for the first epoch…")
-        else:
+        frame = curves_frame(infos, names)
+        if not frame.empty:
             opts = curve_controls_ui(key)
             st.plotly_chart(figures.training_curves(frame, target=common_target(infos), **opts), key=f"{key}-curves")
+        elif any(i.live and i.spec.kind in CURVE_KINDS for i in infos):
+            st.caption("Waiting for the first epoch…")
     if summary:
         for info in infos:
             if info.state == "done":
-                summary_ui(info)
+                summary_ui(info, names[info.run_id])
     if was_live and not any(i.live for i in infos):
         st.rerun()  # a full rerun re-registers this fragment without run_every: polling stops
 
@@ -115,11 +132,12 @@ def common_target(infos: list[Any]) -> float | None:
     return targets.pop() if len(targets) == 1 else None
 
 
-def summary_ui(info: Any) -> None:
-    """Final accuracies, epochs to target and the speed-up of a finished train run."""
+def summary_ui(info: Any, name: str | None = None) -> None:
+    """Final accuracies, epochs to target and the speed-up of a finished train run (headed by `name`, the
+    run's label on the chart)."""
     data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
     if isinstance(data, dict) and "learngene" in data:
-        summary_view_ui(data, f"Summary of {info.spec.name}")
+        summary_view_ui(data, f"Summary of {name or info.label}")
 
 
 def _pct(value: Any) -> str:
@@ -209,7 +227,7 @@ def _demo(was_live: bool) -> None:
     ids = [d[k] for k in ("condense", "train") if d.get(k)]
     _watch(ids, "demo", False, curves=True, summary=True)
     if d.get("error"):
-        st.error(d["error"])
+        widgets.error_ui(d["error"])
     still = any(i.live for i in run_infos(ids)) or pipeline.demo_waiting()
     if was_live and not still:
         st.rerun()

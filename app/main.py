@@ -29,4 +29,5 @@ page = st.navigation([
     for i, (file, title, icon) in enumerate(PAGES)
 ])
 widgets.sidebar_ui()
+widgets.flash_ui()
 page.run()

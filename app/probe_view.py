@@ -125,13 +125,14 @@ def probe_argv(anc: resources.Ancestry, chosen: list[int], tasks: int, epochs: i
 
 def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
     """Settings and a button that measure the gains of this ancestry's layers in a background job."""
-    from app import widgets
+    from app import forms, inputs, state, widgets
 
     with st.expander("Measure the gains of this ancestry's layers (a background job)", expanded=False):
         c = st.columns([1, 3])
-        tasks = int(c[0].number_input("novel tasks", 2, 100, 10, key="probe-tasks",
-                                      help="more tasks, narrower intervals; each task trains one model per layer "
-                                           f"plus {3 + len(chosen)} more"))
+        tasks, problem = forms.number_ui(inputs.Field("novel tasks", 2, 100, integer=True), 10, "probe-tasks",
+                                         where=c[0], help="2 to 100: more tasks, narrower intervals; each task trains "
+                                                          f"one model per layer plus {3 + len(chosen)} more")
+        tasks = tasks or 10
         models = tasks * (anc.n_layers + 2 + (len(chosen) + 1 if chosen else 0))
         c[1].caption(f"Trains {models} small models ({anc.n_layers} single layers, stem alone and the baseline"
                      + (f", and the chosen set {chosen} with each layer left out" if chosen else "")
@@ -139,13 +140,14 @@ def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
         argv = probe_argv(anc, chosen, tasks)
         st.code("python -m learngene " + " ".join(argv), language="bash")
         started = widgets.start_job_ui("Measure the gains", argv, kind="probe", name=f"probe · {anc.path.name}",
-                                       key="probe-go", tags={"ancestry": str(anc.path)})
+                                       key="probe-go", tags={"ancestry": str(anc.path)}, disabled=problem is not None,
+                                       help=problem)
         if started:
-            st.session_state["probe-run"] = started
-    if st.session_state.get("probe-run"):
-        from app import live
+            state.remember("probe-run", started)
+    from app import live
 
-        live.watch_ui([st.session_state["probe-run"]], key="probe-watch", curves=False, summary=False)
+    if state.recalled("probe-run") and live.run_infos([state.recalled("probe-run")]):
+        live.watch_ui([state.recalled("probe-run")], key="probe-watch", curves=False, summary=False)
 
 
 def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: str,

@@ -1,7 +1,8 @@
 """Choosing learngene layers on the similarity heatmap and score bars (clicks toggle layers).
 
-A click on a heatmap cell (or a box selection over several cells) toggles the cell's ancestry row in
-the learngene; a click on a score bar toggles that layer. Clicks are handled in `on_select`
+Dragging on the heatmap draws a selection box (its drag mode): a box within one row toggles that
+ancestry layer in the learngene, a box over several rows adds them all; a click on a score bar toggles
+that layer. Clicks are handled in `on_select`
 callbacks, so a selection acts once instead of on every rerun.
 """
 
@@ -70,8 +71,8 @@ def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity", contrast:
     fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
                                      value_label=value_label, contrast=contrast)
     _selectable_chart(fig, key, "heatmap", len(sim.row_names), ("points", "box"))
-    st.caption("Hover a cell for both layer names and the value; click a cell to add or remove its ancestry "
-               "layer, or drag a box to add several.")
+    st.caption("Hover a cell for both layer names and the value. Drag a box over cells: a box within one row adds "
+               "or removes that ancestry layer, a box over several rows adds them all (or click a layer's score bar).")
 
 
 def score_bars_ui(sim: Any, scores: list[float], *, key: str, rule: str,
@@ -79,12 +80,14 @@ def score_bars_ui(sim: Any, scores: list[float], *, key: str, rule: str,
     """Per-layer score bars with an optional captum significance overlay; clicking a bar toggles it."""
     overlay, label, note = None, "significance", ""
     c = st.columns([2, 3])
-    show = c[0].toggle("overlay captum significance", key=f"{key}-sig", disabled=anc is None,
-                       help="computed on demand on a small batch of base-class images (CPU, cached)")
+    show = c[0].toggle("overlay captum significance", disabled=anc is None,
+                       help="computed on demand on a small batch of base-class images (CPU, cached)",
+                       **widgets.kept(f"{key}-sig", False))
     if show and anc is not None:
         from app.significance import MEASURES
 
-        measure = c[1].selectbox("measure", list(MEASURES), format_func=MEASURES.get, key=f"{key}-measure")
+        measure = c[1].selectbox("measure", list(MEASURES), format_func=MEASURES.get,
+                                 **widgets.kept(f"{key}-measure", next(iter(MEASURES)), lambda v: v in MEASURES))
         with widgets.error_box("significance"):
             if list(anc.names) != list(sim.row_names):
                 raise ValueError("this similarity result was computed on another ancestry's layers")

@@ -1,10 +1,14 @@
 """State that survives a page reload: a small JSON file in the runs folder plus the URL.
 
 `StudioState` holds what a person chose (ancestry, learngene layers, the similarity run in use,
-the runs being watched, the descendant recipe). It is loaded once per browser session, then every
-change is written atomically to `<runs>/.studio_state.json` and mirrored into `st.query_params`,
-so a reload or a shared link restores it. Values in the URL win over the file (a pasted link
-shows what it names).
+the runs being watched, the descendant recipe, and the values of the settings widgets in `ui`). It is
+loaded once per browser session, then every change is written atomically to
+`<runs>/.studio_state.json` and mirrored into `st.query_params`, so a reload or a shared link
+restores it. Values in the URL win over the file (a pasted link shows what it names).
+
+Streamlit drops the value of a widget that a run did not draw (every widget of the page left by a
+page switch), so the pages never rely on widget state alone: `app.widgets.kept` puts a remembered
+value back before the widget is drawn, and `remember` saves each change here.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from learngene.runlog import atomic_write_json, read_json
 
 STATE_FILE = ".studio_state.json"
 _SESSION_KEY = "_studio_state"
+_NOTHING = object()
+MAX_PUT_ASIDE = 20  # ancestries whose learngene is kept while another one is in use
 
 
 @dataclass
@@ -33,6 +39,8 @@ class StudioState:
     learngene_file: str = ""  # an uploaded or downloaded learngene file in use, if any
     recipe: dict[str, Any] = field(default_factory=dict)  # descendant recipe settings
     demo: dict[str, Any] = field(default_factory=dict)  # the Home page's one-click demo: its run ids
+    ui: dict[str, Any] = field(default_factory=dict)  # widget key -> last value chosen (settings, chart controls)
+    by_ancestry: dict[str, Any] = field(default_factory=dict)  # ancestry path -> its learngene, put aside
 
     @classmethod
     def from_dict(cls, data: Any) -> StudioState:
@@ -72,7 +80,9 @@ def save_file(state: StudioState) -> None:
     try:
         atomic_write_json(state_path(), state.to_dict())
     except OSError as exc:  # a read-only runs folder must not break the page
-        st.toast(f"could not save the studio state: {exc}")
+        from app import messages
+
+        st.toast(f"could not save the studio state: {messages.plain(exc, 120)}")
 
 
 # --- URL: ancestry=<path>, layers=0,1,7, sim=<run id>, watch=<id>,<id>
@@ -145,6 +155,42 @@ def update(**changes: Any) -> StudioState:
     save_file(state)
     _sync_query(state)
     return state
+
+
+def remember(key: str, value: Any) -> StudioState:
+    """Save the value a person gave the widget `key` (it comes back after a page change or a reload)."""
+    ui = dict(get().ui)
+    if ui.get(key, _NOTHING) == value:
+        return get()
+    ui[key] = value
+    return update(ui=ui)
+
+
+def recalled(key: str, default: Any = None) -> Any:
+    """The remembered value of the widget `key` (`default` when none)."""
+    return get().ui.get(key, default)
+
+
+def switch_ancestry(value: str, key_now: str, key_new: str) -> tuple[StudioState, dict[str, Any], dict[str, Any]]:
+    """Make `value` the ancestry (`""` = the default); the learngene belongs to the old one.
+
+    The current learngene (layers, similarity result, learngene file, recipe) is put aside under
+    `key_now`, and the one put aside for `key_new` (if any) comes back. Returns (state, put aside,
+    restored); the last two are empty when there was nothing to put aside or to restore.
+    """
+    s = get()
+    mine = {"layers": list(s.layers), "similarity_run": s.similarity_run, "learngene_file": s.learngene_file,
+            "recipe": dict(s.recipe)}
+    aside = {k: v for k, v in s.by_ancestry.items() if k not in (key_now, key_new)}
+    kept = mine if any(mine.values()) else {}
+    if kept:
+        aside[key_now] = kept
+    back = s.by_ancestry.get(key_new) if isinstance(s.by_ancestry.get(key_new), dict) else {}
+    aside = dict(list(aside.items())[-MAX_PUT_ASIDE:])
+    restored = StudioState.from_dict({**back}) if back else StudioState()
+    new = update(ancestry=value, layers=restored.layers, similarity_run=restored.similarity_run,
+                 learngene_file=restored.learngene_file, recipe=restored.recipe, by_ancestry=aside)
+    return new, kept, (back or {})
 
 
 def toggle_layer(index: int) -> StudioState:

@@ -5,34 +5,86 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app import config, resources, state
+from app import config, launch, messages, resources, state
 from learngene.errors import LearngeneError
-from learngene.text import printable
 
-STATE_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "failed": "❌", "cancelled": "⏹️", "diverged": "💥",
-               "unreadable": "⚠️"}  # unreadable: the run's status.json failed validation (the reason says why)
+# Streamlit's material icons (an emoji renders as a box where the emoji font is missing).
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
+               "failed": ":material/error:", "cancelled": ":material/stop_circle:", "diverged": ":material/warning:",
+               "unreadable": ":material/help:"}  # unreadable: the run's status.json failed validation (the reason says why)
+_FLASH = "_flash"
+
+
+def error_ui(message: str, detail: str | None = None) -> None:
+    """A short plain error message, with the full text (and traceback) in an expander below it."""
+    st.error(messages.plain(message), icon=":material/error:")
+    full = messages.detail(detail if detail is not None else message)
+    if full:
+        with st.expander("details"):
+            st.code(full, language="text")
 
 
 @contextlib.contextmanager
 def error_box(what: str = "") -> Iterator[None]:
-    """Run a block; show any error it raises as a message in the page instead of a traceback."""
+    """Run a block; show any error it raises as a short message in the page (details in an expander)."""
     prefix = f"{what}: " if what else ""
     try:
         yield
     except ImportError as exc:
-        st.warning(f"{prefix}this part of the library is not available yet ({exc}).")
+        st.warning(f"{prefix}this part of the library is not available yet ({messages.plain(exc)}).")
     except (LearngeneError, ValueError, OSError, KeyError) as exc:
-        st.error(f"{prefix}{exc}")
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        error_ui(prefix + text, text)
     except Exception as exc:  # noqa: BLE001 - the page must survive anything; show what happened
-        st.error(f"{prefix}unexpected {type(exc).__name__}: {exc}")
-        with st.expander("details"):
-            st.code("".join(traceback.format_exception(exc)), language="text")
+        error_ui(f"{prefix}unexpected {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
+
+
+def flash(message: str) -> None:
+    """Say `message` at the top of the next page drawn (after an `st.rerun` or a page switch)."""
+    st.session_state[_FLASH] = message
+
+
+def flash_ui() -> None:
+    """Show the message `flash` left, once."""
+    message = st.session_state.pop(_FLASH, None)
+    if message:
+        st.info(message, icon=":material/info:")
+
+
+def kept(key: str, default: Any, valid: Callable[[Any], bool] | None = None,
+         on_change: Callable[[], None] | None = None) -> dict[str, Any]:
+    """`key` and `on_change` for a widget whose value survives page changes and reloads.
+
+    Streamlit forgets a widget's value when a run does not draw it (a page switch), and a new
+    session starts empty. Its value is put back from the studio state before it is drawn, and every
+    change is saved there (`state.remember`). Draw the widget with these keyword arguments and
+    without `value`/`index`/`default`; `valid` refuses a remembered value the widget cannot take
+    now (e.g. an option that is gone), which then falls back to `default`.
+    """
+    def ok(value: Any) -> bool:
+        try:
+            return valid is None or bool(valid(value))
+        except Exception:  # noqa: BLE001 - a remembered value of another shape is simply not used
+            return False
+
+    if key not in st.session_state:
+        saved = state.recalled(key, default)
+        st.session_state[key] = saved if ok(saved) else default
+    elif not ok(st.session_state[key]):
+        st.session_state[key] = default
+
+    def changed() -> None:
+        state.remember(key, st.session_state.get(key))
+        if on_change is not None:
+            on_change()
+
+    return {"key": key, "on_change": changed}
 
 
 def explain_ui(title: str, body: str, expanded: bool = False) -> None:
@@ -48,7 +100,7 @@ def ancestry_ui(show_missing: bool = True) -> resources.Ancestry | None:
         return resources.current_ancestry()
     except ImportError as exc:
         if show_missing:
-            st.warning(f"The model library is not available yet ({exc}).")
+            st.warning(f"The model library is not available yet ({messages.plain(exc)}).")
     except LearngeneError as exc:
         if not show_missing:
             return None
@@ -57,11 +109,12 @@ def ancestry_ui(show_missing: bool = True) -> resources.Ancestry | None:
             st.code(config.CREATE_DEFAULT_HINT, language="bash")
             st.caption("…or choose, upload or train another ancestry on the **Ancestry** page.")
         else:
-            st.error(f"Cannot load the ancestry `{path}`: {exc}")
+            error_ui(f"Cannot load the ancestry {path.name}: {exc}", f"{path}\n{exc}")
             st.caption("Choose another one on the **Ancestry** page.")
     except Exception as exc:  # noqa: BLE001 - a corrupt file can raise anything from safetensors/torch
         if show_missing:
-            st.error(f"Cannot load the ancestry `{path}`: {type(exc).__name__}: {exc}")
+            error_ui(f"Cannot load the ancestry {path.name}: {type(exc).__name__}: {exc}",
+                     f"{path}\n" + "".join(traceback.format_exception(exc)))
     return None
 
 
@@ -126,30 +179,42 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "") -> None:
-    """One run: state, progress bar with the estimated time left, cancel button, failure reason."""
+def run_label(info: Any, name: str | None = None) -> str:
+    """The progress line of a run: state icon, name, state, place in the queue or progress, time left."""
     prog = info.progress or {}
     done, total = prog.get("done") or 0, prog.get("total") or 0
-    frac = min(1.0, done / total) if total else (1.0 if info.state == "done" else 0.0)
-    label = f"{STATE_ICONS.get(info.state, '')} **{info.label}** · {info.state}"
+    label = f"{STATE_ICONS.get(info.state, '')} **{name or info.label}** · {info.state}"
+    place = launch.queue_text(info) if info.state == "queued" else ""
+    if place:
+        label += f" · {place}"
     if total:
         label += f" · {done}/{total}"
     if info.state == "running":
         label += f" · about {fmt_seconds(eta_seconds(info))} left"
     if prog.get("message"):
-        label += f" · {printable(prog['message'], 200)}"
+        label += f" · {messages.plain(prog['message'], 160)}"
+    return label
+
+
+def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "", name: str | None = None) -> None:
+    """One run: state, place in the queue, progress bar with the estimated time left, cancel button, and why
+    it failed (a short plain message; the reason and the log in an expander)."""
+    prog = info.progress or {}
+    done, total = prog.get("done") or 0, prog.get("total") or 0
+    frac = min(1.0, done / total) if total else (1.0 if info.state == "done" else 0.0)
     cols = st.columns([5, 1]) if cancel else [st.container()]
-    cols[0].progress(frac, text=label)
+    cols[0].progress(frac, text=run_label(info, name))
     stoppable = info.live or getattr(info, "leftover_worker", None) is not None  # a worker that outlived its supervisor
     if cancel and stoppable and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
         with error_box("cancel"):
             resources.jobs().cancel(info.run_id)
             st.toast(f"cancelling {info.run_id}")
     if info.state in ("failed", "diverged", "unreadable") and (info.reason or info.log_tail):
-        with st.expander("why it is unreadable" if info.state == "unreadable" else f"why it {info.state}"):
-            st.write(info.reason or "")
+        st.caption(f":red[{messages.run_problem(info)}]")
+        with st.expander("why it is unreadable" if info.state == "unreadable" else f"why it {info.state}: details"):
+            st.code(messages.detail(info.reason or ""), language="text")
             if info.log_tail:
-                st.code(info.log_tail[-3000:], language="text")
+                st.code(messages.detail(messages.lines_from_end(info.log_tail, 4000)), language="text")
 
 
 def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: str = "cpu",
@@ -157,8 +222,10 @@ def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: s
                  key: str, disabled: bool = False, help: str | None = None, interactive: bool = False) -> str | None:
     """A button that starts `python -m learngene <argv>` as a background job; returns the run id.
 
-    `interactive`: a short job a person waits for (e.g. condensing), started with one CPU slot more
-    than the default so that it runs beside a training job instead of queueing behind it.
+    A second click with the same settings while the first run is queued or running returns that run
+    (`launch.start_once`), so a double click starts one job. `interactive`: a short job a person waits
+    for (e.g. condensing), started with one CPU slot more than the default so that it runs beside a
+    training job instead of queueing behind it.
     """
     if not st.button(label, key=key, type="primary", disabled=disabled, help=help, icon=":material/play_arrow:"):
         return None
@@ -168,17 +235,17 @@ def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: s
         from app import pipeline
 
         mgr = pipeline.interactive_jobs() if interactive else resources.jobs()
-        run_id = mgr.start(JobSpec(argv=argv, kind=kind, device=device, name=name, group=group, role=role,
-                                   tags=tags or {}))
-        st.toast(f"started {run_id}")
+        run_id, started = launch.start_once(mgr, JobSpec(argv=argv, kind=kind, device=device, name=name, group=group,
+                                                         role=role, tags=tags or {}))
+        st.toast(f"started {run_id}" if started else f"the same settings are already {mgr.get(run_id).state}: {run_id}")
         return run_id
     return None
 
 
 def device_ui(key: str) -> str:
     """cpu / cuda choice (cuda runs hold the single GPU slot; the web process never touches CUDA)."""
-    return st.segmented_control("device", ["cpu", "cuda"], default="cpu", key=key,
-                                help="where the background job trains; cuda needs a GPU on this machine") or "cpu"
+    return st.segmented_control("device", ["cpu", "cuda"], help="where the background job trains; cuda needs a GPU on "
+                                "this machine", **kept(key, "cpu", lambda v: v in ("cpu", "cuda", None))) or "cpu"
 
 
 def sync_widget(key: str, value: Any) -> None:
@@ -188,7 +255,9 @@ def sync_widget(key: str, value: Any) -> None:
     to the state in its `on_change`.
     """
     marker = f"{key}::synced"
-    if st.session_state.get(marker) != value:
+    # The widget's own value is gone after a page switch (Streamlit drops the state of widgets a run did not
+    # draw) while the marker is not: put it back then too, or the widget comes back empty.
+    if st.session_state.get(marker) != value or key not in st.session_state:
         st.session_state[key] = value
         st.session_state[marker] = value
 
@@ -208,8 +277,9 @@ def download_figure_ui(fig: Any, name: str, key: str) -> None:
 
 
 def run_picker_ui(shown: list[Any], key: str = "runs") -> list[Any]:
-    """The runs table (select rows with its checkboxes) plus a multiselect of the same choice; returns the runs."""
-    from app import history
+    """The runs table (select rows with its checkboxes) plus a multiselect of the same choice; returns the runs.
+    The choice is kept across page changes and reloads."""
+    from app import history, runnames
 
     ids = [i.run_id for i in shown]
     pick_key, table_key = f"{key}-pick", f"{key}-table"
@@ -219,13 +289,19 @@ def run_picker_ui(shown: list[Any], key: str = "runs") -> list[Any]:
         rows = ((st.session_state.get(table_key) or {}).get("selection") or {}).get("rows") or []
         shown_then = st.session_state.get(f"{key}-shown", [])
         st.session_state[pick_key] = [shown_then[r] for r in rows if r < len(shown_then)]
+        state.remember(pick_key, st.session_state[pick_key])
 
+    if pick_key not in st.session_state:  # a page change or a reload: the choice comes back
+        saved = state.recalled(pick_key, [])
+        st.session_state[pick_key] = saved if isinstance(saved, list) else []
     st.session_state[pick_key] = [r for r in st.session_state.get(pick_key, []) if r in ids]  # filters changed
     st.dataframe(history.runs_table(shown), hide_index=True, width="stretch", key=table_key, on_select=from_table,
                  selection_mode="multi-row", column_config={
                      "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
                      "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
-    by_id = {i.run_id: i for i in shown}
+    names = runnames.labels(shown)
     picked = st.multiselect("selected runs", ids, key=pick_key,
-                            format_func=lambda r: f"{by_id[r].label} · {r}")  # the state is in the table
+                            on_change=lambda: state.remember(pick_key, st.session_state.get(pick_key, [])),
+                            format_func=lambda r: f"{names[r]} · {runnames.short_id(r)}")  # the state is in the table
+    by_id = {i.run_id: i for i in shown}
     return [by_id[r] for r in picked]

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import ancestries, config, live, pipeline, resources, state, widgets
+from app import ancestries, config, forms, inputs, live, pipeline, resources, state, widgets
 
 st.title("Ancestry")
 widgets.explain_ui("What is the ancestry?", """
@@ -36,7 +36,7 @@ with shipped:
         else:
             choice = st.selectbox("checkpoint", list(options), key="anc-pick")
             if st.button("Use this ancestry", key="anc-use", type="primary"):
-                ancestries.use(options[choice])
+                widgets.flash(ancestries.use(options[choice]))
                 st.rerun()
 
 with timm_tab:
@@ -46,7 +46,7 @@ with timm_tab:
     pretrained = st.toggle("pretrained weights (online)", value=True, key="timm-pre")
     if st.button("Import", key="timm-go"):
         with widgets.error_box(f"could not import {arch}"), st.spinner(f"building {arch}…"):
-            ancestries.use(ancestries.import_timm(arch, pretrained))
+            widgets.flash(ancestries.use(ancestries.import_timm(arch, pretrained)))
             st.rerun()
 
 with upload_tab:
@@ -60,44 +60,47 @@ with upload_tab:
     up_size = c[2].number_input("input size", 8, 1024, 32, key="up-size")
     if st.button("Use uploaded checkpoint", key="anc-upload-go", disabled=not files):
         with widgets.error_box("the uploaded checkpoint cannot be used"):
-            ancestries.use(ancestries.import_upload(files, up_arch, up_classes, up_size))
+            widgets.flash(ancestries.use(ancestries.import_upload(files, up_arch, up_classes, up_size)))
             st.rerun()
 
 with train_tab:
     from learngene.models import PRESETS
 
-    with st.form("accumulate"):
-        c = st.columns(3)
-        preset = c[0].selectbox("architecture", list(PRESETS), key="acc-arch",
-                                help="\n".join(f"- **{k}**: {v}" for k, v in PRESETS.items()))
-        dataset = c[1].text_input("data set", "shapes", key="acc-data",
-                                  help="'shapes' (embedded), 'cifar100' (needs its files), or 'folder:PATH'")
-        per_class = c[2].number_input("images per class", 20, 5000, 300, 10, key="acc-ipc",
-                                      help="a fifth of them (at most 100) are held out to measure accuracy")
-        c = st.columns(4)
-        epochs = c[0].number_input("epochs", 1, 500, 10, key="acc-epochs")
-        batch = c[1].number_input("batch size", 8, 4096, 128, key="acc-batch")
-        lr = c[2].number_input("learning rate", 1e-5, 1.0, 2e-3, format="%.4f", key="acc-lr")
-        device = c[3].selectbox("device", ["cpu", "cuda"], key="acc-device")
-        go = st.form_submit_button("Train ancestry in the background", type="primary")
-    if go:
-        with widgets.error_box("could not start training"):
-            from learngene.jobs import JobSpec
-
-            argv = pipeline.accumulate_argv(preset, dataset, images_per_class=int(per_class), epochs=int(epochs),
-                                            batch_size=int(batch), lr=float(lr), device=device,
-                                            holdout_per_class=min(100, int(per_class) // 5),
-                                            warmup_epochs=min(2, int(epochs) - 1))
-            run_id = resources.jobs().start(JobSpec(argv=argv, kind="accumulate", device=device,
-                                                    name=f"ancestry {preset} on {dataset}"))
-            st.session_state["acc-run"] = run_id
+    c = st.columns(3)
+    preset = c[0].selectbox("architecture", list(PRESETS), help="\n".join(f"- **{k}**: {v}" for k, v in PRESETS.items()),
+                            **widgets.kept("acc-arch", next(iter(PRESETS)), lambda v: v in PRESETS))
+    dataset = c[1].text_input("data set", help="'shapes' (embedded), 'cifar100' (needs its files), or 'folder:PATH'",
+                              **widgets.kept("acc-data", "shapes", lambda v: isinstance(v, str)))
+    values, problems = {}, []
+    for col, (name, f, default, help_text) in zip(
+            [c[2], *st.columns(3)],
+            [("images_per_class", inputs.Field("images per class", 20, 5000, integer=True, step=10), 300,
+              "a fifth of them (at most 100) are held out to measure accuracy"),
+             ("epochs", inputs.Field("epochs", 1, 500, integer=True), 10, None),
+             ("batch_size", inputs.Field("batch size", 8, 4096, integer=True), 128, None),
+             ("lr", inputs.Field("learning rate", 0, 1, above=True, step=1e-4), 2e-3, None)], strict=True):
+        values[name], problem = forms.number_ui(f, default, f"acc-{name}", help=help_text, where=col)
+        problems += [problem] if problem else []
+    device = widgets.device_ui("acc-device")
+    argv = None
+    if not problems:
+        per_class, epochs = values["images_per_class"], values["epochs"]
+        argv = pipeline.accumulate_argv(preset, dataset, images_per_class=per_class, epochs=epochs,
+                                        batch_size=values["batch_size"], lr=values["lr"], device=device,
+                                        holdout_per_class=min(100, per_class // 5), warmup_epochs=min(2, epochs - 1))
+    started = widgets.start_job_ui("Train ancestry in the background", argv or ["accumulate"], kind="accumulate",
+                                   key="acc-go", device=device, name=f"ancestry {preset} on {dataset}",
+                                   disabled=argv is None, help="; ".join(problems) or None)
+    if started:
+        state.remember("acc-run", started)
     with widgets.error_box("listing training runs"):
         runs = resources.jobs().list(kind="accumulate")[:5]
         if runs:
-            watch = st.session_state.get("acc-run") or runs[0].run_id
+            watch = state.recalled("acc-run")
+            watch = watch if watch in {i.run_id for i in resources.jobs().list(kind="accumulate")} else runs[0].run_id
             live.watch_ui([watch], key="acc", summary=False)
             info = resources.jobs().get(watch)
             ckpt = pipeline.output_path(info, "ancestry.safetensors")
             if info.state == "done" and ckpt.is_file() and st.button("Use the trained ancestry", key="acc-use"):
-                ancestries.use(ckpt)
+                widgets.flash(ancestries.use(ckpt))
                 st.rerun()

@@ -35,19 +35,23 @@ from learngene.condense.select import PRESETS, SCORE_RULES, layer_scores, select
 c = st.columns(2)
 with c[0].container(border=True):
     st.markdown("**Preset**")
-    preset = st.selectbox("preset", [p for p in PRESETS if not p.endswith("-k")] + ["front-k", "middle-k", "last-k"],
-                          key="lg-preset", label_visibility="collapsed")
-    pk = st.number_input("k", 1, anc.n_layers, min(3, anc.n_layers), key="lg-preset-k", disabled="-k" not in preset)
+    presets = [p for p in PRESETS if not p.endswith("-k")] + ["front-k", "middle-k", "last-k"]
+    preset = st.selectbox("preset", presets, label_visibility="collapsed",
+                          **widgets.kept("lg-preset", presets[0], lambda v: v in presets))
+    pk = st.number_input("k", 1, anc.n_layers, disabled="-k" not in preset,
+                         **widgets.kept("lg-preset-k", min(3, anc.n_layers), lambda v: 1 <= v <= anc.n_layers))
     if st.button("Apply preset", key="lg-apply-preset"):
         with widgets.error_box("preset"):
             state.update(layers=select_preset(preset.replace("-k", f"-{pk}"), anc.n_layers, anc.family, names=anc.names))
             st.rerun()
 with c[1].container(border=True):
     st.markdown("**Top-k of the similarity**" + (f" ({sim.method}, {found[0].run_id})" if sim else ""))
-    k = st.slider("k", 1, anc.n_layers, min(4, anc.n_layers), key="lg-k", disabled=sim is None)
+    k = st.slider("k", 1, anc.n_layers, disabled=sim is None,
+                  **widgets.kept("lg-k", min(4, anc.n_layers), lambda v: 1 <= v <= anc.n_layers))
     cc = st.columns(2)
-    rule = cc[0].selectbox("score", SCORE_RULES, key="lg-rule", disabled=sim is None)
-    contiguous = cc[1].toggle("contiguous", key="lg-contig", disabled=sim is None)
+    rule = cc[0].selectbox("score", SCORE_RULES, disabled=sim is None,
+                           **widgets.kept("lg-rule", list(SCORE_RULES)[0], lambda v: v in SCORE_RULES))
+    contiguous = cc[1].toggle("contiguous", disabled=sim is None, **widgets.kept("lg-contig", False))
     if st.button("Apply top-k", key="lg-apply-topk", disabled=sim is None,
                  help=None if sim else "run condensing on the Similarity page first"):
         with widgets.error_box("top-k"):

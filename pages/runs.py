@@ -29,15 +29,19 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
         shipped = [p for p in config.shipped_ancestries() if p.is_file()]
         c = st.columns([3, 2, 2])
         options = list(dict.fromkeys([str(p.resolve()) for p in shipped] + [str(anc.path.resolve())]))
-        chosen = c[0].multiselect("ancestries", options, key="adv-anc", format_func=lambda a: Path(a).name,
-                                  default=[str(anc.path.resolve())], help="every row is trained for each ancestry")
-        size = c[1].segmented_control("size", ["try-out", "full"], default="try-out", key="adv-size",
+        chosen = c[0].multiselect("ancestries", options, format_func=lambda a: Path(a).name,
+                                  help="every row is trained for each ancestry", **widgets.kept(
+                                      "adv-anc", [str(anc.path.resolve())],
+                                      lambda v: isinstance(v, list) and set(v) <= set(options)))
+        size = c[1].segmented_control("size", ["try-out", "full"],
                                       help="try-out: 2 tasks, 6 epochs, a 2-cell grid (minutes); full: 10 tasks, "
-                                           "40 epochs, 4 lr x 2 wd, K = 1/5/10/20 (hours on a CPU, minutes on a GPU)"
+                                           "40 epochs, 4 lr x 2 wd, K = 1/5/10/20 (hours on a CPU, minutes on a GPU)",
+                                      **widgets.kept("adv-size", "try-out", lambda v: v in ("try-out", "full", None))
                                       ) or "try-out"
         device = widgets.device_ui("adv-device")
-        models = c[2].multiselect("rows", list(pipeline.STUDY_MODELS), default=list(pipeline.STUDY_MODELS),
-                                  key="adv-models", help="the baseline is always trained")
+        models = c[2].multiselect("rows", list(pipeline.STUDY_MODELS), help="the baseline is always trained",
+                                  **widgets.kept("adv-models", list(pipeline.STUDY_MODELS),
+                                                 lambda v: isinstance(v, list) and set(v) <= set(pipeline.STUDY_MODELS)))
         argv = pipeline.advantages_argv([Path(a) for a in dict.fromkeys(chosen)], quick=size != "full",
                                         models=models, device=device)
         st.code("python -m learngene " + shlex.join(argv), language="bash")
@@ -49,9 +53,12 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
 with widgets.error_box("runs"):
     infos = resources.jobs().list()
     c = st.columns([2, 2, 3])
-    kinds = c[0].multiselect("kind", sorted({i.spec.kind for i in infos}), key="runs-kinds")
-    states = c[1].multiselect("state", list(STATES), key="runs-states")
-    text = c[2].text_input("name or id contains", key="runs-text")
+    all_kinds = sorted({i.spec.kind for i in infos})
+    kinds = c[0].multiselect("kind", all_kinds, **widgets.kept(
+        "runs-kinds", [], lambda v: isinstance(v, list) and set(v) <= set(all_kinds)))
+    states = c[1].multiselect("state", list(STATES), **widgets.kept(
+        "runs-states", [], lambda v: isinstance(v, list) and set(v) <= set(STATES)))
+    text = c[2].text_input("name or id contains", **widgets.kept("runs-text", "", lambda v: isinstance(v, str)))
     shown = history.filter_runs(infos, kinds, states, text)
     if not shown:
         st.info("No runs yet." if not infos else "No run matches the filters.")
@@ -111,7 +118,11 @@ with widgets.error_box("runs"):
             st.caption("Select a finished **advantages** run (start one above).")
         for info, rep in reports:
             st.markdown(f"**{info.label}** · {info.run_id}")
-            st.markdown(rep["markdown"])
+            for block in history.markdown_blocks(rep["markdown"]):  # tables as tables: they fit the page's width
+                if isinstance(block, str):
+                    st.markdown(block)
+                else:
+                    st.dataframe(block, hide_index=True, width="stretch")
             cols = st.columns(3)
             for i, fig in enumerate(rep["figures"]):
                 cols[i % 3].image(str(fig), caption=fig.stem.removeprefix("advantages-"))
@@ -122,7 +133,7 @@ with widgets.error_box("runs"):
 
     with details:
         for info in picked:
-            with st.expander(f"{widgets.STATE_ICONS.get(info.state, '')} {info.label} · {info.run_id}"):
+            with st.expander(f"{info.label} · {info.run_id}", icon=widgets.STATE_ICONS.get(info.state)):
                 widgets.run_progress_ui(info, key="details-")
                 st.code(" ".join(info.command), language="bash")
                 st.code(resources.jobs().log_tail(info.run_id, 40) or "(empty log)", language="text")

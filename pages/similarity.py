@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import forms, live, pipeline, probe_view, selection, similarities, state, widgets
+from app import forms, live, messages, pipeline, probe_view, selection, similarities, state, widgets
 
 st.title("Similarity")
 widgets.explain_ui("How condensing finds the learngene", """
@@ -30,24 +30,25 @@ found = similarities.entries(anc)
 with st.expander("Recompute with other settings (a background job)" if found else "Run condensing",
                  expanded=not found):
     method = st.selectbox("method", list(forms.METHODS), format_func=lambda m: f"{m} – {forms.METHODS[m]}",
-                          key="cond-method")
+                          **widgets.kept("cond-method", "cka", lambda m: m in forms.METHODS))
     c = st.columns(3)
-    k = c[0].number_input("learngene layers (top-k)", 1, anc.n_layers, min(4, anc.n_layers), key="cond-k")
-    contiguous = c[1].toggle("one contiguous run of layers", key="cond-contig")
-    device = c[2].selectbox("device", ["cpu", "cuda"], key="cond-device")
-    settings = None
-    with widgets.error_box("impossible settings"):
-        settings = forms.condense_settings_ui(method)
-    if settings is not None:
-        argv = pipeline.condense_argv(anc.path, method, int(k), {**settings, "device": device}, contiguous=contiguous)
-        started = widgets.start_job_ui("Condense in the background", argv, kind="condense", device=device,
-                                       name=f"condense {method} · {anc.path.name}", key="cond-go",
-                                       tags={"ancestry": str(anc.path), "method": method}, interactive=True)
-        if started:
-            st.session_state["cond-run"] = started
-            state.update(similarity_run=started)  # shown as soon as it is done
-    watching = st.session_state.get("cond-run")
-    if watching:
+    k = c[0].number_input("learngene layers (top-k)", 1, anc.n_layers,
+                          **widgets.kept("cond-k", min(4, anc.n_layers), lambda v: 1 <= v <= anc.n_layers))
+    contiguous = c[1].toggle("one contiguous run of layers", **widgets.kept("cond-contig", False))
+    device = c[2].selectbox("device", ["cpu", "cuda"], **widgets.kept("cond-device", "cpu", lambda v: v in ("cpu", "cuda")))
+    settings, problems = forms.condense_settings_ui(method)
+    argv = pipeline.condense_argv(anc.path, method, int(k), {**settings, "device": device}, contiguous=contiguous)
+    started = widgets.start_job_ui("Condense in the background", argv, kind="condense", device=device,
+                                   name=f"condense {method} · {anc.path.name}", key="cond-go", disabled=bool(problems),
+                                   help="; ".join(problems) or None,
+                                   tags={"ancestry": str(anc.path), "method": method}, interactive=True)
+    if problems:
+        st.caption(f":red[{messages.plain('; '.join(problems))}]")
+    if started:
+        state.remember("cond-run", started)
+        state.update(similarity_run=started)  # shown as soon as it is done
+    watching = state.recalled("cond-run")
+    if watching and live.run_infos([watching]):
         live.watch_ui([watching], key="cond", curves=False, summary=False)  # condensing has no epoch curves
         st.caption("When the run is done, its result appears below by itself.")
 
@@ -67,10 +68,10 @@ with widgets.error_box("similarity results"):
     from learngene.condense.select import SCORE_RULES, layer_scores
 
     c = st.columns([2, 2, 4])
-    rule = c[0].selectbox("layer score", SCORE_RULES, key="sim-rule",
-                          index=list(SCORE_RULES).index(sim.selection.get("rule", "row_max"))
-                          if sim.selection.get("rule") in SCORE_RULES else 0)
-    contrast = c[1].toggle("contrast per column", key="sim-contrast",
+    rule = c[0].selectbox("layer score", SCORE_RULES, **widgets.kept(
+        "sim-rule", sim.selection.get("rule") if sim.selection.get("rule") in SCORE_RULES else SCORE_RULES[0],
+        lambda v: v in SCORE_RULES))
+    contrast = c[1].toggle("contrast per column", **widgets.kept("sim-contrast", False),
                            help="colour each column on its own min–max range, so the rows a pseudo-descendant layer "
                                 "prefers stand out even when all values are close (hover shows the raw values)")
     where = "shipped with the ancestry" if source.shipped else f"run {source.run_id}"

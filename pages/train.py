@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, forms, live, pipeline, resources, state, widgets
+from app import descendant, forms, live, pipeline, resources, runnames, state, widgets
 
 st.title("Train")
 widgets.explain_ui("A fair race", """
@@ -24,32 +24,31 @@ if anc is None:
 s = state.get()
 layers = [i for i in s.layers if i < anc.n_layers]
 cfg = descendant.settings(s.recipe, anc)
+recipe = {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))}
 
 with st.container(border=True):
     if layers:
         st.markdown(f"**Learngene:** {', '.join(anc.names[i] for i in layers)} · placement **{cfg['placement']}** · "
-                    f"depth **{max(cfg['depth'], descendant.min_depth(layers, cfg['placement']))}** · "
-                    f"stem **{cfg['stem']}**")
+                    f"depth **{recipe['depth']}** · stem **{cfg['stem']}**")
     else:
         st.warning("No learngene layers chosen yet: pick them on the **Learngene** page.")
     novel = len((anc.card_dict.get("split") or {}).get("novel") or []) or 20
-    task = None
-    with widgets.error_box("impossible settings"):
-        task = forms.task_settings_ui(novel_classes=novel)
+    task, problems = forms.task_settings_ui(novel_classes=novel)
     argv = None
-    if task is not None and layers:
-        recipe = {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))}
+    if not problems and layers:
         with widgets.error_box("recipe"):
             descendant.build(anc, layers, {**recipe, "num_classes": task["n_way"]})  # refuse impossible recipes here
             lg_file = resources.learngene_file_for(layers)
             argv = pipeline.train_argv(anc.path, layers, recipe, task, learngene_file=lg_file)
             if lg_file:
                 st.caption(f"The learngene comes from the uploaded file `{lg_file}`.")
+    why = "; ".join(problems.values()) or (None if layers else "choose the learngene layers first")
     run_id = widgets.start_job_ui(
-        "Train learngene vs baseline", argv or ["train"], kind="train", device=task["device"] if task else "cpu",
-        name=f"{task['n_way'] if task else '?'}-way {task['k_shot'] if task else '?'}-shot · layers "
-             f"{','.join(map(str, layers))}", key="train-go", disabled=argv is None,
-        tags={"layers": layers, "ancestry": str(anc.path), **(task or {})})
+        "Train learngene vs baseline", argv or ["train"], kind="train", device=task.get("device", "cpu"),
+        name=runnames.train_name(task, layers), key="train-go", disabled=argv is None, help=why,
+        tags={"layers": layers, "ancestry": str(anc.path), **task})
+    if problems:
+        st.caption(f":red[Fix the settings marked in red to start ({len(problems)} to fix).]")
     if run_id:
         state.update(watched=[run_id, *[w for w in s.watched if w != run_id]][:4])
         st.rerun()
@@ -58,27 +57,32 @@ with st.expander("Sweep: sensitivity to the learning rate, sample efficiency aga
     st.caption("Every combination of the grids runs for both models with the settings above; the **Runs** page "
                "draws accuracy against the learning rate and against K.")
     c = st.columns(3)
-    lrs = c[0].text_input("learning rates", "3e-4, 1e-3, 3e-3", key="sweep-lrs")
-    wds = c[1].text_input("weight decays", "0.05", key="sweep-wds")
-    shots = c[2].text_input("K shots", "5, 10, 20", key="sweep-shots")
+    grids, grid_problems = {}, []
+    for col, (name, default) in zip(c, (("lrs", "3e-4, 1e-3, 3e-3"), ("wds", "0.05"), ("shots", "5, 10, 20")),
+                                    strict=True):
+        grids[name], problem = forms.grid_ui(name, default, f"sweep-{name}", novel_classes=novel, where=col)
+        grid_problems += [problem] if problem else []
     sweep_argv = None
-    if task is not None and layers:
+    if not problems and not grid_problems and layers:
         with widgets.error_box("grid"):
-            sweep_argv = pipeline.sweep_argv(anc.path, layers, recipe, task, forms.parse_grid(lrs),
-                                             forms.parse_grid(wds), forms.parse_grid(shots, int))
+            sweep_argv = pipeline.sweep_argv(anc.path, layers, recipe, task, grids["lrs"], grids["wds"], grids["shots"])
+    grid_text = {k: ", ".join(f"{v:g}" for v in vals) for k, vals in grids.items() if vals}
     widgets.start_job_ui("Start the sweep", sweep_argv or ["sweep"], kind="sweep", key="sweep-go",
-                         device=task["device"] if task else "cpu", disabled=sweep_argv is None,
-                         name=f"sweep lr [{lrs}] × K [{shots}]", tags={"layers": layers, "ancestry": str(anc.path)})
+                         device=task.get("device", "cpu"), disabled=sweep_argv is None,
+                         help="; ".join(grid_problems + list(problems.values())) or None,
+                         name=f"sweep lr [{grid_text.get('lrs', '?')}] × K [{grid_text.get('shots', '?')}]",
+                         tags={"layers": layers, "ancestry": str(anc.path)})
 
 st.subheader("Watching")
 with widgets.error_box("runs"):
     runs = {i.run_id: i for i in resources.jobs().list(kind="train")}
     watched = [w for w in state.get().watched if w in runs]
     widgets.sync_widget("train-watch", watched)
+    names = runnames.labels([runs[r] for r in runs])
     pick = st.multiselect("runs on the chart", list(runs), key="train-watch",
                           # no state icon in the chip: a chip keeps its first label while the run moves on;
                           # the progress rows below show the state
-                          format_func=lambda r: f"{runs[r].spec.name} · {r}",
+                          format_func=lambda r: f"{names[r]} · {runnames.short_id(r)}",
                           on_change=lambda: state.update(watched=st.session_state["train-watch"]))
     if not pick:
         st.caption("Launch a run above, or pick earlier runs to compare.")

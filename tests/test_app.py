@@ -237,8 +237,8 @@ def test_ancestry_upload_of_checkpoint_and_card_becomes_current(env, tiny_ancest
 def test_ancestry_train_new_starts_a_background_job(env):
     at = open_page("ancestry")
     at.number_input(key="acc-epochs").set_value(1)
-    at.number_input(key="acc-ipc").set_value(20)
-    at.button[[b.label for b in at.button].index("Train ancestry in the background")].click().run()
+    at.number_input(key="acc-images_per_class").set_value(20)
+    at.button(key="acc-go").click().run()
     assert not at.exception and not at.error
     from learngene.jobs import JobManager
 
@@ -412,7 +412,9 @@ def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
     open_page("runs", at)
     at.multiselect(key="runs-pick").set_value([run_id]).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("| baseline | 30 |" in m.value for m in at.markdown)
+    tables = [d.value for d in at.dataframe if list(d.value.columns) == ["model", "acc"]]
+    assert tables and tables[0].iloc[0].tolist() == ["baseline", "30"], "the study's table is a table, not markdown"
+    assert not any("| baseline |" in m.value for m in at.markdown), "a wide markdown table runs off the page"
     assert not any("Figures: " in m.value for m in at.markdown)
     assert any(b.label == "Raw runs as CSV" for b in at.get("download_button"))
 
