@@ -3,9 +3,11 @@
 The app runs as `streamlit run app/main.py` on a free local port (`studio_server` in conftest.py)
 with a tiny untrained default ancestry and an empty runs folder. The journey: open the app and see
 the default ancestry, look at it on the Ancestry page, condense it (tiny CKA settings) to get the
-similarity heatmap, pick two layers by clicking heatmap cells, see them on the Learngene page,
-launch a tiny learngene-vs-baseline training, watch both curves grow live, see it finish, and
-download the metrics CSV from the Runs page. Then the Home demo, and the shipped ancestries' Similarity
+similarity heatmap, pick two layers by dragging boxes on heatmap cells (box-select is the heatmap's
+drag mode), see them on the Learngene page, find that an invalid setting disables Train with the
+reason, double-click Train (one run starts), leave for the Runs page and come back while it runs (its
+chart and progress are still there), watch both curves grow live, see it finish, start the same
+settings again (two runs, two series), and download the metrics CSV from the Runs page. Then the Home demo, and the shipped ancestries' Similarity
 page: its heatmap within 5 s with no job, and the measured gains with their rank correlation.
 
 Artifacts (test-artifacts/): one full-page screenshot per page under `screenshots/`, the server log,
@@ -186,30 +188,51 @@ CURVE_POINTS_JS = """() => {
 }"""
 
 
-def click_cell(j: Journey, row: int, col: int = 0) -> None:
-    """A plain click on one heatmap cell (the marker on it): should toggle the cell's ancestry row."""
+def drag_box(j: Journey, rows: tuple[float, float], cols: tuple[float, float]) -> None:
+    """Press, drag and release over heatmap cells, from (rows[0], cols[0]) to (rows[1], cols[1]) in cell units."""
     from playwright.sync_api import expect
 
-    expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()  # the chart is re-drawn after a click
-    point = j.page.evaluate(CELL_CENTER_JS, [row, col])
-    j.page.mouse.move(point["x"], point["y"])
-    j.page.wait_for_timeout(300)  # plotly computes the hovered point on mouse move; a click selects it
-    j.page.mouse.click(point["x"], point["y"])
+    expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()  # the chart is re-drawn after a selection
+    start = j.page.evaluate(CELL_CENTER_JS, [rows[0], cols[0]])
+    end = j.page.evaluate(CELL_CENTER_JS, [rows[1], cols[1]])
+    j.page.mouse.move(start["x"], start["y"])
+    j.page.mouse.down()
+    j.page.mouse.move(end["x"], end["y"], steps=8)
+    j.page.mouse.up()
     j.idle()
+
+
+def box_cell(j: Journey, row: int, col: int = 0) -> None:
+    """A small box dragged inside one heatmap cell: toggles the cell's ancestry row."""
+    drag_box(j, (row - 0.3, row + 0.3), (col - 0.3, col + 0.3))
 
 
 def box_select_row(j: Journey, row: int, n_cols: int) -> None:
-    """Choose plotly's box-select tool in the chart's mode bar, then drag a box over every cell of `row`."""
-    chart = j.plot("sim-heatmap")
-    chart.hover()
-    chart.locator('.modebar-btn[data-val="select"]').click()
-    corner = j.page.evaluate(CELL_CENTER_JS, [row - 0.35, -0.35])
-    other = j.page.evaluate(CELL_CENTER_JS, [row + 0.35, n_cols - 1 + 0.35])
-    j.page.mouse.move(corner["x"], corner["y"])
-    j.page.mouse.down()
-    j.page.mouse.move(other["x"], other["y"], steps=8)
-    j.page.mouse.up()
-    j.idle()
+    """Drag a box over every cell of `row` at once (no tool to pick first: box-select is the drag mode)."""
+    drag_box(j, (row - 0.35, row + 0.35), (-0.35, n_cols - 1 + 0.35))
+
+
+TITLES_INSIDE_JS = """(key) => {
+    // Every subplot title (an annotation) lies inside the chart's own SVG, none cut off at its top.
+    const gd = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+    const svg = gd.querySelector('svg.main-svg').getBoundingClientRect();
+    return Array.from(gd.querySelectorAll('.annotation-text')).map(a => {
+        const r = a.getBoundingClientRect();
+        return {text: a.textContent, inside: r.top >= svg.top - 0.5 && r.bottom <= svg.bottom + 0.5};
+    });
+}"""
+
+LOSS_TICKS_JS = """(key) => {
+    // The tick labels of the loss axis (the first subplot's log y axis) and the values the axis spans.
+    const gd = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+    const ticks = Array.from(gd.querySelectorAll('.yaxislayer-above .ytick text')).map(t => t.textContent);
+    const [r0, r1] = gd._fullLayout.yaxis.range;  // log10 units on a log axis
+    return {ticks, type: gd._fullLayout.yaxis.type, lo: Math.pow(10, r0), hi: Math.pow(10, r1)};
+}"""
+
+
+def train_runs(server) -> list[str]:
+    return sorted(p.name for p in server.runs_dir.iterdir() if p.is_dir() and "-train-" in p.name)
 
 
 def grew_live(counts: list[int], final: int) -> bool:
@@ -254,14 +277,16 @@ def test_new_user_journey(journey: Journey):
         j.idle()
         expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()
 
-    with j.step("pick layers by clicking the heatmap"):
+    with j.step("pick layers with boxes on the heatmap"):
         picked = page.locator('[data-testid="stMarkdownContainer"]', has_text="Learngene layers:")
         expect(picked).to_have_text(re.compile(r"Learngene layers:\s*—"))
-        click_cell(j, PICKED_ROWS[0])
-        expect(picked, "a click on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
-        click_cell(j, PICKED_ROWS[0])
-        expect(picked, "a second click on the same cell removes it").to_have_text(re.compile(r"Learngene layers:\s*—"))
-        click_cell(j, PICKED_ROWS[0])
+        assert page.evaluate("() => document.querySelector('.st-key-sim-heatmap .js-plotly-plot')"
+                             "._fullLayout.dragmode") == "select", "dragging on the heatmap pans"
+        box_cell(j, PICKED_ROWS[0])
+        expect(picked, "a box on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
+        box_cell(j, PICKED_ROWS[0])
+        expect(picked, "a second box on the same cell removes it").to_have_text(re.compile(r"Learngene layers:\s*—"))
+        box_cell(j, PICKED_ROWS[0])
         expect(picked, "and a third adds it again").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
         box_select_row(j, PICKED_ROWS[1], n_cols=2)
         expect(picked, "a box dragged over a row adds that layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}, {names[1]}\s*$"))
@@ -280,13 +305,38 @@ def test_new_user_journey(journey: Journey):
         expect(j.plot("lg-stack")).to_be_visible()
         j.shoot("learngene")
 
-    with j.step("launch a tiny training"):
+    with j.step("an invalid setting disables Train and says why"):
         j.nav("Train")
         expect(page.get_by_text(f"Learngene: {', '.join(names)}")).to_be_visible()
+        go = j.widget("train-go").get_by_role("button", name=re.compile("Train learngene vs baseline"))
+        expect(go).to_be_enabled()
+        j.set_number("task-nway", 0)
+        expect(go).to_be_disabled()
+        expect(j.widget("task-nway").locator("xpath=..").get_by_text("N-way must be at least 2")).to_be_visible()
+        j.shoot("train-invalid")
         for key, value in TRAIN_SETTINGS.items():
             j.set_number(key, value)
-        j.widget("train-go").locator("button").click()
+        expect(go).to_be_enabled()
+        expect(page.get_by_text("N-way must be at least 2")).to_have_count(0)
+
+    with j.step("a double click on Train starts one run"):
+        go.dblclick()
         expect(j.widget("train-watch")).to_contain_text("2-way 10-shot")
+        page.wait_for_timeout(1500)  # the second click's rerun
+        j.idle()
+        assert len(train_runs(server)) == 1, f"a double click started {train_runs(server)}"
+        first_run = train_runs(server)[0]
+
+    with j.step("leave for the Runs page and come back while it runs"):
+        expect(j.plot("train-curves")).to_be_visible(timeout=120_000)
+        before = page.evaluate(CURVE_POINTS_JS)
+        j.nav("Runs")
+        j.nav("Train")
+        expect(j.widget("train-watch"), "runs on the chart after coming back").to_contain_text("2-way 10-shot")
+        expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
+        expect(j.plot("train-curves"), "the chart after coming back").to_be_visible()
+        expect(j.widget("task-epochs").locator("input")).to_have_value(str(EPOCHS))  # the settings stayed too
+        j.timings["points before leaving"] = before["learngene"]
 
     with j.step("both curves grow live until the run is done"):
         seen: list[dict[str, int]] = []
@@ -303,17 +353,41 @@ def test_new_user_journey(journey: Journey):
             counts = [s[role] for s in seen]
             assert grew_live(counts, EPOCHS), f"the {role} curve did not grow live: {sorted(set(counts))}"
 
-    with j.step("see it finish"):
+    with j.step("see it finish; titles and tick labels readable"):
         expect(page.locator('[data-testid="stMetric"]', has_text="accuracy gain")).to_be_visible()
         expect(page.locator('[data-testid="stProgress"]', has_text="done").first).to_be_visible()
         j.idle()
+        titles = page.evaluate(TITLES_INSIDE_JS, "train-curves")
+        assert titles and all(t["inside"] for t in titles), f"clipped subplot titles: {titles}"
+        loss = page.evaluate(LOSS_TICKS_JS, "train-curves")
+        assert loss["type"] == "log" and loss["ticks"], loss
+        assert all(loss["lo"] <= float(t.replace("\u2212", "-")) <= loss["hi"] for t in loss["ticks"]), \
+            f"loss tick labels that do not read as the values they mark (e.g. 9, 8, 7 for 0.9, 0.8, 0.7): {loss}"
+        assert page.locator('[data-testid="stAppDeployButton"]').count() == 0, "Streamlit's Deploy button shows"
+        assert not re.search("[\u2300-\u27bf\U0001f300-\U0001faff]", page.locator("body").inner_text()), \
+            "an emoji (a box where the emoji font is missing)"
         j.shoot("train")
+
+    with j.step("the same settings again: two runs, two series"):
+        go.click()
+        expect(page.locator('[data-testid="stProgress"]')).to_have_count(2, timeout=30_000)
+        assert len(train_runs(server)) == 2
+        legend = j.plot("train-curves").locator(".legend .legendtext")
+        expect(legend).to_have_count(4, timeout=180_000)  # each run's learngene and baseline
+        texts = legend.all_text_contents()
+        assert len(set(texts)) == 4, f"two runs share a legend entry: {texts}"
+        expect(page.locator('[data-testid="stProgress"]', has_text="done")).to_have_count(2, timeout=300_000)
+        j.idle()
+        headings = page.get_by_text(re.compile(r"^Summary of "))
+        expect(headings).to_have_count(2)
+        assert len(set(headings.all_text_contents())) == 2, headings.all_text_contents()
+        j.shoot("train-two-runs")
 
     with j.step("download the metrics CSV from the Runs page"):
         j.nav("Runs")
         pick = j.widget("runs-pick")
         pick.locator("input").click()
-        page.get_by_role("option", name=re.compile("2-way 10-shot")).click()
+        page.get_by_role("option", name=re.compile(re.escape(first_run.rsplit("-", 1)[-1]))).click()
         page.keyboard.press("Escape")
         j.idle()
         expect(j.plot("runs-overlay")).to_be_visible()
