@@ -25,7 +25,9 @@ KIND_LABELS = {"inherit": "inherited (learngene)", "random": "random init", "ste
 def _layout(fig: go.Figure, title: str = "", height: int | None = None) -> go.Figure:
     """Common layout: the legend in a row above the plot; a title above that row, at the top of the figure
     (a title in the middle of a short top margin, plotly's default, sits on the legend)."""
-    fig.update_layout(margin=dict(l=10, r=10, t=TITLE_TOP if title else 10, b=10), height=height,
+    legend = sum(t.showlegend is not False for t in fig.data) > 1 or any(t.showlegend for t in fig.data)
+    top = (TITLE_TOP if legend else TITLE_ONLY_TOP) if title else 10
+    fig.update_layout(margin=dict(l=10, r=10, t=top, b=10), height=height,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     if title:
         fig.update_layout(title=dict(text=title, x=0, xanchor="left", xref="paper", y=1, yref="container",
@@ -33,7 +35,8 @@ def _layout(fig: go.Figure, title: str = "", height: int | None = None) -> go.Fi
     return fig
 
 
-TITLE_TOP = 84  # top margin (px) of a titled figure: the title row, then the legend row
+TITLE_TOP = 84  # top margin (px) of a titled figure with a legend: the title row, then the legend row
+TITLE_ONLY_TOP = 44  # ... of a titled figure without a legend
 SUBPLOT_TITLES_TOP = 40  # top margin (px) that holds subplot titles (annotations do not push margins)
 
 
