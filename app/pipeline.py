@@ -33,13 +33,16 @@ def study_journal_dir() -> Path:
 
 
 def advantages_argv(ancestries: list[Path], *, quick: bool, tasks: int | None = None, epochs: int | None = None,
-                    models: list[str] | None = None, device: str = "cpu") -> list[str]:
-    """`advantages`: the four-advantage study over the given ancestries (quick = the try-out size)."""
+                    models: list[str] | None = None, device: str = "cpu", dataset: str | None = None) -> list[str]:
+    """`advantages`: the four-advantage study over the given ancestries (quick = the try-out size).
+
+    `dataset`: None = each ancestry's own data and class split (from its card, which binds)."""
     argv = ["advantages"]
     for path in ancestries:
         argv += ["--ancestry", str(path)]
     return argv + _options({"quick": quick, "tasks": tasks, "epochs": epochs, "models": models or None,
-                            "device": device, "journal_dir": str(study_journal_dir())})
+                            "device": device, "journal_dir": str(study_journal_dir()),
+                            "dataset": (dataset or "").strip() or None})
 
 
 def output_path(info: Any, name: str) -> Path:

@@ -42,8 +42,13 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
         models = c[2].multiselect("rows", list(pipeline.STUDY_MODELS), help="the baseline is always trained",
                                   **widgets.kept("adv-models", list(pipeline.STUDY_MODELS),
                                                  lambda v: isinstance(v, list) and set(v) <= set(pipeline.STUDY_MODELS)))
+        dataset = st.text_input(
+            "data set", placeholder="each ancestry's own (from its model card)",
+            help="empty: each ancestry is studied on the data and class split it was trained with (the card's "
+                 "split binds: novel classes never include its base classes); or shapes, cifar100, folder:PATH",
+            **widgets.kept("adv-dataset", "", lambda v: isinstance(v, str)))
         argv = pipeline.advantages_argv([Path(a) for a in dict.fromkeys(chosen)], quick=size != "full",
-                                        models=models, device=device)
+                                        models=models, device=device, dataset=dataset)
         st.code("python -m learngene " + shlex.join(argv), language="bash")
         widgets.start_job_ui("Start the study", argv, kind="advantages", key="adv-go",
                              disabled=not chosen or not models, device=device,

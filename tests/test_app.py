@@ -399,8 +399,12 @@ def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
     assert argv[:1] == ["advantages"] and "--quick" in argv and argv[argv.index("--models") + 1] == "heur,finetune"
     assert argv[argv.index("--ancestry") + 1] == str(tiny_ancestry.resolve())
     assert argv[argv.index("--journal-dir") + 1] == str(env / ".study-journal")  # a restarted study resumes
+    assert "--dataset" not in argv  # by default each ancestry is studied on its card's data and split
     JobManager(env).cancel(started.run_id)
     JobManager(env).wait(started.run_id, timeout=20)
+    at.text_input(key="adv-dataset").set_value("folder:/data/letters").run()
+    shown = [c.value for c in at.code if c.value.startswith("python -m learngene advantages ")]
+    assert "--dataset folder:/data/letters" in shown[0], "the study can run on another data set"
 
     (run_id,) = make_runs(env, {"kind": "advantages", "name": "a study"})
     out = JobManager(env).run_dir(run_id) / "outputs"
