@@ -83,7 +83,9 @@ def train_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: 
     else:
         argv = ["train", "--ancestry", str(ancestry), "--layers", ",".join(map(str, layers))]
     argv += _data(dataset)
-    argv += _options({"placement": recipe.get("placement"), "depth": recipe.get("depth"), "stem": recipe.get("stem")})
+    argv += _options({"placement": recipe.get("placement"), "depth": recipe.get("depth"), "stem": recipe.get("stem"),
+                      "width": recipe.get("width") if recipe.get("width", 1.0) != 1.0 else None,
+                      "fill": recipe.get("fill") if recipe.get("fill", "random") != "random" else None})
     return argv + _options(task)
 
 

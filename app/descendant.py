@@ -10,7 +10,14 @@ from typing import Any
 
 from app.resources import Ancestry
 
-RECIPE_DEFAULTS: dict[str, Any] = {"placement": "original", "depth": None, "stem": "inherit", "num_classes": 5}
+RECIPE_DEFAULTS: dict[str, Any] = {"placement": "original", "depth": None, "stem": "inherit", "num_classes": 5,
+                                   "width": 1.0, "fill": "random"}
+WIDTHS = (0.25, 0.33, 0.5, 0.67, 0.75, 1.0, 1.5, 2.0)  # offered on the Learngene page (x the ancestry's width)
+FILL_HELP = {
+    "random": "new random layers",
+    "repeat": "a copy of the nearest inherited layer of the same shape",
+    "interpolate": "between the inherited layers around them, linearly (TLEG); outside them the nearest is repeated",
+}
 PLACEMENT_HELP = {
     "original": "each learngene layer keeps its depth; the gaps are random layers (Auto-LG)",
     "top": "random layers at the bottom, the learngene stacked on top (Heur-LG)",
@@ -28,6 +35,11 @@ def settings(raw: dict[str, Any] | None, anc: Ancestry) -> dict[str, Any]:
     depth = out["depth"]
     out["depth"] = anc.n_layers if not isinstance(depth, int) or depth < 1 else depth
     out["num_classes"] = max(2, int(out["num_classes"] or 5))
+    width = out["width"]
+    out["width"] = float(width) if isinstance(width, (int, float)) and not isinstance(width, bool) and \
+        0.125 <= width <= 4 else 1.0
+    if out["fill"] not in FILL_HELP:
+        out["fill"] = "random"
     return out
 
 
@@ -51,24 +63,42 @@ def min_depth(layers: list[int], placement: str) -> int:
 def build(anc: Ancestry, layers: list[int], cfg: dict[str, Any]) -> Any:
     """The `Recipe` for these layers and settings (raises `ConfigError` when impossible)."""
     from learngene.inherit.recipe import Recipe
-    from learngene.models import ModelSpec
+    from learngene.models import ModelSpec, layer_view
 
     spec = ModelSpec.from_dict(anc.card_dict.get("spec") or {})
     return Recipe.from_layers(spec, anc.n_layers, list(layers), placement=cfg["placement"], depth=cfg["depth"],
-                              stem=cfg["stem"], num_classes=cfg["num_classes"])
+                              stem=cfg["stem"], num_classes=cfg["num_classes"], width=cfg.get("width", 1.0),
+                              fill=cfg.get("fill", "random"), io_shapes=layer_view(anc.model).io_shapes())
 
 
 def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
     """Bottom → top boxes for `figures.descendant_stack`: stem, every slot, the new head."""
     head = anc.head_in * recipe.num_classes + recipe.num_classes
+    layer_params, stem_params = list(anc.layer_params), anc.stem_params
+    if recipe.width != 1.0:  # another width: count the descendant's own layers
+        from learngene.inherit.build import build_descendant
+        from learngene.models import layer_view
+
+        model = build_descendant(recipe, anc.model, seed=0)
+        view = layer_view(model)
+        per_slot = [sum(p.numel() for p in view.get(i).parameters()) for i in range(len(view))]
+        head = sum(p.numel() for p in model.get_classifier().parameters())
+        stem_params = sum(p.numel() for part in view.stem().values()
+                          for p in (part.parameters() if hasattr(part, "parameters") else [part]))
     stem_kind = "stem" if recipe.stem == "inherit" else "random"
     out = [{"label": f"stem ({'inherited' if recipe.stem == 'inherit' else 'random'})", "kind": stem_kind,
-            "params": anc.stem_params}]
+            "params": stem_params, "scale": recipe.width}]
     for p, slot in enumerate(recipe.slots):
         name = anc.names[slot.layer]
-        label = f"{p}: {name}" if slot.source == "inherit" else f"{p}: random (like {name})"
-        out.append({"label": label, "kind": slot.source, "params": anc.layer_params[slot.layer]})
-    out.append({"label": f"new head · {recipe.num_classes} classes", "kind": "head", "params": head})
+        label = {"inherit": f"{p}: {name}", "random": f"{p}: random (like {name})",
+                 "repeat": f"{p}: repeat of {name}",
+                 "interpolate": f"{p}: {anc.names[slot.layer]} → {anc.names[slot.layer_b or 0]}, t={slot.t or 0:.2f}"
+                 }[slot.source]
+        kind = "random" if slot.source == "random" else "inherit"
+        params = per_slot[p] if recipe.width != 1.0 else layer_params[slot.layer]
+        out.append({"label": label, "kind": kind, "params": params, "scale": recipe.width})
+    out.append({"label": f"new head · {recipe.num_classes} classes", "kind": "head", "params": head,
+                "scale": recipe.width})
     return out
 
 

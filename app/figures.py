@@ -150,23 +150,27 @@ def descendant_stack(slots: Sequence[Mapping], *, title: str = "") -> go.Figure:
 
     Args:
         slots: ordered bottom→top; each has `label`, `kind` ("stem", "inherit", "random", "head")
-            and optionally `params` (number of parameters, shown in the hover).
+            and optionally `params` (number of parameters, shown in the hover) and `scale` (the box's
+            width against the ancestry's: a narrower descendant draws narrower boxes).
     """
     fig = go.Figure()
     labels = [str(s.get("label", "")) for s in slots]
+    scale = [float(s.get("scale", 1.0)) for s in slots]
+    widest = max([1.0, *scale])
     for kind in ("stem", "inherit", "random", "head"):
         idx = [i for i, s in enumerate(slots) if s.get("kind") == kind]
         if not idx:
             continue
         fig.add_trace(go.Bar(
-            y=[i for i in idx], x=[1.0] * len(idx), orientation="h", name=KIND_LABELS[kind],
+            y=[i for i in idx], x=[scale[i] for i in idx], base=[(widest - scale[i]) / 2 for i in idx],
+            orientation="h", name=KIND_LABELS[kind],
             width=[0.9] * len(idx),  # explicit: plotly sizes each trace's bars by its own gaps (slivers)
             marker=dict(color=KIND_COLORS[kind], line=dict(color="white", width=2)),
             text=[labels[i] for i in idx], textposition="inside", insidetextanchor="middle",
             customdata=[_params(slots[i]) for i in idx],
             hovertemplate="%{text}<br>%{customdata}<extra>" + KIND_LABELS[kind] + "</extra>",
         ))
-    fig.update_xaxes(visible=False, range=[0, 1])
+    fig.update_xaxes(visible=False, range=[0, widest])
     fig.update_yaxes(visible=False, range=[-0.6, max(len(slots), 1) - 0.4])
     fig.update_layout(barmode="overlay", bargap=0.08)
     return _layout(fig, title, height=max(220, 34 * len(slots) + 80))

@@ -76,7 +76,19 @@ depth = c[1].number_input("depth (integral layers)", low, max(2 * anc.n_layers, 
                           max(low, cfg["depth"]), key="lg-depth")
 stem = c[2].selectbox("stem", ["inherit", "random"], index=["inherit", "random"].index(cfg["stem"]), key="lg-stem")
 classes = c[3].number_input("head classes (N-way)", 2, 1000, cfg["num_classes"], key="lg-classes")
-new_cfg = {"placement": placement, "depth": int(depth), "stem": stem, "num_classes": int(classes)}
+c = st.columns(2)
+width = c[0].select_slider("width (x the ancestry's)", descendant.WIDTHS,
+                           value=min(descendant.WIDTHS, key=lambda w: abs(w - cfg["width"])), key="lg-width",
+                           help="narrower: the same leading channels of every inherited layer and the stem (whole "
+                                "attention heads), i.e. consistent weight selection; wider: the inherited weights "
+                                "fill the leading block, the rest starts random (the least-tested case)")
+fill = c[1].selectbox("other layers", list(descendant.FILL_HELP), index=list(descendant.FILL_HELP).index(cfg["fill"]),
+                      key="lg-fill", help="\n".join(f"- **{k}**: {v}" for k, v in descendant.FILL_HELP.items()))
+if width > 1:
+    st.caption("A wider descendant is the least-tested case: its extra channels start random, so the inherited "
+               "layers no longer compute exactly what they did in the ancestry.")
+new_cfg = {"placement": placement, "depth": int(depth), "stem": stem, "num_classes": int(classes),
+           "width": float(width), "fill": fill}
 if new_cfg != {k: cfg[k] for k in new_cfg}:
     state.update(recipe=new_cfg)
 

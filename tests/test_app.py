@@ -289,6 +289,33 @@ def test_learngene_preset_recipe_and_sizes(env):
     assert not at.error
 
 
+def test_learngene_page_sizes_the_descendant_and_train_uses_it(env):
+    """Issue 14: width and fill on the Learngene page; narrower boxes, fewer parameters, same on Train."""
+    at = open_page("learngene")
+    at.multiselect(key="lg-multi").set_value([0, 3]).run()
+    full = chart(at, "lg-stack")
+    at.select_slider(key="lg-width").set_value(0.5).run()
+    at.selectbox(key="lg-fill").set_value("interpolate").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert saved_state(env)["recipe"]["width"] == 0.5 and saved_state(env)["recipe"]["fill"] == "interpolate"
+    half = chart(at, "lg-stack")
+    assert all(x == 0.5 for tr in half["data"] for x in tr["x"]), "narrower boxes"
+    labels = [t for tr in half["data"] for t in tr["text"]]
+    assert any("t=0.33" in t for t in labels) and any("t=0.67" in t for t in labels), "layers 1, 2 interpolated"
+    params = {tr["name"]: sum(int(c.split()[0].replace(",", "")) for c in tr["customdata"]) for tr in half["data"]}
+    params_full = {tr["name"]: sum(int(c.split()[0].replace(",", "")) for c in tr["customdata"]) for tr in full["data"]}
+    assert sum(params.values()) < sum(params_full.values()) / 2, "half the width: under half the parameters"
+    open_page("train", at)
+    at.button(key="train-go").click().run()
+    from learngene.jobs import JobManager
+
+    argv = JobManager(env).get(saved_state(env)["watched"][0]).spec.argv
+    assert argv[argv.index("--width") + 1] == "0.5" and argv[argv.index("--fill") + 1] == "interpolate"
+    from learngene.cli import build_parser
+
+    build_parser().parse_args(argv)
+
+
 def test_learngene_file_upload_restores_layers(env, tiny_ancestry, tmp_path):
     from learngene.inherit.learngene_file import save_learngene
     from learngene.models import load_checkpoint
