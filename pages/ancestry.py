@@ -81,11 +81,21 @@ with train_tab:
              ("lr", inputs.Field("learning rate", 0, 1, above=True, step=1e-4), 2e-3, None)], strict=True):
         values[name], problem = forms.number_ui(f, default, f"acc-{name}", help=help_text, where=col)
         problems += [problem] if problem else []
+    flip = st.segmented_control(
+        "horizontal flips", ["auto", "on", "off"],
+        help="augmentation by mirroring: off where a mirror image is another class (letters b/d, digits). auto: on "
+             "for shapes and cifar100, off for folders. The choice is recorded in the model card and used for "
+             "everything trained from this ancestry", **widgets.kept("acc-flip", "auto", lambda v: v in ("auto", "on", "off"))
+    ) or "auto"
+    if dataset.strip().startswith("folder:") and flip == "auto":
+        st.caption("Folder data: no horizontal flips by default (a mirrored letter or digit can be another class); "
+                   "choose *on* if mirror images keep their class.")
     device = widgets.device_ui("acc-device")
     argv = None
     if not problems:
         per_class, epochs = values["images_per_class"], values["epochs"]
         argv = pipeline.accumulate_argv(preset, dataset, images_per_class=per_class, epochs=epochs,
+                                        flip=None if flip == "auto" else flip,
                                         batch_size=values["batch_size"], lr=values["lr"], device=device,
                                         holdout_per_class=min(100, per_class // 5), warmup_epochs=min(2, epochs - 1))
     started = widgets.start_job_ui("Train ancestry in the background", argv or ["accumulate"], kind="accumulate",

@@ -244,6 +244,15 @@ def test_ancestry_train_new_starts_a_background_job(env):
 
     runs = JobManager(env).list(kind="accumulate")
     assert len(runs) == 1 and runs[0].spec.argv[:3] == ["accumulate", "--arch", "lg_vit_tiny"]
+    assert "--flip" not in runs[0].spec.argv  # auto: the data set's default
+    at.text_input(key="acc-data").set_value("folder:/data/letters").run()
+    assert any("no horizontal flips by default" in c.value for c in at.caption), "the UI says what auto means"
+    at.segmented_control(key="acc-flip").set_value("on").run()
+    at.button(key="acc-go").click().run()
+    argvs = [r.spec.argv for r in JobManager(env).list(kind="accumulate")]
+    assert any(a[a.index("--flip") + 1] == "on" for a in argvs if "--flip" in a)
+    for r in JobManager(env).list(kind="accumulate"):
+        JobManager(env).cancel(r.run_id)
 
 
 # ------------------------------------------------------------------ similarity
