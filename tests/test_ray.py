@@ -214,3 +214,21 @@ def test_two_worker_accumulate_writes_a_loadable_checkpoint(ray_head, tmp_path, 
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and all("test_acc" in r for r in epochs)
     wait_until(lambda: free_cpus() == 2, timeout=30, what="the training processes gone")
+
+
+def test_ray_speed_bench_smallest(ray_head, tmp_path, one_torch_thread, capsys):
+    """`bench.ray_speed --quick` (here on the module's head): its table, CSV and docs section; the runs agree."""
+    import csv
+
+    from bench import ray_speed
+
+    docs = tmp_path / "results.md"
+    assert ray_speed.main(["--quick", "--device", "cpu", "--out", str(tmp_path / "out"), "--write-docs", "--docs",
+                           str(docs)]) == 0
+    with open(tmp_path / "out" / "ray-cpu.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["backend"], r["kind"]) for r in rows] == [("local", ""), ("ray", "cold"), ("ray", "warm")]
+    assert all(r["agree"] == "True" for r in rows[1:]) and all(float(r["speedup"]) > 0 for r in rows)
+    text = docs.read_text()
+    assert "<!-- bench:ray-cpu -->" in text and "How a study's wall time scales with workers" in text
+    assert "python -m bench.ray_speed --quick" in text

@@ -7,9 +7,13 @@ so a task on one CPU trains exactly as a local run with `--threads 1` does.
 
 Stopping: the job supervisor stops a worker with SIGTERM to its process group, then SIGKILL after a
 grace period (`learngene.jobs.manager`, 5 s by default). While a `RayBackend` is open, SIGTERM raises
-`Cancelled` in the driver's main thread; leaving the backend then cancels every task it still has
-(`ray.cancel(force=True)` kills the worker processes running them), shuts down the Ray it started
-(a cluster it only joined keeps running), and exits with status 143 (128 + SIGTERM).
+`Cancelled` in the driver's main thread (inside `ray.wait` too: Ray lets a KeyboardInterrupt through);
+leaving the backend then cancels every task it still has (`ray.cancel(force=True)` kills the worker
+processes running them), shuts down the Ray it started or disconnects from the cluster it joined (which
+keeps running; a job's tasks end with its driver), and exits with status 143 (128 + SIGTERM). A Ray
+started by the driver is in the driver's process group, so the same SIGTERM stops its head processes at
+once; Ray calls may then block, so the driver exits after `CLEANUP_S` whatever happens, and each task's
+worker process exits by itself when its raylet is gone (`learngene.cluster.work.pinned`).
 """
 
 from __future__ import annotations
@@ -74,19 +78,22 @@ class RayBackend:
         num_cpus: CPUs each task asks for; torch in the task uses that many threads (at least 1).
         num_gpus: GPUs (a fraction is fine, e.g. 0.25) each task asks for; 0 on a CPU.
         log: where one-line notes go (the cluster's size, cancellations).
+        local_cpus: CPUs of a local Ray started here (default: all of `local_cpus()`).
     """
 
     def __init__(self, address: str | None = None, *, num_cpus: float = 1, num_gpus: float = 0,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, local_cpus: int | None = None):
         if num_cpus <= 0 or num_gpus < 0:
             raise ConfigError(f"a Ray task needs num_cpus > 0 and num_gpus >= 0, got {num_cpus} and {num_gpus}")
         self.address, self.num_cpus, self.num_gpus, self.log = address, num_cpus, num_gpus, log
+        self.local_cpus = local_cpus
         self.ray = None
         self.owned = False  # whether this backend called ray.init (and so calls ray.shutdown)
         self.started = False  # whether that ray.init started a local Ray (stopped by ray.shutdown)
         self.pending: dict[Any, Any] = {}  # ObjectRef -> key, of tasks not yet read
         self._old_handler: Any = None
         self.cancelled = False  # SIGTERM arrived
+        self._remote = None  # the Ray remote function every task runs
 
     # -------------------------------------------------------------- the connection
 
@@ -99,7 +106,7 @@ class RayBackend:
                 ray.init(address=self.address, logging_level="warning", log_to_driver=True)
                 self.owned = True
             else:
-                ray.init(num_cpus=local_cpus(), include_dashboard=False, logging_level="warning",
+                ray.init(num_cpus=self.local_cpus or local_cpus(), include_dashboard=False, logging_level="warning",
                          log_to_driver=True)
                 self.owned = self.started = True
             self.ray = ray
@@ -192,11 +199,12 @@ class RayBackend:
 
     def submit(self, fn: Callable, *args: Any, key: Any = None, name: str | None = None):
         """Run `fn(*args)` as a Ray task (torch pinned to the task's CPUs); returns its ObjectRef."""
-        from learngene.cluster.work import pinned
+        if self._remote is None:  # defined (and shipped to the cluster) once, not per task
+            from learngene.cluster.work import pinned
 
-        remote = self.ray.remote(pinned).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                                                 name=name or getattr(fn, "__name__", "learngene"),
-                                                 max_retries=0)
+            self._remote = self.ray.remote(pinned)
+        remote = self._remote.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                      name=name or getattr(fn, "__name__", "learngene"), max_retries=0)
         ref = remote.remote(max(1, int(self.num_cpus)), fn, *args)
         self.pending[ref] = key
         return ref
