@@ -63,12 +63,14 @@ def min_depth(layers: list[int], placement: str) -> int:
 def build(anc: Ancestry, layers: list[int], cfg: dict[str, Any]) -> Any:
     """The `Recipe` for these layers and settings (raises `ConfigError` when impossible)."""
     from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import stages_of
     from learngene.models import ModelSpec, layer_view
 
     spec = ModelSpec.from_dict(anc.card_dict.get("spec") or {})
     return Recipe.from_layers(spec, anc.n_layers, list(layers), placement=cfg["placement"], depth=cfg["depth"],
                               stem=cfg["stem"], num_classes=cfg["num_classes"], width=cfg.get("width", 1.0),
-                              fill=cfg.get("fill", "random"), io_shapes=layer_view(anc.model).io_shapes())
+                              fill=cfg.get("fill", "random"), io_shapes=layer_view(anc.model).io_shapes(),
+                              stages=stages_of(spec))
 
 
 def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:

@@ -158,3 +158,43 @@ def test_the_sizes_command_trains_every_initialisation_at_every_size(tmp_path, a
         assert s["tasks"] == 2 and {"learngene", "random", "weight-selection"} <= set(s)
     assert (out / "sizes.svg").read_text().lstrip().startswith("<?xml")
     assert "weight selection" in capsys.readouterr().out
+
+
+def _staged(model, layers, **kw) -> Recipe:
+    from learngene.inherit.resize import stages_of
+
+    view = layer_view(model)
+    return Recipe.from_layers(model.lg_spec, len(view), layers, io_shapes=view.io_shapes(),
+                              stages=stages_of(model.lg_spec), **kw)
+
+
+def test_a_deeper_resnet_by_repeat_and_by_interpolation(resnet) -> None:
+    rec = _staged(resnet, [0, 1, 2, 3], depth=12, fill="interpolate")
+    assert rec.layout == (3, 3, 3, 3)
+    d = build_descendant(rec, resnet, seed=0)
+    assert [len(getattr(d, f"layer{i}")) for i in range(1, 5)] == [3, 3, 3, 3]
+    # stage 1: ancestry blocks 0 and 1 at the ends, the new middle block interpolated between them
+    assert torch.equal(d.layer1[0].conv1.weight, resnet.layer1[0].conv1.weight)
+    assert torch.equal(d.layer1[2].conv2.weight, resnet.layer1[1].conv2.weight)
+    w0, w1 = resnet.layer1[0].conv1.weight, resnet.layer1[1].conv1.weight
+    assert torch.allclose(d.layer1[1].conv1.weight, w0 + 0.5 * (w1 - w0), atol=1e-6)
+    # stage 2: its first block changes the shape, so the new middle block repeats the last one
+    assert rec.slots[4] == Slot("repeat", 3)
+    assert torch.equal(d.layer2[1].conv1.weight, resnet.layer2[1].conv1.weight)
+    _one_step(d)
+    rep = build_descendant(_staged(resnet, [0, 1, 2, 3], depth=12, fill="repeat", width=0.5), resnet, seed=0)
+    # the new middle block repeats the nearest same-shaped inherited block (a tie: the lower one), narrower
+    assert torch.equal(rep.layer1[1].conv1.weight, resnet.layer1[0].conv1.weight[:16, :16])
+    _one_step(rep)
+
+
+def test_a_shallower_resnet_keeps_each_stages_first_and_last_blocks(resnet) -> None:
+    rec = _staged(resnet, [0, 1, 2, 3], depth=4)
+    assert rec.layout == (1, 1, 1, 1) and [s.layer for s in rec.slots] == [0, 2, 4, 6]
+    d = build_descendant(rec, resnet, seed=0)
+    assert torch.equal(d.layer2[0].downsample[0].weight, resnet.layer2[0].downsample[0].weight)
+    base = build_descendant(rec.baseline(), resnet, seed=0)
+    assert sum(p.numel() for p in d.parameters()) == sum(p.numel() for p in base.parameters())
+    _one_step(d)
+    with pytest.raises(ConfigError, match="placement 'original'"):
+        _staged(resnet, [0], depth=6, placement="top")

@@ -38,7 +38,8 @@ def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> N
                    help="original: learngene layers keep their index; top: random layers below the learngene "
                         "(Heur-LG); bottom: learngene first" + note % "original")
     g.add_argument("--depth", type=int, default=None,
-                   help="descendant depth in layers (ViT only; CNN descendants keep the ancestry's depth)"
+                   help="descendant depth in layers (ViT: blocks; ResNet: blocks shared out over its 4 stages; "
+                        "VGG descendants keep the ancestry's depth)"
                         + note % "the ancestry's depth")
     g.add_argument("--stem", choices=["inherit", "random"], default=None,
                    help="inherit the ancestry stem or start it random" + note % "inherit")
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
     from learngene.inherit.recipe import Recipe
-    from learngene.inherit.resize import describe_width
+    from learngene.inherit.resize import describe_width, stages_of
     from learngene.models import layer_view
 
     if args.out is not None:  # checked before any work; the default lands in the run folder or here
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=args.n_way,
-                                io_shapes=view.io_shapes(),
+                                io_shapes=view.io_shapes(), stages=stages_of(ancestry.lg_spec),
                                 **recipe_kwargs(args))
     descendant = build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
     total, taken = inherited_parameters(descendant)

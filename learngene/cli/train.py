@@ -177,6 +177,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene
     from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
     if args.learngene:
@@ -186,7 +187,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
         lg = load_learngene(args.learngene)
         stored = lg.extra.get("recipe") if isinstance(lg.extra.get("recipe"), dict) else None
         recipe = Recipe.from_layers(lg.spec, lg.n_layers, list(lg.layers), num_classes=n_way,
-                                    io_shapes=[tuple(s) for s in lg.io_shapes],
+                                    io_shapes=[tuple(s) for s in lg.io_shapes], stages=stages_of(lg.spec),
                                     **recipe_kwargs(args, stored))
         names = [f"layer {i}" for i in range(lg.n_layers)]
         for i, name in zip(lg.layers, lg.layer_names, strict=True):
@@ -199,7 +200,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=n_way,
-                                io_shapes=view.io_shapes(), **recipe_kwargs(args))
+                                io_shapes=view.io_shapes(), stages=stages_of(ancestry.lg_spec), **recipe_kwargs(args))
     return (ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})",
             bound_of_card(card, path))
 

@@ -66,21 +66,26 @@ class SizeRow:
 
 def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
     from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
     view = layer_view(ancestry)
     n, io = len(view), view.io_shapes()
     depth = size.depth or n
-    common = dict(num_classes=study.n_way, width=size.width, io_shapes=io)
+    stages = stages_of(ancestry.lg_spec)
+    common = dict(num_classes=study.n_way, width=size.width, io_shapes=io, stages=stages)
     placement = study.placement
-    if placement == "original" and depth < max(study.layers) + 1:
-        placement = "bottom"  # a shallower descendant: the learngene layers stacked from the bottom
+    if placement == "original" and depth < max(study.layers) + 1 and stages is None:
+        placement = "bottom"  # a shallower ViT: the learngene layers stacked from the bottom
     lg = Recipe.from_layers(ancestry.lg_spec, n, list(study.layers), placement=placement, depth=depth,
                             fill=study.fill, **common)
-    # weight selection: every ancestry layer, in order, as many as the descendant has (a shallower one
-    # takes the first `depth`), and the stem
-    everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(min(depth, n))), placement="bottom",
-                                    depth=depth, **common)
+    # weight selection: every ancestry layer, in order, as many as the descendant has (a shallower ViT
+    # takes the first `depth`; a restaged ResNet keeps each stage's first blocks), and the stem
+    if stages is not None:
+        everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(n)), depth=depth, **common)
+    else:
+        everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(min(depth, n))), placement="bottom",
+                                        depth=depth, **common)
     return {"learngene": lg, "random": lg.baseline(), "weight-selection": everything}
 
 

@@ -53,11 +53,15 @@ def descendant_spec(recipe: Recipe, family: str) -> ModelSpec:
     overrides = dict(anc.overrides)
     if family == "vit":
         overrides["depth"] = recipe.depth
+    elif recipe.layout is not None:
+        if family != "resnet":
+            raise ConfigError(f"a {family} descendant keeps the ancestry's depth (other depths: ViT and ResNet)")
+        overrides["layers"] = tuple(recipe.layout)
     elif recipe.depth != recipe.ancestry_layers:
         raise ConfigError(
             f"a {family} descendant keeps the ancestry's {recipe.ancestry_layers} layers (its slots map 1:1 "
             f"onto the ancestry's layers), but the recipe has {recipe.depth} slots; use depth "
-            f"{recipe.ancestry_layers} (other depths are possible for ViT ancestries only)")
+            f"{recipe.ancestry_layers} (other depths: ViT ancestries, and ResNets through their stages)")
     overrides.update(scaled_overrides(anc, recipe.width))
     return ModelSpec(anc.arch, recipe.num_classes, anc.img_size, overrides)
 
@@ -168,7 +172,8 @@ def build_descendant(recipe: Recipe, source: Source, seed: int = 0) -> nn.Module
         view = layer_view(model)
         same_width = recipe.width == 1.0
         for p, slot in enumerate(recipe.slots):
-            tidx = p if family == "vit" else slot.layer  # ViT blocks share one shape
+            # ViT blocks share one shape; a restaged ResNet's block p is shaped for its slot by construction
+            tidx = p if family == "vit" or recipe.layout is not None else slot.layer
             if slot.source != "random":
                 view.set(p, _inherited_module(source, slot, view.get(tidx), same_width))
             elif tidx != p:

@@ -145,9 +145,12 @@ class Recipe:
     notes: dict[str, Any] = field(default_factory=dict)
     width: float = 1.0
     fill: Fill = "random"
+    layout: tuple[int, ...] | None = None  # a CNN of another depth: its blocks per stage (ResNet)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slots", tuple(self.slots))
+        if self.layout is not None:
+            object.__setattr__(self, "layout", tuple(int(b) for b in self.layout))
         self.validate()
 
     def validate(self) -> None:
@@ -170,6 +173,9 @@ class Recipe:
                               f"got {self.width!r}")
         if self.fill not in FILLS:
             raise ConfigError(f"fill must be one of {list(FILLS)}, got {self.fill!r}")
+        if self.layout is not None and (sum(self.layout) != len(self.slots) or min(self.layout) < 1):
+            raise ConfigError(f"layout {list(self.layout)} (blocks per stage) must be positive and add up to the "
+                              f"{len(self.slots)} slots")
         taken = set(self.inherited_layers)
         for p, slot in enumerate(self.slots):
             if slot.source in ("repeat", "interpolate") and not set(slot.uses) <= taken:
@@ -195,7 +201,7 @@ class Recipe:
         cls, ancestry: ModelSpec, n_layers: int, learngene_layers: list[int] | tuple[int, ...],
         placement: Placement = "original", depth: int | None = None, stem: Source = "inherit",
         num_classes: int = 5, width: float = 1.0, fill: Fill = "random",
-        io_shapes: list[tuple[int, int]] | None = None,
+        io_shapes: list[tuple[int, int]] | None = None, stages: list[int] | tuple[int, ...] | None = None,
     ) -> Recipe:
         """A recipe that inherits `learngene_layers` (ancestry indices) and fills the rest (see `fill`).
 
@@ -204,6 +210,13 @@ class Recipe:
         "interpolate", only layers of that same shape are used (`io_shapes`: the ancestry's
         (input, output) widths per layer; None: all layers share one shape, as in a ViT); a slot
         with no such layer stays random.
+
+        `stages` (a ResNet's blocks per stage, e.g. (2, 2, 2, 2)) allows a CNN of another `depth`: each
+        stage gets its share of the blocks (at least one). A stage keeps the ancestry's first block (which
+        changes the shape) first and its last block last, inherited where they are learngene layers; a
+        deeper stage gets new blocks in between, shaped like the last (random, or repeated / interpolated
+        with `fill`, TLEG-style between the stage's ends), a shallower one drops blocks before the last.
+        Only placement "original" is offered then.
         """
         if fill not in FILLS:
             raise ConfigError(f"fill must be one of {list(FILLS)}, got {fill!r}")
@@ -213,6 +226,9 @@ class Recipe:
         if placement == "original":
             lg = sorted(lg)
         depth = n_layers if depth is None else depth
+        if stages is not None and depth != n_layers:
+            return cls._staged(ancestry, n_layers, lg, placement, depth, stem, num_classes, width, fill, io_shapes,
+                               tuple(int(s) for s in stages))
         need = (max(lg) + 1) if (placement == "original" and lg) else len(lg)
         if depth < max(need, 1):
             raise ConfigError(f"depth {depth} is too small for placement {placement!r} of layers {lg}: "
@@ -233,6 +249,47 @@ class Recipe:
         return cls(ancestry=ancestry, ancestry_layers=n_layers, slots=tuple(slots), stem=stem,
                    num_classes=num_classes, placement=placement, width=float(width), fill=fill)
 
+    @classmethod
+    def _staged(cls, ancestry: ModelSpec, n_layers: int, lg: list[int], placement: str, depth: int, stem: Source,
+                num_classes: int, width: float, fill: Fill, io_shapes: list[tuple[int, int]] | None,
+                stages: tuple[int, ...]) -> Recipe:
+        """`from_layers` for a CNN of another depth (see there)."""
+        if sum(stages) != n_layers or min(stages, default=0) < 1:
+            raise ConfigError(f"stages {list(stages)} must be positive and add up to the ancestry's {n_layers} layers")
+        if placement != "original":
+            raise ConfigError(f"a CNN descendant of another depth keeps each layer in its stage: use placement "
+                              f"'original' (got {placement!r})")
+        if depth < len(stages):
+            raise ConfigError(f"depth {depth} is too small: a CNN descendant needs at least one block in each of its "
+                              f"{len(stages)} stages")
+        layout = [max(1, round(a * depth / n_layers)) for a in stages]
+        while sum(layout) > depth:  # rounding: take from the largest stage, give to the smallest
+            layout[layout.index(max(layout))] -= 1
+        while sum(layout) < depth:
+            layout[layout.index(min(layout))] += 1
+        keep, slots, first = set(lg), [], 0
+        for a, b in zip(stages, layout, strict=True):
+            # the stage's first block (it changes the shape) stays first and its last block stays last;
+            # a deeper stage gets its new blocks in between, a shallower one drops blocks before the last
+            if b == 1:
+                blocks: list[int | None] = [0]
+            elif b >= a:
+                blocks = list(range(a - 1)) + [None] * (b - a) + [a - 1]
+            else:
+                blocks = list(range(b - 1)) + [a - 1]
+            for k in blocks:
+                if k is None:
+                    slots.append(Slot("random", first + a - 1))  # a new block, shaped like the stage's last
+                else:
+                    layer = first + k
+                    slots.append(Slot("inherit", layer) if layer in keep else Slot("random", layer))
+            first += a
+        if fill != "random":
+            slots = _filled(slots, fill, io_shapes)
+        return cls(ancestry=ancestry, ancestry_layers=n_layers, slots=tuple(slots), stem=stem,
+                   num_classes=num_classes, placement=placement, width=float(width), fill=fill,
+                   layout=tuple(layout))
+
     def baseline(self) -> Recipe:
         """The same architecture with every slot and the stem random (the fair comparison)."""
         slots = tuple(Slot("random", s.layer) for s in self.slots)
@@ -248,6 +305,7 @@ class Recipe:
             "ancestry_layers": self.ancestry_layers, "slots": [s.to_dict() for s in self.slots],
             "stem": self.stem, "num_classes": self.num_classes, "placement": self.placement,
             "notes": dict(self.notes), "width": self.width, "fill": self.fill,
+            **({"layout": list(self.layout)} if self.layout is not None else {}),
         }
 
     @classmethod
@@ -274,7 +332,8 @@ class Recipe:
                        slots=tuple(Slot.from_dict(s) for s in d["slots"]), stem=d.get("stem", "inherit"),
                        num_classes=int(d.get("num_classes", 5)), placement=placement,
                        notes=dict(d.get("notes") or {}), width=_number(d.get("width", 1.0), "width"),
-                       fill=d.get("fill", "random"))
+                       fill=d.get("fill", "random"),
+                       layout=None if d.get("layout") is None else tuple(int(b) for b in d["layout"]))
         except ConfigError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # e.g. int("x"), int(inf), dict("x")

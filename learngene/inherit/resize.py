@@ -46,7 +46,8 @@ def _reference(spec_json: str) -> dict[str, Any]:
         return {"family": family, "embed_dim": int(model.embed_dim), "num_heads": int(attn.num_heads)}
     if family == "resnet":
         return {"family": family, "channels": [int(getattr(model, f"layer{i}")[0].conv1.out_channels)
-                                               for i in range(1, 5)]}
+                                               for i in range(1, 5)],
+                "stages": [len(getattr(model, f"layer{i}")) for i in range(1, 5)]}
     cfg: list[Any] = []
     for child in model.features.children():
         conv = getattr(child, "conv", None)
@@ -55,6 +56,14 @@ def _reference(spec_json: str) -> dict[str, Any]:
         elif isinstance(child, nn.MaxPool2d):
             cfg.append("M")
     return {"family": family, "cfg": cfg}
+
+
+def stages_of(spec: ModelSpec) -> list[int] | None:
+    """A ResNet ancestry's blocks per stage (what lets its descendants take another depth), else None."""
+    if "vit" in spec.arch or "deit" in spec.arch or "vgg" in spec.arch:
+        return None
+    ref = _reference(json.dumps(spec.to_dict(), sort_keys=True))
+    return list(ref["stages"]) if ref["family"] == "resnet" else None
 
 
 def scaled_overrides(spec: ModelSpec, width: float) -> dict[str, Any]:
