@@ -97,3 +97,13 @@ def sweep_argv(ancestry: Path, layers: list[int], recipe: dict[str, Any], task: 
     argv = ["sweep", *train_argv(ancestry, layers, recipe, fixed, dataset=dataset)[1:]]
     grid = {"lrs": lrs, "wds": wds, "shots": shots, "seeds": seeds}
     return argv + _options(grid)
+
+
+def sizes_argv(ancestry: Path, layers: list[int], widths: list[float], task: dict[str, Any],
+               depth: int | None = None, fill: str = "random", dataset: str | None = None) -> list[str]:
+    """`sizes`: the learngene, random init and weight selection at each width (one job)."""
+    sizes = ",".join(f"{w:g}" + (f"x{depth}" if depth else "") for w in widths)
+    argv = ["sizes", "--ancestry", str(ancestry), "--layers", ",".join(map(str, layers)), "--sizes", sizes,
+            "--fill", fill, *_data(dataset)]
+    keep = ("n_way", "k_shot", "tasks", "epochs", "lr", "weight_decay", "test_per_class", "images_per_class", "device")
+    return argv + _options({k: task[k] for k in keep if k in task})

@@ -368,3 +368,21 @@ def sweep_figure(frame: pd.DataFrame, *, x: str, log_x: bool = False, title: str
     fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
     fig.update_yaxes(title_text="final test accuracy", range=[0, 1.02])
     return _layout(fig, title, height=360)
+
+
+def size_figure(summary: Sequence[Mapping], title: str = "") -> go.Figure:
+    """Final accuracy against the descendant's parameters (log x), one line per initialisation, from a
+    `learngene sizes` result (`sizes.json` "sizes"), with 95% intervals as error bars."""
+    fig = go.Figure()
+    rows = sorted(summary, key=lambda r: r["params"])
+    names = {"learngene": "learngene", "random": "random init", "weight-selection": "weight selection (all layers)"}
+    for init, dash in (("learngene", "solid"), ("random", "dash"), ("weight-selection", "dot")):
+        ci = [r[init]["ci95"] * 100 if r[init].get("ci95") is not None and r[init]["ci95"] == r[init]["ci95"] else 0
+              for r in rows]
+        fig.add_trace(go.Scatter(
+            x=[r["params"] for r in rows], y=[r[init]["mean"] * 100 for r in rows], name=names[init],
+            mode="lines+markers", line=dict(dash=dash), error_y=dict(type="data", array=ci, visible=True),
+            text=[r["size"] for r in rows], hovertemplate="%{text}<br>%{x:,} parameters<br>%{y:.1f}%<extra></extra>"))
+    fig.update_xaxes(type="log", title="descendant parameters")
+    fig.update_yaxes(title="final test accuracy (%)")
+    return _layout(fig, title, height=360)

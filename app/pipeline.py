@@ -16,6 +16,7 @@ from app.commands import (  # noqa: F401  (re-exported: the pages build their jo
     _options,
     accumulate_argv,
     condense_argv,
+    sizes_argv,
     sweep_argv,
     train_argv,
 )

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, forms, live, pipeline, resources, runnames, state, widgets
+from app import descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
 
 st.title("Train")
 widgets.explain_ui("A fair race", """
@@ -72,6 +72,28 @@ with st.expander("Sweep: sensitivity to the learning rate, sample efficiency aga
                          help="; ".join(grid_problems + list(problems.values())) or None,
                          name=f"sweep lr [{grid_text.get('lrs', '?')}] × K [{grid_text.get('shots', '?')}]",
                          tags={"layers": layers, "ancestry": str(anc.path)})
+
+with st.expander("Sizes: the learngene in narrower and wider descendants"):
+    st.caption("One job trains, at each width, the learngene descendant, the random-init baseline and a descendant "
+               "initialised by weight selection from the whole ancestry, on the tasks above (`learngene sizes`). "
+               "Widths are multiples of the ancestry's; a wider descendant is the least-tested case.")
+    widths = st.multiselect("widths", list(descendant.WIDTHS), **widgets.kept(
+        "sizes-widths", [0.5, 1.0], lambda v: isinstance(v, list) and set(v) <= set(descendant.WIDTHS)))
+    sizes_argv = None
+    if widths and layers and not problems:
+        sizes_argv = pipeline.sizes_argv(anc.path, layers, sorted(widths), task, depth=recipe["depth"],
+                                         fill=cfg["fill"])
+    widgets.start_job_ui("Train the sizes", sizes_argv or ["sizes"], kind="sizes", key="sizes-go",
+                         device=task.get("device", "cpu"), disabled=sizes_argv is None,
+                         help=None if sizes_argv else "choose layers, valid settings and at least one width",
+                         name=f"sizes x[{', '.join(f'{w:g}' for w in sorted(widths))}]",
+                         tags={"layers": layers, "ancestry": str(anc.path)})
+    with widgets.error_box("sizes"):
+        done = resources.jobs().list(kind="sizes", state="done")
+        result = pipeline.read_output_json(done[0], "sizes.json") if done else None
+        if result and result.get("sizes"):
+            st.plotly_chart(figures.size_figure(result["sizes"], title=f"{done[0].label}: accuracy against size"),
+                            key="sizes-chart")
 
 st.subheader("Watching")
 with widgets.error_box("runs"):

@@ -325,6 +325,32 @@ def test_learngene_page_sizes_the_descendant_and_train_uses_it(env):
     build_parser().parse_args(argv)
 
 
+def test_train_page_trains_a_list_of_sizes_in_one_job_and_draws_accuracy_against_size(env):
+    """Issue 14: several widths in one `learngene sizes` job; its result drawn per initialisation."""
+    from learngene.cli import build_parser
+    from learngene.jobs import JobManager
+
+    at = open_page("learngene")
+    at.multiselect(key="lg-multi").set_value([0, 1]).run()
+    open_page("train", at)
+    at.multiselect(key="sizes-widths").set_value([0.5, 1.0]).run()
+    at.button(key="sizes-go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (started,) = JobManager(env).list(kind="sizes")
+    argv = started.spec.argv
+    assert argv[argv.index("--sizes") + 1].startswith("0.5x") and argv[argv.index("--layers") + 1] == "0,1"
+    build_parser().parse_args(argv)
+    JobManager(env).cancel(started.run_id)
+    JobManager(env).wait(started.run_id, timeout=20)
+    row = {"size": "width 0.5x", "params": 1000, "learngene": {"mean": 0.5, "ci95": 0.1},
+           "random": {"mean": 0.3, "ci95": 0.1}, "weight-selection": {"mean": 0.6, "ci95": 0.1}}
+    make_runs(env, {"kind": "sizes", "outputs": {"sizes.json": {"sizes": [row, {**row, "params": 4000}]}}})
+    open_page("train", at)
+    fig = chart(at, "sizes-chart")
+    assert [tr["name"] for tr in fig["data"]] == ["learngene", "random init", "weight selection (all layers)"]
+    assert list(fig["data"][0]["x"]) == [1000, 4000] and fig["layout"]["xaxis"]["type"] == "log"
+
+
 def test_learngene_file_upload_restores_layers(env, tiny_ancestry, tmp_path):
     from learngene.inherit.learngene_file import save_learngene
     from learngene.models import load_checkpoint
