@@ -198,3 +198,20 @@ def test_a_shallower_resnet_keeps_each_stages_first_and_last_blocks(resnet) -> N
     _one_step(d)
     with pytest.raises(ConfigError, match="placement 'original'"):
         _staged(resnet, [0], depth=6, placement="top")
+
+
+def test_the_advantages_study_trains_every_row_at_the_chosen_size(tmp_path, capsys) -> None:
+    """`advantages --width/--depth`: every row, the baseline included, is that size (issue 14: the study
+    carries the size); the journal fingerprint names it, so a full-size journal is not reused."""
+    import json
+
+    from learngene.cli import main
+
+    out = tmp_path / "study"
+    assert main(["advantages", "--quick", "--ancestry", "assets/lg_resnet_mini.safetensors", "--models",
+                 "baseline,heur,finetune", "--tasks", "2", "--shots", "1", "--epochs", "1", "--test-per-class", "4",
+                 "--lrs", "1e-3", "--wds", "0.05", "--width", "0.5", "--depth", "4", "--out", str(out)]) == 0
+    study = json.loads((out / "advantages-study.json").read_text())["study"]
+    assert study["width"] == 0.5 and study["depth"] == 4
+    entries = [json.loads(line) for f in (out / "journal").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert entries and all(json.loads(e["fingerprint"])["size"] == {"width": 0.5, "depth": 4} for e in entries)

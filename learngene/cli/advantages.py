@@ -50,6 +50,11 @@ def add_study_arguments(p: argparse.ArgumentParser, quick: bool = True) -> None:
                         "default: auto")
     p.add_argument("--max-batch", type=int, default=None, help="models per batched group (default: 32)")
     p.add_argument("--figures-dir", default=None, help="where the SVG figures go (default: <out>/figures)")
+    p.add_argument("--width", type=float, default=None,
+                   help="descendant width as a multiple of the ancestry's (0.125 to 4; default: 1); every row is "
+                        "that size, its inherited layers mapped by consistent weight selection")
+    p.add_argument("--depth", type=int, default=None,
+                   help="descendant depth in layers (default: the ancestry's; ViT and ResNet)")
     p.add_argument("--images-per-class", type=int, default=None,
                    help="use only this many images per class (generated for shapes, the first N of each class "
                         "otherwise; default: all, 60 with --quick)")
@@ -77,7 +82,8 @@ def study_from_args(args: argparse.Namespace):
         target_acc=None if args.target_acc in (None, "baseline") else args.target_acc,
         test_per_class=args.test_per_class, max_batch=args.max_batch, models=nums(args.models, str, "--models"),
         grid_models=nums(args.grid_models, str, "--grid-models"),
-        batched=args.batched, images_per_class=args.images_per_class, dataset=args.dataset, data_seed=args.data_seed,
+        batched=args.batched, images_per_class=args.images_per_class, width=args.width, depth=args.depth,
+        dataset=args.dataset, data_seed=args.data_seed,
         split_file=args.split_file, flip=args.flip_mode, data_root=args.data_root, download=args.download or None)
 
 

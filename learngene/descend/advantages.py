@@ -82,6 +82,9 @@ class Study:
     flip: str = "auto"
     data_root: str | None = None
     download: bool = False
+    # the descendants' size (issue 14): width x the ancestry's, depth in layers (None: the ancestry's)
+    width: float = 1.0
+    depth: int | None = None
 
 
 QUICK = Study(n_tasks=2, shots=(1, 5, 10), lrs=(1e-3, 3e-3), wds=(0.05,), epochs=6, test_per_class=20,
@@ -184,14 +187,14 @@ class RunContext:
         import uuid
 
         from learngene.data import sample_tasks
-        from learngene.inherit.recipe import Recipe
         from learngene.models import layer_view
 
         self.ancestry, self.study, self.device = ancestry, study, device
-        n = len(layer_view(ancestry))
+        view = layer_view(ancestry)
+        n = len(view)
         self.recipes = {}
         for name, lay in layers.items():
-            full = Recipe.from_layers(ancestry.lg_spec, n, lay or list(range(n)), num_classes=study.n_way)
+            full = sized_recipe(ancestry, view, lay or list(range(n)), study)
             self.recipes[name] = full.baseline() if name == "baseline" else full
         self.tasks = {k: sample_tasks(ds, study.n_tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
                       for k in sorted({study.k_main, *study.shots})}
@@ -266,6 +269,8 @@ class Engine:
         what = {"epochs": s.epochs, "batch_size": s.batch_size, "n_way": s.n_way, "test_per_class": s.test_per_class,
                 "task_seed": s.task_seed, "seed": s.seed, "images_per_class": s.images_per_class,
                 "layers": self.layers[run.model], "baseline": run.model == "baseline"}
+        if s.width != 1.0 or s.depth is not None:  # only then, so the journals of full-size studies stay valid
+            what["size"] = {"width": s.width, "depth": s.depth}
         if self.data_id is not None:
             what["data"] = self.data_id
         return json.dumps(what, sort_keys=True)
@@ -406,6 +411,27 @@ def execute(engine: Engine, runs: list[Run], label: str, backend=None) -> None:
                 engine.train_sequential(r)
         done += len(chunk)
         progress(f"K={chunk[0].k}, {len(chunk)} runs")
+
+
+def sized_recipe(ancestry, view, layers: list[int], study: Study):
+    """The recipe of one model row at the study's descendant size (`width`, `depth`).
+
+    At the ancestry's size: the layers in place. Another depth: a ResNet shares the blocks out over its
+    stages (layers stay in their stage); a ViT keeps the layers in place when the depth allows it, else
+    stacks them from the bottom.
+    """
+    from learngene.errors import ConfigError
+    from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import stages_of
+
+    common = dict(num_classes=study.n_way, width=study.width, depth=study.depth, io_shapes=view.io_shapes(),
+                  stages=stages_of(ancestry.lg_spec))
+    try:
+        return Recipe.from_layers(ancestry.lg_spec, len(view), layers, **common)
+    except ConfigError:
+        if common["stages"] is not None or study.depth is None:
+            raise
+        return Recipe.from_layers(ancestry.lg_spec, len(view), layers[:study.depth], placement="bottom", **common)
 
 
 def _data_id(ds) -> dict[str, Any] | None:
