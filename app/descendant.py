@@ -76,7 +76,7 @@ def build(anc: Ancestry, layers: list[int], cfg: dict[str, Any]) -> Any:
 def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
     """Bottom → top boxes for `figures.descendant_stack`: stem, every slot, the new head."""
     head = anc.head_in * recipe.num_classes + recipe.num_classes
-    layer_params, stem_params = list(anc.layer_params), anc.stem_params
+    layer_params, stem_params, scale = list(anc.layer_params), anc.stem_params, 1.0
     if recipe.width != 1.0:  # another width: count the descendant's own layers
         from learngene.inherit.build import build_descendant
         from learngene.models import layer_view
@@ -87,9 +87,11 @@ def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
         head = sum(p.numel() for p in model.get_classifier().parameters())
         stem_params = sum(p.numel() for part in view.stem().values()
                           for p in (part.parameters() if hasattr(part, "parameters") else [part]))
+        # the realised width (a ViT keeps whole heads: 0.5x of 3 heads is 2 heads, 0.67x)
+        scale = view.io_shapes()[0][0] / max(1, layer_view(anc.model).io_shapes()[0][0])
     stem_kind = "stem" if recipe.stem == "inherit" else "random"
     out = [{"label": f"stem ({'inherited' if recipe.stem == 'inherit' else 'random'})", "kind": stem_kind,
-            "params": stem_params, "scale": recipe.width}]
+            "params": stem_params, "scale": scale}]
     for p, slot in enumerate(recipe.slots):
         name = anc.names[slot.layer]
         label = {"inherit": f"{p}: {name}", "random": f"{p}: random (like {name})",
@@ -98,9 +100,9 @@ def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
                  }[slot.source]
         kind = "random" if slot.source == "random" else "inherit"
         params = per_slot[p] if recipe.width != 1.0 else layer_params[slot.layer]
-        out.append({"label": label, "kind": kind, "params": params, "scale": recipe.width})
+        out.append({"label": label, "kind": kind, "params": params, "scale": scale})
     out.append({"label": f"new head · {recipe.num_classes} classes", "kind": "head", "params": head,
-                "scale": recipe.width})
+                "scale": scale})
     return out
 
 
