@@ -33,10 +33,14 @@ def runs_table(infos: list[Any]) -> pd.DataFrame:
 
 
 def filter_runs(infos: list[Any], kinds: list[str], states: list[str], text: str) -> list[Any]:
-    """Runs whose kind and state are among the chosen ones (all when none chosen) and whose name/id has `text`."""
+    """Runs whose kind and state are among the chosen ones (all when none chosen) and whose name (as started or
+    as annotated) or id has `text`."""
+    from app.runnames import shown_name
+
     text = text.strip().lower()
     return [i for i in infos if (not kinds or i.spec.kind in kinds) and (not states or i.state in states)
-            and (not text or text in i.run_id.lower() or text in i.spec.name.lower())]
+            and (not text or text in i.run_id.lower() or text in i.spec.name.lower()
+                 or text in shown_name(i).lower())]
 
 
 def metrics_frame(infos: list[Any]) -> pd.DataFrame:

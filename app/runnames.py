@@ -52,9 +52,19 @@ def _started(info: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
 
 
+def shown_name(info: Any) -> str:
+    """The run's name: the one a person gave it (`learngene jobs annotate`), else the one it started with."""
+    if getattr(info, "path", None) is None:
+        return info.label
+    from learngene.jobs.annotations import shown_name as annotated
+
+    return annotated(info)
+
+
 def labels(infos: Sequence[Any]) -> dict[str, str]:
-    """A distinct, readable label per run (keyed by run id), in the order given."""
-    out = {i.run_id: i.label for i in infos}
+    """A distinct, readable label per run (keyed by run id), in the order given: its name (the annotated
+    one where given) plus what tells runs of the same name apart."""
+    out = {i.run_id: shown_name(i) for i in infos}
     groups: dict[str, list[Any]] = {}
     for info in infos:
         groups.setdefault(out[info.run_id], []).append(info)

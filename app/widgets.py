@@ -274,34 +274,3 @@ def download_figure_ui(fig: Any, name: str, key: str) -> None:
                              mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
     else:
         c[1].caption("PNG: use the camera icon of the chart (server-side PNG needs the `kaleido` package).")
-
-
-def run_picker_ui(shown: list[Any], key: str = "runs") -> list[Any]:
-    """The runs table (select rows with its checkboxes) plus a multiselect of the same choice; returns the runs.
-    The choice is kept across page changes and reloads."""
-    from app import history, runnames
-
-    ids = [i.run_id for i in shown]
-    pick_key, table_key = f"{key}-pick", f"{key}-table"
-    st.session_state[f"{key}-shown"] = ids
-
-    def from_table() -> None:
-        rows = ((st.session_state.get(table_key) or {}).get("selection") or {}).get("rows") or []
-        shown_then = st.session_state.get(f"{key}-shown", [])
-        st.session_state[pick_key] = [shown_then[r] for r in rows if r < len(shown_then)]
-        state.remember(pick_key, st.session_state[pick_key])
-
-    if pick_key not in st.session_state:  # a page change or a reload: the choice comes back
-        saved = state.recalled(pick_key, [])
-        st.session_state[pick_key] = saved if isinstance(saved, list) else []
-    st.session_state[pick_key] = [r for r in st.session_state.get(pick_key, []) if r in ids]  # filters changed
-    st.dataframe(history.runs_table(shown), hide_index=True, width="stretch", key=table_key, on_select=from_table,
-                 selection_mode="multi-row", column_config={
-                     "progress": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-                     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
-    names = runnames.labels(shown)
-    picked = st.multiselect("selected runs", ids, key=pick_key,
-                            on_change=lambda: state.remember(pick_key, st.session_state.get(pick_key, [])),
-                            format_func=lambda r: f"{names[r]} · {runnames.short_id(r)}")  # the state is in the table
-    by_id = {i.run_id: i for i in shown}
-    return [by_id[r] for r in picked]

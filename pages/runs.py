@@ -5,14 +5,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import config, figures, history, live, pipeline, resources, state, widgets
+from app import config, figures, history, live, pipeline, resources, runs_ui, state, widgets
 from learngene.jobs import STATES
 
 st.title("Runs")
 widgets.explain_ui("Reading the runs", """
 Every slow step (training an ancestry, condensing, training descendants, sweeps) runs as a background job
 with its own folder under `runs/`: the command, its status, its metrics and its outputs. Select runs in the
-table to overlay their curves, download their metrics, or delete them.
+table (sort by a column's header) to overlay their curves, name, tag and note them, download their metrics,
+or delete them; the scatter shows each run's accuracy gain against one of its settings.
 
 A **sweep** trains both models over a grid: **accuracy against the learning rate** shows sensitivity to
 hyperparameters (a flatter learngene curve = less sensitive), **accuracy against K** shows sample efficiency.
@@ -57,23 +58,31 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
 
 with widgets.error_box("runs"):
     infos = resources.jobs().list()
-    c = st.columns([2, 2, 3])
+    c = st.columns([2, 2, 2, 3])
     all_kinds = sorted({i.spec.kind for i in infos})
     kinds = c[0].multiselect("kind", all_kinds, **widgets.kept(
         "runs-kinds", [], lambda v: isinstance(v, list) and set(v) <= set(all_kinds)))
     states = c[1].multiselect("state", list(STATES), **widgets.kept(
         "runs-states", [], lambda v: isinstance(v, list) and set(v) <= set(STATES)))
-    text = c[2].text_input("name or id contains", **widgets.kept("runs-text", "", lambda v: isinstance(v, str)))
-    shown = history.filter_runs(infos, kinds, states, text)
+    tags_of = {i.run_id: runs_ui.row(i)["tags"] for i in infos}
+    all_tags = sorted({t for tags in tags_of.values() for t in tags})
+    tags = c[2].multiselect("tags", all_tags, help="runs that carry every chosen tag (tag runs below)",
+                            **widgets.kept("runs-tags", [], lambda v: isinstance(v, list) and set(v) <= set(all_tags)))
+    text = c[3].text_input("name or id contains", **widgets.kept("runs-text", "", lambda v: isinstance(v, str)))
+    shown = [i for i in history.filter_runs(infos, kinds, states, text) if set(tags) <= set(tags_of[i.run_id])]
     if not shown:
         st.info("No runs yet." if not infos else "No run matches the filters.")
         st.stop()
-    picked = widgets.run_picker_ui(shown)
+    picked, table = runs_ui.runs_table_ui(shown)
+    with st.expander("Accuracy gain against a setting (the runs in the table)", icon=":material/scatter_plot:"):
+        runs_ui.scatter_ui(table, shown)
     if not picked:
-        st.caption("Select runs (the boxes left of the table, or the list) to overlay, download or delete them.")
+        st.caption("Select runs (the boxes left of the table, or the list) to overlay, annotate, export or delete "
+                   "them.")
         st.stop()
 
-    overlay, sweeps, study, details, manage = st.tabs(["Overlay", "Sweeps", "Study", "Details", "Delete"])
+    overlay, sweeps, study, annotate, details, manage = st.tabs(
+        ["Overlay", "Sweeps", "Study", "Name, tags, note", "Details", "Delete"])
     with overlay:
         if any(i.live for i in picked):
             live.watch_ui([i.run_id for i in picked], key="runs-live", summary=False)
@@ -135,6 +144,9 @@ with widgets.error_box("runs"):
                 st.download_button("Raw runs as CSV", data=rep["csv"].read_bytes(), file_name=rep["csv"].name,
                                    mime="text/csv", key=f"adv-csv-{info.run_id}", on_click="ignore",
                                    icon=":material/table:")
+
+    with annotate:
+        runs_ui.annotate_ui(picked, all_tags)
 
     with details:
         for info in picked:

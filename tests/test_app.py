@@ -109,13 +109,14 @@ def chart(at: AppTest, key: str) -> dict:
 def make_runs(runs: Path, *specs: dict) -> list[str]:
     """Runs made by the selftest worker (started together), with output files and metric records added.
 
-    Each spec: kind, and optionally outputs {file name: JSON}, metrics [records], name, sleep, wait.
+    Each spec: kind, and optionally outputs {file name: JSON}, metrics [records], name, sleep, wait, tags.
     """
     from learngene.jobs import JobManager, JobSpec
 
     mgr = JobManager(runs, max_cpu_jobs=4)  # several at once: each worker takes seconds to import torch
     ids = [mgr.start(JobSpec(argv=["selftest", "--records", "2", "--sleep", str(sp.get("sleep", 0))],
-                             kind=sp["kind"], name=sp.get("name") or f"test {sp['kind']}")) for sp in specs]
+                             kind=sp["kind"], name=sp.get("name") or f"test {sp['kind']}", tags=sp.get("tags") or {}))
+           for sp in specs]
     for run_id, sp in zip(ids, specs, strict=True):
         if not sp.get("wait", True):
             continue

@@ -6,6 +6,7 @@
     jobs cancel RUN_ID [--wait]
     jobs tail RUN_ID [-n N] [--follow]
     jobs delete RUN_ID
+    jobs annotate RUN_ID [--name N] [--tag T ...] [--untag T ...] [--note TEXT]
 
 The runs folder is `--runs-dir`, else `$LEARNGENE_RUNS_DIR`, else `runs`.
 """
@@ -22,6 +23,7 @@ import time
 from learngene.cli._common import existing_dir_or_missing, output_dir
 from learngene.errors import ConfigError
 from learngene.jobs import STATES, JobManager, JobSpec, RunInfo
+from learngene.jobs.annotations import shown_name
 from learngene.text import printable
 
 NAME = "jobs"
@@ -67,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("delete", parents=[common], help="delete a finished run's folder")
     p.add_argument("run_id")
 
+    p = sub.add_parser("annotate", parents=[common],
+                       help="rename, tag or note a run (kept in its folder as annotations.json); prints them")
+    p.add_argument("run_id")
+    p.add_argument("--name", default=None, help="the name the run is shown with ('' = the name it started with)")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG", help="add a tag (repeatable)")
+    p.add_argument("--untag", action="append", default=[], metavar="TAG", help="remove a tag (repeatable)")
+    p.add_argument("--note", default=None, help="a free-text note ('' = none)")
+
 
 def _manager(args: argparse.Namespace) -> JobManager:
     """The manager of the runs folder, checked first: `start` needs a writable folder (created when
@@ -87,7 +97,7 @@ def _row(info: RunInfo) -> str:
         progress = printable(f"{info.progress.get('done', 0)}/{info.progress['total']}", 9)
     return (  # the name is typed by someone: escapes in it must not reach the terminal
         f"{info.run_id:<40} {info.state:<10} {info.spec.device:<5} {_when(info.created_at):<20} "
-        f"{progress:<9} {info.label}"
+        f"{progress:<9} {shown_name(info)}"
     )
 
 
@@ -175,4 +185,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "delete":
         mgr.delete(args.run_id)
         print(f"deleted {args.run_id}")
+    elif args.action == "annotate":
+        print(json.dumps(_annotate(mgr, args), indent=2))
     return 0
+
+
+def _annotate(mgr: JobManager, args: argparse.Namespace) -> dict:
+    from learngene.jobs.annotations import annotate
+
+    given = {k: getattr(args, k) for k in ("name", "note") if getattr(args, k) is not None}  # others stay
+    return annotate(mgr.run_dir(args.run_id), add_tags=args.tag, remove_tags=args.untag, **given)

@@ -1,0 +1,131 @@
+"""What users of run dashboards expect (issue 11, items 8-11), as AppTest tests on the tiny ancestry of
+tests/test_app.py: the runs table with settings and results, names/tags/notes, the gain scatter; the data
+view and a finished run's confusion matrix and predictions; links that reopen the same view; export."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_module
+
+require_module("streamlit")
+from tests.test_app import (  # noqa: E402,F401 - env, tiny_ancestry: fixtures
+    TRAIN_SUMMARY,
+    chart,
+    env,
+    epoch_records,
+    make_runs,
+    open_page,
+    saved_state,
+    tiny_ancestry,
+)
+
+
+def train_output(lr: float, gain: float, placement: str = "top") -> dict:
+    """A train run's summary.json as `learngene train` writes it (config beside the summary)."""
+    summary = copy.deepcopy(TRAIN_SUMMARY["summary"])
+    summary["gain"]["mean"] = gain
+    summary["learngene"]["final_acc"]["mean"] = 0.5 + gain
+    return {"command": "python -m learngene train ...", "recipe": {"placement": placement},
+            "train": {"lr": lr, "weight_decay": 0.05, "epochs": 4},
+            "tasks": {"n_way": 5, "k_shot": 10, "tasks": 1}, "summary": summary}
+
+
+@pytest.fixture(scope="module")
+def two_trains(tmp_path_factory, request) -> tuple[Path, list[str]]:
+    """Two finished train runs (lr 1e-3, gain 20 points; lr 1e-2, gain 5 points), made once."""
+    ancestry = request.getfixturevalue("tiny_ancestry")
+    runs = tmp_path_factory.mktemp("dash-runs")
+    tags = {"ancestry": str(ancestry), "layers": [0, 3]}
+    ids = make_runs(runs, *[{"kind": "train", "name": "5-way 10-shot · layers 0,3", "tags": tags,
+                             "outputs": {"summary.json": train_output(lr, gain)}, "metrics": epoch_records()}
+                            for lr, gain in ((1e-3, 0.2), (1e-2, 0.05))])
+    return runs, ids
+
+
+@pytest.fixture
+def studio(request) -> Path:
+    """The runs folder of an app on the tiny ancestry (tests/test_app.py's `env`)."""
+    return request.getfixturevalue("env")
+
+
+def copy_in(runs: Path, made: tuple[Path, list[str]]) -> list[str]:
+    src, ids = made
+    for run_id in ids:
+        shutil.copytree(src / run_id, runs / run_id)
+    return ids
+
+
+def values(v) -> list[float]:
+    """A plotly array from a chart's JSON (plotly.py may send typed arrays as {dtype, bdata})."""
+    if isinstance(v, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+def table(at) -> object:
+    return next(d.value for d in at.dataframe if "run" in d.value.columns and "gain" in d.value.columns)
+
+
+# ------------------------------------------------------------------ 8. the runs table
+
+
+def test_runs_table_has_settings_and_results_of_every_run(studio, two_trains):
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs")
+    df = table(at).set_index("run")
+    for col in ("ancestry", "layers", "placement", "lr", "wd", "K", "epochs", "tasks", "device",
+                "learngene acc", "baseline acc", "gain", "speed-up", "wall s", "state"):
+        assert col in df.columns, col
+    assert df.loc[a, "lr"] == pytest.approx(1e-3) and df.loc[b, "lr"] == pytest.approx(1e-2)
+    assert df.loc[a, "gain"] == pytest.approx(0.2) and df.loc[a, "learngene acc"] == pytest.approx(0.7)
+    assert df.loc[a, "baseline acc"] == pytest.approx(0.5) and df.loc[a, "speed-up"] == pytest.approx(2.0)
+    assert df.loc[a, "ancestry"] == "tiny_vit" and df.loc[a, "layers"] == "0,3" and df.loc[a, "placement"] == "top"
+    assert df.loc[a, "K"] == 10 and df.loc[a, "epochs"] == 4 and df.loc[a, "state"] == "done"
+
+
+def test_rename_tag_and_note_a_run_then_filter_by_tag(studio, two_trains):
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs")
+    at.multiselect(key="runs-pick").set_value([a, b]).run()
+    at.selectbox(key="ann-run").set_value(a).run()
+    at.text_input(key=f"ann-name-{a}").set_value("the good one")
+    at.multiselect(key=f"ann-tags-{a}").set_value(["keep"])
+    at.text_area(key=f"ann-note-{a}").set_value("lr 1e-3 wins")
+    next(btn for btn in at.button if btn.label == "Save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    saved = json.loads((studio / a / "annotations.json").read_text())
+    assert saved["name"] == "the good one" and saved["tags"] == ["keep"] and saved["note"] == "lr 1e-3 wins"
+    df = table(at).set_index("run")
+    assert df.loc[a, "name"] == "the good one" and list(df.loc[a, "tags"]) == ["keep"]
+    legend = {t["name"] for t in chart(at, "runs-overlay")["data"]}
+    assert any(n.startswith("the good one") for n in legend), "the new name is the legend's"
+    at.multiselect(key="runs-tags").set_value(["keep"]).run()
+    assert list(table(at)["run"]) == [a], "the tag filter keeps the tagged run only"
+    # the CLI twin tags the other run; the page shows it on the next run
+    from learngene.cli import main
+
+    assert main(["jobs", "--runs-dir", str(studio), "annotate", b, "--tag", "keep", "--name", "second"]) == 0
+    at.run()
+    assert sorted(table(at)["run"]) == sorted([a, b])
+
+
+def test_gain_scatter_against_a_setting(studio, two_trains):
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs")
+    fig = chart(at, "runs-scatter")
+    points = fig["data"][-1]
+    assert sorted(values(points["x"])) == pytest.approx([1e-3, 1e-2]) and fig["layout"]["xaxis"]["type"] == "log"
+    assert sorted(values(points["y"])) == pytest.approx([5.0, 20.0])
+    at.segmented_control(key="runs-scatter-x").set_value("epochs").run()
+    assert chart(at, "runs-scatter")["layout"]["xaxis"]["title"]["text"] == "epochs"
+    assert saved_state(studio)["ui"]["runs-scatter-x"] == "epochs"
