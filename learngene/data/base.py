@@ -107,25 +107,30 @@ class ClassSplit:
 
 @dataclass
 class ImageSet:
-    """A labelled image data set held in memory.
+    """A labelled image data set: its labels in memory, its images in memory or streamed.
 
     Attributes:
         name: data set name, e.g. "shapes" or "cifar100".
-        images: uint8 tensor (N, 3, H, W).
+        images: uint8 tensor (N, 3, H, W), or for a streamed set a `learngene.data.stream.LazyImages`
+            with the same shape that reads images when indexed (see `streamed`).
         labels: int64 tensor (N,) of global class ids in [0, num_classes).
         class_names: human-readable name of each global class id.
         split: base / open-world / novel class split.
         skipped: number of source files that could not be decoded and were left out.
         meta: JSON-ready extra information (source, seed, generation time, ...).
+        reader: optional lazy reader of the same images (e.g. the cache file an in-memory-mapped `images`
+            comes from), which `take` uses so that only the images asked for are read. Setting `images`
+            drops it.
     """
 
     name: str
-    images: torch.Tensor
+    images: Any  # torch.Tensor | LazyImages
     labels: torch.Tensor
     class_names: list[str]
     split: ClassSplit
     skipped: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    reader: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -136,7 +141,32 @@ class ImageSet:
             raise DataError(
                 f"labels shape {tuple(self.labels.shape)} does not match {self.images.shape[0]} images"
             )
+        if self.reader is not None and tuple(self.reader.shape) != tuple(self.images.shape):
+            raise DataError(f"the reader's shape {tuple(self.reader.shape)} differs from the images' "
+                            f"{tuple(self.images.shape)}")
         self.labels = self.labels.long()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "images" and "reader" in self.__dict__:
+            object.__setattr__(self, "reader", None)  # new images: the old file no longer holds them
+        object.__setattr__(self, name, value)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are read on demand (a `LazyImages`) rather than held in memory."""
+        return not isinstance(self.images, torch.Tensor)
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at `indices` as a new uint8 tensor (k, 3, H, W), reading only them: from `reader` when
+        there is one, else by indexing `images` (a streamed set decodes or reads just these)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        source = self.reader if self.reader is not None else self.images
+        return source[idx]
+
+    def subset_images(self, indices: torch.Tensor) -> Any:
+        """The images at `indices`: a lazy view for a streamed set (nothing read yet), else a tensor."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.images.subset(idx) if self.streamed else self.images[idx]
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +203,7 @@ class ImageSet:
             "split_sizes": self.split.sizes(),
             "images_per_class": {"min": min(counts, default=0), "max": max(counts, default=0)},
             "skipped": self.skipped,
+            "streamed": self.streamed,
         }
 
 

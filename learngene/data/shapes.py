@@ -30,6 +30,7 @@ import torch
 
 from learngene.data import _render as render
 from learngene.data.base import ClassSplit, ImageSet, derive_seed
+from learngene.data.stream import RawImages, stored_tensor_offset
 from learngene.errors import ConfigError
 
 GENERATOR_VERSION = 3
@@ -242,17 +243,56 @@ def _checksum(images: torch.Tensor, chunk: int = 2048) -> int:
     return sum(int(images[i:i + chunk].sum(dtype=torch.int64)) for i in range(0, len(images), chunk))
 
 
+def stored_checksum(path: Path, nbytes: int, chunk: int = 1 << 22) -> int | None:
+    """`_checksum` of the uint8 tensor of `nbytes` bytes that `torch.save` stored in the file `path`, read
+    from the file in chunks (zip's own CRC is checked on the way); None when the file holds no such entry.
+
+    Reading the file instead of the tensor keeps a memory-mapped cache (see `load_mapped`) from touching
+    every page of the data: only the images a command really uses become resident."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if "/data/" in info.filename and info.file_size == nbytes and info.compress_type == zipfile.ZIP_STORED:
+                total = 0
+                with zf.open(info) as f:
+                    while block := f.read(chunk):
+                        total += int(np.frombuffer(block, np.uint8).sum(dtype=np.int64))
+                return total
+    return None
+
+
+def load_mapped(path: Path) -> dict:
+    """`torch.load` a cache file with its tensors memory-mapped (copy on write): pages are read when used."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def file_reader(path: Path, images: torch.Tensor) -> RawImages | None:
+    """A `RawImages` reading `images` (memory-mapped from the `torch.save` file `path`) straight from the
+    file, so `ImageSet.take` reads only the images asked for; None when the file's layout is not plain."""
+    offset = stored_tensor_offset(path, images.nbytes)
+    if offset is None or not images.is_contiguous():
+        return None
+    return RawImages(path, offset, images.shape[0], images.shape[-1])
+
+
 def _read_cache(path: Path, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Return cached (images, labels), or None when missing, unreadable or inconsistent."""
+    """Return cached (images, labels), or None when missing, unreadable or inconsistent.
+
+    The images stay memory-mapped from the file: a command that uses a few classes (a few-shot task)
+    reads only their pages, not the whole data set."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_mapped(path)
         images, labels = obj["images"], obj["labels"]
         ok = (
             obj.get("version") == GENERATOR_VERSION
             and images.dtype == torch.uint8
             and tuple(images.shape) == (n, 3, size, size)
+            and images.is_contiguous()
             and tuple(labels.shape) == (n,)
-            and _checksum(images) == obj.get("checksum")
+            and stored_checksum(path, images.nbytes) == obj.get("checksum")
         )
         return (images, labels) if ok else None
     except Exception:  # missing, truncated or corrupt: regenerate
@@ -291,11 +331,13 @@ def load_shapes(
     path = _cache_path(seed, n_per, image_size)
     t0 = time.perf_counter()
     found = _read_cache(path, n_per * NUM_CLASSES, image_size) if cache else None
+    reader = None
     if found is None:
         images, labels = generate_shapes(seed, n_per, image_size)
         cached = _write_cache(path, images, labels) if cache else False
     else:
         (images, labels), cached = found, True
+        reader = file_reader(path, images)
     meta = {
         "source": "shapes",
         "seed": seed,
@@ -307,4 +349,4 @@ def load_shapes(
         "cache_path": str(path) if cached else None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return ImageSet("shapes", images, labels, class_names(), default_split(), 0, meta)
+    return ImageSet("shapes", images, labels, class_names(), default_split(), 0, meta, reader=reader)

@@ -1,12 +1,21 @@
 """Data set sources and the single entry point `load_dataset`.
 
 Specs: "shapes" (embedded, generated), "cifar100" (torchvision files on disk), "folder:<path>"
-(ImageFolder layout: one sub-folder per class). Everything is returned as an in-memory `ImageSet`
-with uint8 images; problems with the input become `DataError` / `ConfigError` messages.
+(ImageFolder layout: one sub-folder per class). Everything is returned as an `ImageSet` with uint8
+images; problems with the input become `DataError` / `ConfigError` messages.
+
+Image size (`image_size`, the CLI's --img-size, default 32): every image is read at that size, made from
+its native resolution in one step (a folder's files are decoded straight to it, never through 32 px).
+Small sets are held in memory. A folder whose decoded images would take more than
+`STREAM_ABOVE_BYTES` is *streamed*: its labels are read from the file names, its images are decoded when
+first used and kept in a decoded-image cache on disk (see `learngene.data.stream`), so `data info`, a
+few-shot task or a DataLoader-fed training needs memory for what it uses, not for the data set.
+CIFAR-100 above 32 px stays 32 px in memory and is resized when read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import operator
@@ -18,10 +27,27 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from learngene.data.base import ClassSplit, ImageSet, derive_seed
-from learngene.data.shapes import DEFAULT_IMAGES_PER_CLASS, NUM_CLASSES, _checksum, cache_dir, load_shapes
+from learngene.data.shapes import (
+    DEFAULT_IMAGES_PER_CLASS,
+    NUM_CLASSES,
+    _checksum,
+    cache_dir,
+    file_reader,
+    load_mapped,
+    load_shapes,
+    stored_checksum,
+)
+from learngene.data.stream import (
+    FolderImages,
+    ResizedImages,
+    decode_image,
+    decoded_cache_dir,
+    image_header_ok,
+    resize_images,
+    stream_cache_root,
+)
 from learngene.errors import ConfigError, DataError
 
 DATASETS: dict[str, str] = {
@@ -29,8 +55,9 @@ DATASETS: dict[str, str] = {
     "32x32, 600 images per class, split 64 base / 16 open-world / 20 novel.",
     "cifar100": "CIFAR-100 train+test merged (600 images per class), split by class index "
     "0-63 base / 64-79 open-world / 80-99 novel; needs `cifar-100-python` under --data-root.",
-    "folder:<path>": "Your own images, one sub-folder per class (ImageFolder layout), resized to 32x32; "
-    "classes split by ratio (seeded) or by a split JSON file.",
+    "folder:<path>": "Your own images, one sub-folder per class (ImageFolder layout), centre-cropped and "
+    "resized to --img-size (default 32); large folders are streamed from disk; classes split by ratio "
+    "(seeded) or by a split JSON file.",
 }
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -41,6 +68,7 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 MAX_IMAGES_PER_CLASS = 10_000
 MAX_IMAGE_SIZE = 1_024  # side length in pixels
 MAX_DATASET_BYTES = 17_179_869_184  # 16 GiB: the uint8 pixels of a whole data set held in memory
+STREAM_ABOVE_BYTES = 134_217_728  # 128 MiB: a folder whose decoded images take more is streamed (see the module doc)
 
 
 def default_data_root() -> Path:
@@ -49,22 +77,6 @@ def default_data_root() -> Path:
         os.path.expanduser("~"), ".cache", "learngene", "data"
     )
     return Path(root)
-
-
-def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
-    """Resize uint8 (N, 3, H, W) to (N, 3, size, size) with antialiased bilinear interpolation.
-
-    Works in chunks of `chunk` images, so the float copies stay small next to the uint8 result.
-    """
-    if images.shape[-2:] == (size, size):
-        return images
-    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
-    for i in range(0, images.shape[0], chunk):
-        part = F.interpolate(
-            images[i : i + chunk].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-        out[i : i + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
-    return out
 
 
 # How check_request / check_memory name a setting in their messages: by its parameter name for a library
@@ -171,21 +183,7 @@ def load_cifar100(
     )
 
 
-def _decode(path: Path, size: int) -> torch.Tensor | None:
-    """Decode one image file to uint8 (3, size, size): centre-cropped square, bilinear resize."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        return None  # unreadable, or a decompression bomb: skipped and counted like any bad file
-    return data.view(size, size, 3).permute(2, 0, 1).contiguous()
+_decode = decode_image  # the name it had here before `learngene.data.stream`
 
 
 def _scan_folder(path: Path) -> dict[str, list[Path]]:
@@ -294,12 +292,14 @@ def _folder_key(root: Path, classes: dict[str, list[Path]], image_size: int,
 
 
 def _read_folder_cache(path: Path, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """(images, labels, skipped files) from a cache file, or None when missing or not consistent."""
+    """(images, labels, skipped files) from a cache file, or None when missing or not consistent. The
+    images stay memory-mapped from the file (checked against their checksum by reading the file)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_mapped(path)
         images, labels, bad = obj["images"], obj["labels"], list(obj["skipped"])
         ok = (obj.get("names") == names and images.dtype == torch.uint8 and images.ndim == 4
-              and labels.shape == (images.shape[0],) and obj.get("checksum") == _checksum(images))
+              and labels.shape == (images.shape[0],) and images.is_contiguous()
+              and obj.get("checksum") == stored_checksum(path, images.nbytes))
         return (images, labels, bad) if ok else None
     except Exception:  # missing, truncated, corrupt: decode again
         return None
@@ -328,26 +328,106 @@ def _write_folder_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, 
         pass
 
 
+INDEX_VERSION = 1  # bump when the streamed-folder index changes what it records
+INDEX_ENTRIES = 16  # streamed-folder indexes kept in the cache
+
+
+def _read_index(path: Path, names: list[str]) -> tuple[list[str], list[int], list[str]] | None:
+    try:
+        obj = json.loads(path.read_text())
+        ok = (obj.get("version") == INDEX_VERSION and obj.get("names") == names
+              and len(obj["files"]) == len(obj["labels"]))
+        return (list(obj["files"]), [int(c) for c in obj["labels"]], list(obj["skipped"])) if ok else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _write_index(path: Path, names: list[str], files: list[str], labels: list[int], bad: list[str]) -> None:
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": INDEX_VERSION, "names": names, "files": files, "labels": labels,
+                       "skipped": bad}, f)
+        os.replace(tmp, path)
+        entries = sorted(path.parent.glob("*.index.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[INDEX_ENTRIES:]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size: int,
+                          images_per_class: int | None, cache: bool) -> ImageSet:
+    """The streamed form of `load_folder`: labels and file list now (each file's header checked, so an
+    unreadable file is skipped and counted as in memory), pixels when first used."""
+    names = list(classes)
+    key = _folder_key(root, classes, 0, images_per_class) if cache else None
+    index_file = stream_cache_root() / f"{key}.index.json" if key else None
+    found = _read_index(index_file, names) if index_file is not None and index_file.is_file() else None
+    if found is not None:
+        files, labels, bad = found
+        with contextlib.suppress(OSError):
+            os.utime(index_file)
+    else:
+        files, labels, bad = [], [], []
+        for c, paths in enumerate(classes.values()):
+            kept = 0
+            for f in paths:
+                if images_per_class is not None and kept >= images_per_class:
+                    break
+                rel = f.relative_to(root).as_posix()
+                if image_header_ok(f):
+                    files.append(rel)
+                    labels.append(c)
+                    kept += 1
+                else:
+                    bad.append(rel)
+        if index_file is not None:
+            _write_index(index_file, names, files, labels, bad)
+    if not files:
+        raise DataError(f"none of the image files under {root} could be opened ({len(bad)} tried)")
+    decoded = decoded_cache_dir(key, image_size, len(files)) if key else None
+    images = FolderImages(root, files, image_size, decoded)
+    placeholder = ClassSplit((0,), (0,), (0,))
+    meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None,
+            "streamed": True, "decoded_cache": str(decoded) if decoded else None}
+    return ImageSet(f"folder:{root.name}", images, torch.tensor(labels, dtype=torch.long), names, placeholder,
+                    len(bad), meta)
+
+
 def load_folder(
-    path: str | os.PathLike, image_size: int = 32, images_per_class: int | None = None, cache: bool = True
+    path: str | os.PathLike, image_size: int = 32, images_per_class: int | None = None, cache: bool = True,
+    stream: bool | None = None,
 ) -> ImageSet:
     """Read an ImageFolder tree; undecodable files (decompression bombs included) are skipped and counted.
 
-    The decoded set is cached under `$LEARNGENE_CACHE/folders/` (default ~/.cache/learngene), keyed by
-    the folder's path and every file's name, size and modification time, so the next command that reads
-    the same unchanged folder skips decoding. The class split is set by the caller.
+    Every file is centre-cropped and resized from its native resolution to `image_size` in one step.
+    In memory (`stream` False, or None and the decoded set at most `STREAM_ABOVE_BYTES`): the decoded set
+    is cached under `$LEARNGENE_CACHE/shapes/folders/` (default ~/.cache/learngene), keyed by the folder's
+    path and every file's name, size and modification time, so the next command that reads the same
+    unchanged folder skips decoding. Streamed (`stream` True, or None and larger): the images are a
+    `FolderImages`, decoded when used (see the module doc). The class split is set by the caller.
     """
     check_request(images_per_class, image_size)
     root = Path(path).expanduser()
     classes = _scan_folder(root)
-    check_memory(sum(len(f) if images_per_class is None else min(len(f), images_per_class)
-                     for f in classes.values()), image_size)
+    n_images = sum(len(f) if images_per_class is None else min(len(f), images_per_class) for f in classes.values())
+    if stream is None:
+        stream = n_images * 3 * image_size * image_size > STREAM_ABOVE_BYTES
+    if stream:
+        return _load_folder_streamed(root, classes, image_size, images_per_class, cache)
+    check_memory(n_images, image_size)
     names = list(classes)
     key = _folder_key(root, classes, image_size, images_per_class) if cache else None
     cache_file = cache_dir() / "folders" / f"{key}.pt" if key else None
     found = _read_folder_cache(cache_file, names) if cache_file is not None and cache_file.is_file() else None
+    reader = None
     if found is not None:
         stacked, label_t, bad = found
+        reader = file_reader(cache_file, stacked)
     else:
         images, labels, bad = [], [], []
         for c, files in enumerate(classes.values()):
@@ -369,7 +449,7 @@ def load_folder(
             _write_folder_cache(cache_file, stacked, label_t, names, bad)
     placeholder = ClassSplit((0,), (0,), (0,))
     meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None}
-    return ImageSet(f"folder:{root.name}", stacked, label_t, names, placeholder, len(bad), meta)
+    return ImageSet(f"folder:{root.name}", stacked, label_t, names, placeholder, len(bad), meta, reader=reader)
 
 
 def load_dataset(
@@ -383,6 +463,7 @@ def load_dataset(
     split_ratio: Sequence[float] = (0.64, 0.16, 0.20),
     image_size: int = 32,
     cache: bool = True,
+    stream: bool | None = None,
 ) -> ImageSet:
     """Load a data set by spec: "shapes", "cifar100" or "folder:<path>" (see `DATASETS`).
 
@@ -395,9 +476,13 @@ def load_dataset(
             (at most `MAX_IMAGES_PER_CLASS`).
         split_file: JSON {"base": [names], "open_world": [names], "novel": [names]} overriding the split.
         split_ratio: base / open / novel fractions for "folder:" without a split file.
-        image_size: side length for "shapes" and "folder:" (CIFAR is resized if it differs from 32);
-            at most `MAX_IMAGE_SIZE`, and all images together at most `MAX_DATASET_BYTES`.
-        cache: read/write the generated ("shapes") or decoded ("folder:") tensors in the cache folder.
+        image_size: side length of every image (the CLI's --img-size), made from each image's native
+            resolution: generated at it ("shapes"), decoded to it ("folder:"), CIFAR's 32 px resized to it
+            (when read, for sizes above 32). At most `MAX_IMAGE_SIZE`; the images held in memory at most
+            `MAX_DATASET_BYTES`.
+        cache: read/write the generated ("shapes") or decoded ("folder:") images in the cache folder.
+        stream: "folder:" only: stream the images from disk (True), hold them in memory (False), or
+            decide by size (None: streamed above `STREAM_ABOVE_BYTES`); see the module doc.
     """
     check_request(images_per_class, image_size)
     kind = spec.strip()
@@ -405,12 +490,17 @@ def load_dataset(
         check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
         ds = load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
     elif kind.lower() in ("cifar100", "cifar-100"):
-        check_memory(100 * min(600, images_per_class or 600), image_size)
+        native = 32
+        check_memory(100 * min(600, images_per_class or 600), min(image_size, native))
         ds = load_cifar100(root=root, download=download, images_per_class=images_per_class)
-        ds.images = resize_images(ds.images, image_size)
+        if image_size > native:  # kept at 32 px in memory, resized when read
+            ds.images = ResizedImages(ds.images, image_size)
+            ds.meta["streamed"] = True
+        else:
+            ds.images = resize_images(ds.images, image_size)
     elif kind.lower().startswith("folder:") and kind[7:].strip():
         ds = load_folder(kind[7:].strip(), image_size=image_size, images_per_class=images_per_class,
-                         cache=cache)
+                         cache=cache, stream=stream)
         if split_file is None:
             ds.split = ratio_split(ds.num_classes, split_ratio, seed)
     else:

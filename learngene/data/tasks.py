@@ -9,7 +9,9 @@ test (query) set is the rest of the permutation after the first `reserve` images
 600 images per class the test set is identical for every K <= 20 (images 20.. of the permutation).
 
 `sample_tasks` is lazy: it checks every task up front (without gathering images) and builds each
-one only when it is reached, so memory does not grow with the number of tasks.
+one only when it is reached, so memory does not grow with the number of tasks. A task reads only its
+own images (`ImageSet.take`): from the cache file of the embedded data set, or decoded on demand from a
+streamed folder, so a worker's memory does not grow with the data set either.
 """
 
 from __future__ import annotations
@@ -132,9 +134,9 @@ def sample_task(
     train_index, test_index = torch.cat(support), torch.cat(query)
     return Task(
         classes=chosen,
-        train_x=ds.images[train_index],
+        train_x=ds.take(train_index),  # reads only the task's images (a streamed set decodes just these)
         train_y=torch.arange(n_way).repeat_interleave(k_shot),
-        test_x=ds.images[test_index],
+        test_x=ds.take(test_index),
         test_y=torch.cat(query_y),
         n_way=n_way,
         k_shot=k_shot,
