@@ -25,7 +25,9 @@ from learngene.text import printable
 
 CONFIG_COLUMNS = ["ancestry", "layers", "placement", "lr", "wd", "K", "epochs", "tasks", "device"]
 RESULT_COLUMNS = ["learngene acc", "baseline acc", "gain", "speed-up", "wall s", "state"]
-COLUMNS = ["run", "name", "kind", "tags", *CONFIG_COLUMNS, *RESULT_COLUMNS, "grid", "reason", "note", "created"]
+# What a person reads first leads: the name, the state and the results; then the settings; the id last.
+COLUMNS = ["name", "state", *RESULT_COLUMNS[:-1], *CONFIG_COLUMNS, "kind", "tags", "grid", "reason", "note", "created",
+           "run"]
 # Settings that can go on the scatter's x axis (numbers; "layers" as the count of inherited layers).
 SCATTER_X = {"lr": "learning rate", "wd": "weight decay", "K": "K (shots per class)", "epochs": "epochs",
              "tasks": "tasks", "n layers": "inherited layers", "speed-up": "speed-up to target"}

@@ -17,6 +17,7 @@ from app import widgets  # noqa: E402
 PAGES = [  # (file, title, icon)
     ("home.py", "Home", ":material/home:"),
     ("ancestry.py", "Ancestry", ":material/account_tree:"),
+    ("data.py", "Data", ":material/photo_library:"),
     ("similarity.py", "Similarity", ":material/grid_on:"),
     ("learngene.py", "Learngene", ":material/genetics:"),
     ("train.py", "Train", ":material/monitoring:"),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import config, figures, history, live, pipeline, resources, runs_ui, state, widgets
+from app import config, figures, history, live, pipeline, resources, results_ui, runs_ui, state, widgets
 from learngene.jobs import STATES
 
 st.title("Runs")
@@ -81,8 +81,8 @@ with widgets.error_box("runs"):
                    "them.")
         st.stop()
 
-    overlay, sweeps, study, annotate, details, manage = st.tabs(
-        ["Overlay", "Sweeps", "Study", "Name, tags, note", "Details", "Delete"])
+    overlay, predictions, sweeps, study, annotate, details, manage = st.tabs(
+        ["Overlay", "Predictions", "Sweeps", "Study", "Name, tags, note", "Details", "Delete"])
     with overlay:
         if any(i.live for i in picked):
             live.watch_ui([i.run_id for i in picked], key="runs-live", summary=False)
@@ -99,6 +99,15 @@ with widgets.error_box("runs"):
         if st.button("Watch these on the Train page", key="runs-watch"):
             state.update(watched=[i.run_id for i in picked if i.spec.kind == "train"][:4])
             st.switch_page(config.ROOT / "pages" / "train.py")
+
+    with predictions:
+        done = [i for i in picked if i.spec.kind == "train" and results_ui.has_predictions(i)]
+        if not done:
+            st.caption("Select a finished **train** run to see its support set, confusion matrices and test images "
+                       "with both models' predictions.")
+        for info in done:
+            st.markdown(f"**{runs_ui.labels(picked)[info.run_id]}** · {info.run_id}")
+            results_ui.predictions_ui(info, key=f"pred-{info.run_id}")
 
     with sweeps:
         found = [(i, history.sweep_summary(i)) for i in picked if i.spec.kind == "sweep"]

@@ -129,3 +129,69 @@ def test_gain_scatter_against_a_setting(studio, two_trains):
     at.segmented_control(key="runs-scatter-x").set_value("epochs").run()
     assert chart(at, "runs-scatter")["layout"]["xaxis"]["title"]["text"] == "epochs"
     assert saved_state(studio)["ui"]["runs-scatter-x"] == "epochs"
+
+
+# ------------------------------------------------------------------ 9. the data and the result
+
+
+def test_data_page_shows_each_part_and_one_tasks_support_set(studio):
+    from learngene.data import sample_task
+    from learngene.data.binding import bound_of_card, load_bound
+    from learngene.models import read_card
+
+    at = open_page("data")
+    assert not at.error, [e.value for e in at.error]
+    images = at.get("image")
+    assert len(images) == 4, "a grid per part (base, open-world, novel) and the support set"
+    assert [t.label.split(" (")[0] for t in at.tabs] == ["base", "open-world", "novel"]
+    at.number_input(key="data-nway").set_value(3)
+    at.number_input(key="data-kshot").set_value(4)
+    at.number_input(key="data-task").set_value(1).run()
+    ancestry = Path(saved_state(studio)["ancestry"] or __import__("os").environ["LEARNGENE_ANCESTRY"])
+    ds, _ = load_bound(None, bound_of_card(read_card(ancestry), ancestry))
+    task = sample_task(ds, "novel", 3, 4, 0, index=1)
+    words = [c.value for c in at.caption if c.value.startswith("Task 1 ")]
+    assert words and "3 classes × 4 training images" in words[0]
+    assert all(ds.class_names[k] in words[0] for k in task.classes), "the classes train's task 1 would use"
+    at.number_input(key="data-nway").set_value(0).run()
+    assert any("N-way must be at least 2" in c.value for c in at.caption), "an invalid N-way says why"
+
+
+def prediction_outputs(folder: Path) -> dict:
+    """predictions.json of a 2-way task with 3 test images per class, and its PNG strips (solid colours)."""
+    import numpy as np
+    from PIL import Image
+
+    labels = [0, 0, 0, 1, 1, 1]
+    task = {"task": 0, "classes": [7, 9], "class_names": ["circle", "star"], "n_way": 2, "k_shot": 2,
+            "labels": labels, "predictions": {"learngene": [0, 0, 1, 1, 1, 1], "baseline": [1, 1, 1, 1, 1, 0]},
+            "diverged": {"learngene": False, "baseline": False}, "support_image": "support-task0.png",
+            "support_labels": [0, 0, 1, 1], "test_image": "test-task0.png", "samples": [0, 1, 2, 3, 4, 5],
+            "image_size": 8}
+    for name, n in (("support-task0.png", 4), ("test-task0.png", 6)):
+        strip = np.concatenate([np.full((8, 8, 3), 40 * i, dtype=np.uint8) for i in range(n)], axis=1)
+        Image.fromarray(strip).save(folder / name)
+    return {"tasks": [task]}
+
+
+def test_a_finished_runs_confusion_matrices_and_predicted_test_images(studio):
+    from learngene.jobs import JobManager
+
+    (run_id,) = make_runs(studio, {"kind": "train", "name": "predicted", "outputs": {"summary.json": train_output(1e-3, 0.2)}})
+    out = JobManager(studio).run_dir(run_id) / "outputs"
+    (out / "predictions.json").write_text(json.dumps(prediction_outputs(out)))
+    at = open_page("runs")
+    at.multiselect(key="runs-pick").set_value([run_id]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    fig = chart(at, f"pred-{run_id}-confusion")
+    z = {tr["xaxis"]: values(tr["z"]) for tr in fig["data"]}
+    assert z["x"] == [2, 1, 0, 3] and z["x2"] == [0, 3, 1, 2], "rows true, columns predicted"
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert "learngene descendant: 83% right" in titles and "random-init baseline: 33% right" in titles
+    grid = chart(at, f"pred-{run_id}-predictions")
+    texts = [a["text"] for a in grid["layout"]["annotations"]]
+    assert len(texts) == 6 and texts[2].startswith("<b>circle</b>")
+    assert "color:#c62828'>LG: star" in texts[2] and "color:#1b7f3b'>LG: circle" in texts[0], "wrong red, right green"
+    assert any("support set (2 training images per class)" in c.value for c in at.caption)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels.count("Figure as PNG") >= 2

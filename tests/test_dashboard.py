@@ -77,3 +77,44 @@ def test_row_settings_from_the_command_line_and_the_recorded_config(tmp_path):
     odd = fake_run(tmp_path / "o", ["selftest"], tags={"layers": [1, 2], "ancestry": "/x/y.safetensors", "lr": 0.02})
     row = dashboard.settings(odd)
     assert (row["layers"], row["ancestry"], row["lr"]) == ("1,2", "y", 0.02), "the starting page's tags fill in"
+
+
+# ------------------------------------------------------------------ 9. what the models predicted
+
+
+@pytest.fixture(scope="module")
+def small_ancestry(tmp_path_factory) -> Path:
+    from learngene.data.shapes import default_split
+    from learngene.models import ModelCard, create_model, save_checkpoint
+
+    model = create_model("lg_vit_tiny", num_classes=64, depth=2)
+    card = ModelCard(spec=model.lg_spec, dataset="shapes", split=default_split().to_dict(), epochs=0)
+    return Path(save_checkpoint(model, tmp_path_factory.mktemp("anc") / "small.safetensors", card))
+
+
+def test_train_writes_each_models_test_predictions_and_the_task_images(tmp_path, small_ancestry):
+    import numpy as np
+    from PIL import Image
+
+    from learngene.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--ancestry", str(small_ancestry), "--layers", "0", "--n-way", "3", "--k-shot", "4",
+                 "--tasks", "2", "--images-per-class", "30", "--test-per-class", "7", "--epochs", "2",
+                 "--batch-size", "6", "--device", "cpu", "--run-dir", str(run)]) == 0
+    out = run / "outputs"
+    preds = json.loads((out / "predictions.json").read_text())["tasks"]
+    pairs = json.loads((out / "summary.json").read_text())["pairs"]
+    assert [t["task"] for t in preds] == [0, 1]
+    for task, pair in zip(preds, pairs, strict=True):
+        assert task["classes"] == pair["classes"] and len(task["class_names"]) == 3
+        assert len(task["labels"]) == 21 and sorted(set(task["labels"])) == [0, 1, 2]
+        for role in ("learngene", "baseline"):
+            said = task["predictions"][role]
+            assert len(said) == 21 and set(said) <= {0, 1, 2}
+            acc = float(np.mean(np.array(said) == np.array(task["labels"])))
+            assert acc == pytest.approx(pair[role]["final_acc"]), "the predictions are those the final accuracy scored"
+        support = Image.open(out / task["support_image"])
+        assert support.size == (12 * 32, 32) and task["support_labels"] == [0] * 4 + [1] * 4 + [2] * 4
+        test = Image.open(out / task["test_image"])
+        assert test.size == (len(task["samples"]) * 32, 32) and len(task["samples"]) == 18  # 6 of each class

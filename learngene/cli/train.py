@@ -166,6 +166,62 @@ def model_saver(folder: str | None, recipe, cfg, dataset: str, command: str):
     return save
 
 
+PREDICTIONS_FILE = "predictions.json"
+SAMPLES_PER_CLASS = 6  # test images per class kept as pictures beside the predictions
+
+
+class PredictionLog:
+    """`outputs/predictions.json`: per task, its classes, the test labels and every trained model's predicted
+    labels (a confusion matrix needs nothing more), plus two PNG strips beside it: the task's support images
+    (`support-task<i>.png`) and the first few test images of each class (`test-task<i>.png`, positions in
+    `samples`), so the run folder alone can show what the models saw and said. Cheap: one forward pass over
+    the test set per model, a few kilobytes of images per task."""
+
+    def __init__(self, folder, class_names: list[str]):
+        self.folder, self.class_names = folder, list(class_names)
+        self.tasks: list[dict[str, Any]] = []
+
+    def trained(self, task, role: str, model, result) -> None:
+        from learngene.descend.compare import predict
+
+        if not self.tasks or self.tasks[-1]["task"] != task.index:
+            self.tasks.append(self._task(task))
+        entry = self.tasks[-1]
+        entry["predictions"][role] = predict(model, task.test_x).tolist()
+        entry["diverged"][role] = bool(result.diverged)
+
+    def _task(self, task) -> dict[str, Any]:
+        import torch
+
+        labels = task.test_y.tolist()
+        samples = [i for c in range(task.n_way) for i in [j for j, y in enumerate(labels) if y == c][:SAMPLES_PER_CLASS]]
+        for name, images in ((f"support-task{task.index}.png", task.train_x),
+                             (f"test-task{task.index}.png", task.test_x[torch.tensor(samples, dtype=torch.long)])):
+            save_strip(images, self.folder / name)
+        return {"task": task.index, "classes": list(task.classes),
+                "class_names": [self.class_names[c] for c in task.classes], "n_way": task.n_way,
+                "k_shot": task.k_shot, "labels": labels, "predictions": {}, "diverged": {},
+                "support_image": f"support-task{task.index}.png", "support_labels": task.train_y.tolist(),
+                "test_image": f"test-task{task.index}.png", "samples": samples,
+                "image_size": int(task.test_x.shape[-1])}
+
+    def write(self) -> None:
+        atomic_write_json(self.folder / PREDICTIONS_FILE, {"tasks": self.tasks})
+
+
+def save_strip(images, path) -> None:
+    """uint8 images (N, 3, H, W) side by side in one PNG (N * W pixels wide); nothing for N = 0."""
+    import torch
+    from PIL import Image
+
+    if len(images) == 0:
+        return
+    strip = torch.cat(list(images.cpu()), dim=2)  # (3, H, N * W)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(strip.permute(1, 2, 0).contiguous().numpy()).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
 def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list[str] | None, str, Any]:
     """(source, recipe, layer names, description, bound split) from --learngene or --ancestry + layer choice.
 
@@ -252,11 +308,20 @@ def run(args: argparse.Namespace) -> int:
     with Reporter(args.run_dir, total=(2 + args.strong_baseline) * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
         save = model_saver(args.save_models, recipe, cfg, ds.name, config["command"])
-        pairs = [train_pair(recipe, source, t, cfg, rep, seed=cfg.seed,  # tasks are built one at a time
-                            on_trained=None if save is None else
-                            (lambda role, m, res, i=t.index: save(i, role, m, res)),
-                            strong_factor=args.strong_baseline)
-                 for t in tasks]
+        preds = None if rep.outputs_dir is None else PredictionLog(rep.outputs_dir, ds.class_names)
+
+        def on_trained(task, role, model, result) -> None:
+            if preds is not None:
+                preds.trained(task, role, model, result)
+            if save is not None:  # moves the model to the CPU: after the predictions
+                save(task.index, role, model, result)
+
+        pairs = []
+        for t in tasks:  # tasks are built one at a time
+            pairs.append(train_pair(recipe, source, t, cfg, rep, seed=cfg.seed, strong_factor=args.strong_baseline,
+                                    on_trained=lambda role, m, res, t=t: on_trained(t, role, m, res)))
+            if preds is not None:
+                preds.write()
         summary = summarize_pairs(pairs, args.target_acc)
         strong = summarize_strong_baseline(pairs)
         if strong is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from learngene.data import Task
@@ -132,6 +133,20 @@ def train_one(model: nn.Module, cfg: TrainConfig, task: Task,
     except DivergedError:
         diverged = True
     return RunResult(role, trainer.history, diverged, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """int64 (N,) predicted task labels of uint8 images `x` (N, 3, H, W), as `evaluate` scores them."""
+    from learngene.data import normalize
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model(normalize(x[i:i + batch_size].to(device))).float().argmax(1).cpu()
+           for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def build_pair(recipe: Recipe, source: Source, n_way: int, seed: int) -> tuple[nn.Module, nn.Module]:
