@@ -85,7 +85,17 @@ def save_file(state: StudioState) -> None:
         st.toast(f"could not save the studio state: {messages.plain(exc, 120)}")
 
 
-# --- URL: ancestry=<path>, layers=0,1,7, sim=<run id>, watch=<id>,<id>
+# --- URL: ancestry=<path>, layers=0,1,7, sim=<run id>, watch=<id>,<id> (the Train page's runs),
+# runs=<id>,<id> (the runs selected on the Runs page); the page itself is the URL's path (/train, /runs).
+RUNS_PICK = "runs-pick"  # the Runs page's selection, kept in `ui` under its widget key
+RUNS_FILTERS = ("runs-kinds", "runs-states", "runs-tags", "runs-text")
+QUERY_KEYS = ("ancestry", "layers", "sim", "watch", "runs")
+
+
+def _run_ids(text: str) -> list[str]:
+    from learngene.jobs.runs import is_run_id
+
+    return list(dict.fromkeys(w.strip() for w in str(text).split(",") if is_run_id(w.strip())))
 
 
 def parse_layers(text: str) -> list[int]:
@@ -107,6 +117,9 @@ def _from_query(state: StudioState, params: Any) -> StudioState:
         state.similarity_run = str(params["sim"])
     if params.get("watch"):
         state.watched = [w for w in str(params["watch"]).split(",") if w]
+    if params.get("runs"):  # a link to runs shows them: the Runs page's filters must not hide them
+        ui = {k: v for k, v in state.ui.items() if k not in RUNS_FILTERS}
+        state.ui = {**ui, RUNS_PICK: _run_ids(params["runs"])}
     return state
 
 
@@ -118,12 +131,15 @@ def _to_query(state: StudioState) -> dict[str, str]:
         q["sim"] = state.similarity_run
     if state.watched:
         q["watch"] = ",".join(state.watched)
+    picked = state.ui.get(RUNS_PICK)
+    if isinstance(picked, list) and picked:
+        q["runs"] = ",".join(map(str, picked))
     return q
 
 
 def _sync_query(state: StudioState) -> None:
     want = _to_query(state)
-    for key in ("ancestry", "layers", "sim", "watch"):
+    for key in QUERY_KEYS:
         if key in want:
             if st.query_params.get(key) != want[key]:
                 st.query_params[key] = want[key]

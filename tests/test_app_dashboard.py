@@ -195,3 +195,27 @@ def test_a_finished_runs_confusion_matrices_and_predicted_test_images(studio):
     assert any("support set (2 training images per class)" in c.value for c in at.caption)
     labels = [b.label for b in at.get("download_button")]
     assert labels.count("Figure as PNG") >= 2
+
+
+# ------------------------------------------------------------------ 10. links that reopen the same view
+
+
+def test_a_link_names_the_runs_shown_and_reopens_them(studio, two_trains):
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs")
+    at.multiselect(key="runs-kinds").set_value(["sweep"]).run()  # a filter that hides both runs
+    at.multiselect(key="runs-kinds").set_value([]).run()
+    at.multiselect(key="runs-pick").set_value([a]).run()
+    assert at.query_params["runs"] in ([a], a), "the selection is in the URL"
+    at.multiselect(key="runs-kinds").set_value(["sweep"]).run()
+    # a link opened in a new session (another browser): the runs it names, even past a remembered filter
+    shared = open_page("runs", runs=f"{a},{b},not-a-run")
+    assert not shared.exception and not shared.error, [e.value for e in shared.error]
+    assert shared.multiselect(key="runs-pick").value == [a, b]
+    assert shared.multiselect(key="runs-kinds").value == []
+    legend = {t["name"] for t in chart(shared, "runs-overlay")["data"]}
+    assert len({n.split(" · ")[-1] for n in legend}) >= 2 and len(legend) >= 4, legend
+    # the Train page's link names the runs on its chart
+    train = open_page("train", watch=b)
+    assert train.multiselect(key="train-watch").value == [b]
+    assert train.query_params["watch"] in ([b], b)
