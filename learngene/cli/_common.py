@@ -52,6 +52,11 @@ def add_data(p: argparse.ArgumentParser, images_per_class: bool = False, ancestr
                    help="horizontal-flip augmentation; off for data where a mirror image is another class "
                         "(letters, digits). auto: on for shapes and cifar100, off for folders"
                         + (", or the ancestry card's setting" if ancestry else "") + " (default: auto)")
+    g.add_argument("--img-size", dest="img_size", type=int, default=None, metavar="PX",
+                   help="image side length in pixels, made from each image's native resolution (cifar100 and "
+                        "folder: data; 224 for timm's *_224 models; at most "
+                        f"{source_constant('data.sources', 'MAX_IMAGE_SIZE')})"
+                        + (" (default: the ancestry's input size, else 32)" if ancestry else " (default: 32)"))
     if images_per_class:
         g.add_argument("--images-per-class", type=int, default=None,
                        help="use only this many images per class (generated for shapes, the first N of "
@@ -61,17 +66,21 @@ def add_data(p: argparse.ArgumentParser, images_per_class: bool = False, ancestr
 def load_data(args: argparse.Namespace, bound=None, say=print):
     """Load the data set the options name, under the split the ancestry binds (see `learngene.data.binding`).
 
-    `bound`: the ancestry's (or learngene file's) `Bound` split record, or None. Sets
-    ``ds.meta["flip"]`` from --flip and prints one line saying which split is used.
+    `bound`: the ancestry's (or learngene file's) `Bound` split record, or None; it also fixes the image
+    size (--img-size: default the ancestry's). Sets ``ds.meta["flip"]`` from --flip and prints one line
+    saying which split is used.
     """
     from learngene.data.binding import load_bound
     from learngene.data.sources import option_names
 
     typed = {"images_per_class": "--images-per-class"} if hasattr(args, "images_per_class") else {}
+    if hasattr(args, "img_size"):
+        typed["image_size"] = "--img-size"
     with option_names(**typed):  # a bound's message names the option this command has
         ds, line = load_bound(args.dataset, bound, root=args.data_root, download=args.download,
                               data_seed=args.data_seed, split_file=args.split_file,
-                              images_per_class=getattr(args, "images_per_class", None), flip=args.flip_mode)
+                              images_per_class=getattr(args, "images_per_class", None), flip=args.flip_mode,
+                              image_size=getattr(args, "img_size", None))
     say(line)
     return ds
 

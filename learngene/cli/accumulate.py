@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None,
                    help="checkpoint path (.safetensors); default: <run>/outputs/ancestry.safetensors "
                         "in a job, else ./ancestry.safetensors")
+    p.add_argument("--pretrained", action="store_true",
+                   help="start from timm's published weights of --arch (e.g. deit_tiny_patch16_224, resnet18; "
+                        "downloads them, so it needs the network or timm's cache) with a new head; without it "
+                        "the weights are random")
     p.add_argument("--holdout-per-class", type=int, default=100,
                    help="base-class images per class held out to measure accuracy (default: 100)")
     add_data(p, images_per_class=True, ancestry=False)
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir:
         output_dir(args.run_dir, "--run-dir")
     check_backend_options(args)
+    if args.pretrained and args.backend == "ray":
+        raise ConfigError("--pretrained is not available with --backend ray yet; use the local backend")
     set_cpu_threads(args, cfg.device)
     ds = load_data(args)
     cfg = train_config(args, ds)
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             with RayBackend(args.ray_address, num_cpus=max(1, args.threads or 1), log=rep.write) as backend:
                 path, card = accumulate_ray(ds, args.arch, cfg, out, workers=args.workers, backend=backend, **options)
         else:
-            path, card = accumulate(ds, args.arch, cfg, out, **options)
+            path, card = accumulate(ds, args.arch, cfg, out, pretrained=args.pretrained, **options)
         rep.metric({"kind": "result", "checkpoint": str(path), "base_accuracy": card.base_accuracy})
     print(f"saved {path} (held-out base-class accuracy {card.base_accuracy:.3f})")
     print(f"model card: {Path(path).with_suffix('.json')}")

@@ -33,8 +33,10 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         help=f"use at most this many images per class (at most {MAX_IMAGES_PER_CLASS}; the whole data set "
         f"at most {MAX_DATASET_BYTES // 2**30} GiB of pixels)",
     )
-    p.add_argument("--image-size", type=int, default=32,
-                   help=f"side length in pixels (default 32, from 4 to {MAX_IMAGE_SIZE})")
+    p.add_argument("--img-size", dest="img_size", type=int, default=None, metavar="PX",
+                   help="side length in pixels, made from each image's native resolution (default 32, from 4 to "
+                        f"{MAX_IMAGE_SIZE}); a large folder is streamed, so `info` reads no pixels")
+    p.add_argument("--image-size", dest="image_size", type=int, default=None, help=argparse.SUPPRESS)  # older name
     p.add_argument(
         "--split-file", default=None, help='JSON {"base": [names], "open_world": [...], "novel": [...]}'
     )
@@ -62,7 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> ImageSet:
-    with option_names(images_per_class="--images-per-class", image_size="--image-size"):  # as typed
+    if args.img_size is not None and args.image_size is not None and args.img_size != args.image_size:
+        raise ConfigError(f"--img-size {args.img_size} and --image-size {args.image_size} disagree; give one")
+    typed = "--image-size" if args.image_size is not None and args.img_size is None else "--img-size"
+    size = args.img_size if args.img_size is not None else args.image_size if args.image_size is not None else 32
+    with option_names(images_per_class="--images-per-class", image_size=typed):  # as typed
         return load_dataset(
             args.dataset,
             root=args.data_root,
@@ -70,7 +76,7 @@ def _load(args: argparse.Namespace) -> ImageSet:
             download=args.download,
             images_per_class=args.images_per_class,
             split_file=args.split_file,
-            image_size=args.image_size,
+            image_size=size,
         )
 
 
@@ -90,7 +96,8 @@ def _info(ds: ImageSet) -> dict[str, Any]:
 def _print_info(info: dict[str, Any]) -> None:
     s = info["split_sizes"]
     print(f"data set     {info['name']}")
-    print(f"images       {info['num_images']}  ({info['image_size']}x{info['image_size']} RGB)")
+    how = ", streamed from disk" if info.get("streamed") else ""
+    print(f"images       {info['num_images']}  ({info['image_size']}x{info['image_size']} RGB{how})")
     print(
         f"classes      {info['num_classes']}  (base {s['base']} / open-world {s['open']} / novel {s['novel']})"
     )

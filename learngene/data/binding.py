@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from learngene.data.base import ClassSplit, ImageSet
-from learngene.errors import DataError
+from learngene.errors import ConfigError, DataError
 
 _PARTS = ("base", "open_world", "novel")
 _SHOW = 6  # class names shown in a message
@@ -35,7 +35,8 @@ def split_record(ds: ImageSet, *, spec: str, seed: int, split_file: str | None =
     """
     ids = ds.split.to_dict()
     rec: dict[str, Any] = {**ids, "names": {p: [ds.class_names[c] for c in ids[p]] for p in _PARTS},
-                           "dataset": ds.name, "spec": spec, "data_seed": int(seed), "split_file": split_file}
+                           "dataset": ds.name, "spec": spec, "data_seed": int(seed), "split_file": split_file,
+                           "image_size": ds.image_size}
     if flip is not None:
         rec["flip"] = bool(flip)
     return rec
@@ -53,6 +54,7 @@ class Bound:
     ids: ClassSplit | None
     names: dict[str, tuple[str, ...]] | None
     flip: bool | None
+    image_size: int | None = None  # the side length its models take (the data is loaded at it)
 
     @property
     def known(self) -> bool:
@@ -72,7 +74,9 @@ def bound_of(record: Mapping[str, Any] | None, dataset: str, origin: str) -> Bou
     if isinstance(raw, Mapping) and all(isinstance(raw.get(p), list) for p in _PARTS):
         names = {p: tuple(str(n) for n in raw[p]) for p in _PARTS}
     seed = rec.get("data_seed")
-    return Bound(origin=origin, dataset=str(rec.get("dataset") or dataset or ""),
+    size = rec.get("image_size")
+    return Bound(image_size=size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None,
+                 origin=origin, dataset=str(rec.get("dataset") or dataset or ""),
                  spec=rec.get("spec") if isinstance(rec.get("spec"), str) else None,
                  data_seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
                  split_file=rec.get("split_file") if isinstance(rec.get("split_file"), str) else None,
@@ -153,6 +157,9 @@ def card_split_record(card: Any) -> dict[str, Any]:
     """A card's split record, completed from its `data_meta` for round-1 cards (spec, seed, dataset)."""
     record = dict(card.split or {})
     record.setdefault("dataset", card.dataset)
+    size = getattr(getattr(card, "spec", None), "img_size", None)
+    if isinstance(size, int) and size > 0:
+        record.setdefault("image_size", size)  # the models' input size, which the data must match
     if "spec" not in record:
         meta = card.extra.get("data_meta") if isinstance(card.extra, Mapping) else None
         if isinstance(meta, Mapping) and isinstance(meta.get("spec"), str):
@@ -177,17 +184,25 @@ def resolve_flip(mode: str, ds: ImageSet, bound: Bound | None = None) -> bool:
 
 def load_bound(spec: str | None, bound: Bound | None = None, *, root: str | None = None, download: bool = False,
                data_seed: int | None = None, split_file: str | None = None, images_per_class: int | None = None,
-               flip: str = "auto") -> tuple[ImageSet, str]:
+               flip: str = "auto", image_size: int | None = None) -> tuple[ImageSet, str]:
     """Load a data set for a model made from an ancestry, under the split the ancestry binds.
 
     `spec`, `data_seed` and `split_file` default (None) to the ancestry's record, else "shapes" and 0;
-    giving `data_seed` or `split_file` asks for that split, which `bind_split` then checks. Sets
-    ``ds.meta["flip"]`` (see `resolve_flip`) and ``ds.meta["data_seed"]``.
+    giving `data_seed` or `split_file` asks for that split, which `bind_split` then checks. `image_size`
+    defaults to the ancestry's input size (its record's `image_size`), else 32; another size than the
+    ancestry's is refused (its models take that size). Sets ``ds.meta["flip"]`` (see `resolve_flip`)
+    and ``ds.meta["data_seed"]``.
 
     Returns:
         The data set and one line saying which split is used.
     """
-    from learngene.data.sources import load_dataset
+    from learngene.data.sources import _name, load_dataset
+
+    fixed = bound.image_size if bound is not None else None
+    if image_size is not None and fixed is not None and image_size != fixed:
+        raise ConfigError(f"{_name('image_size')} {image_size} differs from the {bound.origin}'s input size of "
+                          f"{fixed} px; its models take {fixed} px images (drop {_name('image_size')})")
+    size = image_size if image_size is not None else fixed or 32
 
     card_data = bound is not None and bound.known
     spec = spec or (bound.spec if card_data and bound.spec else None) or "shapes"
@@ -196,7 +211,7 @@ def load_bound(spec: str | None, bound: Bound | None = None, *, root: str | None
     if seed is None:
         seed = bound.data_seed if same and bound.data_seed is not None else 0
     ds = load_dataset(spec, root=root, seed=seed, download=download, images_per_class=images_per_class,
-                      split_file=split_file)
+                      split_file=split_file, image_size=size)
     line = bind_split(ds, bound, explicit=data_seed is not None or split_file is not None,
                       hint="--data-seed / --split-file")
     ds.meta["flip"] = resolve_flip(flip, ds, bound)

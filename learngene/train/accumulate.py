@@ -28,19 +28,24 @@ def remap_labels(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor
     return out
 
 
-def base_data(ds: ImageSet, cfg: TrainConfig, holdout_per_class: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(train images, train labels, held-out images, held-out labels) of the base classes, labels 0..n-1."""
+def base_data(ds: ImageSet, cfg: TrainConfig, holdout_per_class: int) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+    """(train images, train labels, held-out images, held-out labels) of the base classes, labels 0..n-1.
+
+    For a streamed data set the images are lazy views (nothing read yet): the Trainer reads them batch by
+    batch through a DataLoader."""
     base = tuple(ds.split.base)
     train_idx, test_idx = holdout_split(ds, base, holdout_per_class, seed=cfg.seed, option="--holdout-per-class")
-    return (ds.images[train_idx], remap_labels(ds.labels[train_idx], base),
-            ds.images[test_idx], remap_labels(ds.labels[test_idx], base))
+    return (ds.subset_images(train_idx), remap_labels(ds.labels[train_idx], base),
+            ds.subset_images(test_idx), remap_labels(ds.labels[test_idx], base))
 
 
-def new_ancestry(ds: ImageSet, arch: str, cfg: TrainConfig, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
-    """The untrained ancestry, initialised under `torch.manual_seed(cfg.seed)`."""
+def new_ancestry(ds: ImageSet, arch: str, cfg: TrainConfig, overrides: dict[str, Any] | None = None, *,
+                 pretrained: bool = False) -> torch.nn.Module:
+    """The untrained ancestry for `ds`'s image size, initialised under `torch.manual_seed(cfg.seed)`; with
+    `pretrained`, timm's published weights (downloaded; a clear `CheckpointError` offline) and a new head."""
     torch.manual_seed(cfg.seed)
-    return create_model(arch, num_classes=len(ds.split.base), img_size=ds.image_size, **(overrides or {}))
+    return create_model(arch, num_classes=len(ds.split.base), img_size=ds.image_size, pretrained=pretrained,
+                        **(overrides or {}))
 
 
 def save_ancestry(
@@ -71,9 +76,11 @@ def save_ancestry(
 
 def accumulate(
     ds: ImageSet, arch: str, cfg: TrainConfig, out: str | Path, *, overrides: dict[str, Any] | None = None,
-    holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None,
+    holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None, pretrained: bool = False,
 ) -> tuple[Path, ModelCard]:
     """Train `arch` on the base classes of `ds` and save it with its model card.
+
+    A streamed data set (`ds.streamed`, e.g. a large folder) is read batch by batch through a DataLoader.
 
     Args:
         ds: the data set; its `split.base` classes are used.
@@ -84,9 +91,11 @@ def accumulate(
         holdout_per_class: base-class images per class kept out of training to measure accuracy.
         command: the command line, recorded in the card.
         reporter: progress/metrics sink.
+        pretrained: start from timm's published weights (timm architectures only; needs the network or
+            timm's cache), recorded in the card.
     """
     x_train, y_train, x_test, y_test = base_data(ds, cfg, holdout_per_class)
-    model = new_ancestry(ds, arch, cfg, overrides)
+    model = new_ancestry(ds, arch, cfg, overrides, pretrained=pretrained)
     trainer = Trainer(model, cfg, x_train, y_train, x_test, y_test)
     if reporter is not None:
         trainer.add_callback("on_epoch_end", lambda tr, rec: report_epoch(reporter, rec))
@@ -94,7 +103,7 @@ def accumulate(
     history = trainer.run()
     return save_ancestry(model, ds, cfg, history, out, command=command, holdout_per_class=holdout_per_class,
                          train_images=len(x_train), heldout_images=len(x_test), seconds=time.time() - t0,
-                         device=str(trainer.device))
+                         device=str(trainer.device), extra={"pretrained": True} if pretrained else None)
 
 
 def report_epoch(reporter: Reporter, rec: dict[str, Any]) -> None:

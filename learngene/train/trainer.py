@@ -2,7 +2,10 @@
 
 The loop knows nothing about the UI or the run folder: logging, progress bars and job heartbeats
 plug in through `Trainer.add_callback` (as in minGPT's Trainer). Data are uint8 image tensors that
-stay resident on the training device; they are normalised and augmented per batch. The data order
+stay resident on the training device; they are normalised and augmented per batch. Streamed images (a
+`learngene.data.stream.LazyImages`, e.g. a large folder's) stay on disk instead: each epoch's batches
+are read by a torch DataLoader with worker processes, in the same order and with the same
+augmentation as in-memory images would be, so a run's memory grows with the batch, not the data set. The data order
 and augmentation draw from a generator seeded by `TrainConfig.seed` alone, so a learngene
 descendant and its random-init baseline see exactly the same batches.
 """
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from learngene.data import normalize
+from learngene.data.stream import LazyImages, batch_loader
 from learngene.errors import ConfigError, DivergedError
 from learngene.train.config import TrainConfig
 
@@ -77,13 +81,20 @@ def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500,
     device: torch.device | None = None, amp: bool = True,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on uint8 images `x` with labels `y`."""
+    """Mean cross-entropy and accuracy of `model` on uint8 images `x` (a tensor, or streamed `LazyImages`
+    read through a DataLoader) with labels `y`."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        xb = normalize(x[i:i + batch_size].to(device, non_blocking=True))
+    starts = range(0, len(x), batch_size)
+    streamed = None
+    if isinstance(x, LazyImages):
+        streamed = iter(batch_loader(x, [torch.arange(i, min(i + batch_size, len(x))) for i in starts],
+                                     pin_memory=device.type == "cuda"))
+    for i in starts:
+        chunk = next(streamed) if streamed is not None else x[i:i + batch_size]
+        xb = normalize(chunk.to(device, non_blocking=True))
         yb = y[i:i + batch_size].to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(xb)
@@ -142,8 +153,10 @@ class Trainer:
         self.cfg = cfg.validated()
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
-        self.train_x, self.train_y = train_x.to(self.device), train_y.to(self.device)
-        self.test_x = None if test_x is None else test_x.to(self.device)
+        self.streamed = isinstance(train_x, LazyImages)  # batches come through a DataLoader
+        self.train_x = train_x if self.streamed else train_x.to(self.device)
+        self.train_y = train_y.to(self.device)
+        self.test_x = test_x if test_x is None or isinstance(test_x, LazyImages) else test_x.to(self.device)
         self.test_y = None if test_y is None else test_y.to(self.device)
         if len(self.train_x) == 0:
             raise ConfigError("the training set is empty")
@@ -171,13 +184,22 @@ class Trainer:
         order = torch.randperm(n, generator=gen, device=gen.device).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
+        batches = None
+        if self.streamed:  # the same batches, read ahead by DataLoader workers
+            cpu_order = order.cpu()
+            batches = iter(batch_loader(self.train_x, [cpu_order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                                                       for s in range(steps)],
+                                        pin_memory=self.device.type == "cuda"))
         self.model.train()
         for s in range(steps):
             lr = lr_at(cfg, (epoch + s / steps) / cfg.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = normalize(self.train_x[idx])  # (B, 3, H, W)
+            if batches is not None:
+                xb = normalize(next(batches).to(self.device, non_blocking=True))  # (B, 3, H, W)
+            else:
+                xb = normalize(self.train_x[idx])  # (B, 3, H, W)
             yb = self.train_y[idx]
             if cfg.augment:
                 xb = augment_batch(xb, gen, flip=cfg.flip)
