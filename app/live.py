@@ -101,7 +101,9 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
         frame = curves_frame(infos, names)
         if not frame.empty:
             opts = curve_controls_ui(key)
-            st.plotly_chart(figures.training_curves(frame, target=common_target(infos), **opts), key=f"{key}-curves")
+            fig = figures.training_curves(frame, target=common_target(infos), **opts)
+            st.plotly_chart(fig, key=f"{key}-curves")
+            widgets.download_figure_ui(fig, "curves", f"{key}-curves")
         elif any(i.live and i.spec.kind in CURVE_KINDS for i in infos):
             st.caption("Waiting for the first epoch…")
     if summary:
@@ -203,7 +205,9 @@ def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
     data = ref.summary["summary"]
     frame = figures.curves_frame(ref.records)
     if not frame.empty:
-        st.plotly_chart(figures.training_curves(frame, target=demo.target_value(data)), key=f"{key}-curves")
+        fig = figures.training_curves(frame, target=demo.target_value(data))
+        st.plotly_chart(fig, key=f"{key}-curves")
+        widgets.download_figure_ui(fig, "reference-curves", f"{key}-curves")
     summary_view_ui(data, "Summary of the reference run")
 
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import figures, pipeline, resources
+from app import figures, pipeline, resources, widgets
 
 GAIN, LOO = "#3d5a80", "#81b29a"
 
@@ -125,7 +125,7 @@ def probe_argv(anc: resources.Ancestry, chosen: list[int], tasks: int, epochs: i
 
 def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
     """Settings and a button that measure the gains of this ancestry's layers in a background job."""
-    from app import forms, inputs, state, widgets
+    from app import forms, inputs, state
 
     with st.expander("Measure the gains of this ancestry's layers (a background job)", expanded=False):
         c = st.columns([1, 3])
@@ -181,8 +181,9 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
     c[2].metric("baseline accuracy", "n/a" if base is None else f"{base:.1%}",
                 None if chance is None else f"chance {chance:.0%}", delta_color="off", delta_arrow="off")
     with st.container(key="probe-gains-box"):
-        st.plotly_chart(gain_figure(probe, scores, f"score ({rule})", selected), key="probe-gains",
-                        config={"displayModeBar": False})
+        gains = gain_figure(probe, scores, f"score ({rule})", selected)
+        st.plotly_chart(gains, key="probe-gains", config={"displayModeBar": False})
+    widgets.download_figure_ui(gains, "measured-gains", "probe-gains")
     st.caption(f"Gain of a descendant that inherits the stem and one layer over one that inherits the stem alone, "
                f"mean ± 95% interval over {s.get('tasks', '?')} novel {s.get('n_way', '?')}-way {s.get('k_shot', '?')}-shot "
                f"tasks, {s.get('epochs', '?')} epochs ({where}). Layers chosen now are in teal.")
@@ -197,6 +198,7 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
         chosen = ", ".join(map(str, probe.get("chosen", [])))
         st.markdown(f"**Leave-one-out on the chosen set {chosen}:** accuracy lost when each layer is left out.")
         st.plotly_chart(fig, key="probe-loo", config={"displayModeBar": False})
+        widgets.download_figure_ui(fig, "leave-one-out", "probe-loo")
     table = correlation_table(probe, others)
     if not table.empty:
         st.markdown("**Which similarity to trust:** rank correlation of each result's layer scores with the gains.")

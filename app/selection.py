@@ -63,6 +63,7 @@ def _selectable_chart(fig: Any, key: str, kind: str, n_rows: int, mode: Any) -> 
     with st.container(key=key):
         st.plotly_chart(fig, key=_chart_key(key), on_select=lambda: _on_select(key, kind, n_rows),
                         selection_mode=mode)
+    widgets.download_figure_ui(fig, key, f"{key}-fig")
 
 
 def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity", contrast: bool = False) -> None:

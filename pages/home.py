@@ -31,8 +31,9 @@ layers = [i for i in s.layers if i < anc.n_layers] or descendant.default_layers(
 cfg = descendant.settings(s.recipe, anc)
 with widgets.error_box("recipe"):
     recipe = descendant.build(anc, layers, {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))})
-    st.plotly_chart(figures.idea_figure(anc.names, layers, descendant.stack_slots(recipe, anc)), key="idea",
-                    config={"displayModeBar": False})
+    idea = figures.idea_figure(anc.names, layers, descendant.stack_slots(recipe, anc))
+    st.plotly_chart(idea, key="idea", config={"displayModeBar": False})
+    widgets.download_figure_ui(idea, "learngene-idea", "idea")
     if not s.layers:
         st.caption("No learngene chosen yet: the picture shows the published Auto-LG choice (`auto-paper`).")
 

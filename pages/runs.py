@@ -5,7 +5,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import config, figures, history, live, pipeline, resources, results_ui, runs_ui, state, widgets
+from app import (
+    config,
+    export_ui,
+    figures,
+    history,
+    live,
+    pipeline,
+    resources,
+    results_ui,
+    runs_ui,
+    state,
+    widgets,
+)
 from learngene.jobs import STATES
 
 st.title("Runs")
@@ -81,8 +93,8 @@ with widgets.error_box("runs"):
                    "them.")
         st.stop()
 
-    overlay, predictions, sweeps, study, annotate, details, manage = st.tabs(
-        ["Overlay", "Predictions", "Sweeps", "Study", "Name, tags, note", "Details", "Delete"])
+    overlay, predictions, sweeps, study, annotate, export, details, manage = st.tabs(
+        ["Overlay", "Predictions", "Sweeps", "Study", "Name, tags, note", "Export", "Details", "Delete"])
     with overlay:
         if any(i.live for i in picked):
             live.watch_ui([i.run_id for i in picked], key="runs-live", summary=False)
@@ -156,6 +168,9 @@ with widgets.error_box("runs"):
 
     with annotate:
         runs_ui.annotate_ui(picked, all_tags)
+
+    with export:
+        export_ui.export_ui(picked)
 
     with details:
         for info in picked:

@@ -219,3 +219,72 @@ def test_a_link_names_the_runs_shown_and_reopens_them(studio, two_trains):
     train = open_page("train", watch=b)
     assert train.multiselect(key="train-watch").value == [b]
     assert train.query_params["watch"] in ([b], b)
+
+
+# ------------------------------------------------------------------ 11. export
+
+
+def test_export_tab_writes_tensorboard_and_mlflow_and_shows_the_command(studio, two_trains, tmp_path, monkeypatch):
+    require_module("tensorboard")
+    require_module("mlflow")
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs", runs=f"{a},{b}")
+    labels = [d.label for d in at.get("download_button")]
+    assert "TensorBoard event files (.zip)" in labels and "MLflow store (.zip)" in labels
+    at.text_input(key="export-tb-dir").set_value(str(tmp_path / "tb"))
+    at.text_input(key="export-ml-dir").set_value(str(tmp_path / "mlruns")).run()
+    shown = [c.value for c in at.code if c.value.startswith("python -m learngene jobs export ")]
+    assert shown and a in shown[0] and f"--tensorboard {tmp_path / 'tb'}" in shown[0]
+    at.button(key="export-go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Exported 2 run(s)" in s.value for s in at.success)
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == sorted([a, b])
+    assert any(p.name.startswith("events.out.tfevents.") for p in (tmp_path / "tb" / a).iterdir())
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("learngene-studio").experiment_id])
+    assert sorted(r.data.tags["learngene.run_id"] for r in runs) == sorted([a, b])
+    import io
+    import zipfile
+
+    from app.export_ui import export_zip
+
+    names = zipfile.ZipFile(io.BytesIO(export_zip([studio / a], "tensorboard"))).namelist()
+    assert len(names) == 1 and names[0].startswith(f"{a}/events.out.tfevents."), names
+
+
+def test_every_chart_on_these_pages_has_a_png_download(studio, two_trains, monkeypatch):
+    """Home, Train (a finished run) and Runs (overlay, scatter): one "Figure as PNG" per chart, when kaleido
+    can render (it is installed by requirements.txt; it drives the system's chromium)."""
+    require_module("kaleido")
+    a, b = copy_in(studio, two_trains)
+    for page, query in (("home", {}), ("train", {"watch": a}), ("runs", {"runs": f"{a},{b}"})):
+        at = open_page(page, **query)
+        charts = [c.proto.id for c in at.get("plotly_chart")]
+        png = [d for d in at.get("download_button") if d.label == "Figure as PNG"]
+        assert charts and len(png) == len(charts), (page, charts, [d.label for d in at.get("download_button")])
+
+
+def test_figure_png_renders_with_kaleido():
+    from tests.conftest import find_chromium
+
+    require_module("kaleido")
+    if find_chromium() is None:
+        pytest.skip("kaleido needs a chromium (Debian's /usr/bin/chromium)")
+    from app import figures, history
+
+    fig = figures.training_curves(figures.curves_frame(epoch_records(3)))
+    png = history.figure_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(io_bytes(png)) as img:
+        assert img.size == (2400, 2 * int(fig.layout.height or 500))
+
+
+def io_bytes(data: bytes):
+    import io
+
+    return io.BytesIO(data)

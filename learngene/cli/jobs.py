@@ -7,6 +7,7 @@
     jobs tail RUN_ID [-n N] [--follow]
     jobs delete RUN_ID
     jobs annotate RUN_ID [--name N] [--tag T ...] [--untag T ...] [--note TEXT]
+    jobs export [RUN_ID ...] [--group G] [--kind K] [--all] [--tensorboard DIR] [--mlflow DIR|URI]
 
 The runs folder is `--runs-dir`, else `$LEARNGENE_RUNS_DIR`, else `runs`.
 """
@@ -76,6 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append", default=[], metavar="TAG", help="add a tag (repeatable)")
     p.add_argument("--untag", action="append", default=[], metavar="TAG", help="remove a tag (repeatable)")
     p.add_argument("--note", default=None, help="a free-text note ('' = none)")
+
+    p = sub.add_parser("export", parents=[common],
+                       help="export runs (config as hyper-parameters, every curve as metrics) to TensorBoard event "
+                            "files and/or an MLflow tracking store")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    p.add_argument("--group", default=None, help="also every run of this group (e.g. a study's runs)")
+    p.add_argument("--kind", default=None, help="with --all: only runs of this kind")
+    p.add_argument("--all", action="store_true", help="every finished run in the runs folder")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help="write event files under DIR/<run id>/")
+    p.add_argument("--mlflow", default=None, metavar="DIR|URI",
+                   help="log into this MLflow tracking store: a folder (MLflow's file store) or a tracking URI")
+    p.add_argument("--experiment", default="learngene-studio", help="MLflow experiment (default: learngene-studio)")
 
 
 def _manager(args: argparse.Namespace) -> JobManager:
@@ -187,7 +200,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"deleted {args.run_id}")
     elif args.action == "annotate":
         print(json.dumps(_annotate(mgr, args), indent=2))
+    elif args.action == "export":
+        _export(mgr, args)
     return 0
+
+
+def _export(mgr: JobManager, args: argparse.Namespace) -> None:
+    from learngene.export import export_runs
+
+    ids = list(args.run_ids)
+    if args.group:
+        ids += [i.run_id for i in mgr.list(group=args.group)]
+    if args.all:
+        ids += [i.run_id for i in mgr.list(kind=args.kind) if not i.live]
+    if not ids:
+        raise ConfigError("name the runs to export (RUN_ID ..., --group G or --all)")
+    if not (args.tensorboard or args.mlflow):
+        raise ConfigError("say where to export to: --tensorboard DIR and/or --mlflow DIR")
+    if args.tensorboard:
+        output_dir(args.tensorboard, "--tensorboard")
+    if args.mlflow and "://" not in args.mlflow:
+        output_dir(args.mlflow, "--mlflow")
+    done = export_runs([mgr.run_dir(r) for r in dict.fromkeys(ids)], tensorboard=args.tensorboard,
+                       mlflow=args.mlflow, experiment=args.experiment)
+    print(f"exported {len(done['runs'])} run(s): {done['curves']} curves, {done['points']} points")
+    if args.tensorboard:
+        print(f"  TensorBoard: tensorboard --logdir {args.tensorboard}")
+    if args.mlflow:
+        uri = done["mlflow"]["uri"]
+        env = "MLFLOW_ALLOW_FILE_STORE=true " if uri.startswith("file:") else ""
+        print(f"  MLflow: {env}mlflow ui --backend-store-uri {uri}  (experiment {args.experiment})")
 
 
 def _annotate(mgr: JobManager, args: argparse.Namespace) -> dict:
