@@ -21,6 +21,8 @@ CUDA context alone takes several hundred MiB of it).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None,
                    help="worker epochs (default: 2: memory peaks in the first epoch and its evaluation; --quick: 1)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the page / a worker")
+    p.add_argument("--folder-images", type=int, default=None, metavar="N",
+                   help="also measure `data info`, a train worker and an accumulate worker on a folder of N images "
+                        "made from the shapes images (default: 100,000 on the CPU, --quick 5,000; 0 on a GPU box, "
+                        "where host memory is the same; 0 = skip)")
+    p.add_argument("--before", default=None, metavar="CHECKOUT",
+                   help="also run the comparable commands in this checkout (e.g. `git worktree add /tmp/old "
+                        "COMMIT`): the before column")
     add_common_args(p, "memory")
     args = p.parse_args(argv)
     args.epochs = args.epochs or (1 if args.quick else 2)
@@ -171,38 +181,170 @@ def measure_server(args: argparse.Namespace, ancestry: Path, tmp: Path) -> list[
     return rows
 
 
-def worker_commands(args: argparse.Namespace, ancestry: Path, device: str) -> list[tuple[str, list[str]]]:
+@dataclass
+class Worker:
+    """One measured process: its command, extra environment, the issue's limit, and whether `--before`
+    runs it in the older checkout too."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    limit_mib: float | None = None
+    compare: bool = False
+
+
+def worker_commands(args: argparse.Namespace, ancestry: Path, device: str) -> list[Worker]:
     tiny = ["--test-per-class", "20", "--images-per-class", "40"] if args.quick else []
     common = ["--ancestry", str(ancestry), "--preset", "auto-paper", "--epochs", str(args.epochs),
               "--device", device, *tiny]
     data = f"images_per_class={40 if args.quick else None}"
     return [
-        ("for reference: import torch, timm and learngene only",
-         ["-c", "import torch, timm, learngene.models, learngene.train.trainer"]),
-        ("for reference: load the shapes data set only",
-         ["-c", f'from learngene.data import load_dataset; load_dataset("shapes", {data})']),
-        ("worker: train, 1 task, K=10 (descendant + baseline)",
-         ["-m", "learngene", "train", *common, "--tasks", "1", "--k-shot", "10"]),
-        ("worker: sweep --batched on, 4 lr x 2 wd x 2 tasks (32 models in one batch)",
-         ["-m", "learngene", "sweep", *common, "--tasks", "2", "--shots", "10", "--lrs", "1e-4,3e-4,1e-3,3e-3",
-          "--wds", "0.05,0.5", "--batched", "on", "--eval-every", str(args.epochs)]),
+        Worker("for reference: import torch, timm and learngene only",
+               ["-c", "import torch, timm, learngene.models, learngene.train.trainer"]),
+        Worker("for reference: load the shapes data set only",
+               ["-c", f'from learngene.data import load_dataset; load_dataset("shapes", {data})'], compare=True),
+        Worker("worker: train, 1 task, 5-way K=10 (descendant + baseline)",
+               ["-m", "learngene", "train", *common, "--tasks", "1", "--k-shot", "10"], limit_mib=1024, compare=True),
+        Worker("worker: sweep --batched on, 4 lr x 2 wd x 2 tasks (32 models in one batch)",
+               ["-m", "learngene", "sweep", *common, "--tasks", "2", "--shots", "10", "--lrs", "1e-4,3e-4,1e-3,3e-3",
+                "--wds", "0.05,0.5", "--batched", "on", "--eval-every", str(args.epochs)]),
     ]
 
 
-def measure_worker(name: str, argv: list[str], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def folder_commands(args: argparse.Namespace, ancestry: Path, device: str, folder: Path, split: Path,
+                    tmp: Path) -> list[Worker]:
+    """The commands on the generated folder, each with its own fresh cache (first: index and decode)."""
+    n = f"{args.folder_images:,}"
+    spec = f"folder:{folder}"
+    cache = {"LEARNGENE_CACHE": str(tmp / "cache")}
+    return [
+        Worker(f"data info, {n}-image folder, first time (indexes it)",
+               ["-m", "learngene", "data", "info", "--dataset", spec], cache, 1536, compare=True),
+        Worker(f"data info, {n}-image folder, again (index from the cache)",
+               ["-m", "learngene", "data", "info", "--dataset", spec], cache, 1536, compare=True),
+        Worker(f"worker: train, 1 task, 5-way K=10, on the {n}-image folder (its split file: the ancestry's)",
+               ["-m", "learngene", "train", "--ancestry", str(ancestry), "--preset", "auto-paper", "--epochs",
+                str(args.epochs), "--device", device, "--tasks", "1", "--k-shot", "10", "--dataset", spec,
+                "--split-file", str(split)], cache, 1536, compare=True),
+        Worker(f"worker: accumulate, 1 epoch on the {n}-image folder's base classes (a 1-block ViT, batch 256)",
+               ["-m", "learngene", "accumulate", "--arch", "lg_vit_tiny", "--set", "depth=1", "--set", "embed_dim=64",
+                "--set", "num_heads=2", "--set", "patch_size=8", "--dataset", spec, "--epochs", "1",
+                "--batch-size", "256", "--holdout-per-class", str(min(100, args.folder_images // 500)),
+                "--device", device, "--out", str(tmp / "anc.safetensors")],
+               cache, 1536, compare=True),
+        Worker(f"data info, {n}-image folder at --image-size 64 (decoded: {_gib(args.folder_images, 64)} GiB)",
+               ["-m", "learngene", "data", "info", "--dataset", spec, "--image-size", "64"], cache, 1536,
+               compare=True),
+        Worker(f"data info, {n}-image folder at --img-size 224 (decoded: {_gib(args.folder_images, 224)} GiB)",
+               ["-m", "learngene", "data", "info", "--dataset", spec, "--img-size", "224"], cache, 1536),
+        Worker(f"worker: accumulate, 1 epoch on the {n}-image folder's base classes at --img-size 64 (as above)",
+               ["-m", "learngene", "accumulate", "--arch", "lg_vit_tiny", "--set", "depth=1", "--set", "embed_dim=64",
+                "--set", "num_heads=2", "--set", "patch_size=8", "--dataset", spec, "--img-size", "64", "--epochs",
+                "1", "--batch-size", "256", "--holdout-per-class", str(min(100, args.folder_images // 500)),
+                "--device", device, "--out", str(tmp / "anc64.safetensors")],
+               cache, 1536),
+    ]
+
+
+def _gib(n: int, size: int) -> str:
+    return f"{n * 3 * size * size / 2**30:.1f}"
+
+
+def _write_class(job: tuple[Path, int, list[int]]) -> int:
+    """Write the PNG files of one class of the folder (runs in a pool process)."""
+    import torch
+    from PIL import Image
+
+    from learngene.data import load_dataset
+
+    sub, c, picks = job
+    ds = load_dataset("shapes")
+    idx = (ds.labels == c).nonzero().flatten()[torch.tensor(picks, dtype=torch.long)]
+    sub.mkdir(parents=True, exist_ok=True)
+    for j, img in enumerate(ds.take(idx).permute(0, 2, 3, 1).numpy()):
+        Image.fromarray(img).save(sub / f"{j:05d}.png", compress_level=1)
+    return len(idx)
+
+
+def make_folder(root: Path, n_images: int) -> tuple[Path, Path]:
+    """An image folder of `n_images` PNG files made from the embedded shapes set (100 classes named as its
+    classes; image j of a class is shapes image j mod 600 of that class), and a split file holding the
+    shapes split by class name (so that the shipped ancestries' split binds it)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from learngene.data import load_dataset
+
+    ds = load_dataset("shapes")  # makes the cache the pool processes read
+    per = n_images // ds.num_classes
+    jobs = [(root / ds.class_names[c], c, [j % 600 for j in range(per)]) for c in range(ds.num_classes)]
+    with ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        written = sum(pool.map(_write_class, jobs))
+    split = root.parent / "split.json"
+    names = {p: [ds.class_names[c] for c in ds.split.classes(p)] for p in ("base", "open", "novel")}
+    split.write_text(json.dumps({"base": names["base"], "open_world": names["open"], "novel": names["novel"]}))
+    print(f"wrote {written} images into {root}")
+    return root, split
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of `pid` and all its descendants (DataLoader workers), MiB: shared pages are
+    shared out, so the sum is the memory the tree really holds."""
+    kids, todo, total = _children(), [pid], 0
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total / 1024
+
+
+def measure_worker(worker: Worker, args: argparse.Namespace, tmp: Path, cwd: Path = ROOT) -> dict[str, Any]:
+    """Run one command; peak RSS from wait4 and the peak PSS of it and its workers, sampled every 0.1 s."""
     env = dict(os.environ)
     env.pop("LEARNGENE_RUN_DIR", None)
+    env.update(worker.env)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     t0 = time.perf_counter()
+    pss = 0.0
     with open(tmp / "worker.log", "a") as log:
-        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=log,
+        log.write(f"\n=== {worker.name} (in {cwd})\n")
+        log.flush()
+        proc = subprocess.Popen([sys.executable, *worker.argv], cwd=cwd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        code, peak = reap(proc)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            pss = max(pss, tree_pss_mib(proc.pid))
+            time.sleep(0.1)
+    code = proc.returncode = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise RuntimeError(f"{name} failed with exit code {code}; see {tmp / 'worker.log'}")
-    return {"process": name, "peak_mib": peak, "seconds": round(time.perf_counter() - t0, 1),
-            "command": shlex.join(["python", *argv])}
+        tail = (tmp / "worker.log").read_text().strip().splitlines()[-3:]
+        raise RuntimeError(f"{worker.name} failed with exit code {code}: {' / '.join(tail)}")
+    return {"process": worker.name, "peak_mib": usage.ru_maxrss / 1024, "pss_mib": pss,
+            "seconds": round(time.perf_counter() - t0, 1), "limit_mib": worker.limit_mib,
+            "command": shlex.join(["python", *worker.argv])}
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{v:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,30 +352,102 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     device = setup(args)
+    if args.folder_images is None:
+        args.folder_images = (5_000 if args.quick else 100_000) if device.type == "cpu" else 0
     ancestry = Path(args.ancestry) if args.ancestry else default_ancestry_path()
     if ancestry.resolve().is_relative_to(ROOT):
         ancestry = ancestry.resolve().relative_to(ROOT)  # commands in the report read as typed in the repo
+    before = Path(args.before).resolve() if args.before else None
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as d:
         tmp = Path(d)
         if not args.workers_only:
             rows += measure_server(args, ancestry, tmp)
             print(f"server: {rows}")
-        for name, cmd in worker_commands(args, ancestry, device.type):
-            rows.append(measure_worker(name, cmd, args, tmp))
-            print(f"{name}: peak {rows[-1]['peak_mib']:.0f} MiB in {rows[-1]['seconds']} s")
-    table = md_table(["process", "RSS now MiB", "peak RSS MiB"],
-                     [[r["process"], f"{r['rss_mib']:.0f}" if "rss_mib" in r else "",
-                       f"{r['peak_mib']:.0f}"] for r in rows])
+        workers = worker_commands(args, ancestry, device.type)
+        if args.folder_images:
+            folder, split = make_folder(tmp / "imgs", args.folder_images)
+            workers += folder_commands(args, ancestry.resolve(), device.type, folder, split, tmp / "now")
+        for w in workers:
+            rows.append(measure_worker(w, args, tmp))
+            print(f"{w.name}: peak {rows[-1]['peak_mib']:.0f} MiB (tree PSS {rows[-1]['pss_mib']:.0f}) "
+                  f"in {rows[-1]['seconds']} s")
+            if before is not None and w.compare:
+                old = Worker(w.name, w.argv, {k: v.replace(str(tmp / "now"), str(tmp / "before"))
+                                              for k, v in w.env.items()}, w.limit_mib)
+                if "--out" in old.argv:
+                    old.argv = [a.replace(str(tmp / "now"), str(tmp / "before")) for a in old.argv]
+                try:
+                    rows[-1]["before_mib"] = measure_worker(old, args, tmp, cwd=before)["peak_mib"]
+                except RuntimeError as exc:
+                    rows[-1]["before_mib"] = None
+                    print(f"  before: {exc}")
+                else:
+                    print(f"  before ({before}): peak {rows[-1]['before_mib']:.0f} MiB")
+    has_before = before is not None
+    head = ["process", "RSS now MiB", "peak RSS MiB", "peak PSS with its workers MiB", "limit MiB", "met"]
+    if has_before:
+        head.insert(2, "before: peak RSS MiB")
+    body_rows = []
+    for r in rows:
+        limit = r.get("limit_mib")
+        row = [r["process"], _fmt(r.get("rss_mib")), _fmt(r["peak_mib"]), _fmt(r.get("pss_mib")), _fmt(limit),
+               "" if limit is None else ("yes" if r["peak_mib"] <= limit else "NO")]
+        if has_before:
+            row.insert(2, _fmt(r.get("before_mib")) if "before_mib" in r else "")
+        body_rows.append(row)
+    table = md_table(head, body_rows)
     print("\n" + table)
     info = machine_info(device)
     write_csv(f"{args.out}/memory-{device.type}.csv", [{**r, "ancestry": str(ancestry), **info} for r in rows])
     cmds = "\n".join(f"- {r['process']}: `{r['command']}`" for r in rows if "command" in r)
-    body = (f"Ancestry `{ancestry}`; resident set size of each process (MiB = 2^20 bytes).\n\n{table}\n\n"
-            f"Commands:\n{cmds}")
+    folder_note = (f"The {args.folder_images:,}-image folder is made for the run from the embedded shapes images "
+                   "(100 classes, PNG files of 32 px) in a temporary folder, with a fresh cache (`LEARNGENE_CACHE`) "
+                   "shared by its rows in order: the first `data info` indexes it (checks every file's header), "
+                   "later commands read the index; a streamed folder decodes only the images a command uses, "
+                   "into its decoded-image cache on disk. " if args.folder_images else "")
+    before_note = (f"*before*: the same command run from the checkout `{args.before}` (commit "
+                   f"{_commit(before)}), with its own fresh cache. " if has_before else "")
+    body = (f"Ancestry `{ancestry}`; peak resident set size of each process from `wait4` (MiB = 2^20 bytes), and "
+            "the peak proportional set size of the process and its DataLoader workers together, sampled every "
+            "0.1 s (shared pages shared out). *limit*: issue 13's bound. With torch's CUDA wheel, a process's "
+            "last moments (the CUDA libraries' static destructors) map about 125 MiB of library pages: the "
+            "`wait4` peak of a short command is often its exit. " + folder_note + before_note +
+            f"\n\n{table}\n\nCommands:\n{cmds}")
     key = f"memory-{device.type}"
+    if args.workers_only:
+        body += kept_server_rows(Path(args.docs), key)
     finish(args, key, section(key, f"Peak memory ({device.type})", body, command_line("bench.memory", argv), info))
     return 0
+
+
+def kept_server_rows(docs: Path, key: str) -> str:
+    """With --workers-only: the web-server rows of the section already in the docs, with the line saying when
+    and where they were measured (they are not re-measured here); empty when there are none."""
+    try:
+        text = docs.read_text()
+    except OSError:
+        return ""
+    m = re.search(rf"<!-- bench:{re.escape(key)} -->\n(.*?)<!-- /bench:{re.escape(key)} -->", text, re.S)
+    if not m:
+        return ""
+    old = m.group(1)
+    if "not re-measured in this run" in old:  # kept once already: keep that part as it is
+        return "\n\n" + old[old.index("Web server"):].rstrip() if "Web server" in old else ""
+    rows = [line for line in old.splitlines() if line.startswith("| web server")]
+    machine = next((line for line in old.splitlines() if line.startswith("Machine:")), "")
+    if not rows:
+        return ""
+    return ("\n\nWeb server (not re-measured in this run, `--workers-only`; from the section's previous run. "
+            f"{machine})\n\n| process | RSS now MiB | peak RSS MiB |\n|---|---|---|\n" + "\n".join(rows))
+
+
+def _commit(path: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":
