@@ -16,8 +16,10 @@ streamed folder, so a worker's memory does not grow with the data set either.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -59,6 +61,23 @@ class Task:
     part: str = "novel"
     train_index: torch.Tensor | None = None
     test_index: torch.Tensor | None = None
+
+
+_MALLOC_TRIM: Any = None  # glibc's malloc_trim once looked up; False where there is none
+
+
+def release_freed_memory() -> None:
+    """Give the heap memory freed so far back to the operating system (glibc's `malloc_trim`; nothing
+    elsewhere). glibc keeps freed blocks for reuse, so without it a worker stays at the peak of its last
+    task (e.g. an evaluation's activations) while it trains the next one or exits."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
 
 
 def _check_positive(**values: int | None) -> None:
@@ -181,6 +200,7 @@ class TaskList(Sequence[Task]):
     def __iter__(self) -> Iterator[Task]:
         for j in range(self._n):
             yield sample_task(*self._args, index=j)
+            release_freed_memory()  # the caller is done with task j: what it freed goes back to the OS
 
 
 def sample_tasks(
