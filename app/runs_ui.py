@@ -83,7 +83,6 @@ def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.Da
         rows = ((st.session_state.get(table_key) or {}).get("selection") or {}).get("rows") or []
         shown_then = st.session_state.get(f"{key}-shown", [])
         st.session_state[pick_key] = [shown_then[r] for r in rows if r < len(shown_then)]
-        state.remember(pick_key, st.session_state[pick_key])
 
     if pick_key not in st.session_state:  # a page change or a reload: the choice comes back
         saved = state.recalled(pick_key, [])
@@ -94,11 +93,18 @@ def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.Da
                  selection_mode="multi-row", column_config=COLUMN_CONFIG,
                  column_order=[c for c in df.columns if c != "note"])
     names = labels(shown)
-    picked = st.multiselect("selected runs", ids, key=pick_key,
-                            on_change=lambda: state.remember(pick_key, st.session_state.get(pick_key, [])),
-                            format_func=lambda r: f"{names[r]} · {runnames.short_id(r)}")
+    picked = st.multiselect("selected runs", ids, key=pick_key, format_func=lambda r: with_id(names[r], r))
+    # Saved (and put in the URL) here, in the script run, not in a widget callback: an address changed by a
+    # callback did not always reach the browser.
+    state.remember(pick_key, list(picked))
     by_id = {i.run_id: i for i in shown}
     return [by_id[r] for r in picked], df
+
+
+def with_id(label: str, run_id: str) -> str:
+    """A run's label ending with its short id (once)."""
+    short = runnames.short_id(run_id)
+    return label if label.endswith(short) else f"{label} · {short}"
 
 
 def labels(infos: list[Any]) -> dict[str, str]:
@@ -112,7 +118,7 @@ def annotate_ui(picked: list[Any], known_tags: list[str]) -> None:
 
     names = labels(picked)
     run_id = st.selectbox("run", [i.run_id for i in picked], key="ann-run",
-                          format_func=lambda r: f"{names[r]} · {runnames.short_id(r)}")
+                          format_func=lambda r: with_id(names[r], r))
     info = next(i for i in picked if i.run_id == run_id)
     now = read_annotations(info.path)
     with st.form(f"ann-form-{run_id}", border=False):

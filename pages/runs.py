@@ -1,4 +1,5 @@
-"""Runs: every background run, filters, overlays, sweep views, downloads and deletion."""
+"""Runs: every background run in one table (settings and results), filters, overlays, predictions, sweep
+views, names/tags/notes, export, downloads and deletion."""
 
 import shlex
 from pathlib import Path
@@ -25,7 +26,9 @@ widgets.explain_ui("Reading the runs", """
 Every slow step (training an ancestry, condensing, training descendants, sweeps) runs as a background job
 with its own folder under `runs/`: the command, its status, its metrics and its outputs. Select runs in the
 table (sort by a column's header) to overlay their curves, name, tag and note them, download their metrics,
-or delete them; the scatter shows each run's accuracy gain against one of its settings.
+or delete them; the scatter shows each run's accuracy gain against one of its settings. A finished train run's
+**Predictions** show its task's images, both confusion matrices and what each model said; **Export** writes
+runs for TensorBoard or MLflow. The page's address names the selected runs: share it to show the same runs.
 
 A **sweep** trains both models over a grid: **accuracy against the learning rate** shows sensitivity to
 hyperparameters (a flatter learngene curve = less sensitive), **accuracy against K** shows sample efficiency.

@@ -7,7 +7,9 @@ similarity heatmap, pick two layers by dragging boxes on heatmap cells (box-sele
 drag mode), see them on the Learngene page, find that an invalid setting disables Train with the
 reason, double-click Train (one run starts), leave for the Runs page and come back while it runs (its
 chart and progress are still there), watch both curves grow live, see it finish, start the same
-settings again (two runs, two series), and download the metrics CSV from the Runs page. Then the Home demo, and the shipped ancestries' Similarity
+settings again (two runs, two series), download the metrics CSV from the Runs page, open the page's link in
+another browser (the same two runs), see a run's confusion matrices and predictions (one chart as a PNG made
+on the server) and the Data page. Then the Home demo, and the shipped ancestries' Similarity
 page: its heatmap within 5 s with no job, and the measured gains with their rank correlation.
 
 Artifacts (test-artifacts/): one full-page screenshot per page under `screenshots/`, the server log,
@@ -231,6 +233,11 @@ LOSS_TICKS_JS = """(key) => {
 }"""
 
 
+# Opened at a page's own address, Streamlit's frontend first asks for /<page>/_stcore/health and host-config
+# (404) before the app's root (streamlit/streamlit#7074, open): its probe, not an error of the app.
+DEEP_LINK_PROBE = re.compile(r"status of 404 .*/[a-z]+/_stcore/(health|host-config)\)$")
+
+
 def train_runs(server) -> list[str]:
     return sorted(p.name for p in server.runs_dir.iterdir() if p.is_dir() and "-train-" in p.name)
 
@@ -401,6 +408,52 @@ def test_new_user_journey(journey: Journey):
         assert sum(r["model"] == "learngene" for r in rows) == EPOCHS
         assert sum(r["model"] == "baseline" for r in rows) == EPOCHS
         j.shoot("runs")
+
+    with j.step("a shared link reopens the same runs"):
+        second_run = [r for r in train_runs(server) if r != first_run][0]
+        pick.locator("input").click()
+        page.get_by_role("option", name=re.compile(re.escape(second_run.rsplit("-", 1)[-1]))).click()
+        page.keyboard.press("Escape")
+        j.idle()
+        expect(pick).to_contain_text(second_run.rsplit("-", 1)[-1])
+        page.wait_for_function("""(ids) => {  // the address names both runs (runs=<id>,<id>)
+            const runs = (new URLSearchParams(location.search).get('runs') || '').split(',');
+            return ids.every(i => runs.includes(i));
+        }""", arg=[first_run, second_run], timeout=30_000)
+        link = page.url
+        assert "/runs?" in link, link
+        other = page.context.browser.new_context(viewport=VIEWPORT)  # another browser: nothing but the link
+        try:
+            friend = Journey(other.new_page(), server)
+            friend.page.set_default_timeout(60_000)
+            friend.page.goto(link)
+            expect(friend.page.locator("h1", has_text="Runs")).to_be_visible(timeout=120_000)
+            friend.idle()
+            (ARTIFACTS / "shared-link.txt").write_text(f"{link}\nopened as {friend.page.url}\n")
+            for run_id in (first_run, second_run):
+                expect(friend.widget("runs-pick")).to_contain_text(run_id.rsplit("-", 1)[-1])
+            expect(friend.plot("runs-overlay").locator(".legend .legendtext")).to_have_count(4)
+            friend.shoot("runs-shared-link")  # after the checks: the screenshot shows both runs
+            j.errors += [e for e in friend.errors if not DEEP_LINK_PROBE.search(e)]
+        finally:
+            other.close()
+
+    with j.step("a finished run's predictions, a chart as PNG, and the data"):
+        page.get_by_role("tab", name="Predictions").click()
+        confusion = f"pred-{first_run}-confusion"
+        expect(j.plot(confusion)).to_be_visible()
+        expect(j.plot(f"pred-{first_run}-predictions")).to_be_visible()
+        with page.expect_download(timeout=120_000) as download:
+            j.widget(f"{confusion}-png").locator("button").click()
+        png = ARTIFACTS / "confusion.png"
+        download.value.save_as(png)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "the chart's PNG (kaleido on the server)"
+        j.shoot("runs-predictions")
+        j.nav("Data")
+        expect(page.get_by_text(re.compile(r"^Task 0 under task seed 0"))).to_be_visible()
+        expect(page.locator('[data-testid="stImage"] img').first).to_be_visible()
+        assert page.locator('[data-testid="stImage"] img').count() >= 2, "a part's classes and the support set"
+        j.shoot("data")
 
     assert not j.errors, "errors in the browser:\n" + "\n".join(j.errors)
     problems = server_log_problems(server.log_path)
