@@ -57,10 +57,10 @@ def confusion_figure(task: dict[str, Any]) -> go.Figure:
                                  hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra>" + role + "</extra>"),
                       row=1, col=i)
         fig.update_xaxes(title_text="predicted class", row=1, col=i)
-        fig.update_yaxes(title_text="true class" if i == 1 else None, autorange="reversed", showticklabels=i == 1,
-                         row=1, col=i)
+        fig.update_yaxes(autorange="reversed", showticklabels=i == 1, automargin=True, row=1, col=i)
     fig.update_layout(height=440, margin={"l": 90, "r": 20, "t": 84, "b": 70},
-                      title=f"task {task.get('task', 0)}: confusion matrices on its {len(task['labels'])} test images")
+                      title=f"task {task.get('task', 0)}: confusion matrices on its {len(task['labels'])} test images "
+                            "(rows: the true class)")
     return fig
 
 
