@@ -99,12 +99,14 @@ else:
         recipe = descendant.build(anc, layers, new_cfg)
         left, right = st.columns([3, 2])
         with left:
-            st.plotly_chart(figures.descendant_stack(descendant.stack_slots(recipe, anc)),
-                            key="lg-stack", config={"displayModeBar": False})
+            stack = figures.descendant_stack(descendant.stack_slots(recipe, anc))
+            st.plotly_chart(stack, key="lg-stack", config={"displayModeBar": False})
+            widgets.download_figure_ui(stack, "descendant", "lg-stack")
         with right:
             sizes = descendant.sizes(recipe, anc, layers)
-            st.plotly_chart(figures.size_bars(sizes, title="size against the ancestry"), key="lg-sizes",
-                            config={"displayModeBar": False})
+            bars = figures.size_bars(sizes, title="size against the ancestry")
+            st.plotly_chart(bars, key="lg-sizes", config={"displayModeBar": False})
+            widgets.download_figure_ui(bars, "sizes", "lg-sizes")
             share = sizes["learngene + stem"] / max(anc.total_params, 1)
             st.metric("learngene (layers + stem)", f"{sizes['learngene + stem']:,} params", f"{share:.1%} of the ancestry",
                       delta_color="off", delta_arrow="off")

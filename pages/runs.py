@@ -125,10 +125,16 @@ with widgets.error_box("runs"):
             results_ui.predictions_ui(info, key=f"pred-{info.run_id}")
 
     with sweeps:
+        sized = [(i, pipeline.read_output_json(i, "sizes.json")) for i in picked if i.spec.kind == "sizes"]
+        for info, result in [(i, r) for i, r in sized if r and r.get("sizes")]:
+            st.markdown(f"**{info.label}** · {info.run_id}: final accuracy against descendant parameters")
+            fig = figures.size_figure(result["sizes"])
+            st.plotly_chart(fig, key=f"sizes-{info.run_id}")
+            widgets.download_figure_ui(fig, "sizes", f"sizes-{info.run_id}")
         found = [(i, history.sweep_summary(i)) for i in picked if i.spec.kind == "sweep"]
         found = [(i, s) for i, s in found if s]
-        if not found:
-            st.caption("Select a finished **sweep** run (start one on the Train page).")
+        if not found and not any(r for _, r in sized):
+            st.caption("Select a finished **sweep** or **sizes** run (start one on the Train page).")
         for info, summary in found:
             st.markdown(f"**{info.label}** · {info.run_id}")
             sens = history.sensitivity_frame(summary)

@@ -92,8 +92,9 @@ with st.expander("Sizes: the learngene in narrower and wider descendants"):
         done = resources.jobs().list(kind="sizes", state="done")
         result = pipeline.read_output_json(done[0], "sizes.json") if done else None
         if result and result.get("sizes"):
-            st.plotly_chart(figures.size_figure(result["sizes"], title=f"{done[0].label}: accuracy against size"),
-                            key="sizes-chart")
+            fig = figures.size_figure(result["sizes"], title=f"{done[0].label}: accuracy against size")
+            st.plotly_chart(fig, key="sizes-chart")
+            widgets.download_figure_ui(fig, "sizes", "sizes-chart")
 
 st.subheader("Watching")
 with widgets.error_box("runs"):

@@ -351,6 +351,12 @@ def test_train_page_trains_a_list_of_sizes_in_one_job_and_draws_accuracy_against
     fig = chart(at, "sizes-chart")
     assert [tr["name"] for tr in fig["data"]] == ["learngene", "random init", "weight selection (all layers)"]
     assert list(fig["data"][0]["x"]) == [1000, 4000] and fig["layout"]["xaxis"]["type"] == "log"
+    (sizes_id,) = [i.run_id for i in JobManager(env).list(kind="sizes", state="done")]
+    open_page("runs", at)
+    at.multiselect(key="runs-pick").set_value([sizes_id]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    fig = chart(at, f"sizes-{sizes_id}")
+    assert len(fig["data"]) == 3, "the Runs page draws a sizes run's accuracy against parameters too"
 
 
 def test_learngene_file_upload_restores_layers(env, tiny_ancestry, tmp_path):
