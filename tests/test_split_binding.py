@@ -231,3 +231,11 @@ def test_a_subcommands_error_names_the_subcommand(argv, usage, capsys: pytest.Ca
 def test_data_info_takes_data_seed_like_every_other_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "info", "--data-seed", "1", "--images-per-class", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["num_images"] == 200
+
+
+def test_advantages_takes_the_image_size_and_refuses_one_the_ancestry_cannot_take(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--img-size is not silently ignored by the study: the shipped 32 px ancestry refuses 64 px data."""
+    assert main(["advantages", "--quick", "--img-size", "64", "--models", "baseline", "--tasks", "2", "--shots", "1",
+                 "--epochs", "1", "--out", str(tmp_path / "s")]) != 0
+    assert "--img-size 64 differs from the ancestry" in capsys.readouterr().err

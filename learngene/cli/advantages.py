@@ -84,7 +84,8 @@ def study_from_args(args: argparse.Namespace):
         grid_models=nums(args.grid_models, str, "--grid-models"),
         batched=args.batched, images_per_class=args.images_per_class, width=args.width, depth=args.depth,
         dataset=args.dataset, data_seed=args.data_seed,
-        split_file=args.split_file, flip=args.flip_mode, data_root=args.data_root, download=args.download or None)
+        split_file=args.split_file, flip=args.flip_mode, data_root=args.data_root, download=args.download or None,
+        image_size=args.img_size)
 
 
 def given_similarities(items: list[str]) -> dict[str, str]:
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             rep.advance(len(runs), message=f"advantages: {runs[-1].model} K={runs[-1].k}")
 
         backend = ray_backend(args, device.type, log=rep.write)
-        with option_names(images_per_class="--images-per-class"), backend or nullcontext():
+        with option_names(images_per_class="--images-per-class", image_size="--img-size"), backend or nullcontext():
             result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
                                log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir, backend=backend)
         rep.metric({"kind": "result", "csv": str(result.csv_path), "markdown": str(out / "advantages.md"),

@@ -82,6 +82,7 @@ class Study:
     flip: str = "auto"
     data_root: str | None = None
     download: bool = False
+    image_size: int | None = None  # None: the ancestry's input size
     # the descendants' size (issue 14): width x the ancestry's, depth in layers (None: the ancestry's)
     width: float = 1.0
     depth: int | None = None
@@ -536,7 +537,7 @@ def run_study(
         log(f"\n== {path} ({card.spec.arch})")
         ds, line = load_bound(study.dataset, bound_of_card(card, path), root=study.data_root, download=study.download,
                              data_seed=study.data_seed, split_file=study.split_file,
-                             images_per_class=study.images_per_class, flip=study.flip)
+                             images_per_class=study.images_per_class, flip=study.flip, image_size=study.image_size)
         log(f"  data: {ds.meta.get('spec', ds.name)} ({ds.num_classes} classes, {len(ds)} images); {line}")
         layers = model_layers(ancestry, card, ds, study, out, given, log=log)
         runs = plan(study)
