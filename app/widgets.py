@@ -274,3 +274,42 @@ def download_figure_ui(fig: Any, name: str, key: str) -> None:
                              mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
     else:
         c[1].caption("PNG: use the camera icon of the chart (server-side PNG needs the `kaleido` package).")
+
+
+def backend_ui(key: str) -> list[str]:
+    """Where a sweep or study trains: here (one process) or on Ray (every run a Ray task). Returns the
+    command-line words (`--backend ray [--ray-address A]`) and shows the CPUs/GPUs that Ray would get."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    from learngene.cluster.info import describe, resources
+    from learngene.cluster.options import backend_argv
+
+    c = st.columns([1, 2])
+    backend = c[0].segmented_control(
+        "backend", ["local", "ray"], help="local: one run after another in one process; ray: every run a Ray task, "
+        "on a local Ray with this machine's CPUs or on a running cluster",
+        **kept(f"{key}-backend", "local", lambda v: v in ("local", "ray", None))) or "local"
+    if backend == "local":
+        return []
+    address = c[1].text_input("Ray address", placeholder="empty: a local Ray on this machine",
+                              help="HOST:PORT of a running Ray cluster's head (every node needs this package)",
+                              **kept(f"{key}-ray-address", "", lambda v: isinstance(v, str))).strip() or None
+    if importlib.util.find_spec("ray") is None:
+        st.caption(":red[Ray is not installed here: `pip install -e .[cluster]`]")
+    elif address is None:
+        st.caption(describe(resources(None)))
+    elif st.button("Ask the cluster for its CPUs and GPUs", key=f"{key}-ray-ask"):
+        cmd = [sys.executable, "-m", "learngene", "cluster", "--ray-address", address, "--json"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=config.ROOT)
+        except subprocess.TimeoutExpired:
+            st.caption(f":red[no answer from {address} within 90 s]")
+        else:
+            if done.returncode == 0:
+                st.caption(describe(json.loads(done.stdout.strip().splitlines()[-1])))
+            else:
+                st.caption(f":red[{messages.plain(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed')}]")
+    return backend_argv("ray", address)

@@ -63,8 +63,9 @@ with st.expander("Start the four-advantage study", icon=":material/science:"):
             help="empty: each ancestry is studied on the data and class split it was trained with (the card's "
                  "split binds: novel classes never include its base classes); or shapes, cifar100, folder:PATH",
             **widgets.kept("adv-dataset", "", lambda v: isinstance(v, str)))
+        backend = widgets.backend_ui("adv")
         argv = pipeline.advantages_argv([Path(a) for a in dict.fromkeys(chosen)], quick=size != "full",
-                                        models=models, device=device, dataset=dataset)
+                                        models=models, device=device, dataset=dataset) + backend
         st.code("python -m learngene " + shlex.join(argv), language="bash")
         widgets.start_job_ui("Start the study", argv, kind="advantages", key="adv-go",
                              disabled=not chosen or not models, device=device,

@@ -1,5 +1,7 @@
 """Train: launch the learngene descendant and its random-init baseline, and watch them converge live."""
 
+import shlex
+
 import streamlit as st
 
 from app import descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
@@ -62,10 +64,13 @@ with st.expander("Sweep: sensitivity to the learning rate, sample efficiency aga
                                     strict=True):
         grids[name], problem = forms.grid_ui(name, default, f"sweep-{name}", novel_classes=novel, where=col)
         grid_problems += [problem] if problem else []
+    backend = widgets.backend_ui("sweep")
     sweep_argv = None
     if not problems and not grid_problems and layers:
         with widgets.error_box("grid"):
-            sweep_argv = pipeline.sweep_argv(anc.path, layers, recipe, task, grids["lrs"], grids["wds"], grids["shots"])
+            sweep_argv = pipeline.sweep_argv(anc.path, layers, recipe, task, grids["lrs"], grids["wds"],
+                                             grids["shots"]) + backend
+            st.code("python -m learngene " + shlex.join(sweep_argv), language="bash")
     grid_text = {k: ", ".join(f"{v:g}" for v in vals) for k, vals in grids.items() if vals}
     widgets.start_job_ui("Start the sweep", sweep_argv or ["sweep"], kind="sweep", key="sweep-go",
                          device=task.get("device", "cpu"), disabled=sweep_argv is None,

@@ -475,6 +475,13 @@ def test_runs_page_starts_the_study_and_shows_its_report(env, tiny_ancestry):
     at.text_input(key="adv-dataset").set_value("folder:/data/letters").run()
     shown = [c.value for c in at.code if c.value.startswith("python -m learngene advantages ")]
     assert "--dataset folder:/data/letters" in shown[0], "the study can run on another data set"
+    at.segmented_control(key="adv-backend").set_value("ray").run()
+    shown = [c.value for c in at.code if c.value.startswith("python -m learngene advantages ")]
+    assert "--backend ray" in shown[0] and "--ray-address" not in shown[0], "ray: a local Ray by default"
+    assert any("CPU(s)" in c.value for c in at.caption), "the page says what Ray would get"
+    at.text_input(key="adv-ray-address").set_value("10.0.0.5:6379").run()
+    shown = [c.value for c in at.code if c.value.startswith("python -m learngene advantages ")]
+    assert "--ray-address 10.0.0.5:6379" in shown[0]
 
     (run_id,) = make_runs(env, {"kind": "advantages", "name": "a study"})
     out = JobManager(env).run_dir(run_id) / "outputs"

@@ -232,3 +232,23 @@ def test_ray_speed_bench_smallest(ray_head, tmp_path, one_torch_thread, capsys):
     text = docs.read_text()
     assert "<!-- bench:ray-cpu -->" in text and "How a study's wall time scales with workers" in text
     assert "python -m bench.ray_speed --quick" in text
+
+
+def test_cluster_info_reads_the_heads_cpus_and_refuses_an_address_nothing_answers_at(ray_head) -> None:
+    """`learngene cluster`: what the app shows before a Ray run (issue 13: the cluster's CPUs/GPUs)."""
+    import json
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "learngene", "cluster", *args, "--json"], capture_output=True,
+                              text=True, timeout=120)
+
+    local = cli()
+    assert local.returncode == 0 and json.loads(local.stdout)["cpus"] >= 1
+    joined = cli("--ray-address", ray_head)
+    assert joined.returncode == 0, joined.stderr
+    info = json.loads(joined.stdout.strip().splitlines()[-1])
+    assert info["cpus"] == 2 and info["nodes"] == 1 and ray_head in info["where"]
+    dead = cli("--ray-address", "127.0.0.1:1")
+    assert dead.returncode != 0 and "nothing answers at 127.0.0.1:1" in dead.stderr

@@ -103,6 +103,9 @@ class RayBackend:
             if ray.is_initialized():
                 pass
             elif self.address:
+                from learngene.cluster.info import reachable
+
+                reachable(self.address)  # an address nothing answers at: at once, not after Ray's long retries
                 ray.init(address=self.address, logging_level="warning", log_to_driver=True)
                 self.owned = True
             else:
