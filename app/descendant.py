@@ -106,10 +106,11 @@ def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:
     return out
 
 
-def sizes(recipe: Any, anc: Ancestry, layers: list[int]) -> dict[str, int]:
-    """Parameters of the learngene (its layers + stem), the ancestry, and the descendant."""
+def sizes(recipe: Any, anc: Ancestry, layers: list[int], slots: list[dict[str, Any]] | None = None) -> dict[str, int]:
+    """Parameters of the learngene (its layers + stem), the ancestry, and the descendant (`slots`: the
+    recipe's `stack_slots` when the caller has them already; at another width they build the model)."""
     lg = sum(anc.layer_params[i] for i in layers if 0 <= i < anc.n_layers)
-    desc = sum(s["params"] or 0 for s in stack_slots(recipe, anc))
+    desc = sum(s["params"] or 0 for s in (slots if slots is not None else stack_slots(recipe, anc)))
     return {"learngene layers": lg, "learngene + stem": lg + anc.stem_params,
             "descendant": desc, "ancestry": anc.total_params}
 

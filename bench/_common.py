@@ -232,3 +232,25 @@ def finish(args: argparse.Namespace, key: str, text: str) -> None:
     print(f"\nmarkdown section: {path}")
     if args.write_docs:
         print(f"updated {insert_section(args.docs, key, text)} (section '{key}')")
+
+
+def kill_processes_naming(text: str | os.PathLike, passes: int = 1) -> None:
+    """SIGKILL every process (but this one) whose command line or environment contains `text`, e.g. the
+    temporary folder a benchmark's or test's jobs were started in; `passes` > 1 also catches a process
+    forked during an earlier pass."""
+    import signal
+
+    needle = str(text).encode()
+    for p in range(passes):
+        if p:
+            time.sleep(0.05)
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in data:
+                with contextlib.suppress(OSError):
+                    os.kill(int(name), signal.SIGKILL)

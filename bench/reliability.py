@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import ROOT, machine_info, machine_text, md_table
+from bench._common import ROOT, kill_processes_naming, machine_info, machine_text, md_table
 
 DOC = ROOT / "docs" / "reliability.md"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3  # as learngene.runlog documents them
@@ -226,19 +226,8 @@ class Ctx:
             with contextlib.suppress(OSError):
                 os.killpg(self._server[0].pid, signal.SIGKILL)
             self._server[0].wait(timeout=10)
-        needle = str(self.root).encode()
-        for _ in range(2):  # a second pass catches a process forked during the first
-            for name in os.listdir("/proc"):
-                if not name.isdigit() or int(name) == os.getpid():
-                    continue
-                try:
-                    data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
-                except OSError:
-                    continue
-                if needle in data:
-                    with contextlib.suppress(OSError):
-                        os.kill(int(name), signal.SIGKILL)
-            time.sleep(0.05)
+        kill_processes_naming(self.root, passes=2)
+        time.sleep(0.05)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -99,11 +99,12 @@ else:
         recipe = descendant.build(anc, layers, new_cfg)
         left, right = st.columns([3, 2])
         with left:
-            stack = figures.descendant_stack(descendant.stack_slots(recipe, anc))
+            slots = descendant.stack_slots(recipe, anc)
+            stack = figures.descendant_stack(slots)
             st.plotly_chart(stack, key="lg-stack", config={"displayModeBar": False})
             widgets.download_figure_ui(stack, "descendant", "lg-stack")
         with right:
-            sizes = descendant.sizes(recipe, anc, layers)
+            sizes = descendant.sizes(recipe, anc, layers, slots)
             bars = figures.size_bars(sizes, title="size against the ancestry")
             st.plotly_chart(bars, key="lg-sizes", config={"displayModeBar": False})
             widgets.download_figure_ui(bars, "sizes", "lg-sizes")

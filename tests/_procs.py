@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
+
+from bench._common import kill_processes_naming
 
 LONG = ["selftest", "--records", "100000", "--interval", "0.05"]  # runs until cancelled or killed
 
@@ -24,16 +24,15 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
 
 def kill_runs_under(runs_dir: Path) -> None:
     """SIGKILL every process whose command line or environment names `runs_dir` (what the runs started)."""
-    needle = str(runs_dir).encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            data = Path(f"/proc/{name}/cmdline").read_bytes() + Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in data:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-            except OSError:
-                pass
+    kill_processes_naming(runs_dir)
+
+
+def clean_up(manager) -> None:
+    """After a test: kill every process the manager's runs started (twice: a second pass catches a
+    process forked during the first), and reap the supervisors it spawned."""
+    for _ in range(2):
+        kill_runs_under(manager.runs_dir.resolve())
+        time.sleep(0.05)
+    for proc in manager._children:
+        proc.kill()
+        proc.wait(timeout=10)

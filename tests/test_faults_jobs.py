@@ -28,7 +28,7 @@ from learngene.jobs import JobManager, JobSpec, procs
 from learngene.jobs.runs import STATUS_FILE, STATUS_LOCK, read_status, resolve_run_dir
 from learngene.jobs.slots import flocked
 from learngene.runlog import PROGRESS_FILE, atomic_write_json
-from tests._procs import LONG, kill_runs_under, wait_until
+from tests._procs import LONG, clean_up, wait_until
 from tests.conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +39,7 @@ def mgr(tmp_path):
     """A JobManager on a tmp runs folder; every process its runs started is killed and reaped afterwards."""
     manager = JobManager(tmp_path / "runs", max_cpu_jobs=2)
     yield manager
-    for _ in range(2):
-        kill_runs_under(manager.runs_dir.resolve())
-        time.sleep(0.05)
-    for proc in manager._children:
-        proc.kill()
-        proc.wait(timeout=10)
+    clean_up(manager)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from learngene.jobs import JobManager, JobSpec, procs
 from learngene.jobs.runs import STATUS_FILE, read_status
-from tests._procs import LONG, kill_runs_under, wait_until
+from tests._procs import LONG, clean_up, kill_runs_under, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,12 +33,7 @@ def mgr(tmp_path):
     """A JobManager (one cpu slot) on a tmp runs folder; every process its runs started is killed and reaped."""
     manager = JobManager(tmp_path / "runs", max_cpu_jobs=1, grace_s=2.0)
     yield manager
-    for _ in range(2):
-        kill_runs_under(manager.runs_dir.resolve())
-        time.sleep(0.05)
-    for proc in manager._children:
-        proc.kill()
-        proc.wait(timeout=10)
+    clean_up(manager)
 
 
 def worker_of(mgr: JobManager, run_id: str) -> int:

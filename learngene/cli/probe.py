@@ -88,8 +88,9 @@ def _shown(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.cli._common import load_data
     from learngene.cli.condense import _ancestry_path
-    from learngene.cli.train import load_data, set_cpu_threads
+    from learngene.cli.train import set_cpu_threads
     from learngene.data.binding import bound_of_card
     from learngene.descend.probe import ProbeConfig, probe_units, run_probe
     from learngene.descend.probe_report import format_table

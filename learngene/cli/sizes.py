@@ -70,8 +70,8 @@ def default_layers(path: Path, sha256: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.cli._common import load_data
     from learngene.cli.condense import _ancestry_path
-    from learngene.cli.train import load_data
     from learngene.data.binding import bound_of_card
     from learngene.descend.sizes import SizeStudy, figure, markdown, run_size_study, summarize, to_json
     from learngene.inherit.choose import load_ancestry, parse_int_list

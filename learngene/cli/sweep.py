@@ -6,7 +6,7 @@ import argparse
 import sys
 from contextlib import nullcontext
 
-from learngene.cli._common import add_data, add_run_dir, add_train, command_line, train_config
+from learngene.cli._common import add_data, add_run_dir, add_train, command_line, load_data, train_config
 from learngene.cli.train import (
     TRAIN_DEFAULTS,
     add_source_options,
@@ -17,7 +17,6 @@ from learngene.cli.train import (
     check_task_counts,
     data_config,
     diverged_record,
-    load_data,
     resolve_source,
     set_cpu_threads,
 )

@@ -12,6 +12,7 @@ from learngene.cli._common import (
     add_run_dir,
     add_train,
     command_line,
+    load_data,
     output_dir,
     source_constant,
     train_config,
@@ -259,13 +260,6 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
                                 io_shapes=view.io_shapes(), stages=stages_of(ancestry.lg_spec), **recipe_kwargs(args))
     return (ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})",
             bound_of_card(card, path))
-
-
-def load_data(args: argparse.Namespace, bound=None):
-    """The data set under the split `bound` binds (see `learngene.cli._common.load_data`)."""
-    from learngene.cli._common import load_data as load_bound
-
-    return load_bound(args, bound)
 
 
 def data_config(args: argparse.Namespace, ds) -> dict[str, Any]:

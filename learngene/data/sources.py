@@ -21,10 +21,11 @@ import json
 import operator
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -359,6 +360,26 @@ def _write_index(path: Path, names: list[str], files: list[str], labels: list[in
             Path(tmp).unlink(missing_ok=True)
 
 
+def _read_classes(root: Path, classes: dict[str, list[Path]], images_per_class: int | None,
+                  read: Callable[[Path], Any]) -> tuple[list[Any], list[int], list[str]]:
+    """`read` each class's files in order until `images_per_class` of them gave a value (None: the file
+    is skipped and counted). Returns the values, their class ids, and the skipped files (relative paths)."""
+    values, labels, bad = [], [], []
+    for c, files in enumerate(classes.values()):
+        kept = 0
+        for f in files:
+            if images_per_class is not None and kept >= images_per_class:
+                break
+            value = read(f)
+            if value is None:
+                bad.append(f.relative_to(root).as_posix())
+                continue
+            values.append(value)
+            labels.append(c)
+            kept += 1
+    return values, labels, bad
+
+
 def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size: int,
                           images_per_class: int | None, cache: bool) -> ImageSet:
     """The streamed form of `load_folder`: labels and file list now (each file's header checked, so an
@@ -372,19 +393,8 @@ def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size
         with contextlib.suppress(OSError):
             os.utime(index_file)
     else:
-        files, labels, bad = [], [], []
-        for c, paths in enumerate(classes.values()):
-            kept = 0
-            for f in paths:
-                if images_per_class is not None and kept >= images_per_class:
-                    break
-                rel = f.relative_to(root).as_posix()
-                if image_header_ok(f):
-                    files.append(rel)
-                    labels.append(c)
-                    kept += 1
-                else:
-                    bad.append(rel)
+        files, labels, bad = _read_classes(root, classes, images_per_class,
+                                           lambda f: f.relative_to(root).as_posix() if image_header_ok(f) else None)
         if index_file is not None:
             _write_index(index_file, names, files, labels, bad)
     if not files:
@@ -429,19 +439,7 @@ def load_folder(
         stacked, label_t, bad = found
         reader = file_reader(cache_file, stacked)
     else:
-        images, labels, bad = [], [], []
-        for c, files in enumerate(classes.values()):
-            kept = 0
-            for f in files:
-                if images_per_class is not None and kept >= images_per_class:
-                    break
-                img = _decode(f, image_size)
-                if img is None:
-                    bad.append(str(f.relative_to(root)))
-                    continue
-                images.append(img)
-                labels.append(c)
-                kept += 1
+        images, labels, bad = _read_classes(root, classes, images_per_class, lambda f: _decode(f, image_size))
         if not images:
             raise DataError(f"none of the image files under {root} could be decoded ({len(bad)} tried)")
         stacked, label_t = torch.stack(images), torch.tensor(labels)

@@ -145,26 +145,22 @@ def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int) -> list[
     return out
 
 
-def _pm(mean: float, half: float, scale: float = 100) -> str:
-    if not math.isfinite(half):
-        return f"{mean * scale:.1f}"
-    return f"{mean * scale:.1f} ± {half * scale:.1f}"
-
-
 def markdown(summary: list[dict[str, Any]], arch: str) -> str:
     """The size table of one ancestry."""
+    from learngene.descend.stats import fmt_ci
+
     lines = [f"| {arch} size | params (of ancestry) | from learngene | learngene % | random init % | "
              "weight selection % | learngene − random | weight sel. − random | train s (lg / rand / ws) |",
              "|---|---|---|---|---|---|---|---|---|"]
     def gain(g: dict[str, Any]) -> str:
         p = "" if g["p"] is None else f" (p={g['p']:.2g})"
-        return f"{_pm(g['mean'], g['ci95'])}{p}"
+        return f"{fmt_ci(g['mean'], g['ci95'])}{p}"
 
     for r in summary:
         lines.append(
             f"| {r['size']} | {r['params']:,} ({r['params_vs_ancestry']:.0%}) | {r['learngene_params']:,} | "
-            f"{_pm(r['learngene']['mean'], r['learngene']['ci95'])} | {_pm(r['random']['mean'], r['random']['ci95'])} | "
-            f"{_pm(r['weight-selection']['mean'], r['weight-selection']['ci95'])} | {gain(r['learngene_gain'])} | "
+            f"{fmt_ci(r['learngene']['mean'], r['learngene']['ci95'])} | {fmt_ci(r['random']['mean'], r['random']['ci95'])} | "
+            f"{fmt_ci(r['weight-selection']['mean'], r['weight-selection']['ci95'])} | {gain(r['learngene_gain'])} | "
             f"{gain(r['weight-selection_gain'])} | {r['learngene']['seconds']:.0f} / {r['random']['seconds']:.0f} / "
             f"{r['weight-selection']['seconds']:.0f} |")
     return "\n".join(lines)
