@@ -16,9 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The launcher prints the host link (and, beyond loopback, the join link), then runs `streamlit run app/main.py`.
 app: $(STAMP)
-	$(BIN)/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+	$(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check learngene app pages tests bench

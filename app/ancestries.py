@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app import config, pipeline, resources, state
+from app import config, identity, pipeline, resources, state
 from learngene.errors import CheckpointError, ConfigError
 from learngene.text import printable
 
@@ -32,8 +32,8 @@ def _slug(name: str) -> str:
 
 
 def _new_dir(stem: str) -> Path:
-    """A new folder of its own for one import: `<time>-<random>-<stem>` (never shared with another)."""
-    parent = config.uploads_dir()
+    """A new folder of its own for one import, in the person's uploads: `<time>-<random>-<stem>`."""
+    parent = identity.uploads_dir()
     parent.mkdir(parents=True, exist_ok=True)
     for _ in range(20):
         folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{_slug(stem)}"
@@ -74,6 +74,13 @@ def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_s
         raise ConfigError("upload exactly one weights file (.safetensors, .pth or .pt) and at most one model "
                           f"card (.json); got {[f.name for f in files]}")
     w = weights[0]
+    limit = config.max_upload_bytes()
+    for f in files:
+        size = getattr(f, "size", None)
+        size = len(f.getvalue()) if size is None else int(size)
+        if size > limit:
+            raise ConfigError(f"{printable(f.name, 80)} is {size / 2**20:.1f} MiB; uploads are at most "
+                              f"{limit / 2**20:.0f} MiB on this server")
     stem = _slug(w.name.rsplit(".", 1)[0])
     folder = _new_dir(stem)
     try:
@@ -137,11 +144,28 @@ def trained_ancestries() -> list[tuple[str, Path]]:
 
 
 def uploaded_ancestries() -> list[Path]:
-    """Checkpoints imported earlier (uploads and timm models), newest first."""
-    folder = config.uploads_dir()
+    """Checkpoints this person imported earlier (uploads and timm models), newest first."""
+    folder = identity.uploads_dir()
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*/*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def pickable() -> list[Path]:
+    """Every ancestry this person could pick on the Ancestry page: shipped, trained in a finished run of the
+    studio, or imported by them. A link may name only one of these."""
+    found = [p for p in config.shipped_ancestries() if p.is_file()]
+    found += [p for _label, p in trained_ancestries()]
+    return found + uploaded_ancestries()
+
+
+def may_pick(path: str) -> bool:
+    """True when `path` is one of `pickable()` (compared as resolved paths; nothing else is looked at)."""
+    try:
+        want = Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return False
+    return any(p.resolve() == want for p in pickable())
 
 
 def use(path: Path | str) -> str:

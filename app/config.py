@@ -3,6 +3,8 @@
 - `LEARNGENE_RUNS_DIR`: the job folders and the studio state file (default `<repo>/runs`).
 - `LEARNGENE_ASSETS_DIR`: the shipped ancestry checkpoints (default `<repo>/assets`).
 - `LEARNGENE_ANCESTRY`: the checkpoint the app opens on (default `<assets>/lg_vit_tiny.safetensors`).
+- `LEARNGENE_EXPORT_ROOT`: where exports are written (default `exports/` beside the runs folder).
+- `LEARNGENE_MAX_UPLOAD_MB`: the largest upload (default 200).
 
 Tests point these at `tmp_path` so that nothing they do touches the repository.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = "lg_vit_tiny.safetensors"
 RUNS_ENV, ASSETS_ENV, ANCESTRY_ENV = "LEARNGENE_RUNS_DIR", "LEARNGENE_ASSETS_DIR", "LEARNGENE_ANCESTRY"
+UPLOAD_ENV, EXPORT_ENV = "LEARNGENE_MAX_UPLOAD_MB", "LEARNGENE_EXPORT_ROOT"
 
 
 def runs_dir() -> Path:
@@ -30,6 +33,22 @@ def assets_dir() -> Path:
 def uploads_dir() -> Path:
     """Where uploaded checkpoints and learngene files are kept (inside the runs folder)."""
     return runs_dir() / ".uploads"
+
+
+def max_upload_bytes() -> int:
+    """The largest file a person may upload (`LEARNGENE_MAX_UPLOAD_MB`, default 200 MiB)."""
+    try:
+        mb = float(os.environ.get(UPLOAD_ENV) or 200)
+    except ValueError:
+        mb = 200.0
+    return int(max(mb, 0.0) * 2**20)
+
+
+def export_root() -> Path:
+    """The only folder the app writes exports into (`LEARNGENE_EXPORT_ROOT`, default `exports/` beside the runs
+    folder); each person has a folder of their own in it."""
+    env = os.environ.get(EXPORT_ENV)
+    return Path(env) if env else runs_dir().resolve().parent / "exports"
 
 
 def default_ancestry() -> Path:

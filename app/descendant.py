@@ -135,11 +135,14 @@ def import_learngene(name: str, data: bytes, anc: Ancestry) -> tuple[Any, Any]:
     import secrets
     import time
 
-    from app import config
-    from learngene.errors import CheckpointError
+    from app import config, identity
+    from learngene.errors import CheckpointError, ConfigError
     from learngene.inherit.learngene_file import load_learngene
 
-    folder = config.uploads_dir() / "learngenes"
+    if len(data) > config.max_upload_bytes():
+        raise ConfigError(f"the learngene file is {len(data) / 2**20:.1f} MiB; uploads are at most "
+                          f"{config.max_upload_bytes() / 2**20:.0f} MiB on this server")
+    folder = identity.uploads_dir() / "learngenes"
     folder.mkdir(parents=True, exist_ok=True)
     # A name of its own (time + random), created exclusively: a failing upload removes only its own file.
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}-{_safe_name(name)}"

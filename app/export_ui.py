@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import config, widgets
+from app import config, identity, server, widgets
 
 
 def zipped(folder: Path) -> bytes:
@@ -50,18 +50,44 @@ def export_ui(picked: list[Any]) -> None:
                          file_name="learngene-mlflow.zip", mime="application/zip", key="export-mlflow",
                          on_click="ignore", icon=":material/download:",
                          help="unzip, then `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <folder>`")
-    root = config.runs_dir().resolve().parent / "exports"
+    root = my_export_root()
     c = st.columns(2)
-    tb = c[0].text_input("TensorBoard folder on this machine", str(root / "tensorboard"), key="export-tb-dir")
-    ml = c[1].text_input("MLflow store (folder or tracking URI)", str(root / "mlruns"), key="export-ml-dir")
-    argv = ["jobs", "export", *ids, "--tensorboard", tb, "--mlflow", ml]
-    st.code("python -m learngene " + shlex.join(argv), language="bash")
+    tb = c[0].text_input("TensorBoard folder", "tensorboard", key="export-tb-dir",
+                         help=f"a folder inside your export folder {root}")
+    ml = c[1].text_input("MLflow store folder" + (" or tracking URI" if identity.me().host else ""), "mlruns",
+                         key="export-ml-dir", help=f"a folder inside {root}" + (
+                             "; as the host you may also give an http(s):// tracking server" if identity.me().host
+                             else "; a remote tracking server is for the host only"))
     if st.button("Export into these folders", key="export-go", icon=":material/upload:"):
         from learngene.export import export_runs, mlflow_uri
 
         with widgets.error_box("export"), st.spinner("exporting…"):
-            done = export_runs(dirs, tensorboard=tb or None, mlflow=ml or None)
+            tb_dir, ml_dest = export_targets(root, tb, ml, identity.me().host)
+            done = export_runs(dirs, tensorboard=tb_dir, mlflow=ml_dest)
             st.success(f"Exported {len(done['runs'])} run(s), {done['curves']} curves.", icon=":material/check:")
-            st.code(f"tensorboard --logdir {shlex.quote(tb)}\n"
-                    f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(ml))}",
+            argv = ["jobs", "export", *ids, "--tensorboard", str(tb_dir), "--mlflow", str(ml_dest)]
+            st.code("python -m learngene " + shlex.join(argv), language="bash")
+            st.code(f"tensorboard --logdir {shlex.quote(str(tb_dir))}\n"
+                    f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(str(ml_dest)))}",
                     language="bash")
+
+
+def my_export_root() -> Path:
+    """This person's folder inside the server's export root (every export the app writes goes there)."""
+    return config.export_root() / identity.pub()
+
+
+def export_targets(root: Path, tb: str, ml: str, host: bool) -> tuple[Path | None, str | None]:
+    """The TensorBoard folder and MLflow destination inside `root`; a remote tracking URI for the host only."""
+    from learngene.errors import ConfigError
+
+    tb_dir = server.inside(root, tb) if tb.strip() else None
+    ml = ml.strip()
+    if ml.lower().startswith(("http://", "https://", "databricks", "sqlite:", "file:", "postgresql", "mysql")):
+        if ml.lower().startswith(("http://", "https://", "databricks")):
+            if not host:
+                raise ConfigError("exporting to a remote MLflow tracking server is for the host only; "
+                                  "give a folder name instead")
+            return tb_dir, ml
+        raise ConfigError("give the MLflow store as a folder name inside your export folder")
+    return tb_dir, (str(server.inside(root, ml)) if ml else None)

@@ -3,8 +3,13 @@
 A double click on a start button reaches the server as two clicks; each started a job, and the page
 then followed the second, which waited in the queue behind the first. `start_once` returns the run
 already queued or running with the very same command (argv, kind, device) instead of starting a
-second one; the look-up and the start are one step under a lock (threads of this server and, through
-a lock file in the runs folder, other processes). No Streamlit here.
+second one (also one that someone else started: it stays theirs, and counts against their limit only);
+the look-up, the limits and the start are one step under a lock (threads of this server and, through
+a lock file in the runs folder, other processes).
+
+Fair share of a shared server: a person may have `Limits.per_person` live runs (running + queued) and
+everyone together `Limits.server`; a start beyond either is refused with the reason
+(`LimitReached`). No Streamlit here.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Any
+
+from learngene.errors import ConfigError
 
 _LOCK = threading.Lock()
 START_LOCK = "app-start.lock"  # in the runs folder's lock directory
@@ -30,8 +37,45 @@ def live_twin(mgr: Any, spec: Any) -> Any | None:
     return None
 
 
-def start_once(mgr: Any, spec: Any) -> tuple[str, bool]:
-    """Start `spec` unless the same command is already queued or running; returns (run id, started)."""
+class LimitReached(ConfigError):
+    """A start refused because a person or the server has as many live runs as allowed."""
+
+
+def live_counts(mgr: Any, owner: str | None = None) -> tuple[int, int]:
+    """(running, queued) runs of `owner` (every owner when None) in `mgr`'s folder."""
+    running = queued = 0
+    for info in mgr.list():
+        if info.live and (owner is None or info.spec.owner == owner):
+            running += info.state == "running"
+            queued += info.state == "queued"
+    return running, queued
+
+
+def refusal(mgr: Any, owner: str | None, limits: Any, host: bool = False) -> str | None:
+    """Why a new run of `owner` may not start now (None: it may)."""
+    if limits is None:
+        return None
+    running, queued = live_counts(mgr)
+    if running + queued >= limits.server:
+        return (f"the server already has {running + queued} runs queued or running (its limit is {limits.server}); "
+                "start again when one has finished")
+    if host or owner is None:
+        return None
+    mine = sum(live_counts(mgr, owner))
+    if mine >= limits.per_person:
+        return (f"you already have {mine} run(s) queued or running, the most one person may have here "
+                f"({limits.running} running + {limits.queued} queued); wait for one to finish or cancel one, "
+                "or ask the host for a higher limit")
+    return None
+
+
+def start_once(mgr: Any, spec: Any, limits: Any = None, host: bool = False) -> tuple[str, bool]:
+    """Start `spec` unless the same command is already queued or running; returns (run id, started).
+
+    With `limits` (an `app.server.Limits`), a new run is refused (`LimitReached`) when its owner
+    (`spec.owner`) or the whole server already has as many live runs as allowed; joining the same
+    command that is already live is always allowed. The host is held to the server's limit only.
+    """
     from learngene.jobs import slots
 
     spec = spec.validated()
@@ -40,6 +84,9 @@ def start_once(mgr: Any, spec: Any) -> tuple[str, bool]:
         twin = live_twin(mgr, spec)
         if twin is not None:
             return twin.run_id, False
+        why = refusal(mgr, spec.owner, limits, host)
+        if why:
+            raise LimitReached(why)
         return mgr.start(spec), True
 
 

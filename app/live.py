@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import demo, figures, pipeline, resources, runnames, state, widgets
+from app import demo, figures, messages, pipeline, resources, runnames, state, widgets
 from learngene.errors import LearngeneError
 
 POLL_S = 1.5
@@ -139,7 +139,7 @@ def summary_ui(info: Any, name: str | None = None) -> None:
     run's label on the chart)."""
     data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
     if isinstance(data, dict) and "learngene" in data:
-        summary_view_ui(data, f"Summary of {name or info.label}")
+        summary_view_ui(data, f"Summary of {messages.md(name or info.label)}")
 
 
 def _pct(value: Any) -> str:

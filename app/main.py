@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only app/ on the path
 
 import streamlit as st  # noqa: E402
 
-from app import widgets  # noqa: E402
+from app import identity, widgets  # noqa: E402
 
 PAGES = [  # (file, title, icon)
     ("home.py", "Home", ":material/home:"),
@@ -22,9 +22,11 @@ PAGES = [  # (file, title, icon)
     ("learngene.py", "Learngene", ":material/genetics:"),
     ("train.py", "Train", ":material/monitoring:"),
     ("runs.py", "Runs", ":material/history:"),
+    ("board.py", "Class board", ":material/groups:"),
 ]
 
 st.set_page_config(page_title="Learngene Studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
+identity.gate()  # who is at this browser; a server beyond loopback shows only its join page until joined
 page = st.navigation([
     st.Page(ROOT / "pages" / file, title=title, icon=icon, url_path=Path(file).stem, default=i == 0)
     for i, (file, title, icon) in enumerate(PAGES)

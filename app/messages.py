@@ -100,3 +100,12 @@ def run_problem(info: Any) -> str:
     else:
         text = what or reason or f"the run {getattr(info, 'state', 'ended')}"
     return plain(text)
+
+
+_MD_SPECIAL_RE = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=\"'&])")
+
+
+def md(text: Any, limit: int | None = 200) -> str:
+    """Text someone typed (a run's name, a display name) made inert inside Streamlit markdown: printable, and every
+    markdown punctuation escaped, so `![x](http://…)` shows as those characters instead of fetching an image."""
+    return _MD_SPECIAL_RE.sub(r"\\\1", printable(text, limit))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app import config, demo, launch, resources, state
+from app import config, demo, identity, resources, state
 from app.commands import (  # noqa: F401  (re-exported: the pages build their jobs from here)
     _options,
     accumulate_argv,
@@ -82,7 +82,7 @@ def demo_live() -> bool:
 
 def _start_train(anc_path: Path, layers: list[int], similarity: str, demo_state: dict[str, Any]) -> str:
     """Start the demo's train run and make its layers and similarity result the studio's current ones."""
-    run_id, _ = launch.start_once(interactive_jobs(), demo.train_spec(anc_path, layers, similarity))
+    run_id, _ = identity.start_as_me(interactive_jobs(), demo.train_spec(anc_path, layers, similarity))
     s = state.get()
     state.update(demo={**demo_state, "train": run_id, "similarity": similarity}, layers=list(layers),
                  similarity_run=similarity, watched=[run_id, *[w for w in s.watched if w != run_id]][:4])
@@ -96,7 +96,7 @@ def start_demo(anc: resources.Ancestry) -> str:
     if shipped is not None:
         fresh = {"condense": None, "train": None, "ancestry": str(anc.path)}
         return _start_train(anc.path, list(shipped.selected), demo.shipped_run_id(), fresh)
-    run_id, _ = launch.start_once(interactive_jobs(), demo.condense_spec(anc.path, anc.n_layers))
+    run_id, _ = identity.start_as_me(interactive_jobs(), demo.condense_spec(anc.path, anc.n_layers))
     state.update(demo={"condense": run_id, "train": None, "ancestry": str(anc.path)})
     return run_id
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import dashboard, figures, runnames, state, widgets
+from app import dashboard, figures, identity, runnames, state, widgets
 
 
 def _mtime(path: Path) -> float:
@@ -39,6 +39,8 @@ def row(info: Any) -> dict[str, Any]:
 def frame(infos: list[Any]) -> pd.DataFrame:
     df = dashboard.runs_frame([row(i) for i in infos])
     df.insert(df.columns.get_loc("state") + 1, "progress", [_progress(i) for i in infos])
+    names = identity.store().names()
+    df.insert(df.columns.get_loc("name") + 1, "by", [identity.owner_label(i, names) for i in infos])
     return df
 
 
@@ -50,6 +52,7 @@ def _progress(info: Any) -> float:
 
 COLUMN_CONFIG = {
     "run": st.column_config.TextColumn("run", help="the run's id (its folder under runs/)"),
+    "by": st.column_config.TextColumn("by", help="who started the run (only they and the host may change it)"),
     "tags": st.column_config.ListColumn("tags"),
     "layers": st.column_config.TextColumn("layers", help="the inherited ancestry layers"),
     "lr": st.column_config.NumberColumn("lr", format="%g", help="learning rate"),

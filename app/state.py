@@ -1,10 +1,13 @@
-"""State that survives a page reload: a small JSON file in the runs folder plus the URL.
+"""A person's choices, kept across page changes and reloads: their record in `app.people` plus the URL.
 
-`StudioState` holds what a person chose (ancestry, learngene layers, the similarity run in use,
-the runs being watched, the descendant recipe, and the values of the settings widgets in `ui`). It is
-loaded once per browser session, then every change is written atomically to
-`<runs>/.studio_state.json` and mirrored into `st.query_params`, so a reload or a shared link
-restores it. Values in the URL win over the file (a pasted link shows what it names).
+`StudioState` holds what one person chose (ancestry, learngene layers, the similarity run in use,
+the runs being watched, the descendant recipe, and the values of the settings widgets in `ui`). It
+belongs to that person alone (`app.identity` says who is at the browser): it is loaded once per
+browser session, every change is written to the person's record and mirrored into
+`st.query_params`, so a reload restores it and a shared link carries the *choices* (never who
+made them). Values in the URL win over the record (a pasted link shows what it names); a link may
+name only an ancestry the person could pick themselves, and impossible layers are dropped with a
+message.
 
 Streamlit drops the value of a widget that a run did not draw (every widget of the page left by a
 page switch), so the pages never rely on widget state alone: `app.widgets.kept` puts a remembered
@@ -19,10 +22,8 @@ from typing import Any
 
 import streamlit as st
 
-from app import config
-from learngene.runlog import atomic_write_json, read_json
+from app import config, identity
 
-STATE_FILE = ".studio_state.json"
 _SESSION_KEY = "_studio_state"
 _NOTHING = object()
 MAX_PUT_ASIDE = 20  # ancestries whose learngene is kept while another one is in use
@@ -64,25 +65,19 @@ class StudioState:
         return asdict(self)
 
 
-def state_path() -> Path:
-    return config.runs_dir() / STATE_FILE
-
-
 def load_file() -> StudioState:
-    """The state saved on disk (defaults when missing or unreadable)."""
-    try:
-        return StudioState.from_dict(read_json(state_path(), default={}))
-    except (OSError, ValueError):
-        return StudioState()
+    """This person's saved choices (defaults for a new person or an unreadable record)."""
+    saved = identity.record().get("state")
+    return StudioState.from_dict(saved) if isinstance(saved, dict) else StudioState()
 
 
 def save_file(state: StudioState) -> None:
     try:
-        atomic_write_json(state_path(), state.to_dict())
-    except OSError as exc:  # a read-only runs folder must not break the page
+        identity.save_record({**identity.record(), "state": state.to_dict()})
+    except (OSError, ValueError) as exc:  # a read-only runs folder or an oversized record must not break the page
         from app import messages
 
-        st.toast(f"could not save the studio state: {messages.plain(exc, 120)}")
+        st.toast(f"could not save your choices: {messages.plain(exc, 120)}")
 
 
 # --- URL: ancestry=<path>, layers=0,1,7, sim=<run id>, watch=<id>,<id> (the Train page's runs),
@@ -100,27 +95,58 @@ def _run_ids(text: str) -> list[str]:
 
 def parse_layers(text: str) -> list[int]:
     """'0, 1,7' -> [0, 1, 7]; anything that is not a non-negative integer is dropped."""
-    out = set()
+    return parse_layers_checked(text)[0]
+
+
+def parse_layers_checked(text: str) -> tuple[list[int], list[str]]:
+    """(layers, dropped): the non-negative integers of a comma list, and the parts that are not."""
+    out, dropped = set(), []
     for part in str(text).split(","):
         part = part.strip()
-        if part.isdigit():
+        if part.isdigit() and len(part) <= 6:
             out.add(int(part))
-    return sorted(out)
+        elif part:
+            dropped.append(part[:12])
+    return sorted(out), dropped
 
 
-def _from_query(state: StudioState, params: Any) -> StudioState:
+def _layer_count(ancestry: str) -> int | None:
+    from app import resources
+
+    try:
+        path = Path(ancestry) if ancestry else config.default_ancestry()
+        return resources.load_ancestry(path).n_layers
+    except Exception:  # noqa: BLE001 - an ancestry that does not load is reported by the pages
+        return None
+
+
+def _from_query(state: StudioState, params: Any) -> tuple[StudioState, list[str]]:
+    """The choices a link names, laid over the person's own; returns (state, what was dropped, in words)."""
+    from app import ancestries
+
+    said = []
     if params.get("ancestry"):
-        state.ancestry = str(params["ancestry"])
+        if ancestries.may_pick(str(params["ancestry"])):
+            state.ancestry = str(params["ancestry"])
+        else:  # one message whatever the value: the page must not tell which paths exist
+            said.append("The link named an ancestry that is not in this studio's list; it was ignored.")
     if "layers" in params:
-        state.layers = parse_layers(params["layers"])
-    if params.get("sim"):
-        state.similarity_run = str(params["sim"])
+        layers, dropped = parse_layers_checked(params["layers"])
+        n = _layer_count(state.ancestry) if layers else None
+        too_big = [i for i in layers if n is not None and i >= n]
+        state.layers = [i for i in layers if i not in too_big]
+        if dropped or too_big:
+            said.append(f"The link's layers {', '.join(dropped + [str(i) for i in too_big])} were ignored: the "
+                        f"ancestry has layers 0 to {(n or 1) - 1}." if n else
+                        f"The link's layers {', '.join(dropped)} were ignored: layers are whole numbers from 0.")
+    if params.get("sim") and _run_ids(params["sim"]):
+        state.similarity_run = _run_ids(params["sim"])[0]
     if params.get("watch"):
-        state.watched = [w for w in str(params["watch"]).split(",") if w]
+        state.watched = _run_ids(params["watch"])[:4]
     if params.get("runs"):  # a link to runs shows them: the Runs page's filters must not hide them
         ui = {k: v for k, v in state.ui.items() if k not in RUNS_FILTERS}
         state.ui = {**ui, RUNS_PICK: _run_ids(params["runs"])}
-    return state
+    return state, said
 
 
 def _to_query(state: StudioState) -> dict[str, str]:
@@ -151,10 +177,14 @@ def get() -> StudioState:
     """The session's state: loaded from the file and the URL on the first call of a session."""
     if _SESSION_KEY not in st.session_state:
         on_disk = load_file()
-        state = _from_query(StudioState.from_dict(on_disk.to_dict()), st.query_params)
+        state, said = _from_query(StudioState.from_dict(on_disk.to_dict()), st.query_params)
         if state != on_disk:  # a link named other choices: they are now the current ones
             save_file(state)
         st.session_state[_SESSION_KEY] = state
+        if said:
+            from app import widgets
+
+            widgets.flash(" ".join(said))
     state: StudioState = st.session_state[_SESSION_KEY]
     _sync_query(state)
     return state

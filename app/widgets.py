@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import config, launch, messages, resources, state
+from app import config, identity, launch, messages, resources, state
 from learngene.errors import LearngeneError
 
 # Streamlit's material icons (an emoji renders as a box where the emoji font is missing).
@@ -121,6 +121,7 @@ def ancestry_ui(show_missing: bool = True) -> resources.Ancestry | None:
 def sidebar_ui() -> None:
     """The sidebar: the current ancestry and learngene at a glance (from the state only: no model loading)."""
     s = state.get()
+    identity.host_ui()
     with st.sidebar:
         path = resources.current_ancestry_path()
         st.caption(f"**Ancestry** · `{path.name}`" + ("" if path.is_file() else " (missing)"))
@@ -183,7 +184,7 @@ def run_label(info: Any, name: str | None = None) -> str:
     """The progress line of a run: state icon, name, state, place in the queue or progress, time left."""
     prog = info.progress or {}
     done, total = prog.get("done") or 0, prog.get("total") or 0
-    label = f"{STATE_ICONS.get(info.state, '')} **{name or info.label}** · {info.state}"
+    label = f"{STATE_ICONS.get(info.state, '')} **{messages.md(name or info.label)}** · {info.state}"
     place = launch.queue_text(info) if info.state == "queued" else ""
     if place:
         label += f" · {place}"
@@ -205,7 +206,9 @@ def run_progress_ui(info: Any, *, cancel: bool = True, key: str = "", name: str 
     cols = st.columns([5, 1]) if cancel else [st.container()]
     cols[0].progress(frac, text=run_label(info, name))
     stoppable = info.live or getattr(info, "leftover_worker", None) is not None  # a worker that outlived its supervisor
-    if cancel and stoppable and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
+    if cancel and stoppable and not identity.may_act(info):
+        cols[1].caption(f"started by {identity.owner_label(info)}")
+    elif cancel and stoppable and cols[1].button("Cancel", key=f"cancel-{key}{info.run_id}", icon=":material/stop:"):
         with error_box("cancel"):
             resources.jobs().cancel(info.run_id)
             st.toast(f"cancelling {info.run_id}")
@@ -235,8 +238,8 @@ def start_job_ui(label: str, argv: list[str], *, kind: str, name: str, device: s
         from app import pipeline
 
         mgr = pipeline.interactive_jobs() if interactive else resources.jobs()
-        run_id, started = launch.start_once(mgr, JobSpec(argv=argv, kind=kind, device=device, name=name, group=group,
-                                                         role=role, tags=tags or {}))
+        run_id, started = identity.start_as_me(mgr, JobSpec(argv=argv, kind=kind, device=device, name=name,
+                                                            group=group, role=role, tags=tags or {}))
         st.toast(f"started {run_id}" if started else f"the same settings are already {mgr.get(run_id).state}: {run_id}")
         return run_id
     return None

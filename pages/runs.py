@@ -11,7 +11,9 @@ from app import (
     export_ui,
     figures,
     history,
+    identity,
     live,
+    messages,
     pipeline,
     resources,
     results_ui,
@@ -122,13 +124,13 @@ with widgets.error_box("runs"):
             st.caption("Select a finished **train** run to see its support set, confusion matrices and test images "
                        "with both models' predictions.")
         for info in done:
-            st.markdown(f"**{runs_ui.labels(picked)[info.run_id]}** · {info.run_id}")
+            st.markdown(f"**{messages.md(runs_ui.labels(picked)[info.run_id])}** · {info.run_id}")
             results_ui.predictions_ui(info, key=f"pred-{info.run_id}")
 
     with sweeps:
         sized = [(i, pipeline.read_output_json(i, "sizes.json")) for i in picked if i.spec.kind == "sizes"]
         for info, result in [(i, r) for i, r in sized if r and r.get("sizes")]:
-            st.markdown(f"**{info.label}** · {info.run_id}: final accuracy against descendant parameters")
+            st.markdown(f"**{messages.md(info.label)}** · {info.run_id}: final accuracy against descendant parameters")
             fig = figures.size_figure(result["sizes"])
             st.plotly_chart(fig, key=f"sizes-{info.run_id}")
             widgets.download_figure_ui(fig, "sizes", f"sizes-{info.run_id}")
@@ -137,7 +139,7 @@ with widgets.error_box("runs"):
         if not found and not any(r for _, r in sized):
             st.caption("Select a finished **sweep** or **sizes** run (start one on the Train page).")
         for info, summary in found:
-            st.markdown(f"**{info.label}** · {info.run_id}")
+            st.markdown(f"**{messages.md(info.label)}** · {info.run_id}")
             sens = history.sensitivity_frame(summary)
             cols = st.columns(2)
             with cols[0]:
@@ -162,7 +164,7 @@ with widgets.error_box("runs"):
         if not reports:
             st.caption("Select a finished **advantages** run (start one above).")
         for info, rep in reports:
-            st.markdown(f"**{info.label}** · {info.run_id}")
+            st.markdown(f"**{messages.md(info.label)}** · {info.run_id}")
             for block in history.markdown_blocks(rep["markdown"]):  # tables as tables: they fit the page's width
                 if isinstance(block, str):
                     st.markdown(block)
@@ -177,23 +179,31 @@ with widgets.error_box("runs"):
                                    icon=":material/table:")
 
     with annotate:
-        runs_ui.annotate_ui(picked, all_tags)
+        mine = [i for i in picked if identity.may_act(i)]
+        if len(mine) < len(picked):
+            st.caption("Only a run's owner and the host may rename, tag or note it: "
+                       f"{len(picked) - len(mine)} of the selected runs are someone else's.")
+        if mine:
+            runs_ui.annotate_ui(mine, all_tags)
 
     with export:
         export_ui.export_ui(picked)
 
     with details:
         for info in picked:
-            with st.expander(f"{info.label} · {info.run_id}", icon=widgets.STATE_ICONS.get(info.state)):
+            with st.expander(f"{messages.md(info.label)} · {info.run_id}", icon=widgets.STATE_ICONS.get(info.state)):
                 widgets.run_progress_ui(info, key="details-")
                 st.code(" ".join(info.command), language="bash")
                 st.code(resources.jobs().log_tail(info.run_id, 40) or "(empty log)", language="text")
                 live.summary_ui(info)
 
     with manage:
-        finished = [i for i in picked if not i.live]
-        st.write(f"{len(finished)} of the {len(picked)} selected runs are finished and can be deleted"
-                 + (" (cancel live runs first)." if len(finished) < len(picked) else "."))
+        finished = [i for i in picked if not i.live and identity.may_act(i)]
+        others = sum(not identity.may_act(i) for i in picked)
+        st.write(f"{len(finished)} of the {len(picked)} selected runs are finished and yours to delete"
+                 + (" (cancel live runs first)." if any(i.live for i in picked) else ".")
+                 + (f" {others} of them are someone else's: only their owner or the host may delete them."
+                    if others else ""))
         sure = st.checkbox("yes, delete their folders", key="runs-sure")
         if st.button("Delete", key="runs-delete", disabled=not (sure and finished), type="primary"):
             for info in finished:

@@ -72,6 +72,11 @@ def finished(tmp_path_factory, tiny_ancestry) -> dict[str, tuple[Path, str]]:
     return {name: (runs, run_id) for name, run_id in zip(specs, ids, strict=True)}
 
 
+# The browser a test plays: the same token is the same person (a new AppTest with it is a reload of
+# that person's browser); another token is another person.
+PERSON = "test-person-0000000000000000000000000000000"
+
+
 def copy_runs(env: Path, finished: dict, *names: str) -> list[str]:
     """Copy finished template runs into this test's runs folder (a run folder is self-contained)."""
     import shutil
@@ -80,22 +85,56 @@ def copy_runs(env: Path, finished: dict, *names: str) -> list[str]:
     for name in names:
         src, run_id = finished[name]
         shutil.copytree(src / run_id, env / run_id)
+        own(env / run_id)
         out.append(run_id)
     return out
 
 
-def open_page(name: str, at: AppTest | None = None, **query) -> AppTest:
+def own(run_dir: Path, person: str = PERSON) -> None:
+    """Make `person` the owner of a run (as if they had started it in the app)."""
+    from app.people import public_id
+
+    path = run_dir / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["spec"]["owner"] = public_id(person)
+    path.write_text(json.dumps(cfg))
+
+
+def person_file(runs: Path, person: str = PERSON) -> Path:
+    from app.people import public_id
+
+    return runs / ".studio" / "people" / f"{public_id(person)}.json"
+
+
+def new_session(person: str = PERSON, **query) -> AppTest:
+    """A new browser session of `person` (a reload), opened on the URL's query."""
+    from app.identity import SESSION_TOKEN
+
+    at = AppTest.from_file(MAIN, default_timeout=90)
+    at.session_state[SESSION_TOKEN] = person
+    at.query_params.update(query)
+    return at
+
+
+def open_page(name: str, at: AppTest | None = None, person: str = PERSON, **query) -> AppTest:
     if at is None:
-        at = AppTest.from_file(MAIN, default_timeout=90)
-        at.query_params.update(query)
+        at = new_session(person, **query)
         at.run()
     at.switch_page(f"../pages/{name}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def saved_state(runs: Path) -> dict:
-    return json.loads((runs / ".studio_state.json").read_text())
+def saved_state(runs: Path, person: str = PERSON) -> dict:
+    """The choices saved for `person` (their record in the runs folder's person store)."""
+    return json.loads(person_file(runs, person).read_text())["state"]
+
+
+def save_state(runs: Path, person: str = PERSON, **fields) -> None:
+    """Give `person` these saved choices (as if they had made them earlier)."""
+    path = person_file(runs, person)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"state": fields}))
 
 
 def chart(at: AppTest, key: str) -> dict:
@@ -113,9 +152,12 @@ def make_runs(runs: Path, *specs: dict) -> list[str]:
     """
     from learngene.jobs import JobManager, JobSpec
 
+    from app.people import public_id
+
     mgr = JobManager(runs, max_cpu_jobs=4)  # several at once: each worker takes seconds to import torch
     ids = [mgr.start(JobSpec(argv=["selftest", "--records", "2", "--sleep", str(sp.get("sleep", 0))],
-                             kind=sp["kind"], name=sp.get("name") or f"test {sp['kind']}", tags=sp.get("tags") or {}))
+                             kind=sp["kind"], name=sp.get("name") or f"test {sp['kind']}", tags=sp.get("tags") or {},
+                             owner=public_id(sp.get("person", PERSON))))
            for sp in specs]
     for run_id, sp in zip(ids, specs, strict=True):
         if not sp.get("wait", True):
@@ -222,7 +264,7 @@ def test_ancestry_upload_refuses_a_corrupt_checkpoint(env):
     at.button(key="anc-upload-go").click().run()
     assert not at.exception
     assert at.error and "cannot be used" in at.error[0].value
-    assert not (env / ".studio_state.json").exists() or saved_state(env)["ancestry"] == ""
+    assert not person_file(env).exists() or saved_state(env)["ancestry"] == ""
 
 
 def test_ancestry_upload_of_checkpoint_and_card_becomes_current(env, tiny_ancestry):

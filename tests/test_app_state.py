@@ -28,9 +28,13 @@ from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: 
     epoch_records,
     finished,
     open_page,
+    save_state,
     saved_state,
     tiny_ancestry,
 )
+from tests.test_app import PERSON  # noqa: E402
+
+OWNER = __import__("app.people", fromlist=["public_id"]).public_id(PERSON)
 
 
 @pytest.fixture
@@ -69,7 +73,8 @@ def two_train_runs(runs_dir: Path, name: str = "5-way 10-shot · layers 2,3", ta
 
     mgr = JobManager(runs_dir, max_cpu_jobs=2)
     tags = tags or [{}, {}]
-    ids = [mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind="train", name=name, tags=t)) for t in tags]
+    ids = [mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind="train", name=name, tags=t, owner=OWNER))
+           for t in tags]
     for run_id, acc in zip(ids, (0.0, 0.1), strict=True):
         assert mgr.wait(run_id, timeout=60).state == "done"
         folder = mgr.run_dir(run_id)
@@ -366,8 +371,7 @@ def test_similarity_heatmap_drags_a_selection_box(studio, done_runs):
 
 def test_a_finished_condense_run_is_not_waiting_for_an_epoch(studio, done_runs):
     (cond_id,) = copy_runs(studio, done_runs, "condense")
-    (studio / ".studio_state.json").write_text(json.dumps({"demo": {"condense": cond_id, "train": None,
-                                                                 "error": "the demo stopped"}}))
+    save_state(studio, demo={"condense": cond_id, "train": None, "error": "the demo stopped"})
     at = open_page("home")
     assert not any("Waiting for the first epoch" in c for c in captions(at)), captions(at)
     assert any(":material/check_circle:" in t for t in progress_texts(at)), progress_texts(at)

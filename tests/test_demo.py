@@ -21,6 +21,8 @@ require_module("streamlit")  # skipped without streamlit on a developer machine;
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app import demo  # noqa: E402
+from app.people import public_id  # noqa: E402
+from tests.test_app import PERSON, new_session, person_file, save_state, saved_state  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "app" / "main.py"
@@ -156,7 +158,8 @@ def make_run(runs: Path, kind: str, outputs: dict[str, dict], records: list[dict
     from learngene.jobs import JobManager, JobSpec
 
     mgr = JobManager(runs)
-    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind=kind, name=name or f"test {kind}"))
+    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind=kind, name=name or f"test {kind}",
+                               owner=public_id(PERSON)))
     assert mgr.wait(run_id, timeout=60).state == "done"
     folder = mgr.run_dir(run_id)
     for fname, data in outputs.items():
@@ -166,16 +169,8 @@ def make_run(runs: Path, kind: str, outputs: dict[str, dict], records: list[dict
     return run_id
 
 
-def save_state(runs: Path, **fields) -> None:
-    (runs / ".studio_state.json").write_text(json.dumps(fields))
-
-
-def saved_state(runs: Path) -> dict:
-    return json.loads((runs / ".studio_state.json").read_text())
-
-
 def open_home() -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=90)
+    at = new_session()
     at.run()
     at.switch_page("../pages/home.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -233,7 +228,7 @@ def test_a_reference_of_other_weights_is_not_used(shipped_ancestry):
 
 def test_home_shows_the_reference_run_with_no_job(shipped_env):
     at = open_home()
-    assert not (shipped_env / ".studio_state.json").exists() or not saved_state(shipped_env).get("demo")
+    assert not person_file(shipped_env).exists() or not saved_state(shipped_env).get("demo")
     assert any("Reference run, recorded 2026-11-30 on a 2-core test CPU" in c.value for c in at.caption)
     fig = chart(at, "demo-ref-curves")
     assert hlines(fig) == [pytest.approx(mean_target(5))]  # the target line: the baseline's final accuracy

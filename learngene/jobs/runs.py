@@ -75,6 +75,9 @@ class JobSpec:
         role: the part a run plays in its group, e.g. "learngene" or "baseline".
         tags: free JSON-able labels.
         pass_run_dir: also append `--run-dir <run folder>` to argv (the env var is always set).
+        owner: the public id of the person who started it in the app (None: the command line, which is
+            the host's). Only the owner and the host may cancel, delete or annotate a run there.
+        owner_name: that person's display name when the run started.
     """
 
     argv: list[str]
@@ -85,6 +88,8 @@ class JobSpec:
     role: str | None = None
     tags: dict[str, Any] = field(default_factory=dict)
     pass_run_dir: bool = True
+    owner: str | None = None
+    owner_name: str | None = None
 
     def validated(self) -> JobSpec:
         """A checked copy with defaults filled in; raises ConfigError on bad input."""
@@ -100,7 +105,7 @@ class JobSpec:
             raise ConfigError(f"JobSpec.kind must be lower-case letters, digits, '_' or '-', got {kind!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"JobSpec.device must be one of {DEVICES}, got {self.device!r}")
-        for label in ("name", "group", "role"):
+        for label in ("name", "group", "role", "owner", "owner_name"):
             value = getattr(self, label)
             if value is not None and (not isinstance(value, str) or len(value) > 200):
                 raise ConfigError(f"JobSpec.{label} must be a string of at most 200 characters")

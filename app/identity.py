@@ -1,0 +1,231 @@
+"""Who is at this browser: their person record, whether they are the host, and the join gate.
+
+A browser gets a random token in a cookie (`lg_person`, set by a small script the first time it
+visits, read back from `st.context.cookies` on every later connection); the token names the
+person's record in `app.people` by its hash. Links never carry it. Tests, where there is no browser,
+put a token into `st.session_state[SESSION_TOKEN]` before the first run: the same token is the
+same person.
+
+The host is whoever opened the app with the host key (`?host=KEY`, printed on the server's console
+by `python -m app.serve`) or typed it in the sidebar. A server bound beyond loopback asks every new
+person for the join code (`?join=CODE`, the console prints the join link) and shows nothing else
+until it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app import config, people, server
+
+COOKIE = "lg_person"
+SESSION_TOKEN = "_lg_person_token"
+_COOKIE_SET = "_lg_cookie_set"
+_RECORD = "_lg_person_record"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+
+
+@dataclasses.dataclass
+class Person:
+    """The person at this browser."""
+
+    pub: str  # public id (hash of the browser's token): a run's `owner`
+    name: str
+    host: bool
+    joined: bool
+
+
+def store() -> people.PersonStore:
+    return people.PersonStore(server.studio_dir(config.runs_dir()) / "people")
+
+
+def _token() -> str:
+    token = st.session_state.get(SESSION_TOKEN)
+    if people.valid_token(token):
+        return token
+    try:
+        cookie = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001 - no browser context (a bare script run)
+        cookie = None
+    token = cookie if people.valid_token(cookie) else people.new_token()
+    st.session_state[SESSION_TOKEN] = token
+    return token
+
+
+def _set_cookie(token: str) -> None:
+    """Keep the token in the browser (once per session, unless the browser already sent it)."""
+    if st.session_state.get(_COOKIE_SET) == token:
+        return
+    st.session_state[_COOKIE_SET] = token
+    try:
+        if st.context.cookies.get(COOKIE) == token:
+            return
+    except Exception:  # noqa: BLE001
+        return
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age={COOKIE_MAX_AGE_S}; "
+            "SameSite=Strict';</script>", unsafe_allow_javascript=True)
+
+
+def record() -> dict[str, Any]:
+    """This person's stored record (cached for the session; `save_record` writes it)."""
+    if _RECORD not in st.session_state:
+        st.session_state[_RECORD] = store().load(pub())
+    return st.session_state[_RECORD]
+
+
+def save_record(rec: dict[str, Any]) -> None:
+    st.session_state[_RECORD] = rec
+    store().save(pub(), rec)
+
+
+def pub() -> str:
+    return people.public_id(_token())
+
+
+def me() -> Person:
+    """This person. Host and joined hold for the secrets the server has now (a restart makes new ones)."""
+    rec, secrets_now = record(), server.read(config.runs_dir())
+    name = people.clean_name(rec.get("name")) or people.default_name(pub())
+    host = bool(secrets_now.get("host_key_sha256")) and rec.get("host") == secrets_now.get("host_key_sha256")
+    joined = bool(secrets_now.get("join_code_sha256")) and rec.get("joined") == secrets_now.get("join_code_sha256")
+    return Person(pub(), name, host, joined or host)
+
+
+def set_name(name: str) -> str:
+    clean = people.clean_name(name)
+    save_record({**record(), "name": clean})
+    return clean or people.default_name(pub())
+
+
+def claim_host(key: str) -> bool:
+    """Become host if `key` is the host key; True on success."""
+    stored = server.read(config.runs_dir()).get("host_key_sha256")
+    if not server.matches(key, stored):
+        return False
+    save_record({**record(), "host": stored})
+    return True
+
+
+def join(code: str) -> bool:
+    """Join this server if `code` is its join code; True on success."""
+    stored = server.read(config.runs_dir()).get("join_code_sha256")
+    if not server.matches(code, stored):
+        return False
+    save_record({**record(), "joined": stored})
+    return True
+
+
+def ensure_secrets() -> None:
+    """A server started without the launcher makes its host key on the first page view and prints it."""
+    runs = config.runs_dir()
+    if server.read(runs).get("host_key_sha256"):
+        return
+    made = server.new_secrets(runs, join=not server.is_loopback(st.get_option("server.address")))
+    print(f"Learngene Studio host key: {made['host_key']}", file=sys.stderr, flush=True)
+    if "join_code" in made:
+        print(f"Learngene Studio join code: {made['join_code']}", file=sys.stderr, flush=True)
+
+
+def needs_join() -> bool:
+    return not server.is_loopback(st.get_option("server.address"))
+
+
+def _take_query_secrets() -> None:
+    """`?host=` and `?join=` are used once and taken out of the address (a link must not carry them)."""
+    params = st.query_params
+    if "host" in params:
+        key = params.get("host")
+        del params["host"]
+        if claim_host(key):
+            st.toast("You are the host of this studio.")
+        else:
+            st.toast("That host key is not this server's.")
+    if "join" in params:
+        code = params.get("join")
+        del params["join"]
+        join(code)
+
+
+def join_page_ui() -> None:
+    """The only thing a browser without the join code sees."""
+    st.title("Learngene Studio")
+    st.write("This studio is shared. Ask the person who runs it for the join code (or the join link).")
+    with st.form("join-form"):
+        code = st.text_input("join code", type="password", key="join-code")
+        go = st.form_submit_button("Join", type="primary")
+    if go:
+        if join(code):
+            st.rerun()
+        st.error("That is not the join code.")
+
+
+def gate() -> Person:
+    """Identify the person, set their cookie, apply `?host=`/`?join=`; stop at the join page when needed."""
+    ensure_secrets()
+    _set_cookie(_token())
+    _take_query_secrets()
+    person = me()
+    if needs_join() and not person.joined:
+        join_page_ui()
+        st.stop()
+    return person
+
+
+def host_ui() -> None:
+    """Sidebar: the display name, and the host key field (or the host's badge)."""
+    person = me()
+    from app import messages
+
+    with st.sidebar.expander(f"**You** · {messages.md(person.name)}" + (" · host" if person.host else ""),
+                             expanded=False):
+        name = st.text_input("display name", person.name, max_chars=people.MAX_NAME, key="person-name",
+                             help="shown on your runs and on the Class board")
+        if name != person.name and st.button("Save name", key="person-name-go"):
+            st.toast(f"You are now {messages.md(set_name(name))}")
+            st.rerun()
+        if not person.host:
+            key = st.text_input("host key", type="password", key="host-key",
+                                help="printed on the server's console when it started")
+            if key and st.button("Become host", key="host-go"):
+                st.toast("You are the host." if claim_host(key) else "That is not this server's host key.")
+                st.rerun()
+
+
+def uploads_dir() -> Path:
+    """This person's uploads folder (inside the runs folder)."""
+    return config.uploads_dir() / pub()
+
+
+def limits_for(person: Person) -> server.Limits:
+    return server.person_limits(config.runs_dir(), person.pub)
+
+
+def start_as_me(mgr: Any, spec: Any) -> tuple[str, bool]:
+    """Start `spec` as this person's run, within their limits (`app.launch.start_once`)."""
+    from app import launch
+
+    person = me()
+    spec = dataclasses.replace(spec, owner=person.pub, owner_name=person.name)
+    return launch.start_once(mgr, spec, limits=limits_for(person), host=person.host)
+
+
+def may_act(info: Any) -> bool:
+    """True when this person may cancel, delete, rename, tag or note the run: its owner or the host."""
+    person = me()
+    return person.host or (getattr(info.spec, "owner", None) or None) == person.pub
+
+
+def owner_label(info: Any, names: dict[str, str] | None = None) -> str:
+    """Who started a run: their current display name, 'you', or 'command line' for runs without an owner."""
+    owner = getattr(info.spec, "owner", None)
+    if not owner:
+        return "command line"
+    if owner == pub():
+        return "you"
+    names = names if names is not None else store().names()
+    return names.get(owner) or people.clean_name(getattr(info.spec, "owner_name", "")) or people.default_name(owner)
