@@ -154,7 +154,10 @@ def uploaded_ancestries() -> list[Path]:
 def pickable() -> list[Path]:
     """Every ancestry this person could pick on the Ancestry page: shipped, trained in a finished run of the
     studio, or imported by them. A link may name only one of these."""
+    from learngene.models import shipped_checkpoints
+
     found = [p for p in config.shipped_ancestries() if p.is_file()]
+    found += shipped_checkpoints(config.ROOT / "assets")  # the project's own, also when another assets folder is set
     found += [p for _label, p in trained_ancestries()]
     return found + uploaded_ancestries()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import config, identity, server, widgets
+from app import config, identity, messages, server, widgets
 
 
 def zipped(folder: Path) -> bytes:
@@ -58,6 +58,14 @@ def export_ui(picked: list[Any]) -> None:
                          key="export-ml-dir", help=f"a folder inside {root}" + (
                              "; as the host you may also give an http(s):// tracking server" if identity.me().host
                              else "; a remote tracking server is for the host only"))
+    try:
+        tb_dir, ml_dest = export_targets(root, tb, ml, identity.me().host)
+    except ValueError as exc:  # ConfigError: a folder outside the export root
+        tb_dir = ml_dest = None
+        st.caption(f":red[{messages.md(str(exc), 300)}]")
+    else:
+        argv = ["jobs", "export", *ids, "--tensorboard", str(tb_dir or ""), "--mlflow", str(ml_dest or "")]
+        st.code("python -m learngene " + shlex.join(argv), language="bash")
     if st.button("Export into these folders", key="export-go", icon=":material/upload:"):
         from learngene.export import export_runs, mlflow_uri
 
@@ -65,8 +73,6 @@ def export_ui(picked: list[Any]) -> None:
             tb_dir, ml_dest = export_targets(root, tb, ml, identity.me().host)
             done = export_runs(dirs, tensorboard=tb_dir, mlflow=ml_dest)
             st.success(f"Exported {len(done['runs'])} run(s), {done['curves']} curves.", icon=":material/check:")
-            argv = ["jobs", "export", *ids, "--tensorboard", str(tb_dir), "--mlflow", str(ml_dest)]
-            st.code("python -m learngene " + shlex.join(argv), language="bash")
             st.code(f"tensorboard --logdir {shlex.quote(str(tb_dir))}\n"
                     f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {shlex.quote(mlflow_uri(str(ml_dest)))}",
                     language="bash")

@@ -150,9 +150,8 @@ def make_runs(runs: Path, *specs: dict) -> list[str]:
 
     Each spec: kind, and optionally outputs {file name: JSON}, metrics [records], name, sleep, wait, tags.
     """
-    from learngene.jobs import JobManager, JobSpec
-
     from app.people import public_id
+    from learngene.jobs import JobManager, JobSpec
 
     mgr = JobManager(runs, max_cpu_jobs=4)  # several at once: each worker takes seconds to import torch
     ids = [mgr.start(JobSpec(argv=["selftest", "--records", "2", "--sleep", str(sp.get("sleep", 0))],

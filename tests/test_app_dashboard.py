@@ -228,13 +228,19 @@ def test_export_tab_writes_tensorboard_and_mlflow_and_shows_the_command(studio, 
     require_module("tensorboard")
     require_module("mlflow")
     a, b = copy_in(studio, two_trains)
+    monkeypatch.setenv("LEARNGENE_EXPORT_ROOT", str(tmp_path / "exports"))
+    from app.people import public_id
+    from tests.test_app import PERSON
+
+    mine = tmp_path / "exports" / public_id(PERSON)  # every export the app writes goes into the person's folder
     at = open_page("runs", runs=f"{a},{b}")
     labels = [d.label for d in at.get("download_button")]
     assert "TensorBoard event files (.zip)" in labels and "MLflow store (.zip)" in labels
-    at.text_input(key="export-tb-dir").set_value(str(tmp_path / "tb"))
-    at.text_input(key="export-ml-dir").set_value(str(tmp_path / "mlruns")).run()
+    at.text_input(key="export-tb-dir").set_value("tb")
+    at.text_input(key="export-ml-dir").set_value("mlruns").run()
     shown = [c.value for c in at.code if c.value.startswith("python -m learngene jobs export ")]
-    assert shown and a in shown[0] and f"--tensorboard {tmp_path / 'tb'}" in shown[0]
+    assert shown and a in shown[0] and f"--tensorboard {mine / 'tb'}" in shown[0]
+    tmp_path = mine  # the folders below are the person's
     at.button(key="export-go").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("Exported 2 run(s)" in s.value for s in at.success)

@@ -20,6 +20,7 @@ pytest.importorskip("streamlit")
 
 from app import figures, inputs, launch, messages, runnames  # noqa: E402
 from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: fixtures, used through `request`
+    PERSON,  # noqa: E402
     ROOT,
     TRAIN_SUMMARY,
     chart,
@@ -32,7 +33,6 @@ from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: 
     saved_state,
     tiny_ancestry,
 )
-from tests.test_app import PERSON  # noqa: E402
 
 OWNER = __import__("app.people", fromlist=["public_id"]).public_id(PERSON)
 

@@ -17,11 +17,10 @@ from tests.conftest import require_module
 require_module("streamlit")  # fails under CI when the app's stack is missing
 
 from app import launch, people, server  # noqa: E402
-from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: fixtures, used through `request`
+from tests.test_app import (  # noqa: E402,F401 - env, tiny_ancestry: fixtures, used through `request`
     PERSON,
     TRAIN_SUMMARY,
     env,
-    finished,
     make_runs,
     new_session,
     open_page,
@@ -31,6 +30,17 @@ from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: 
 
 ANNA = "anna-token-000000000000000000000000000000000"
 BOB = "bob-token-0000000000000000000000000000000000"
+
+
+@pytest.fixture
+def room(request) -> Path:
+    """The runs folder of an app on the tiny ancestry (tests/test_app.py's `env`)."""
+    return request.getfixturevalue("env")
+
+
+@pytest.fixture
+def anc(request) -> Path:
+    return request.getfixturevalue("tiny_ancestry")
 
 
 def pub(token: str) -> str:
@@ -48,7 +58,7 @@ def host_token(runs: Path, token: str = PERSON) -> str:
 # ------------------------------------------------------------------ per-person state
 
 
-def test_two_people_keep_their_own_choices_and_a_new_one_starts_from_defaults(env):
+def test_two_people_keep_their_own_choices_and_a_new_one_starts_from_defaults(room):
     a = open_page("learngene", person=ANNA)
     a.multiselect(key="lg-multi").set_value([1, 2]).run()
     a = open_page("train", at=a)
@@ -62,10 +72,10 @@ def test_two_people_keep_their_own_choices_and_a_new_one_starts_from_defaults(en
     assert open_page("train", person=BOB).number_input(key="task-epochs").value != 15
     fresh = open_page("learngene", person="carl-token-00000000000000000000000000000000")
     assert fresh.multiselect(key="lg-multi").value == []
-    assert saved_state(env, ANNA)["layers"] == [1, 2] and saved_state(env, BOB)["layers"] == [0]
+    assert saved_state(room, ANNA)["layers"] == [1, 2] and saved_state(room, BOB)["layers"] == [0]
 
 
-def test_a_link_carries_choices_never_the_person(env):
+def test_a_link_carries_choices_never_the_person(room):
     at = open_page("learngene", person=ANNA, layers="1,2")
     assert at.multiselect(key="lg-multi").value == [1, 2]
     assert set(at.query_params) <= {"layers", "ancestry", "sim", "watch", "runs"}, dict(at.query_params)
@@ -92,13 +102,13 @@ def test_person_store_is_bounded_and_expires(tmp_path):
 # ------------------------------------------------------------------ runs are shared, ownership is not
 
 
-def _live_run_of(env: Path, token: str, name: str) -> str:
-    (run_id,) = make_runs(env, {"kind": "train", "sleep": 60, "wait": False, "person": token, "name": name})
+def _live_run_of(room: Path, token: str, name: str) -> str:
+    (run_id,) = make_runs(room, {"kind": "train", "sleep": 60, "wait": False, "person": token, "name": name})
     return run_id
 
 
-def test_only_the_owner_and_the_host_may_cancel_or_rename_a_run(env):
-    run_id = _live_run_of(env, ANNA, "anna's run")
+def test_only_the_owner_and_the_host_may_cancel_or_rename_a_run(room):
+    run_id = _live_run_of(room, ANNA, "anna's run")
     bob = open_page("runs", person=BOB)
     bob.multiselect(key="runs-pick").set_value([run_id]).run()
     keys = {getattr(b, "key", None) for b in bob.button}
@@ -112,29 +122,29 @@ def test_only_the_owner_and_the_host_may_cancel_or_rename_a_run(env):
     anna.multiselect(key="runs-pick").set_value([run_id]).run()
     assert anna.text_input(key=f"ann-name-{run_id}") is not None
 
-    host_token(env, BOB)  # Bob opens the host link: now he may
+    host_token(room, BOB)  # Bob opens the host link: now he may
     bob = open_page("runs", person=BOB)
     bob.multiselect(key="runs-pick").set_value([run_id]).run()
     bob.button(key=f"cancel-details-{run_id}").click().run()
     from learngene.jobs import JobManager
 
-    assert JobManager(env).wait(run_id, timeout=30).state == "cancelled"
+    assert JobManager(room).wait(run_id, timeout=30).state == "cancelled"
 
 
-def test_a_wrong_host_key_gives_nothing(env):
-    server.new_secrets(env, join=False)
+def test_a_wrong_host_key_gives_nothing(room):
+    server.new_secrets(room, join=False)
     at = open_page("home", person=BOB, host="not-the-key")
-    path = env / ".studio" / "people" / f"{pub(BOB)}.json"
+    path = room / ".studio" / "people" / f"{pub(BOB)}.json"
     assert not (json.loads(path.read_text()) if path.exists() else {}).get("host")
     assert "host" not in at.query_params
     assert [b for b in at.button if b.key == "host-go"] or at.text_input(key="host-key") is not None
 
 
-def test_display_name_shows_on_the_persons_runs(env):
+def test_display_name_shows_on_the_persons_runs(room):
     at = open_page("home", person=ANNA)
     at.text_input(key="person-name").set_value("Anna K").run()
     at.button(key="person-name-go").click().run()
-    run_id = _live_run_of(env, ANNA, "named")
+    run_id = _live_run_of(room, ANNA, "named")
     bob = open_page("runs", person=BOB)
     table = bob.dataframe[0].value
     assert table.loc[table["run"] == run_id, "by"].iloc[0] == "Anna K"
@@ -174,15 +184,15 @@ def test_a_start_beyond_the_persons_limit_is_refused_with_the_reason_and_the_hos
             mgr.wait(run_id, timeout=30)
 
 
-def test_host_raises_a_persons_limit_on_the_board(env):
-    host_token(env, ANNA)
-    _live_run_of(env, BOB, "bob's")  # Bob started a run: the host sees him
+def test_host_raises_a_persons_limit_on_the_board(room):
+    host_token(room, ANNA)
+    _live_run_of(room, BOB, "bob's")  # Bob started a run: the host sees him
     at = open_page("board", person=ANNA)
     at.selectbox(key="board-person").set_value(pub(BOB)).run()
     at.number_input(key=f"lim-q-{pub(BOB)}").set_value(5).run()
     at.button(key="board-limit").click().run()
-    assert server.person_limits(env, pub(BOB)).queued == 5
-    assert server.person_limits(env, pub(ANNA)).queued == server.Limits().queued
+    assert server.person_limits(room, pub(BOB)).queued == 5
+    assert server.person_limits(room, pub(ANNA)).queued == server.Limits().queued
 
 
 # ------------------------------------------------------------------ writes stay inside
@@ -206,7 +216,7 @@ def test_an_export_path_outside_the_export_root_is_refused(tmp_path):
     assert export_targets(root, "", "http://127.0.0.1:5000", host=True)[1] == "http://127.0.0.1:5000"
 
 
-def test_an_upload_over_the_size_bound_is_refused(env, monkeypatch):
+def test_an_upload_over_the_size_bound_is_refused(room, monkeypatch):
     from app import ancestries
     from learngene.errors import ConfigError
 
@@ -220,24 +230,24 @@ def test_an_upload_over_the_size_bound_is_refused(env, monkeypatch):
     monkeypatch.setenv("LEARNGENE_MAX_UPLOAD_MB", "0.001")  # about 1 KB
     with pytest.raises(ConfigError, match="uploads are at most"):
         ancestries.import_upload([Upload("big.safetensors", b"x" * 4096)], arch="lg_vit_tiny")
-    assert not list((env / ".uploads").rglob("*.safetensors")) if (env / ".uploads").exists() else True
+    assert not list((room / ".uploads").rglob("*.safetensors")) if (room / ".uploads").exists() else True
 
 
 # ------------------------------------------------------------------ links name only what a person could pick
 
 
-def test_a_link_to_another_path_is_dropped_with_one_message_whatever_the_path(env):
+def test_a_link_to_another_path_is_dropped_with_one_message_whatever_the_path(room):
     shown = []
     for path in ("/etc/passwd", "/root/.ssh/id_rsa", "/no/such/file"):
         at = new_session(BOB, ancestry=path)
         at.run()
         shown.append([i.value for i in at.info])
-        path = env / ".studio" / "people" / f"{pub(BOB)}.json"
-        assert not path.exists() or saved_state(env, BOB)["ancestry"] == ""
+        path = room / ".studio" / "people" / f"{pub(BOB)}.json"
+        assert not path.exists() or saved_state(room, BOB)["ancestry"] == ""
     assert shown[0] == shown[1] == shown[2] and any("not in this studio's list" in v for v in shown[0])
 
 
-def test_a_link_with_impossible_layers_keeps_the_possible_ones_and_says_so(env):
+def test_a_link_with_impossible_layers_keeps_the_possible_ones_and_says_so(room):
     at = new_session(BOB, layers="999,-1,abc,2")
     at.run()
     said = [i.value for i in at.info]
@@ -245,8 +255,8 @@ def test_a_link_with_impossible_layers_keeps_the_possible_ones_and_says_so(env):
     assert open_page("learngene", at=at).multiselect(key="lg-multi").value == [2]
 
 
-def test_a_run_name_with_markdown_is_shown_as_text(env):
-    run_id = _live_run_of(env, BOB, "![px](http://127.0.0.1:8799/track.png) **bold**")
+def test_a_run_name_with_markdown_is_shown_as_text(room):
+    run_id = _live_run_of(room, BOB, "![px](http://127.0.0.1:8799/track.png) **bold**")
     at = open_page("runs", person=BOB)
     at.multiselect(key="runs-pick").set_value([run_id]).run()
     rendered = [m.value for m in at.markdown] + [e.label for e in at.expander] + [p.proto.text for p in at.get("progress")]
@@ -257,10 +267,10 @@ def test_a_run_name_with_markdown_is_shown_as_text(env):
 # ------------------------------------------------------------------ the class board
 
 
-def _finished_train(env: Path, token: str, ancestry: Path, layers: str, gain: float) -> str:
+def _finished_train(room: Path, token: str, ancestry: Path, layers: str, gain: float) -> str:
     from learngene.jobs import JobManager, JobSpec
 
-    mgr = JobManager(env, max_cpu_jobs=2)
+    mgr = JobManager(room, max_cpu_jobs=2)
     run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind="train", name=f"layers {layers}",
                                owner=pub(token)))
     assert mgr.wait(run_id, timeout=60).state == "done"
@@ -275,13 +285,13 @@ def _finished_train(env: Path, token: str, ancestry: Path, layers: str, gain: fl
     return run_id
 
 
-def test_class_board_lists_peoples_runs_and_the_answer_key_only_after_the_host_reveals_it(env, tiny_ancestry):
-    a = _finished_train(env, ANNA, tiny_ancestry, "0,1", 0.20)
-    b = _finished_train(env, BOB, tiny_ancestry, "2,3", -0.05)
+def test_class_board_lists_peoples_runs_and_the_answer_key_only_after_the_host_reveals_it(room, anc):
+    a = _finished_train(room, ANNA, anc, "0,1", 0.20)
+    b = _finished_train(room, BOB, anc, "2,3", -0.05)
     probe = {"format": "learngene.probe/1", "layers": [f"blocks.{i}" for i in range(4)], "chosen": [0, 1],
              "single": [{"layer": i, "name": f"blocks.{i}", "gain": {"mean": g, "ci95": 0.02}}
                         for i, g in enumerate([0.3, 0.1, 0.0, -0.1])]}
-    tiny_ancestry.with_suffix(".probe.json").write_text(json.dumps(probe))
+    anc.with_suffix(".probe.json").write_text(json.dumps(probe))
     try:
         at = open_page("board", person=BOB)
         table = next(d.value for d in at.dataframe if "who" in d.value.columns)
@@ -292,14 +302,14 @@ def test_class_board_lists_peoples_runs_and_the_answer_key_only_after_the_host_r
         assert not any("measured gain" in d.value.columns for d in at.dataframe), "hidden before the reveal"
         assert not [x for x in at.button if x.key == "board-reveal"], "only the host may reveal it"
 
-        host_token(env, ANNA)
+        host_token(room, ANNA)
         host = open_page("board", person=ANNA)
         host.button(key="board-reveal").click().run()
         at = open_page("board", person=BOB)
         key = next(d.value for d in at.dataframe if "measured gain" in d.value.columns)
         assert list(key["chosen by runs"]) == [1, 1, 1, 1] and key["measured gain"].iloc[0] == pytest.approx(0.3)
     finally:
-        tiny_ancestry.with_suffix(".probe.json").unlink(missing_ok=True)
+        anc.with_suffix(".probe.json").unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ the join gate and the launcher

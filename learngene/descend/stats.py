@@ -92,10 +92,10 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def fmt_ci(mean: float, half: float, scale: float = 100.0, digits: int = 1) -> str:
+def fmt_ci(mean: float, half: float | None, scale: float = 100.0, digits: int = 1) -> str:
     """'71.3 ± 2.4' (accuracies in percent by default); '71.3' when the interval is undefined."""
     if not math.isfinite(mean):
         return "n/a"
-    if not math.isfinite(half):
+    if half is None or not math.isfinite(half):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
