@@ -220,12 +220,17 @@ def may_act(info: Any) -> bool:
     return person.host or (getattr(info.spec, "owner", None) or None) == person.pub
 
 
+def name_of(owner: str, owner_name: Any = "", names: dict[str, str] | None = None) -> str:
+    """A person's display name: their current one, else the one their run recorded, else `guest-xxxx`."""
+    names = names if names is not None else store().names()
+    return names.get(owner) or people.clean_name(owner_name or "") or people.default_name(owner)
+
+
 def owner_label(info: Any, names: dict[str, str] | None = None) -> str:
-    """Who started a run: their current display name, 'you', or 'command line' for runs without an owner."""
+    """Who started a run: 'you', their display name, or 'command line' for runs without an owner."""
     owner = getattr(info.spec, "owner", None)
     if not owner:
         return "command line"
     if owner == pub():
         return "you"
-    names = names if names is not None else store().names()
-    return names.get(owner) or people.clean_name(getattr(info.spec, "owner_name", "")) or people.default_name(owner)
+    return name_of(owner, getattr(info.spec, "owner_name", ""), names)

@@ -9,6 +9,7 @@ streaming fragment). Metrics are read incrementally: the byte offset per run is 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -192,6 +193,15 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
     st.caption(" ".join(notes))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _reference_figure(path: str, stamp: tuple, _ref: demo.Reference) -> Any:
+    """The curves of a shipped reference run, built once per server (the same for everyone, never changed)."""
+    frame = figures.curves_frame(_ref.records)
+    if frame.empty:
+        return None
+    return figures.training_curves(frame, target=demo.target_value(_ref.summary["summary"]))
+
+
 def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
     """A shipped finished demo run: its curves with the target line, and its summary."""
     label, m = ref.label[:1].upper() + ref.label[1:], ref.meta
@@ -203,9 +213,12 @@ def reference_ui(ref: demo.Reference, key: str = "demo-ref") -> None:
         label += f" · layers {', '.join(map(str, m['layers']))} ({m.get('similarity') or '?'})"
     st.caption(label)
     data = ref.summary["summary"]
-    frame = figures.curves_frame(ref.records)
-    if not frame.empty:
-        fig = figures.training_curves(frame, target=demo.target_value(data))
+    try:
+        stamp = tuple(f.stat().st_mtime for f in sorted(Path(ref.path).iterdir()))
+    except OSError:
+        stamp = ()
+    fig = _reference_figure(str(ref.path), stamp, _ref=ref)
+    if fig is not None:
         st.plotly_chart(fig, key=f"{key}-curves")
         widgets.download_figure_ui(fig, "reference-curves", f"{key}-curves")
     summary_view_ui(data, "Summary of the reference run")

@@ -8,6 +8,7 @@ Spearman's rho between score and gain, per method.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,22 @@ def correlation(scores: list[float | None], probe: dict) -> float | None:
     return spearman(list(scores), [s["gain"]["mean"] for s in probe["single"]])
 
 
+def interval(scores: list[float | None], probe: dict) -> tuple[float, float] | None:
+    """The 95% bootstrap interval of score-vs-gain rho: one bootstrap (the library's default resamples) wherever
+    it is shown, computed once per server for the same scores and probe (it is the same for everyone)."""
+    key = json.dumps([[None if v is None else float(v) for v in scores],
+                      [s["gain"].get("per_task") for s in probe.get("single", [])]])
+    return _interval(key, _probe=probe)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _interval(key: str, _probe: dict) -> tuple[float, float] | None:
+    from learngene.descend.probe_report import correlation_interval
+
+    scores = json.loads(key)[0]
+    return correlation_interval(scores, _probe)
+
+
 def gain_figure(probe: dict, scores: list[float | None], score_label: str, selected: list[int]) -> go.Figure:
     """Measured single-layer gains (bars, ± 95% interval) with the method's layer scores (markers)."""
     names = [s["name"] for s in probe["single"]]
@@ -104,11 +121,9 @@ def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFra
         if len(sim.row_names) != len(probe["single"]):
             continue
         rule = sim.selection.get("rule", "row_max")
-        from learngene.descend.probe_report import correlation_interval
-
         scores = layer_scores(sim.array, rule)
         rho = correlation(scores, probe)
-        band = correlation_interval(scores, probe, resamples=500) if rho is not None else None
+        band = interval(scores, probe) if rho is not None else None
         rows.append({"similarity": label, "rule": rule, "Spearman rho": rho,
                      "95% interval": "" if band is None else f"{band[0]:+.2f} to {band[1]:+.2f}",
                      "chose": ", ".join(map(str, sim.selected))})
@@ -161,10 +176,8 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
         return
     where, probe = found
     s = probe.get("settings", {})
-    from learngene.descend.probe_report import correlation_interval
-
     rho = correlation(scores, probe)
-    band = correlation_interval(scores, probe) if rho is not None else None
+    band = interval(scores, probe) if rho is not None else None
     c = st.columns(3)
     c[0].container(key="probe-rho").metric(
         "Spearman rho (score vs gain)", "n/a" if rho is None else f"{rho:+.2f}",

@@ -1,5 +1,6 @@
 """Class board: everyone's train runs on one ancestry, live, and (once the host reveals it) the answer key."""
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -17,6 +18,21 @@ host can reveal the **answer key**: the measured gain of inheriting each single 
 how often the class chose it.
 """)
 
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def shared_rows(ancestry: str, tick: int) -> list[dict]:
+    """Everyone's train runs on `ancestry`, read once per server per poll interval (`tick`), not once per person."""
+    infos = [i for i in resources.jobs().list(kind="train") if board.same_ancestry(i, Path(ancestry))]
+    names = identity.store().names()
+    rows = []
+    for info in infos:
+        owner = info.spec.owner
+        who = identity.name_of(owner, info.spec.owner_name, names) if owner else "command line"
+        rows.append({**board.board_row(info, who, runs_ui.row(info)), "_owner": owner})
+    return rows
+
+
 person = identity.me()
 runs_dir = config.runs_dir()
 with widgets.error_box("class board"):
@@ -28,10 +44,9 @@ with widgets.error_box("class board"):
 
     @st.fragment(run_every=POLL_S)
     def _board() -> None:
-        infos = [i for i in resources.jobs().list(kind="train") if board.same_ancestry(i, chosen)]
-        names = identity.store().names()
-        rows = [board.board_row(i, identity.owner_label(i, names), runs_ui.row(i)) for i in infos]
-        df = board.board_frame(rows)
+        rows = shared_rows(str(chosen), int(time.time() // POLL_S))
+        me = identity.pub()
+        df = board.board_frame([{**r, "who": "you" if r.pop("_owner") == me else r["who"]} for r in rows])
         people = df["who"].nunique() if not df.empty else 0
         st.caption(f"{len(df)} train run(s) of {people} person(s) on **{chosen.name}**; refreshed every "
                    f"{POLL_S:.0f} s.")
@@ -77,7 +92,7 @@ if person.host:
         names = identity.store().names()
         for info in resources.jobs().list():  # everyone who started a run, with or without a saved record
             if info.spec.owner and info.spec.owner not in names:
-                names[info.spec.owner] = identity.owner_label(info, names)
+                names[info.spec.owner] = identity.name_of(info.spec.owner, info.spec.owner_name, names)
         if names:
             pub = st.selectbox("person", sorted(names, key=lambda p: names[p]), key="board-person",
                                format_func=lambda p: f"{names[p]} · {p[:6]}")

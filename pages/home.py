@@ -22,6 +22,15 @@ and need fewer samples (Wang et al., 2023, *Learngene: Inheriting Condensed Know
 to Descendant Models*).
 """)
 
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def shared_idea_figure(names: tuple, layers: tuple, slots: list) -> object:
+    """The idea picture, built once per server for the same layers and recipe (it is the same for everyone; the
+    figure is never changed after it is built)."""
+    return figures.idea_figure(list(names), list(layers), slots)
+
+
 anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
@@ -31,7 +40,7 @@ layers = [i for i in s.layers if i < anc.n_layers] or descendant.default_layers(
 cfg = descendant.settings(s.recipe, anc)
 with widgets.error_box("recipe"):
     recipe = descendant.build(anc, layers, {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))})
-    idea = figures.idea_figure(anc.names, layers, descendant.stack_slots(recipe, anc))
+    idea = shared_idea_figure(tuple(anc.names), tuple(layers), descendant.stack_slots(recipe, anc))
     st.plotly_chart(idea, key="idea", config={"displayModeBar": False})
     widgets.download_figure_ui(idea, "learngene-idea", "idea")
     if not s.layers:
