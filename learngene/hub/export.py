@@ -27,7 +27,7 @@ def find_exportable(reg: Registry, key: str) -> Node:
         known = next((n for n in reg.nodes.values() if node and n.sha256 == node.sha256), None)
         if known is None and node is None:
             raise ConfigError(f"{path} is neither a learngene file nor a checkpoint with its .json card")
-        return known or node
+        return known or reg.add(node)
     node = reg.get(key)
     if weights_of(node) is None:
         raise ConfigError(f"{node.id} is a {node.kind} without weights; export an ancestry or a learngene "

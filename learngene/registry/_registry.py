@@ -32,6 +32,7 @@ class Registry:
 
     nodes: dict[str, Node] = field(default_factory=dict)
     children_of: dict[str, list[str]] = field(default_factory=dict)
+    _index: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def scan(cls, assets: Path | None = None, runs: Path | None = None, imports: Path | None = None,
@@ -60,15 +61,26 @@ class Registry:
                 node = _imports.remote_node(record)
                 self.nodes.setdefault(node.id, node)
                 index[("sha", sha)] = node.id
+        self._index = index
         for node in self.nodes.values():
-            parents = []
-            for alternatives in node.refs:
-                hit = next((index[a] for a in alternatives if a in index), None)
-                if hit and hit != node.id and hit not in parents:
-                    parents.append(hit)
-            node.parents = parents
-            for p in parents:
-                self.children_of.setdefault(p, []).append(node.id)
+            self._resolve(node)
+
+    def _resolve(self, node: Node) -> None:
+        parents = []
+        for alternatives in node.refs:
+            hit = next((self._index[a] for a in alternatives if a in self._index), None)
+            if hit and hit != node.id and hit not in parents:
+                parents.append(hit)
+        node.parents = parents
+        for p in parents:
+            self.children_of.setdefault(p, []).append(node.id)
+
+    def add(self, node: Node) -> Node:
+        """Add a node found elsewhere (a file named on the command line), linked to its parents."""
+        if node.id not in self.nodes:
+            self.nodes[node.id] = node
+            self._resolve(node)
+        return self.nodes[node.id]
 
     @staticmethod
     def _keys(node: Node) -> Iterable[tuple[str, str]]:

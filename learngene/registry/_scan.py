@@ -7,6 +7,7 @@ the only file the registry itself keeps is the imports index (`learngene.registr
 from __future__ import annotations
 
 from pathlib import Path
+
 from learngene.registry._files import (
     checkpoint_node,
     descendant_summary,
