@@ -1,0 +1,114 @@
+"""Browser test of the Lineage page: the family tree of the default ancestry, and a run node that opens its run
+on the Runs page.
+
+The live app runs from a router equal to app/main.py's, with the Lineage page in its navigation, on a tiny
+untrained default ancestry and a runs folder holding one real (tiny) train run made from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port, make_tiny_ancestry
+from tests.test_browser import DEEP_LINK_PROBE, LAUNCH_ARGS, VIEWPORT, browser  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.browser
+LINEAGE = ("lineage.py", "Lineage", ":material/family_history:")
+
+
+def _router(path: Path) -> Path:
+    """app/main.py's router with the Lineage page added to its PAGES when it is not there yet."""
+    tree = ast.parse((ROOT / "app" / "main.py").read_text())
+    pages = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "PAGES" for t in n.targets))
+    if not any(p[0] == LINEAGE[0] for p in pages):
+        pages.append(LINEAGE)
+    path.write_text(f"""import sys
+from pathlib import Path
+ROOT = Path({str(ROOT)!r})
+sys.path.insert(0, str(ROOT))
+import streamlit as st
+from app import widgets
+PAGES = {pages!r}
+st.set_page_config(page_title="Learngene Studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
+page = st.navigation([st.Page(ROOT / "pages" / f, title=t, icon=i, url_path=Path(f).stem, default=k == 0)
+                      for k, (f, t, i) in enumerate(PAGES)])
+widgets.sidebar_ui()
+widgets.flash_ui()
+page.run()
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lineage_server(chromium, tmp_path_factory):
+    from learngene.jobs import JobManager, JobSpec
+
+    base = tmp_path_factory.mktemp("lineage-studio")
+    runs, assets = base / "runs", base / "assets"
+    runs.mkdir()
+    assets.mkdir()
+    ancestry = make_tiny_ancestry(assets / "lg_vit_tiny.safetensors")
+    mgr = JobManager(runs)
+    run_id = mgr.start(JobSpec(argv=["train", "--ancestry", str(ancestry), "--layers", "0,1", "--tasks", "1",
+                                     "--epochs", "1", "--k-shot", "2", "--test-per-class", "4",
+                                     "--images-per-class", "30", "--threads", "1"], name="lineage descendant"))
+    assert mgr.wait(run_id, timeout=300).state == "done", mgr.log_tail(run_id)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "streamlit-lineage-server.log"
+    port = free_port()
+    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), LEARNGENE_ASSETS_DIR=str(assets), PYTHONUNBUFFERED="1")
+    env.pop("LEARNGENE_ANCESTRY", None)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(_router(base / "router.py")), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, log_path, timeout=240)
+        yield url, run_id
+    finally:
+        _stop(proc, runs)
+
+
+def test_a_node_opens_its_run(browser, lineage_server):  # noqa: F811 - the imported fixture
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=120_000)  # a loaded 2-core machine renders slowly
+    url, run_id = lineage_server
+    context = browser.new_context(viewport=VIEWPORT)
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.on("pageerror", lambda exc: errors.append(f"uncaught page error: {exc}"))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not DEEP_LINK_PROBE.search(
+            f"{m.text} ({(m.location or {}).get('url', '')})") else None)
+        page.goto(f"{url}/lineage")
+        expect(page.locator("h1", has_text="Lineage")).to_be_visible()
+        expect(page.get_by_text("ancestry", exact=False).first).to_be_visible()
+        link = page.locator(f'a[href*="runs?runs={run_id}"]')
+        expect(link).to_have_count(1)
+        expect(link).to_have_text("lineage descendant")
+        page.screenshot(path=str(ARTIFACTS / "lineage.png"), full_page=True)
+        if link.get_attribute("target") == "_blank":  # Streamlit may open markdown links in a new tab
+            with context.expect_page() as opened:
+                link.click()
+            page = opened.value
+        else:
+            link.click()
+        page.wait_for_url(f"**/runs?*runs={run_id}*")
+        expect(page.locator("h1", has_text="Runs")).to_be_visible()
+        expect(page.locator(".st-key-runs-pick")).to_contain_text(run_id.rsplit("-", 1)[-1])
+        page.screenshot(path=str(ARTIFACTS / "lineage-opened-run.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, errors
