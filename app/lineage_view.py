@@ -77,6 +77,10 @@ def tree_rows(reg: Registry, root: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _layers(node: Node) -> str:
     layers = node.info.get("layers") or node.info.get("selected")
     return f"layers {layers}" if isinstance(layers, list) and layers else ""
@@ -101,9 +105,9 @@ def lineage_ui() -> None:
         return
     rows = tree_rows(reg, node.id)
     kinds = [r["kind"] for r in rows[1:]]
-    st.caption(f"{node.name}: {kinds.count('condense')} condense results, {kinds.count('learngene')} learngenes, "
-               f"{kinds.count('descendant')} descendant runs, {kinds.count('probe')} probes. Each name opens its "
-               "page or run.")
+    counts = ", ".join(_count(kinds.count(k), word) for k, word in (
+        ("condense", "condense result"), ("learngene", "learngene"), ("descendant", "descendant run"), ("probe", "probe")))
+    st.caption(f"{node.name}: {counts}. Each name opens its page or run.")
     st.markdown("  \n".join(_row_markdown(r) for r in rows))
     runs = [r for r in rows if r["kind"] == "descendant"]
     if runs:
