@@ -196,3 +196,11 @@ def test_an_import_keeps_its_lineage(hub_env, monkeypatch, capsys):
     kinds = {n["kind"]: n for n in chain[1:]}
     assert set(kinds) == {"ancestry", "condense", "pseudo"} and all(n["origin"] == "remote" for n in chain[1:])
     assert kinds["ancestry"]["sha256"] == json.loads(ANCESTRY.with_suffix(".json").read_text())["sha256"]
+
+
+def test_push_offline_is_refused_after_writing_the_folder(hub_env, capsys):
+    out = hub_env / "hub"
+    assert main(["hub", "export", str(SHIPPED_LG), str(out), "--push", "someone/lg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "HF_HUB_OFFLINE" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]

@@ -4,6 +4,7 @@ and the Lineage page (AppTest)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -16,19 +17,35 @@ LEARNGENE = ROOT / "assets" / "learngenes" / "lg_vit_tiny-cka.safetensors"
 STEMS = ("lg_vit_tiny", "lg_resnet_mini")
 
 
+TINY = ["--epochs", "1", "--k-shot", "2", "--test-per-class", "4", "--images-per-class", "30", "--threads", "1"]
+
+
 @pytest.fixture(scope="module")
-def train_run(tmp_path_factory) -> tuple[Path, str]:
-    """A real (tiny) `train` job from the shipped CKA learngene, its weights not saved."""
+def train_runs(tmp_path_factory) -> tuple[Path, str, str]:
+    """Two real (tiny) `train` jobs from the shipped CKA learngene: one whose weights were not saved, and one
+    started in the runs folder's parent with `--save-models models` (a relative path, as a person types it)."""
     from learngene.jobs import JobManager, JobSpec
 
-    runs = tmp_path_factory.mktemp("registry-runs")
-    mgr = JobManager(runs)
-    run_id = mgr.start(JobSpec(argv=["train", "--learngene", str(LEARNGENE), "--tasks", "2", "--epochs", "1",
-                                     "--k-shot", "2", "--test-per-class", "4", "--images-per-class", "30",
-                                     "--threads", "1"], name="tiny descendant"))
-    info = mgr.wait(run_id, timeout=300)
-    assert info.state == "done", mgr.log_tail(run_id)
-    return runs, run_id
+    base = tmp_path_factory.mktemp("registry")
+    runs = base / "runs"
+    mgr = JobManager(runs, max_cpu_jobs=2)
+    plain = mgr.start(JobSpec(argv=["train", "--learngene", str(LEARNGENE), "--tasks", "2", *TINY],
+                              name="tiny descendant"))
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        saving = mgr.start(JobSpec(argv=["train", "--learngene", str(LEARNGENE), "--tasks", "1", *TINY,
+                                          "--save-models", "models"], name="saved descendant"))
+    finally:
+        os.chdir(cwd)
+    for run_id in (plain, saving):
+        assert mgr.wait(run_id, timeout=300).state == "done", mgr.log_tail(run_id)
+    return runs, plain, saving
+
+
+@pytest.fixture
+def train_run(train_runs) -> tuple[Path, str]:
+    return train_runs[0], train_runs[1]
 
 
 @pytest.fixture
@@ -82,6 +99,17 @@ def test_a_run_without_weights_is_a_node(runs, capsys):
     assert f"run:{run_id}" in _json(capsys, "show", "learngene:lg_vit_tiny-cka")["children"]
     assert main(["registry", "show", run_id[:15] + "x"]) == 2  # an unknown id: a usage error, one line
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_saved_models_are_children_of_their_run(train_runs, monkeypatch, capsys):
+    runs, _, saving = train_runs
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(runs))
+    node = _json(capsys, "show", f"run:{saving}")
+    kids = {c: _json(capsys, "show", c) for c in node["children"]}
+    assert set(kids) == {f"model:{saving}/task0-learngene", f"model:{saving}/task0-baseline"}
+    for kid in kids.values():
+        card = json.loads((runs.parent / "models" / f"{kid['name']}.json").read_text())
+        assert kid["kind"] == "descendant" and kid["sha256"] == card["sha256"] and kid["parents"] == [f"run:{saving}"]
 
 
 def test_lineage_both_ways(runs, capsys):

@@ -94,7 +94,7 @@ def uploads(runs: Path) -> list[Node]:
 def _options(argv: list[str]) -> dict[str, list[str]]:
     """The values of the source and output options in a command's argv (`--opt v` and `--opt=v`)."""
     found: dict[str, list[str]] = {}
-    wanted = (*SOURCE_OPTIONS, "--out")
+    wanted = (*SOURCE_OPTIONS, "--out", "--save-models")
     for i, arg in enumerate(argv):
         key, eq, value = arg.partition("=")
         if key in wanted:
@@ -121,7 +121,8 @@ def source_ref(value: str, cwd: Path) -> list[tuple[str, str]]:
 
 
 def run_nodes(runs: Path, default_ancestry: Path | None) -> list[Node]:
-    """One node per run of a command that makes or uses a learngene, newest first."""
+    """One node per run of a command that makes or uses a learngene (newest first), and one per model a
+    `train --save-models DIR` run saved."""
     from learngene.jobs.runs import is_run_id
 
     out = []
@@ -131,6 +132,18 @@ def run_nodes(runs: Path, default_ancestry: Path | None) -> list[Node]:
         return out
     for folder in names:
         if node := _run_node(folder, default_ancestry):
+            out += [node, *_saved_models(node)]
+    return out
+
+
+def _saved_models(run: Node) -> list[Node]:
+    """The descendants (and baselines) a run saved with their cards, each a child of the run."""
+    out = []
+    saved = run.info.pop("save_models", "")
+    for path in sorted(Path(saved).glob("task*-*.safetensors")) if saved else []:
+        node = checkpoint_node(path, f"model:{run.run_id}/{path.stem}", "run")
+        if node is not None and node.kind == "descendant":
+            node.refs = [[("id", run.id)]]
             out.append(node)
     return out
 
@@ -185,3 +198,5 @@ def _run_parents(node: Node, opts: dict[str, list[str]], command: str, cwd: Path
     if not opts.get("--ancestry") and not opts.get("--learngene") and default_ancestry is not None:
         refs.append([("path", str(default_ancestry.resolve()))])
     node.refs = refs + node.refs  # the output's own references after: the same parents, deduplicated later
+    if opts.get("--save-models"):
+        node.info["save_models"] = str(cwd / opts["--save-models"][0])
