@@ -134,7 +134,7 @@ def probe_node(path: Path, node_id: str, origin: str) -> Node | None:
     anc = data.get("ancestry") if isinstance(data.get("ancestry"), dict) else {}
     gains = [s.get("gain", {}).get("mean") for s in data.get("single") or [] if isinstance(s, dict)]
     node = Node(id=node_id, kind="probe", name=path.stem, sha256=file_sha256(path), origin=origin, path=str(path),
-                info={"chosen": data.get("chosen"), "settings": data.get("settings")},
+                info={"layers": data.get("chosen"), "settings": data.get("settings")},
                 results={"single_layer_gain": gains})
     chosen = (data.get("accuracy") or {}).get("chosen") if isinstance(data.get("accuracy"), dict) else None
     base = (data.get("accuracy") or {}).get("baseline") if isinstance(data.get("accuracy"), dict) else None

@@ -52,13 +52,6 @@ class Node:
         out.pop("refs")
         return out
 
-    @property
-    def weights(self) -> Path | None:
-        """The weights file of an ancestry, pseudo-descendant or learngene node (None otherwise)."""
-        if self.kind in ("ancestry", "pseudo", "learngene") and self.path.endswith(".safetensors"):
-            return Path(self.path)
-        return None
-
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
