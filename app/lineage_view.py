@@ -63,7 +63,8 @@ def gain_text(node: Node) -> str:
         return ""
     ci = gain.get("ci95")
     ci_text = f" ± {100 * ci:.1f}" if isinstance(ci, (int, float)) else ""
-    return f"gain {100 * gain['mean']:+.1f}{ci_text} points over {gain.get('n', '?')} tasks"
+    n = gain.get("n")
+    return f"gain {100 * gain['mean']:+.1f}{ci_text} points over " + (_count(n, "task") if isinstance(n, int) else "? tasks")
 
 
 def tree_rows(reg: Registry, root: str) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
-"""Browser test of the Lineage page: the family tree of the default ancestry, and a run node that opens its run
-on the Runs page.
+"""Browser test of the Lineage page: the family tree of the shipped ancestries (their CKA learngene, condense
+results, probe and demo run) and of a real run made from the shipped learngene, whose node opens the run on the
+Runs page.
 
-The live app runs from a router equal to app/main.py's, with the Lineage page in its navigation, on a tiny
-untrained default ancestry and a runs folder holding one real (tiny) train run made from it.
+The live app runs from a router equal to app/main.py's, with the Lineage page in its navigation, on the shipped
+assets and a runs folder in tmp holding one real (tiny) train run.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port, make_tiny_ancestry
+from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port
 from tests.test_browser import DEEP_LINK_PROBE, LAUNCH_ARGS, VIEWPORT, browser  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.browser
 LINEAGE = ("lineage.py", "Lineage", ":material/family_history:")
+SHIPPED_LG = ROOT / "assets" / "learngenes" / "lg_vit_tiny-cka.safetensors"
 
 
 def _router(path: Path) -> Path:
@@ -31,6 +34,7 @@ def _router(path: Path) -> Path:
         pages.append(LINEAGE)
     path.write_text(f"""import sys
 from pathlib import Path
+from urllib.parse import quote
 ROOT = Path({str(ROOT)!r})
 sys.path.insert(0, str(ROOT))
 import streamlit as st
@@ -51,20 +55,18 @@ def lineage_server(chromium, tmp_path_factory):
     from learngene.jobs import JobManager, JobSpec
 
     base = tmp_path_factory.mktemp("lineage-studio")
-    runs, assets = base / "runs", base / "assets"
-    runs.mkdir()
-    assets.mkdir()
-    ancestry = make_tiny_ancestry(assets / "lg_vit_tiny.safetensors")
+    runs = base / "runs"
     mgr = JobManager(runs)
-    run_id = mgr.start(JobSpec(argv=["train", "--ancestry", str(ancestry), "--layers", "0,1", "--tasks", "1",
-                                     "--epochs", "1", "--k-shot", "2", "--test-per-class", "4",
-                                     "--images-per-class", "30", "--threads", "1"], name="lineage descendant"))
+    run_id = mgr.start(JobSpec(argv=["train", "--learngene", str(SHIPPED_LG), "--tasks", "1", "--epochs", "1",
+                                     "--k-shot", "2", "--test-per-class", "4", "--images-per-class", "30",
+                                     "--threads", "1"], name="lineage descendant"))
     assert mgr.wait(run_id, timeout=300).state == "done", mgr.log_tail(run_id)
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "streamlit-lineage-server.log"
     port = free_port()
-    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), LEARNGENE_ASSETS_DIR=str(assets), PYTHONUNBUFFERED="1")
-    env.pop("LEARNGENE_ANCESTRY", None)
+    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
+    for name in ("LEARNGENE_ANCESTRY", "LEARNGENE_ASSETS_DIR"):  # the shipped assets and default ancestry
+        env.pop(name, None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(_router(base / "router.py")), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
@@ -92,9 +94,16 @@ def test_a_node_opens_its_run(browser, lineage_server):  # noqa: F811 - the impo
         page.on("pageerror", lambda exc: errors.append(f"uncaught page error: {exc}"))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not DEEP_LINK_PROBE.search(
             f"{m.text} ({(m.location or {}).get('url', '')})") else None)
-        page.goto(f"{url}/lineage")
+        page.goto(f"{url}/lineage?ancestry={quote(str(ROOT / 'assets' / 'lg_resnet_mini.safetensors'))}")
         expect(page.locator("h1", has_text="Lineage")).to_be_visible()
-        expect(page.get_by_text("ancestry", exact=False).first).to_be_visible()
+        main = page.locator('[data-testid="stMain"]')
+        expect(main.locator('a[href="/learngene"]', has_text="lg_resnet_mini-cka")).to_be_visible()
+        expect(main).not_to_contain_text("lineage descendant")  # the run came from the other ancestry
+        page.goto(f"{url}/lineage?ancestry={quote(str(ROOT / 'assets' / 'lg_vit_tiny.safetensors'))}")
+        expect(main.locator('a[href="/learngene"]', has_text="lg_vit_tiny-cka")).to_be_visible()
+        expect(main.locator('a[href="/similarity"]', has_text="lg_vit_tiny.probe")).to_be_visible()
+        expect(main.locator('a[href="/"]', has_text="demo lg_vit_tiny")).to_be_visible()
+        expect(main).to_contain_text("gain +31.4 ± 20.3 points over 5 tasks")
         link = page.locator(f'a[href*="runs?runs={run_id}"]')
         expect(link).to_have_count(1)
         expect(link).to_have_text("lineage descendant")

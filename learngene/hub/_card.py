@@ -92,8 +92,9 @@ def _result_lines(config: dict[str, Any]) -> list[str]:
         ci = f" ± {100 * gain['ci95']:.1f}" if isinstance(gain.get("ci95"), (int, float)) else ""
         accs = (f" (learngene {_pct(run['learngene_acc'])}, random init {_pct(run.get('baseline_acc'))})"
                 if isinstance(run.get("learngene_acc"), (int, float)) else "")
+        n = gain.get("n", "?")
         out.append(f"- {run['kind']} `{run['name']}`: gain {100 * gain.get('mean', 0):+.1f}{ci} points over "
-                   f"{gain.get('n', '?')} tasks{accs}")
+                   f"{n} task{'' if n == 1 else 's'}{accs}")
     return out or ["- nothing measured yet"]
 
 
