@@ -40,7 +40,7 @@ def ancestry_node(reg: Registry, path: Path) -> Node | None:
     for node in reg.nodes.values():
         if node.kind == "ancestry" and node.path and Path(node.path).resolve() == target:
             return node
-    from learngene.registry._files import safe_json
+    from learngene.registry import safe_json
 
     card = safe_json(path.with_suffix(".json")) or {}
     sha = card.get("sha256")

@@ -45,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"registry node {entry['id']}; {len(entry['lineage'])} ancestor(s) recorded")
         print(f"use it with --{entry['kind']} {args.src}  (local copy: {path})")
         return 0
+    from learngene.cli._common import output_dir
     from learngene.hub.export import export
     from learngene.registry import Registry
 
     reg = Registry.scan(runs=Path(args.runs_dir) if args.runs_dir else None)
-    folder = export(reg, args.id, args.dir, base_model=args.base_model)
+    folder = export(reg, args.id, output_dir(args.dir, "DIR"), base_model=args.base_model)
     print(f"wrote {folder}/model.safetensors, config.json, README.md")
     if args.push:
         from learngene.hub.remote import push

@@ -12,8 +12,7 @@ from typing import Any
 from learngene.errors import ConfigError
 from learngene.hub import _card
 from learngene.hub._format import CONFIG, FORMAT, README, WEIGHTS, slug
-from learngene.registry import Node, Registry
-from learngene.registry._files import checkpoint_node, learngene_meta, learngene_node, safe_json
+from learngene.registry import Node, Registry, file_node, learngene_meta, safe_json
 from learngene.runlog import FILE_MODE, atomic_write_json
 
 MAX_RUNS = 20  # descendant runs whose results a card lists
@@ -23,7 +22,7 @@ def find_exportable(reg: Registry, key: str) -> Node:
     """The node `key` names (an id, hash prefix or name; or the path of a checkpoint or learngene file)."""
     path = Path(key)
     if path.suffix == ".safetensors" and path.is_file():
-        node = learngene_node(path, f"file:{path.stem}", "file", Path.cwd()) or checkpoint_node(path, f"file:{path.stem}", "file")
+        node = file_node(path)
         known = next((n for n in reg.nodes.values() if node and n.sha256 == node.sha256), None)
         if known is None and node is None:
             raise ConfigError(f"{path} is neither a learngene file nor a checkpoint with its .json card")
@@ -92,12 +91,12 @@ def build_config(reg: Registry, node: Node, weights: Path) -> dict[str, Any]:
 
 def export(reg: Registry, key: str, out_dir: str | os.PathLike, base_model: str | None = None) -> Path:
     """Write `model.safetensors`, `config.json` and `README.md` of the node `key` into `out_dir`."""
-    from learngene.cli._common import output_dir
     from learngene.registry import file_sha256
 
     node = find_exportable(reg, key)
     weights = weights_of(node) or Path(node.path)
-    folder = output_dir(out_dir, "DIR")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     sha = file_sha256(weights)
     if node.sha256 and sha != node.sha256:
         raise ConfigError(f"{weights} does not match the SHA-256 its card records; it was changed after saving "

@@ -97,8 +97,11 @@ def import_folder(folder: str | Path, source: str = "", expect: str | None = Non
     final = root / f"{config['kind']}-{config['sha256'][:16]}"
     name = slug(config.get("name") or "model")
     path = final / f"{name}.safetensors"
-    if not (path.is_file() and file_sha256(path) == config["sha256"]):
-        _materialize(folder, config, root, final, name, what)
+    from learngene.jobs.slots import flocked
+
+    with flocked(root / ".import.lock"):  # two imports of the same files: one copies, the other finds it
+        if not (path.is_file() and file_sha256(path) == config["sha256"]):
+            _materialize(folder, config, root, final, name, what)
     entry = {"id": f"import:{name}-{config['sha256'][:8]}", "kind": config["kind"], "name": name,
              "sha256": config["sha256"], "path": str(path), "source": source or str(folder.resolve()),
              "parents": config.get("parents") or [], "lineage": config.get("lineage") or [],

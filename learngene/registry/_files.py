@@ -156,3 +156,9 @@ def descendant_summary(node: Node, summary: dict[str, Any] | None) -> None:
                                if isinstance(s, dict) and s.get("source") == "inherit"]
         node.info["placement"] = recipe.get("placement")
     node.results.update(gain_of(summary.get("summary")))
+
+
+def file_node(path: Path) -> Node | None:
+    """A node for a learngene file or a checkpoint with its card named by path (None for anything else)."""
+    return (learngene_node(path, f"file:{path.stem}", "file", Path.cwd())
+            or checkpoint_node(path, f"file:{path.stem}", "file"))
