@@ -69,8 +69,14 @@ def gain_text(node: Node) -> str:
 
 def tree_rows(reg: Registry, root: str) -> list[dict[str, Any]]:
     """One row per node of the tree below `root`: depth, id, kind, label, hash, gain, link."""
-    rows = []
+    rows, hidden = [], None
     for depth, node in reg.tree(root):
+        if hidden is not None and depth > hidden:
+            continue
+        hidden = None
+        if node.origin == "upload" and depth:  # a person's uploads (and what came of them) stay theirs
+            hidden = depth
+            continue
         details = [v for v in (node.info.get("method"), _layers(node), node.info.get("state")) if v]
         rows.append({"depth": depth, "id": node.id, "kind": node.kind, "name": node.name or node.id,
                      "sha256": node.sha256[:12], "gain": gain_text(node), "details": ", ".join(map(str, details)),

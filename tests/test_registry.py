@@ -112,6 +112,23 @@ def test_saved_models_are_children_of_their_run(train_runs, monkeypatch, capsys)
         assert kid["kind"] == "descendant" and kid["sha256"] == card["sha256"] and kid["parents"] == [f"run:{saving}"]
 
 
+@pytest.mark.parametrize("person", ["", "a1b2c3/"])
+def test_uploads_are_nodes(runs, capsys, person):
+    folder, _ = runs
+    up = folder / ".uploads" / person
+    (up / "learngenes").mkdir(parents=True)
+    shutil.copyfile(LEARNGENE, up / "learngenes" / "mine.safetensors")
+    (up / "20261206-120000-abcdef-resnet").mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile((ROOT / "assets" / "lg_resnet_mini").with_suffix(suffix),
+                        up / "20261206-120000-abcdef-resnet" / f"resnet{suffix}")
+    nodes = {n["id"]: n for n in _json(capsys, "list")}
+    lg = nodes[f"upload:{person}learngenes/mine"]
+    assert lg["kind"] == "learngene" and lg["parents"] == ["ancestry:lg_vit_tiny"]
+    anc = nodes[f"upload:{person}20261206-120000-abcdef-resnet"]
+    assert anc["kind"] == "ancestry" and anc["sha256"] == nodes["ancestry:lg_resnet_mini"]["sha256"]
+
+
 def test_lineage_both_ways(runs, capsys):
     _, run_id = runs
     chain = _json(capsys, "lineage", f"run:{run_id}")
@@ -142,14 +159,16 @@ def test_lineage_page_draws_the_tree_with_links(runs):
     require_module("streamlit")
     from streamlit.testing.v1 import AppTest
 
-    _, run_id = runs
+    folder, run_id = runs
+    (folder / ".uploads" / "p1" / "learngenes").mkdir(parents=True)  # someone's upload: not on the page
+    shutil.copyfile(LEARNGENE, folder / ".uploads" / "p1" / "learngenes" / "someones.safetensors")
     at = AppTest.from_string(_page(), default_timeout=90).run()
     assert not at.exception, [e.value for e in at.exception]
     text = "\n".join(m.value for m in at.markdown)
     assert f"(/runs?runs={run_id})" in text  # the run opens on the Runs page
     assert "[lg_vit_tiny-cka](/learngene)" in text and "[lg_vit_tiny-cka](/similarity)" in text
     assert "[demo lg_vit_tiny](/)" in text and "gain +31.4 ± 20.3 points over 5 tasks" in text
-    assert "resnet" not in text
+    assert "resnet" not in text and "someones" not in text
     assert any(run_id in str(df.value) for df in at.dataframe)
     at = AppTest.from_string(_page(), default_timeout=90)
     at.query_params["ancestry"] = str(ROOT / "assets" / "lg_resnet_mini.safetensors")

@@ -77,16 +77,18 @@ def _demo_node(folder: Path, assets: Path) -> Node | None:
 
 
 def uploads(runs: Path) -> list[Node]:
-    """Ancestries and learngene files uploaded or imported by name in the app (`<runs>/.uploads/`)."""
+    """Ancestries and learngene files uploaded or imported by name in the app (`<runs>/.uploads/`, in a folder
+    per person or not): `<folder>/<stem>.safetensors` with its card, `learngenes/<file>.safetensors`."""
     out: list[Node] = []
     up = runs / ".uploads"
-    for path in sorted(up.glob("*/*.safetensors")):
+    found = [*up.glob("*/*.safetensors"), *up.glob("*/*/*.safetensors")]
+    for path in sorted(found):
+        rel = path.relative_to(up).with_suffix("").as_posix()
         if path.parent.name == "learngenes":
-            continue
-        if node := checkpoint_node(path, f"upload:{path.parent.name}", "upload"):
-            out.append(node)
-    for path in sorted((up / "learngenes").glob("*.safetensors")):
-        if node := learngene_node(path, f"upload:{path.stem}", "upload", runs):
+            node = learngene_node(path, f"upload:{rel}", "upload", runs)
+        else:
+            node = checkpoint_node(path, f"upload:{path.parent.relative_to(up).as_posix()}", "upload")
+        if node is not None:
             out.append(node)
     return out
 
