@@ -26,27 +26,17 @@ SHIPPED_LG = ROOT / "assets" / "learngenes" / "lg_vit_tiny-cka.safetensors"
 
 
 def _router(path: Path) -> Path:
-    """app/main.py's router with the Lineage page added to its PAGES when it is not there yet."""
-    tree = ast.parse((ROOT / "app" / "main.py").read_text())
-    pages = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+    """app/main.py itself, written to `path` with its ROOT fixed and the Lineage page added to its PAGES when
+    it is not there yet (so the test sees the app as main.py builds it)."""
+    source = (ROOT / "app" / "main.py").read_text()
+    anchor = "ROOT = Path(__file__).resolve().parents[1]"
+    assert anchor in source, "app/main.py no longer sets ROOT as this test expects"
+    pages = next(n for n in ast.parse(source).body if isinstance(n, ast.Assign)
                  and any(isinstance(t, ast.Name) and t.id == "PAGES" for t in n.targets))
-    if not any(p[0] == LINEAGE[0] for p in pages):
-        pages.append(LINEAGE)
-    path.write_text(f"""import sys
-from pathlib import Path
-from urllib.parse import quote
-ROOT = Path({str(ROOT)!r})
-sys.path.insert(0, str(ROOT))
-import streamlit as st
-from app import widgets
-PAGES = {pages!r}
-st.set_page_config(page_title="Learngene Studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide")
-page = st.navigation([st.Page(ROOT / "pages" / f, title=t, icon=i, url_path=Path(f).stem, default=k == 0)
-                      for k, (f, t, i) in enumerate(PAGES)])
-widgets.sidebar_ui()
-widgets.flash_ui()
-page.run()
-""")
+    lines = source.splitlines(keepends=True)
+    if not any(p[0] == LINEAGE[0] for p in ast.literal_eval(pages.value)):
+        lines.insert(pages.end_lineno - 1, f"    {LINEAGE!r},\n")  # before the closing bracket
+    path.write_text("".join(lines).replace(anchor, f"ROOT = Path({str(ROOT)!r})"))
     return path
 
 
