@@ -21,26 +21,30 @@ TINY = ["--epochs", "1", "--k-shot", "2", "--test-per-class", "4", "--images-per
 
 
 @pytest.fixture(scope="module")
-def train_runs(tmp_path_factory) -> tuple[Path, str, str]:
-    """Two real (tiny) `train` jobs from the shipped CKA learngene: one whose weights were not saved, and one
-    started in the runs folder's parent with `--save-models models` (a relative path, as a person types it)."""
+def train_runs(tmp_path_factory) -> tuple[Path, str, str, str]:
+    """Real (tiny) jobs: an `inherit` of the shipped CKA layers, and two `train` runs: one from the shipped CKA
+    learngene whose weights were not saved, one from the inherit run's learngene started in the runs folder's
+    parent with `--save-models models` (a relative path, as a person types it)."""
     from learngene.jobs import JobManager, JobSpec
 
     base = tmp_path_factory.mktemp("registry")
     runs = base / "runs"
     mgr = JobManager(runs, max_cpu_jobs=2)
+    made = mgr.start(JobSpec(argv=["inherit", "--ancestry", str(ROOT / "assets" / "lg_vit_tiny.safetensors"),
+                                   "--similarity", str(ROOT / "assets" / "similarity" / "lg_vit_tiny-cka.json")]))
     plain = mgr.start(JobSpec(argv=["train", "--learngene", str(LEARNGENE), "--tasks", "2", *TINY],
                               name="tiny descendant"))
+    assert mgr.wait(made, timeout=300).state == "done", mgr.log_tail(made)
     cwd = os.getcwd()
     os.chdir(base)
     try:
-        saving = mgr.start(JobSpec(argv=["train", "--learngene", str(LEARNGENE), "--tasks", "1", *TINY,
-                                          "--save-models", "models"], name="saved descendant"))
+        saving = mgr.start(JobSpec(argv=["train", "--learngene", f"runs/{made}/outputs/learngene.safetensors",
+                                          "--tasks", "1", *TINY, "--save-models", "models"], name="saved descendant"))
     finally:
         os.chdir(cwd)
     for run_id in (plain, saving):
         assert mgr.wait(run_id, timeout=300).state == "done", mgr.log_tail(run_id)
-    return runs, plain, saving
+    return runs, plain, saving, made
 
 
 @pytest.fixture
@@ -101,9 +105,23 @@ def test_a_run_without_weights_is_a_node(runs, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-def test_saved_models_are_children_of_their_run(train_runs, monkeypatch, capsys):
-    runs, _, saving = train_runs
+def test_runs_chain_and_saved_models_are_children_of_their_run(train_runs, monkeypatch, capsys):
+    from learngene.registry import file_sha256
+
+    runs, _, saving, made = train_runs
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(runs))
+    learngene = _json(capsys, "show", f"run:{made}")
+    assert learngene["kind"] == "learngene" and learngene["info"]["layers"] == [0, 1, 2, 3]
+    assert learngene["sha256"] == file_sha256(runs / made / "outputs" / "learngene.safetensors")
+    assert learngene["parents"] == ["ancestry:lg_vit_tiny", "condense:lg_vit_tiny-cka"]
+    assert learngene["children"] == [f"run:{saving}"]
+    out = runs.parent / "hub"
+    assert main(["hub", "export", f"run:{made}", str(out)]) == 0  # a run's learngene is exported by its id
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "learngene" and config["sha256"] == learngene["sha256"]
+    assert [r["id"] for r in config["lineage"]] == ["ancestry:lg_vit_tiny", "condense:lg_vit_tiny-cka",
+                                                    "pseudo:lg_vit_tiny"]
+    capsys.readouterr()
     node = _json(capsys, "show", f"run:{saving}")
     kids = {c: _json(capsys, "show", c) for c in node["children"]}
     assert set(kids) == {f"model:{saving}/task0-learngene", f"model:{saving}/task0-baseline"}

@@ -160,9 +160,10 @@ def _run_node(folder: Path, default_ancestry: Path | None) -> Node | None:
     kind, default_out = RUN_KINDS[argv[0]]
     opts = _options(argv[1:])
     cwd = Path(str(config.get("cwd") or folder))
-    out = (cwd / opts["--out"][0]) if opts.get("--out") else folder / "outputs" / default_out
-    node = _output_node(kind, out, folder.name) if out.is_file() else None
-    if node is None:
+    typed = opts.get("--out") if kind != "descendant" else None  # a descendant's results: its summary.json
+    out = (cwd / typed[0]) if typed else folder / "outputs" / default_out
+    node = _output_node(kind, out, folder.name) if out.is_file() and kind != "descendant" else None
+    if node is None:  # a descendant run, or a run whose output is not (yet) there: its config is its content
         node = Node(id=f"run:{folder.name}", kind=kind, name="", sha256=file_sha256(folder / "config.json"),
                     origin="run", path=str(folder))
     if kind == "descendant":
@@ -184,9 +185,7 @@ def _output_node(kind: str, out: Path, run_id: str) -> Node | None:
         return similarity_node(out, node_id, "run")
     if kind == "learngene":
         return learngene_node(out, node_id, "run", out.parent) if learngene_meta(out) is not None else None
-    if kind == "probe":
-        return probe_node(out, node_id, "run")
-    return Node(id=node_id, kind=kind, name="", sha256=file_sha256(out.parent.parent / "config.json"), origin="run")
+    return probe_node(out, node_id, "run")
 
 
 def _run_parents(node: Node, opts: dict[str, list[str]], command: str, cwd: Path,
