@@ -204,3 +204,17 @@ def test_push_offline_is_refused_after_writing_the_folder(hub_env, capsys):
     err = capsys.readouterr().err.strip()
     assert "HF_HUB_OFFLINE" in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"spec": {"arch": "lg_vit_tiny", "img_size": 32, "num_classes": 64, "overrides": {"depth": 6}}}, "does not fit"),
+    ({"sha256": ""}, "model card's sha256 differs"),
+])
+def test_an_ancestry_whose_card_was_edited_is_refused(hub_env, capsys, change, message):
+    hub = _export("ancestry:lg_vit_tiny", hub_env / "anc")
+    config = json.loads((hub / "config.json").read_text())
+    _edit_json(hub, card={**config["card"], **change})
+    assert main(["hub", "import", str(hub)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not list((hub_env / "lgcache" / "imports").glob("ancestry-*"))
