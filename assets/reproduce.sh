@@ -14,6 +14,12 @@ $PY -m learngene accumulate --arch lg_resnet_mini --images-per-class 300 --holdo
 # What the Similarity page shows at once: every method's similarity result and the pseudo-descendant
 # (assets/similarity/, assets/pseudo/; ~15 min), then the measured per-layer gains (learngene probe).
 bash assets/similarity.sh
+# The shipped learngene of each ancestry: the layers its CKA result chose, cut out with `inherit`
+# (assets/learngenes/<stem>-cka.safetensors, with the split and recipe; a few seconds each).
+for stem in lg_vit_tiny lg_resnet_mini; do
+    $PY -m learngene inherit --ancestry assets/$stem.safetensors --similarity assets/similarity/$stem-cka.json \
+        --out assets/learngenes/$stem-cka.safetensors
+done
 # (one CPU thread: ViT 20 tasks ~15 min, ResNet 12 tasks ~15 min)
 $PY -m learngene probe --ancestry assets/lg_vit_tiny.safetensors --chosen auto-paper --tasks 20 \
     --out assets/lg_vit_tiny.probe.json

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                 target = action.choices[nested]
         target.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "ancestry", None) or getattr(args, "learngene", None):  # a Hub folder or hf-hub: repo
+            from learngene.cli._common import resolve_sources
+
+            resolve_sources(args)
         return int(args._run(args) or 0)
     except LearngeneError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,6 +28,29 @@ def source_constant(module: str, name: str) -> int:
     raise AssertionError(f"learngene.{module} defines no constant {name}")
 
 
+def resolve_sources(args: argparse.Namespace, say=print) -> None:
+    """Turn --ancestry / --learngene values that are Hub sources (a folder written by `learngene hub export`,
+    or `hf-hub:OWNER/NAME`) into the checked local files they import as (see `learngene.hub`); other values
+    are left as typed."""
+    from learngene.hub import is_hub_source
+
+    for option in ("ancestry", "learngene"):
+        value = getattr(args, option, None)
+        values = value if isinstance(value, list) else [value]
+        if not any(is_hub_source(v) for v in values):
+            continue
+        from learngene.hub import resolve
+
+        local = []
+        for v in values:
+            if is_hub_source(v):
+                path, entry = resolve(v, kind=option)
+                say(f"--{option} {v}: checked, sha256 {entry['sha256'][:12]}... ({entry['id']})")
+                v = str(path)
+            local.append(v)
+        setattr(args, option, local if isinstance(value, list) else local[0])
+
+
 def add_run_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default=None,
                    help="run folder to write metrics/progress/outputs into (set by the job manager; "
