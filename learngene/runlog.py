@@ -7,6 +7,7 @@ half-written record and a crash never loses what was written before it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -189,3 +190,47 @@ def run_dir_from_env() -> Path | None:
     """The run folder a job manager assigned to this worker, if any."""
     value = os.environ.get(RUN_DIR_ENV)
     return Path(value) if value else None
+
+
+WRITER_LOCK = ".writer.lock"
+"""The lock file a command holds in its run folder while it writes there: one writer per run folder."""
+
+
+class RunFolderClaim:
+    """An exclusive claim on a run folder, held from `claim_run_dir` until `release` (or the process ends:
+    the lock is an flock, which the kernel drops with the process, so a killed writer never leaves a stale
+    claim)."""
+
+    def __init__(self, run_dir: Path, fd: int):
+        self.run_dir, self._fd = run_dir, fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def claim_run_dir(run_dir: str | os.PathLike) -> RunFolderClaim:
+    """Claim `run_dir` for this process's writes; a `ConfigError` in one line when another process writes
+    there already (two commands given the same --run-dir would mix their metrics and overwrite each
+    other's summary)."""
+    import fcntl
+
+    from learngene.errors import ConfigError
+
+    folder = Path(run_dir)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / WRITER_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise ConfigError(f"run folder {folder} is being written by another command{who}; give each run its own "
+                          "--run-dir, or wait until that one ends") from None
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return RunFolderClaim(folder, fd)

@@ -36,7 +36,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--img-size", dest="img_size", type=int, default=None, metavar="PX",
                    help="side length in pixels, made from each image's native resolution (default 32, from 4 to "
-                        f"{MAX_IMAGE_SIZE}); a large folder is streamed, so `info` reads no pixels")
+                        f"{MAX_IMAGE_SIZE}; shapes: 8 to 256); a large folder is streamed, so `info` reads no pixels")
     p.add_argument("--image-size", dest="image_size", type=int, default=None, help=argparse.SUPPRESS)  # older name
     p.add_argument(
         "--split-file", default=None, help='JSON {"base": [names], "open_world": [...], "novel": [...]}'

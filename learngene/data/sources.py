@@ -67,7 +67,9 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 # Bounds of what a user may ask for (the CLI's --help names them): a mistyped count gets a one-line
 # error instead of an allocation failure or a machine swapping itself to death.
 MAX_IMAGES_PER_CLASS = 10_000
-MAX_IMAGE_SIZE = 1_024  # side length in pixels
+MIN_IMAGE_SIZE = 4  # side length in pixels
+MAX_IMAGE_SIZE = 1_024
+SHAPES_IMAGE_SIZES = (8, 256)  # the shapes data set is drawn at sizes from 8 to 256
 MAX_DATASET_BYTES = 17_179_869_184  # 16 GiB: the uint8 pixels of a whole data set held in memory
 STREAM_ABOVE_BYTES = 134_217_728  # 128 MiB: a folder whose decoded images take more is streamed (see the module doc)
 
@@ -107,7 +109,7 @@ def check_request(images_per_class: int | None, image_size: int) -> None:
     """Refuse an images-per-class or image size outside the documented bounds (before any work); the
     message names the setting as the caller's user typed it (see `option_names`)."""
     for name, value, low, high in (("images_per_class", images_per_class, 1, MAX_IMAGES_PER_CLASS),
-                                   ("image_size", image_size, 4, MAX_IMAGE_SIZE)):
+                                   ("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)):
         if value is None and name == "images_per_class":  # None: every image
             continue
         try:
@@ -268,12 +270,18 @@ def _split_json(path: str | os.PathLike) -> dict:
     from learngene.runlog import read_bounded
 
     try:
-        raw = json.loads(read_bounded(path, MAX_SPLIT_BYTES, "split file").decode("utf-8"))
+        data = read_bounded(path, MAX_SPLIT_BYTES, "split file")
     except FileNotFoundError:
         raise DataError(f"split file {path} does not exist") from None
     except IsADirectoryError:
         raise DataError(f"split file {path} is a folder, not a file") from None
-    except (OSError, ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too large, not a regular file
+    except OSError as exc:
+        raise DataError(f"split file {path} cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # too large, or not a regular file
+        raise DataError(str(exc)) from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too deeply nested
         raise DataError(f"split file {path} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(raw, dict):
         raise DataError(f"split file {path} must hold an object with keys base, open_world, novel")
@@ -561,6 +569,11 @@ def load_dataset(
     check_request(images_per_class, image_size)
     kind = spec.strip()
     if kind.lower() == "shapes":
+        low, high = SHAPES_IMAGE_SIZES
+        if not low <= image_size <= high:
+            raise ConfigError(f"{_name('image_size')} must be from {low} to {high} for the shapes data set (it is "
+                              f"drawn at those sizes; folder: and cifar100 data take {MIN_IMAGE_SIZE} to "
+                              f"{MAX_IMAGE_SIZE}), got {image_size}")
         check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
         ds = load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
     elif kind.lower() in ("cifar100", "cifar-100"):
