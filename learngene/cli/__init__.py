@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from learngene.errors import LearngeneError, is_storage_failure, storage_error
+from learngene.errors import CheckpointError, LearngeneError, is_storage_failure, storage_error
 from learngene.runlog import EXIT_FAILED, EXIT_USAGE
 
 _HERE = Path(__file__).parent
@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
-    except LearngeneError as exc:
-        print(f"error: {typed_options(str(exc), _command_parser(parser, args))}", file=sys.stderr)
+    except LearngeneError as exc:  # a file's content (a card, weights) keeps its own field names
+        text = str(exc) if isinstance(exc, CheckpointError) else typed_options(str(exc), _command_parser(parser, args))
+        print(f"error: {text}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
     except OSError as exc:  # a write the command did not wrap: still one line, naming the file
         if not is_storage_failure(exc):

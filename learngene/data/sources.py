@@ -316,7 +316,11 @@ def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> Clas
     At most `MAX_SPLIT_BYTES` are read. The open-world key may be spelled open_world, open-world or
     openworld; notes ("comment", or keys starting with _ or #) are ignored; classes are named by name in
     every message (a class in two parts, twice in one, or unknown)."""
-    parts = _split_parts(path, _split_json(path))
+    return split_from_parts(path, _split_parts(path, _split_json(path)), class_names)
+
+
+def split_from_parts(path: str | os.PathLike, parts: dict[str, list], class_names: Sequence[str]) -> ClassSplit:
+    """The ClassSplit of a split file's three class lists (see `read_split_file`)."""
     index = {name: i for i, name in enumerate(class_names)}
     seen: dict[str, str] = {}
     ids = {}
@@ -567,6 +571,7 @@ def load_dataset(
             decide by size (None: streamed above `STREAM_ABOVE_BYTES`); see the module doc.
     """
     check_request(images_per_class, image_size)
+    parts = _split_parts(split_file, _split_json(split_file)) if split_file is not None else None  # before any work
     kind = spec.strip()
     if kind.lower() == "shapes":
         low, high = SHAPES_IMAGE_SIZES
@@ -592,8 +597,8 @@ def load_dataset(
             ds.split = ratio_split(ds.num_classes, split_ratio, seed)
     else:
         raise ConfigError(f"unknown data set {spec!r}; choose one of: {', '.join(DATASETS)}")
-    if split_file is not None:
-        ds.split = read_split_file(split_file, ds.class_names)
+    if parts is not None:
+        ds.split = split_from_parts(split_file, parts, ds.class_names)
     ds.split.validate(ds.num_classes)
     ds.meta.update({"spec": spec, "split": ds.split.to_dict()})
     return ds
