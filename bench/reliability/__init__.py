@@ -4,7 +4,17 @@ The probe table is data (`table.PROBES`), the probe code lives in `probes_*.py`,
 judges in `runner`.
 """
 
-from bench.reliability.runner import DOC, Ctx, Outcome, Probe, _judged, main, one_line_error, report, run_probes
+from bench.reliability.runner import (
+           DOC,
+           Ctx,
+           Outcome,
+           Probe,
+           _judged,
+           main,
+           one_line_error,
+           report,
+           run_probes,
+)
 from bench.reliability.table import AREAS, PROBES
 
 __all__ = ["AREAS", "DOC", "PROBES", "Ctx", "Outcome", "Probe", "_judged", "main", "one_line_error", "report",

@@ -6,9 +6,8 @@ float model input, so every model in the project sees the same preprocessing.
 
 from __future__ import annotations
 
-import re
-
 import operator
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
