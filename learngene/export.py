@@ -233,16 +233,59 @@ def to_mlflow(runs: Iterable[ExportedRun], target: str | Path, experiment: str =
     MLflow run per learngene run.
     """
     uri = mlflow_uri(target)
-    before = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
+    check_tracking_server(uri)
+    settings = dict(_HTTP_LIMITS)
     if uri.startswith("file:"):  # MLflow 3 refuses the file store unless asked for it
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        settings["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update({k: v for k, v in settings.items() if k == "MLFLOW_ALLOW_FILE_STORE" or before[k] is None})
     try:
         return _to_mlflow(list(runs), uri, experiment)
     finally:
-        if before is None:
-            os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
-        else:
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# A tracking server that accepts the connection but does not answer fails in about 20 s, not after MLflow's
+# default 2 minutes times 7 retries (a user's own settings of these win).
+_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+CONNECT_TIMEOUT_S = 3.0
+
+
+def check_tracking_server(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse an http(s) tracking URI whose server does not accept a connection within `timeout` seconds
+    (`ConfigError` naming the address); other URIs (a folder, sqlite) are left to MLflow."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port out of range or not a number
+        raise ConfigError(f"the MLflow tracking address {uri[:200]} is not valid ({exc})") from None
+    if not host:
+        raise ConfigError(f"the MLflow tracking address {uri[:200]} names no host")
+    failure: list[str] = []
+
+    def probe() -> None:  # in a thread: name resolution ignores socket timeouts
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            failure.append(exc.strerror or type(exc).__name__)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if thread.is_alive() or failure:
+        why = failure[0] if failure else f"no answer within {timeout:g} s"
+        raise ConfigError(f"no MLflow tracking server answers at {host}:{port} ({why}); start one there "
+                          "(`mlflow server --host HOST --port PORT`) or export to a folder (--mlflow DIR)")
 
 
 def _to_mlflow(runs: list[ExportedRun], uri: str, experiment: str) -> list[str]:

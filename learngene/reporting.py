@@ -14,7 +14,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from learngene.runlog import METRICS_FILE, PROGRESS_FILE, JsonlWriter, atomic_write_json, run_dir_from_env
+from learngene.runlog import (
+    METRICS_FILE,
+    PROGRESS_FILE,
+    JsonlWriter,
+    atomic_write_json,
+    claim_run_dir,
+    run_dir_from_env,
+)
 
 
 class Reporter:
@@ -30,6 +37,7 @@ class Reporter:
     def __init__(self, run_dir: str | Path | None = None, total: int | None = None, desc: str = "",
                  quiet: bool = False):
         self.run_dir = Path(run_dir) if run_dir else run_dir_from_env()
+        self._claim = claim_run_dir(self.run_dir) if self.run_dir else None  # one writer per run folder
         self._metrics = JsonlWriter(self.run_dir / METRICS_FILE) if self.run_dir else None
         self.total, self.done, self.message = total, 0, desc
         self._bar = None if quiet else tqdm(total=total, desc=desc, file=sys.stderr, mininterval=1.0,
@@ -92,6 +100,8 @@ class Reporter:
             self._bar.close()
         if self._metrics is not None:
             self._metrics.close()
+        if self._claim is not None:
+            self._claim.release()
 
     def __enter__(self) -> Reporter:
         return self

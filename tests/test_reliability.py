@@ -1,4 +1,4 @@
-"""The fault-probe script `bench/reliability.py` keeps working and keeps covering the hardening issue: a fast
+"""The fault-probe runner `bench/reliability/` keeps working and keeps covering every area it probes: a fast
 subset of its probes (CLI refusals, a job whose supervisor is killed, the journal), its verdicts (good / weak /
 bad), its report, and docs/reliability.md generated from the full set."""
 
@@ -10,8 +10,8 @@ from bench import reliability
 
 CHEAP = ("runs-dir-file", "images-billion", "label-smoothing-5", "run-id-newline", "run-id-dotdot", "journal-torn",
          "journal-repair-locked")
-# The behaviours the issue lists as already good, each with its probe.
-ISSUE_GOOD = {
+# Behaviours that must stay good, each with its probe.
+KEPT_GOOD = {
     "malicious pickle via CLI": "pickle-pth", "malicious pickle via upload": "pickle-upload",
     "truncated safetensors": "truncated-safetensors", "huge-header safetensors": "huge-header-safetensors",
     "empty safetensors": "empty-safetensors", "wrong architecture": "wrong-architecture",
@@ -52,7 +52,7 @@ def test_verdicts_bad_and_weak(tmp_path):
     def broken(ctx):
         raise RuntimeError("boom")
 
-    probe = reliability.Probe("broken", "good", "raises", "nothing", broken)
+    probe = reliability.Probe("broken", "sizes", "raises", "nothing", broken)
     [(_, outcome, _)] = reliability.run_probes([probe], root=tmp_path, log=lambda _: None)
     assert outcome.verdict == "bad" and "probe failed: RuntimeError: boom" in outcome.observed
     assert "**0 good, 0 weak, 1 bad, 1 probes**" in reliability.report([(probe, outcome, 0.0)], "m", 0.0)
@@ -86,13 +86,12 @@ def test_quick_cli_counts_an_escaping_exception_as_a_traceback(tmp_path, monkeyp
     assert reliability.one_line_error(proc, 1).verdict == "bad"
 
 
-def test_the_probes_cover_every_item_of_the_issue():
+def test_the_probes_cover_every_area_and_keep_the_good_behaviours():
     keys = [p.key for p in reliability.PROBES]
-    assert len(keys) == len(set(keys)) >= 47
-    items = {part.strip() for p in reliability.PROBES for part in p.item.split(";")}
-    assert items == {f"bad {i}" for i in range(1, 9)} | {f"weak {i}" for i in range(1, 13)} | {"good"}
-    good = {p.key for p in reliability.PROBES if "good" in p.item}
-    assert set(ISSUE_GOOD.values()) <= good, set(ISSUE_GOOD.values()) - good
+    assert len(keys) == len(set(keys)) >= 80
+    assert {p.area for p in reliability.PROBES} == set(reliability.AREAS)
+    assert set(KEPT_GOOD.values()) <= set(keys), set(KEPT_GOOD.values()) - set(keys)
+    assert not any(part.split()[0] in ("bad", "weak", "issue") for p in reliability.PROBES for part in [p.area])
 
 
 def test_the_doc_is_generated_from_every_probe_with_nothing_weak_or_bad():

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import re
 import sys
 from pathlib import Path
 
-from learngene.errors import LearngeneError
+from learngene.errors import CheckpointError, LearngeneError, is_storage_failure, storage_error
 from learngene.runlog import EXIT_FAILED, EXIT_USAGE
 
 _HERE = Path(__file__).parent
@@ -64,27 +65,53 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command that was run (a subcommand's own, for `data info`, `jobs list`...)."""
+    target = args._subparsers.get(args.command, parser)
+    nested = [v for k, v in vars(args).items() if k.endswith(("_command", "action")) and isinstance(v, str)]
+    for action in target._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name in nested:
+                if name in action.choices:
+                    return action.choices[name]
+    return target
+
+
+def typed_options(message: str, parser: argparse.ArgumentParser) -> str:
+    """`message` with the settings it names (`n_way`, `k_shot`, `img_size`...) written as the options the
+    user typed (`--n-way`, `--k-shot`, `--img-size`). Only names with an underscore are replaced, never
+    inside a path or a `KEY=VALUE`, so prose and file names stay as they are."""
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs or "_" not in action.dest:
+            continue
+        pattern = rf"(?<![\w\-./=]){re.escape(action.dest)}(?![\w=/])"
+        message = re.sub(pattern, longs[0], message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=chosen or "")
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the command's own parser, whose usage names its options (not the top level's)
-        target = args._subparsers.get(args.command, parser)
-        nested = getattr(args, "data_command", None) or getattr(args, "action", None)
-        for action in target._actions:  # a subcommand's own subcommand (`data info`, `jobs list`)
-            if isinstance(action, argparse._SubParsersAction) and nested in action.choices:
-                target = action.choices[nested]
-        target.error(f"unrecognized arguments: {' '.join(extra)}")
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if getattr(args, "ancestry", None) or getattr(args, "learngene", None):  # a Hub folder or hf-hub: repo
             from learngene.cli._common import resolve_sources
 
             resolve_sources(args)
         return int(args._run(args) or 0)
-    except LearngeneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except LearngeneError as exc:  # a file's content (a card, weights) keeps its own field names
+        text = str(exc) if isinstance(exc, CheckpointError) else typed_options(str(exc), _command_parser(parser, args))
+        print(f"error: {text}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
+    except OSError as exc:  # a write the command did not wrap: still one line, naming the file
+        if not is_storage_failure(exc):
+            raise
+        print(f"error: {storage_error(exc, exc.filename)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -77,8 +77,9 @@ def add_data(p: argparse.ArgumentParser, images_per_class: bool = False, ancestr
                         + (", or the ancestry card's setting" if ancestry else "") + " (default: auto)")
     g.add_argument("--img-size", dest="img_size", type=int, default=None, metavar="PX",
                    help="image side length in pixels, made from each image's native resolution (cifar100 and "
-                        "folder: data; 224 for timm's *_224 models; at most "
-                        f"{source_constant('data.sources', 'MAX_IMAGE_SIZE')})"
+                        "folder: data; 224 for timm's *_224 models; from "
+                        f"{source_constant('data.sources', 'MIN_IMAGE_SIZE')} to "
+                        f"{source_constant('data.sources', 'MAX_IMAGE_SIZE')}, shapes: 8 to 256)"
                         + (" (default: the ancestry's input size, else 32)" if ancestry else " (default: 32)"))
     if images_per_class:
         g.add_argument("--images-per-class", type=int, default=None,

@@ -14,6 +14,7 @@ from learngene.cli._common import (
     output_dir,
     output_file,
     parse_overrides,
+    source_constant,
     train_config,
 )
 from learngene.cli.train import add_threads_option, set_cpu_threads
@@ -23,6 +24,7 @@ from learngene.reporting import Reporter
 
 NAME = "accumulate"
 HELP = "train an ancestry model on the base classes of a data set and save it with its model card"
+MAX_IMAGES_PER_CLASS = source_constant("data.sources", "MAX_IMAGES_PER_CLASS")
 DEFAULT_WARMUP = 2  # epochs; clamped to --epochs - 1 when the user does not set it
 
 
@@ -38,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "downloads them, so it needs the network or timm's cache) with a new head; without it "
                         "the weights are random")
     p.add_argument("--holdout-per-class", type=int, default=100,
-                   help="base-class images per class held out to measure accuracy (default: 100)")
+                   help="base-class images per class held out to measure accuracy (default: 100, from 1 to "
+                        f"{MAX_IMAGES_PER_CLASS - 1})")
     add_data(p, images_per_class=True, ancestry=False)
     add_train(p, epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=DEFAULT_WARMUP)
     for action in p._actions:  # the default is resolved against --epochs in run()
@@ -63,6 +66,9 @@ def resolve_warmup(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from learngene.train.accumulate import accumulate
 
+    if not 1 <= args.holdout_per_class < MAX_IMAGES_PER_CLASS:
+        raise ConfigError(f"--holdout-per-class must be from 1 to {MAX_IMAGES_PER_CLASS - 1} (the held-out images "
+                          f"measure the ancestry's accuracy), got {args.holdout_per_class}")
     resolve_warmup(args)
     cfg = train_config(args)
     if args.out is not None:  # checked before any work; the default lands in the run folder or here

@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from learngene.cluster.info import describe, resources
+    from learngene.cluster.options import check_ray_address
 
+    check_ray_address(args.ray_address)
     info = resources(args.ray_address)
     print(json.dumps(info) if args.json else describe(info))
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from learngene.cli._common import output_file
 from learngene.data import DATASETS, ImageSet, load_dataset, preview_grid
+from learngene.data.base import escaped
 from learngene.data.sources import MAX_DATASET_BYTES, MAX_IMAGE_SIZE, MAX_IMAGES_PER_CLASS, option_names
 from learngene.errors import ConfigError, DataError
 
@@ -35,7 +36,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--img-size", dest="img_size", type=int, default=None, metavar="PX",
                    help="side length in pixels, made from each image's native resolution (default 32, from 4 to "
-                        f"{MAX_IMAGE_SIZE}); a large folder is streamed, so `info` reads no pixels")
+                        f"{MAX_IMAGE_SIZE}; shapes: 8 to 256); a large folder is streamed, so `info` reads no pixels")
     p.add_argument("--image-size", dest="image_size", type=int, default=None, help=argparse.SUPPRESS)  # older name
     p.add_argument(
         "--split-file", default=None, help='JSON {"base": [names], "open_world": [...], "novel": [...]}'
@@ -90,6 +91,7 @@ def _info(ds: ImageSet) -> dict[str, Any]:
         for c, n in enumerate(ds.class_names)
     ]
     summary["skipped_files"] = ds.meta.get("skipped_files", [])
+    summary["dropped_classes"] = ds.meta.get("dropped_classes", {})
     return summary
 
 
@@ -105,11 +107,16 @@ def _print_info(info: dict[str, Any]) -> None:
     print(f"per class    {ipc['min']}..{ipc['max']} images")
     print(f"skipped      {info['skipped']} undecodable file(s)")
     for f in info["skipped_files"][:10]:
-        print(f"  skipped: {f}")
+        print(f"  skipped: {escaped(f)}")
+    dropped = info.get("dropped_classes") or {}
+    if dropped:
+        print(f"left out     {len(dropped)} class folder(s) without images")
+        for name, why in list(dropped.items())[:10]:
+            print(f"  left out: {escaped(name)}/ ({why})")
     print()
     print(f"{'id':>4}  {'part':<6} {'images':>6}  name")
     for c in info["classes"]:
-        print(f"{c['id']:>4}  {c['part']:<6} {c['images']:>6}  {c['name']}")
+        print(f"{c['id']:>4}  {c['part']:<6} {c['images']:>6}  {escaped(c['name'])}")
 
 
 def _save_preview(ds: ImageSet, args: argparse.Namespace) -> Path:

@@ -9,8 +9,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from learngene.cli._common import add_run_dir, command_line, output_dir, output_file
+from learngene.cli._common import add_run_dir, command_line, output_dir, output_file, source_constant
+from learngene.errors import ConfigError
 from learngene.reporting import Reporter
+
+MAX_DEPTH = source_constant("models._bounds", "MAX_DEPTH")
+MAX_NUM_CLASSES = source_constant("models._bounds", "MAX_NUM_CLASSES")
 
 NAME = "inherit"
 HELP = "save the chosen ancestry layers as a learngene file and print the descendant recipe"
@@ -39,7 +43,7 @@ def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> N
                         "(Heur-LG); bottom: learngene first" + note % "original")
     g.add_argument("--depth", type=int, default=None,
                    help="descendant depth in layers (ViT: blocks; ResNet: blocks shared out over its 4 stages; "
-                        "VGG descendants keep the ancestry's depth)"
+                        f"VGG descendants keep the ancestry's depth; from 1 to {MAX_DEPTH})"
                         + note % "the ancestry's depth")
     g.add_argument("--stem", choices=["inherit", "random"], default=None,
                    help="inherit the ancestry stem or start it random" + note % "inherit")
@@ -56,6 +60,8 @@ def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> N
 def recipe_kwargs(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """placement/depth/stem/width/fill from the arguments, falling back to a stored recipe, then the defaults."""
     stored = stored or {}
+    if args.depth is not None and not 1 <= args.depth <= MAX_DEPTH:
+        raise ConfigError(f"--depth must be from 1 to {MAX_DEPTH} layers, got {args.depth}")
     depth = args.depth if args.depth is not None else (len(stored["slots"]) if "slots" in stored else None)
     width = getattr(args, "width", None)
     return {"placement": args.placement or (stored.get("placement") if stored.get("placement") != "custom" else None)
@@ -67,7 +73,8 @@ def recipe_kwargs(args: argparse.Namespace, stored: dict[str, Any] | None = None
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_layer_choice(p)
     add_recipe_options(p)
-    p.add_argument("--n-way", type=int, default=5, help="classes of the descendant's head (default: 5)")
+    p.add_argument("--n-way", type=int, default=5,
+                   help=f"classes of the descendant's head (default: 5, from 2 to {MAX_NUM_CLASSES})")
     p.add_argument("--out", default=None,
                    help="learngene file to write (.safetensors); default: <run>/outputs/learngene.safetensors "
                         "in a job, else ./learngene.safetensors")
@@ -76,7 +83,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from learngene.data.binding import card_split_record
-    from learngene.errors import ConfigError
     from learngene.inherit.build import build_descendant, inherited_parameters
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
@@ -84,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from learngene.inherit.resize import describe_width, stages_of
     from learngene.models import layer_view
 
+    if not 2 <= args.n_way <= MAX_NUM_CLASSES:
+        raise ConfigError(f"--n-way must be from 2 to {MAX_NUM_CLASSES}, got {args.n_way}")
     if args.out is not None:  # checked before any work; the default lands in the run folder or here
         if Path(args.out).suffix != ".safetensors":
             raise ConfigError(f"the learngene file must end in .safetensors, got {Path(args.out).name!r}")

@@ -4,6 +4,7 @@ accumulate (importing this imports neither torch nor ray)."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 from learngene.cluster import INSTALL_HINT
@@ -33,9 +34,39 @@ def add_backend_options(p: argparse.ArgumentParser, *, workers: bool = False) ->
                             "(default: 0.25 when training on CUDA, else 0)")
 
 
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def check_ray_address(address: str | None, option: str = "--ray-address") -> None:
+    """Refuse a Ray address that cannot be one, saying what is wrong with it (scheme, port, host)."""
+    if address is None or address == "auto":
+        return
+    text = address.strip()
+    shown = repr(address[:100])
+    if not text:
+        raise ConfigError(f"{option} is empty; give the Ray head as HOST:PORT (e.g. 127.0.0.1:6379) or 'auto'")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        what = ("Ray Client addresses (ray://) are not supported" if scheme.lower() == "ray"
+                else f"the scheme {scheme}:// is not supported (it is not a web address)")
+        raise ConfigError(f"{option} {shown}: {what}; give the Ray head's GCS address as HOST:PORT "
+                          "(port 6379 unless the head was started with another), e.g. 127.0.0.1:6379")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{option} {shown} is not HOST:PORT (e.g. 127.0.0.1:6379) or 'auto'")
+    if not port.isdigit():
+        raise ConfigError(f"{option} {shown}: the port {port[:20]!r} is not a number")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{option} {shown}: the port {int(port)} is out of range (1 to 65535)")
+    if not _HOST.fullmatch(host):
+        raise ConfigError(f"{option} {shown}: {host[:60]!r} is not a host name or IP address")
+
+
 def check_backend_options(args: argparse.Namespace) -> None:
-    """Refuse inconsistent backend options, and --backend ray without Ray installed, before any work."""
+    """Refuse inconsistent backend options, a malformed --ray-address, and --backend ray without Ray
+    installed, before any work."""
     ray = args.backend == "ray"
+    check_ray_address(getattr(args, "ray_address", None))
     if not ray:
         given = [name for name, value in (("--ray-address", args.ray_address), ("--workers", getattr(args, "workers", None)),
                                           ("--ray-gpus", getattr(args, "ray_gpus", None))) if value is not None]

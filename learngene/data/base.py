@@ -7,6 +7,7 @@ float model input, so every model in the project sees the same preprocessing.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -240,3 +241,16 @@ def derive_seed(*values: int) -> int:
         raise ConfigError(f"seeds and indices must be non-negative integers, got {values}")
     state = np.random.SeedSequence([int(v) for v in values]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escaped(name: object) -> str:
+    """A class or file name made safe to print: each control character (C0, DEL, C1, bidi) written as an
+    escape such as ``\\n`` or ``\\x1b``, so a name with a newline or a terminal escape shows what it holds."""
+    def one(m: re.Match) -> str:
+        c = m.group(0)
+        named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+        return named or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+    return _CONTROLS.sub(one, str(name))

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from learngene.data.base import ClassSplit, ImageSet, derive_seed
+from learngene.data.base import ClassSplit, ImageSet, derive_seed, escaped
 from learngene.data.shapes import (
     DEFAULT_IMAGES_PER_CLASS,
     NUM_CLASSES,
@@ -43,9 +43,9 @@ from learngene.data.shapes import (
 from learngene.data.stream import (
     FolderImages,
     ResizedImages,
-    decode_image,
+    decode_or_reason,
     decoded_cache_dir,
-    image_header_ok,
+    header_or_reason,
     resize_images,
     stream_cache_root,
 )
@@ -67,7 +67,9 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 # Bounds of what a user may ask for (the CLI's --help names them): a mistyped count gets a one-line
 # error instead of an allocation failure or a machine swapping itself to death.
 MAX_IMAGES_PER_CLASS = 10_000
-MAX_IMAGE_SIZE = 1_024  # side length in pixels
+MIN_IMAGE_SIZE = 4  # side length in pixels
+MAX_IMAGE_SIZE = 1_024
+SHAPES_IMAGE_SIZES = (8, 256)  # the shapes data set is drawn at sizes from 8 to 256
 MAX_DATASET_BYTES = 17_179_869_184  # 16 GiB: the uint8 pixels of a whole data set held in memory
 STREAM_ABOVE_BYTES = 134_217_728  # 128 MiB: a folder whose decoded images take more is streamed (see the module doc)
 
@@ -107,7 +109,7 @@ def check_request(images_per_class: int | None, image_size: int) -> None:
     """Refuse an images-per-class or image size outside the documented bounds (before any work); the
     message names the setting as the caller's user typed it (see `option_names`)."""
     for name, value, low, high in (("images_per_class", images_per_class, 1, MAX_IMAGES_PER_CLASS),
-                                   ("image_size", image_size, 4, MAX_IMAGE_SIZE)):
+                                   ("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)):
         if value is None and name == "images_per_class":  # None: every image
             continue
         try:
@@ -184,34 +186,52 @@ def load_cifar100(
     )
 
 
-_decode = decode_image  # the name it had here before `learngene.data.stream`
 
 
-def _scan_folder(path: Path) -> dict[str, list[Path]]:
-    """Class name -> sorted image files, for every non-hidden sub-folder of `path`."""
+def _class_files(sub: Path) -> tuple[list[Path], str]:
+    """The image files of class folder `sub`, and when there are none, why (for the dropped-classes note)."""
+    entries = [f for f in sub.iterdir() if not f.name.startswith(".")]
+    files = sorted(f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    if files:
+        return files, ""
+    if not entries:
+        return [], "empty"
+    if all(f.is_dir() for f in entries):
+        return [], "only sub-folders; images must lie directly in the class folder"
+    return [], f"no image files (expected {', '.join(IMAGE_EXTENSIONS)})"
+
+
+def _scan_folder(path: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Class name -> sorted image files, for every non-hidden sub-folder of `path` that holds images; and
+    class folder -> why it was left out, for the others."""
     if not path.is_dir():
         raise DataError(
             f"image folder {path} does not exist or is not a folder; expected one sub-folder per class "
             "(e.g. folder:/data/pets with /data/pets/cat/*.jpg, /data/pets/dog/*.jpg)"
         )
-    classes = {}
+    classes, dropped = {}, {}
     try:
         for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            files = sorted(
-                f
-                for f in sub.iterdir()
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            files, why = _class_files(sub)
             if files:
                 classes[sub.name] = files
+            else:
+                dropped[sub.name] = why
     except OSError as exc:
         raise DataError(f"image folder {path} cannot be read: {exc.strerror or exc}") from None
     if not classes:
+        left = f"; left out: {_dropped_text(dropped)}" if dropped else ""
         raise DataError(
             f"no classes found in {path}: it needs one sub-folder per class holding image files "
-            f"({', '.join(IMAGE_EXTENSIONS)})"
+            f"({', '.join(IMAGE_EXTENSIONS)}){left}"
         )
-    return classes
+    return classes, dropped
+
+
+def _dropped_text(dropped: dict[str, str], show: int = 5) -> str:
+    items = [f"'{escaped(name)}' ({why})" for name, why in list(dropped.items())[:show]]
+    more = f" and {len(dropped) - show} more" if len(dropped) > show else ""
+    return ", ".join(items) + more
 
 
 def ratio_split(num_classes: int, ratio: Sequence[float], seed: int) -> ClassSplit:
@@ -240,28 +260,87 @@ def ratio_split(num_classes: int, ratio: Sequence[float], seed: int) -> ClassSpl
     return ClassSplit(tuple(sorted(perm[:a])), tuple(sorted(perm[a:b])), tuple(sorted(perm[b:])))
 
 
-def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> ClassSplit:
-    """Read {"base": [names], "open_world": [names], "novel": [names]} into a validated ClassSplit."""
+MAX_SPLIT_BYTES = 16 * 2**20  # a split file naming 100,000 classes takes a few MiB
+SPLIT_KEYS = {"base": "base", "open_world": "open_world", "open-world": "open_world", "openworld": "open_world",
+              "open world": "open_world", "open": "open_world", "novel": "novel"}
+NOTE_KEYS = ("comment", "comments", "description", "note", "notes")  # ignored, as are keys starting with _ or #
+
+
+def _split_json(path: str | os.PathLike) -> dict:
+    from learngene.runlog import read_bounded
+
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+        data = read_bounded(path, MAX_SPLIT_BYTES, "split file")
     except FileNotFoundError:
         raise DataError(f"split file {path} does not exist") from None
-    except (OSError, ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too deeply nested
-        raise DataError(f"split file {path} is not valid JSON: {exc}") from None
-    index = {name: i for i, name in enumerate(class_names)}
+    except IsADirectoryError:
+        raise DataError(f"split file {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise DataError(f"split file {path} cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # too large, or not a regular file
+        raise DataError(str(exc)) from None
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError, too deeply nested
+        raise DataError(f"split file {path} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(raw, dict):
         raise DataError(f"split file {path} must hold an object with keys base, open_world, novel")
-    ids = {}
+    return raw
+
+
+def _split_parts(path: str | os.PathLike, raw: dict) -> dict[str, list]:
+    """The three class lists of a split file by their canonical keys (accepted spellings, notes skipped)."""
+    parts: dict[str, list] = {}
     for key, names in raw.items():
+        k = str(key).strip().lower()
+        if k in NOTE_KEYS or k.startswith(("_", "#")):
+            continue
+        canonical = SPLIT_KEYS.get(k)
+        if canonical is None:
+            raise DataError(f"split file {path}: unknown key '{escaped(key)}'; a split file has the keys base, "
+                            f"open_world (or open-world, openworld) and novel, and may have a {NOTE_KEYS[0]!r}")
+        if canonical in parts:
+            raise DataError(f"split file {path}: the {canonical} classes are given twice (as two spellings of "
+                            f"the key '{canonical}')")
+        parts[canonical] = names
+    missing = [k for k in ("base", "open_world", "novel") if k not in parts]
+    if missing:
+        raise DataError(f"split file {path} lacks the key(s) {', '.join(repr(m) for m in missing)}; it needs "
+                        "base, open_world (or open-world, openworld) and novel, each a list of class names")
+    return parts
+
+
+def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> ClassSplit:
+    """Read {"base": [names], "open_world": [names], "novel": [names]} into a validated ClassSplit.
+
+    At most `MAX_SPLIT_BYTES` are read. The open-world key may be spelled open_world, open-world or
+    openworld; notes ("comment", or keys starting with _ or #) are ignored; classes are named by name in
+    every message (a class in two parts, twice in one, or unknown)."""
+    return split_from_parts(path, _split_parts(path, _split_json(path)), class_names)
+
+
+def split_from_parts(path: str | os.PathLike, parts: dict[str, list], class_names: Sequence[str]) -> ClassSplit:
+    """The ClassSplit of a split file's three class lists (see `read_split_file`)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    seen: dict[str, str] = {}
+    ids = {}
+    for key, names in parts.items():
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DataError(f"split file {path}: '{key}' must be a list of class names")
-        unknown = [n for n in names if n not in index]
+        if not names:
+            raise DataError(f"split file {path}: '{key}' is empty; every part needs at least one class")
+        unknown = [escaped(n) for n in names if n not in index]
         if unknown:
             raise DataError(
                 f"split file {path}: unknown class name(s) {unknown[:5]} in '{key}'; "
-                f"known classes start with {list(class_names)[:5]}"
+                f"known classes start with {[escaped(n) for n in list(class_names)[:5]]}"
             )
+        for n in names:
+            if n in seen:
+                where = f"listed twice in '{key}'" if seen[n] == key else f"in both '{seen[n]}' and '{key}'"
+                raise DataError(f"split file {path}: class '{escaped(n)}' is {where}; each class belongs to "
+                                "exactly one part")
+            seen[n] = key
         ids[key] = [index[n] for n in names]
     try:
         split = ClassSplit.from_dict(ids)
@@ -271,7 +350,7 @@ def read_split_file(path: str | os.PathLike, class_names: Sequence[str]) -> Clas
     return split
 
 
-FOLDER_CACHE_VERSION = 1  # bump when _decode changes what it makes of a file
+FOLDER_CACHE_VERSION = 2  # bump when decode_or_reason changes what it makes of a file
 FOLDER_CACHE_ENTRIES = 16  # decoded folders kept in the cache
 
 
@@ -329,7 +408,7 @@ def _write_folder_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, 
         pass
 
 
-INDEX_VERSION = 1  # bump when the streamed-folder index changes what it records
+INDEX_VERSION = 2  # bump when the streamed-folder index changes what it records
 INDEX_ENTRIES = 16  # streamed-folder indexes kept in the cache
 
 
@@ -362,8 +441,9 @@ def _write_index(path: Path, names: list[str], files: list[str], labels: list[in
 
 def _read_classes(root: Path, classes: dict[str, list[Path]], images_per_class: int | None,
                   read: Callable[[Path], Any]) -> tuple[list[Any], list[int], list[str]]:
-    """`read` each class's files in order until `images_per_class` of them gave a value (None: the file
-    is skipped and counted). Returns the values, their class ids, and the skipped files (relative paths)."""
+    """`read` each class's files in order until `images_per_class` of them gave a value (a string: the
+    reason the file is skipped, counted and listed). Returns the values, their class ids, and the skipped
+    files (relative paths, each with its reason)."""
     values, labels, bad = [], [], []
     for c, files in enumerate(classes.values()):
         kept = 0
@@ -371,8 +451,8 @@ def _read_classes(root: Path, classes: dict[str, list[Path]], images_per_class: 
             if images_per_class is not None and kept >= images_per_class:
                 break
             value = read(f)
-            if value is None:
-                bad.append(f.relative_to(root).as_posix())
+            if isinstance(value, str):
+                bad.append(f"{f.relative_to(root).as_posix()} ({value})")
                 continue
             values.append(value)
             labels.append(c)
@@ -380,8 +460,15 @@ def _read_classes(root: Path, classes: dict[str, list[Path]], images_per_class: 
     return values, labels, bad
 
 
+def _header_checked(root: Path) -> Callable[[Path], str | tuple[str]]:
+    def read(f: Path) -> str | tuple[str]:
+        why = header_or_reason(f)
+        return why if why is not None else (f.relative_to(root).as_posix(),)
+    return read
+
+
 def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size: int,
-                          images_per_class: int | None, cache: bool) -> ImageSet:
+                          images_per_class: int | None, cache: bool, dropped: dict[str, str]) -> ImageSet:
     """The streamed form of `load_folder`: labels and file list now (each file's header checked, so an
     unreadable file is skipped and counted as in memory), pixels when first used."""
     names = list(classes)
@@ -393,8 +480,8 @@ def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size
         with contextlib.suppress(OSError):
             os.utime(index_file)
     else:
-        files, labels, bad = _read_classes(root, classes, images_per_class,
-                                           lambda f: f.relative_to(root).as_posix() if image_header_ok(f) else None)
+        found_files, labels, bad = _read_classes(root, classes, images_per_class, _header_checked(root))
+        files = [f for (f,) in found_files]
         if index_file is not None:
             _write_index(index_file, names, files, labels, bad)
     if not files:
@@ -403,7 +490,7 @@ def _load_folder_streamed(root: Path, classes: dict[str, list[Path]], image_size
     images = FolderImages(root, files, image_size, decoded)
     placeholder = ClassSplit((0,), (0,), (0,))
     meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None,
-            "streamed": True, "decoded_cache": str(decoded) if decoded else None}
+            "streamed": True, "decoded_cache": str(decoded) if decoded else None, "dropped_classes": dropped}
     return ImageSet(f"folder:{root.name}", images, torch.tensor(labels, dtype=torch.long), names, placeholder,
                     len(bad), meta)
 
@@ -423,12 +510,12 @@ def load_folder(
     """
     check_request(images_per_class, image_size)
     root = Path(path).expanduser()
-    classes = _scan_folder(root)
+    classes, dropped = _scan_folder(root)
     n_images = sum(len(f) if images_per_class is None else min(len(f), images_per_class) for f in classes.values())
     if stream is None:
         stream = n_images * 3 * image_size * image_size > STREAM_ABOVE_BYTES
     if stream:
-        return _load_folder_streamed(root, classes, image_size, images_per_class, cache)
+        return _load_folder_streamed(root, classes, image_size, images_per_class, cache, dropped)
     check_memory(n_images, image_size)
     names = list(classes)
     key = _folder_key(root, classes, image_size, images_per_class) if cache else None
@@ -439,14 +526,15 @@ def load_folder(
         stacked, label_t, bad = found
         reader = file_reader(cache_file, stacked)
     else:
-        images, labels, bad = _read_classes(root, classes, images_per_class, lambda f: _decode(f, image_size))
+        images, labels, bad = _read_classes(root, classes, images_per_class, lambda f: decode_or_reason(f, image_size))
         if not images:
             raise DataError(f"none of the image files under {root} could be decoded ({len(bad)} tried)")
         stacked, label_t = torch.stack(images), torch.tensor(labels)
         if cache_file is not None:
             _write_folder_cache(cache_file, stacked, label_t, names, bad)
     placeholder = ClassSplit((0,), (0,), (0,))
-    meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None}
+    meta = {"source": "folder", "root": str(root), "skipped_files": bad[:50], "from_cache": found is not None,
+            "dropped_classes": dropped}
     return ImageSet(f"folder:{root.name}", stacked, label_t, names, placeholder, len(bad), meta, reader=reader)
 
 
@@ -483,8 +571,14 @@ def load_dataset(
             decide by size (None: streamed above `STREAM_ABOVE_BYTES`); see the module doc.
     """
     check_request(images_per_class, image_size)
+    parts = _split_parts(split_file, _split_json(split_file)) if split_file is not None else None  # before any work
     kind = spec.strip()
     if kind.lower() == "shapes":
+        low, high = SHAPES_IMAGE_SIZES
+        if not low <= image_size <= high:
+            raise ConfigError(f"{_name('image_size')} must be from {low} to {high} for the shapes data set (it is "
+                              f"drawn at those sizes; folder: and cifar100 data take {MIN_IMAGE_SIZE} to "
+                              f"{MAX_IMAGE_SIZE}), got {image_size}")
         check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
         ds = load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
     elif kind.lower() in ("cifar100", "cifar-100"):
@@ -503,8 +597,8 @@ def load_dataset(
             ds.split = ratio_split(ds.num_classes, split_ratio, seed)
     else:
         raise ConfigError(f"unknown data set {spec!r}; choose one of: {', '.join(DATASETS)}")
-    if split_file is not None:
-        ds.split = read_split_file(split_file, ds.class_names)
+    if parts is not None:
+        ds.split = split_from_parts(split_file, parts, ds.class_names)
     ds.split.validate(ds.num_classes)
     ds.meta.update({"spec": spec, "split": ds.split.to_dict()})
     return ds

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from learngene.errors import DataError
 
-STREAM_CACHE_VERSION = 1  # bump when `decode_image` changes what it makes of a file
+STREAM_CACHE_VERSION = 2  # bump when `decode_image` changes what it makes of a file
 STREAM_CACHE_SETS = 4  # decoded-image caches kept (one per folder and image size), newest first
 STREAM_CACHE_MAX_BYTES = 8 * 2**30  # a set larger than this when decoded is not cached (decoded on every read)
 FILL_VALUE = 128  # an image that stopped decoding after the folder was indexed reads as mid-grey
@@ -52,34 +52,73 @@ _STATE_EMPTY, _STATE_DONE, _STATE_BAD = 0, 1, 2
 # ------------------------------------------------------------------ decoding and resizing
 
 
-def decode_image(path: Path, size: int) -> torch.Tensor | None:
-    """Decode one image file to uint8 (3, size, size): centre-cropped square, resized once from the file's
-    native resolution to `size` (bilinear). None when the file cannot be decoded (decompression bombs too)."""
+def decode_or_reason(path: Path, size: int) -> torch.Tensor | str:
+    """Decode one image file to uint8 (3, size, size): every Pillow mode made 8-bit RGB (see
+    `learngene.data._decode`), centre-cropped square, resized once from the file's native resolution to
+    `size` (bilinear). A string saying why when it cannot be (truncated, a decompression bomb, a mode refused)."""
     from PIL import Image, UnidentifiedImageError
+
+    from learngene.data._decode import to_rgb
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
+            im.load()
+            rgb = to_rgb(im)
+            if isinstance(rgb, str):
+                return rgb
+            w, h = rgb.size
             side = min(w, h)
             left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        return None
+            rgb = rgb.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except Image.DecompressionBombError:
+        return "too many pixels (a decompression bomb?)"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return f"cannot be decoded: {' '.join(str(exc).split())[:80] or type(exc).__name__}"
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()
 
 
-def image_header_ok(path: Path) -> bool:
-    """Whether `path` opens as an image (its header only: cheap, no pixels decoded)."""
+def decode_image(path: Path, size: int) -> torch.Tensor | None:
+    """`decode_or_reason` without the reason: None when the file cannot be decoded."""
+    out = decode_or_reason(path, size)
+    return None if isinstance(out, str) else out
+
+
+# the last bytes a complete file of each format ends with, looked for in its last KiB
+_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}
+
+
+def header_or_reason(path: Path) -> str | None:
+    """Why `path` cannot be used as an image, from its header and (JPEG, PNG, GIF) whether the file is
+    complete; None when it looks fine. Cheap: no pixels decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             w, h = im.size
-        return w > 0 and h > 0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError):
-        return False
+            fmt = im.format
+        if w <= 0 or h <= 0:
+            return "an image without pixels"
+        trailer = _TRAILERS.get(fmt or "")
+        if trailer is not None:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 1024))
+                if trailer not in f.read():
+                    return f"a truncated {fmt} file (it does not end as a complete one)"
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except Image.DecompressionBombError:
+        return "too many pixels (a decompression bomb?)"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return f"cannot be opened: {' '.join(str(exc).split())[:80] or type(exc).__name__}"
+    return None
+
+
+def image_header_ok(path: Path) -> bool:
+    """Whether `path` opens as an image and is complete (see `header_or_reason`)."""
+    return header_or_reason(path) is None
 
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
@@ -313,8 +352,8 @@ class FolderImages(LazyImages):
     The cache is two sparse files: `pixels.u8` (image i at byte i * 3 * size^2) and `state.u8` (one byte
     per image: 0 not decoded yet, 1 decoded, 2 undecodable). A process writes an image's pixels before its
     state byte, so a reader (another DataLoader worker, another command) never sees half an image; two
-    processes decoding the same image write the same bytes. A file that decodes no more (it was checked
-    when the folder was indexed) reads as mid-grey with a warning.
+    processes decoding the same image write the same bytes. A file that does not decode although its
+    header and ending looked right when the folder was indexed reads as mid-grey with a warning.
     """
 
     def __init__(self, root: str | os.PathLike, files: Sequence[str], size: int, cache: str | os.PathLike | None):
@@ -346,8 +385,8 @@ class FolderImages(LazyImages):
     def _decode(self, i: int) -> torch.Tensor | None:
         img = decode_image(self.root / self.files[i], int(self.shape[-1]))
         if img is None:
-            warnings.warn(f"{self.root / self.files[i]} could not be decoded any more (it could when the folder "
-                          "was indexed); it reads as a grey image", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{self.root / self.files[i]} could not be decoded (when the folder was indexed, only its "
+                          "header and ending were checked); it reads as a grey image", RuntimeWarning, stacklevel=3)
         return img
 
     def _fetch(self, idx: torch.Tensor) -> torch.Tensor:

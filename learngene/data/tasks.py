@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
-from learngene.data.base import ImageSet, Part, derive_seed
+from learngene.data.base import ImageSet, Part, derive_seed, escaped
 from learngene.errors import ConfigError, DataError
 
 SUPPORT_RESERVE = 20  # largest K for which the test set stays the same
+MIN_WAY = 2  # classes a task needs at least (a 1-way task has nothing to tell apart)
 MAX_TASKS = 1_000  # most tasks one call may ask for (each trains two models: far beyond any study's need)
 
 
@@ -87,15 +88,20 @@ def _check_positive(**values: int | None) -> None:
 
 
 def _class_name(ds: ImageSet, c: int) -> str:
-    return f"'{ds.class_names[c]}' (id {c})" if 0 <= c < ds.num_classes else f"id {c}"
+    return f"'{escaped(ds.class_names[c])}' (id {c})" if 0 <= c < ds.num_classes else f"id {c}"
 
 
 def _choose_classes(ds: ImageSet, part: Part, n_way: int, seed: int, index: int) -> tuple[int, ...]:
     """The `n_way` classes of task `index`: drawn from split `part` by a generator seeded by (seed, index)."""
     pool = ds.split.classes(part)
+    if n_way > len(pool) and len(pool) < MIN_WAY:
+        raise DataError(
+            f"split part '{part}' of {ds.name} has {len(pool)} class(es), but a task needs at least {MIN_WAY}; "
+            f"use a data set with more classes, or a split file that puts at least {MIN_WAY} classes in '{part}'"
+        )
     if n_way > len(pool):
         raise DataError(
-            f"n_way={n_way} is more than the {len(pool)} classes in split part '{part}' of {ds.name}; "
+            f"n_way {n_way} is more than the {len(pool)} classes in split part '{part}' of {ds.name}; "
             f"lower n_way to at most {len(pool)}"
         )
     gen = torch.Generator().manual_seed(derive_seed(seed, index))
@@ -104,9 +110,10 @@ def _choose_classes(ds: ImageSet, part: Part, n_way: int, seed: int, index: int)
 
 def _check_class_size(ds: ImageSet, c: int, n_c: int, k_shot: int) -> None:
     if n_c < k_shot + 1:
+        fix = f"lower k_shot to at most {n_c - 1}, or use" if n_c >= 2 else "use a data set with"
         raise DataError(
-            f"class {_class_name(ds, c)} of {ds.name} has only {n_c} images; a {k_shot}-shot task needs "
-            f"at least {k_shot + 1} ({k_shot} to train, 1 to test). Lower k_shot or use more images per class"
+            f"class {_class_name(ds, c)} of {ds.name} has only {n_c} image(s); a {k_shot}-shot task needs "
+            f"at least {k_shot + 1} ({k_shot} to train, 1 to test): {fix} more images per class"
         )
 
 
@@ -239,10 +246,11 @@ def holdout_split(
     for c in classes:
         perm = _permuted_class(ds, int(c), seed)
         if perm.numel() <= holdout_per_class:
-            raise DataError(
-                f"class {_class_name(ds, int(c))} of {ds.name} has {perm.numel()} images, too few to hold out "
-                f"{holdout_per_class} and still train; set {option} below {perm.numel()}, or use more images per class"
-            )
+            n = perm.numel()
+            fix = (f"lower it ({option}) to at most {n - 1}, or use more images per class" if n >= 2 else
+                   "every class needs at least 2 images (1 held out, 1 to train): add images to it or leave it out")
+            raise DataError(f"class {_class_name(ds, int(c))} of {ds.name} has {n} image(s), too few to hold out "
+                            f"{holdout_per_class} and still train; {fix}")
         held.append(perm[:holdout_per_class])
         train.append(perm[holdout_per_class:])
     if not train:

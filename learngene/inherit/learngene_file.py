@@ -6,13 +6,15 @@ the key "learngene": the ancestry's architecture spec and sha256, the layer indi
 condensing method and scores, the layers' input/output shapes and parameter counts. The stem is
 always stored (it is small); a recipe decides whether a descendant inherits it. A descendant can be
 built from this file alone: the architecture comes from the spec, the weights from the tensors.
+
+Loading trusts nothing in the file: the spec's sizes are bounded (as a model card's), the layer indices
+must lie within the ancestry's layers, and tensors holding NaN or infinity are refused, naming them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,11 @@ import torch
 from torch import nn
 
 from learngene.errors import CheckpointError, ConfigError, check_file
-from learngene.models import ModelSpec, family_of, layer_view
-from learngene.runlog import FILE_MODE
+from learngene.models import ModelSpec, family_of, layer_view, non_finite
+from learngene.models.checkpoint import non_finite_message
+from learngene.runlog import commit_files
+
+MAX_LAYERS = 1_024  # integral layers an ancestry may have (a VGG unit, a ResNet block, a ViT block each)
 
 FORMAT = "learngene/1"
 META_KEY = "learngene"
@@ -164,20 +169,18 @@ def save_learngene(
 
 
 def write_learngene(lg: LearngeneFile, path: str | os.PathLike) -> Path:
-    """Write an in-memory learngene to a `.safetensors` file via a temporary file + `os.replace`."""
-    from safetensors.torch import save_file
+    """Write an in-memory learngene to a `.safetensors` file via a temporary file + `os.replace`.
+
+    Raises `CheckpointError` for weights holding NaN or infinity, `StorageError` ("disk full at PATH")
+    when the file cannot be written (nothing is left behind then)."""
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(lg.tensors(), tmp, metadata={"format": FORMAT, META_KEY: json.dumps(lg.metadata())})
-        os.chmod(tmp, FILE_MODE)  # after save_file, which creates the file anew
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tensors = lg.tensors()
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError("not saved: " + non_finite_message(bad, f"the learngene for {path}"))
+    commit_files([(path, save(tensors, metadata={"format": FORMAT, META_KEY: json.dumps(lg.metadata())}))])
     lg.path = path
     return path
 
@@ -192,7 +195,24 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path} is not a readable .safetensors file (corrupt or truncated?): {exc}") from exc
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(non_finite_message(bad, f"learngene file {path}"))
     return tensors, meta
+
+
+def _layer_indices(m: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
+    """The ancestry's layer count and the stored layer indices, each within bounds."""
+    n = m["n_layers"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LAYERS:
+        raise CheckpointError(f"n_layers must be a whole number from 1 to {MAX_LAYERS}, got {n!r}")
+    layers = m["layers"]
+    if (not isinstance(layers, list) or not layers or len(layers) > n
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in layers)):
+        raise CheckpointError(f"layers must be 1 to {n} distinct indices from 0 to {n - 1}, got {str(layers)[:80]}")
+    if len(set(layers)) != len(layers):
+        raise CheckpointError(f"layers {layers} names a layer twice")
+    return n, tuple(layers)
 
 
 def load_learngene(path: str | os.PathLike) -> LearngeneFile:
@@ -206,13 +226,15 @@ def load_learngene(path: str | os.PathLike) -> LearngeneFile:
         m = json.loads(meta[META_KEY])
         if m.get("format") != FORMAT:
             raise CheckpointError(f"{path} has learngene format {m.get('format')!r}, expected {FORMAT!r}")
-        layers = tuple(int(i) for i in m["layers"])
+        n_layers, layers = _layer_indices(m)
         layer_states = {i: {} for i in layers}
         stem: StemState = {n: ({} if kind == "module" else None) for n, kind in m["stem_entries"].items()}
         for key, t in tensors.items():
             kind, _, rest = key.partition("/")
             if kind == "layers":
                 i, _, k = rest.partition("/")
+                if not i.isdigit() or int(i) not in layer_states:
+                    raise CheckpointError(f"tensor {key!r} belongs to no stored layer")
                 layer_states[int(i)][k] = t
             elif kind == "stem" and isinstance(stem.get(rest.partition("/")[0]), dict) and "/" in rest:
                 name, _, k = rest.partition("/")
@@ -225,7 +247,7 @@ def load_learngene(path: str | os.PathLike) -> LearngeneFile:
         if empty:
             raise CheckpointError(f"tensors missing for {empty}")
         return LearngeneFile(
-            spec=ModelSpec.from_dict(m["spec"]), n_layers=int(m["n_layers"]), layers=layers,
+            spec=ModelSpec.from_dict(m["spec"]), n_layers=n_layers, layers=layers,
             layer_names=tuple(m["layer_names"]), layer_states=layer_states, stem=stem,
             method=m.get("method", "manual"), scores=m.get("scores"), ancestry_sha256=m.get("ancestry_sha256", ""),
             created=m.get("created", ""), family=m.get("family", ""), io_shapes=m.get("io_shapes", []),
@@ -233,7 +255,7 @@ def load_learngene(path: str | os.PathLike) -> LearngeneFile:
             stem_params=int(m.get("stem_params", 0)), ancestry_params=int(m.get("ancestry_params", 0)),
             ancestry_bytes=int(m.get("ancestry_bytes", 0)), extra=m.get("extra") or {}, path=path,
         )
-    except CheckpointError as exc:
+    except (CheckpointError, ConfigError) as exc:
         raise CheckpointError(f"{path} is a damaged learngene file: {exc}") from exc
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
         raise CheckpointError(f"{path} is a damaged learngene file (bad metadata: {exc!r})") from exc

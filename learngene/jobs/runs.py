@@ -360,6 +360,16 @@ def cancel_requested(run_dir: Path) -> bool:
     return (run_dir / CANCEL_FILE).exists()
 
 
+def exit_reason(run_dir: Path, rc: int) -> str:
+    """The failure reason of a worker that exited with code `rc`: the code, and the one-line `error: ...` the
+    worker printed last (a full disk, a refused input), so the run's reason says what went wrong."""
+    from learngene.text import printable
+
+    errors = [line for line in tail_lines(run_dir / LOG_FILE, 40).splitlines() if line.startswith("error: ")]
+    said = printable(errors[-1][len("error: "):], 300) if errors else ""
+    return f"exited with code {rc}: {said}" if said else f"exited with code {rc}"
+
+
 def tail_lines(path: Path, n_lines: int, max_bytes: int = 1 << 20) -> str:
     """The last `n_lines` lines of a text file (reads at most `max_bytes` from its end)."""
     if n_lines <= 0:

@@ -53,6 +53,7 @@ from learngene.jobs.runs import (
     TERMINAL_STATES,
     UNREADABLE,
     cancel_requested,
+    exit_reason,
     failure_tail,
     is_run_id,
     read_config,
@@ -359,7 +360,7 @@ class Supervisor:
         elif rc < 0:
             self.finish("failed", f"killed by signal {-rc} ({procs.signal_name(-rc)})", rc, tail=True)
         else:
-            self.finish("failed", f"exited with code {rc}", rc, tail=True)
+            self.finish("failed", exit_reason(self.run_dir, rc), rc, tail=True)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -5,7 +5,8 @@ Public API (everything else in this package is private):
 * `create_model`, `PRESETS`, `register_preset`, `ModelSpec`: build presets and timm ViT/ResNet/VGG.
 * `layer_view`, `LayerView`, `family_of`, `normalize_indices`: integral layers of any of them.
 * `ModelCard`, `save_checkpoint`, `load_weights`, `load_checkpoint`, `file_sha256`,
-  `shipped_checkpoints`: safetensors weights with a JSON card.
+  `shipped_checkpoints`: safetensors weights with a JSON card; `check_card_fits` (a card against the
+  weights' shapes, before building) and `non_finite` (tensors holding NaN or infinity).
 """
 
 from learngene.models._builders import ConvUnit
@@ -17,9 +18,11 @@ from learngene.models._view import LayerView, normalize_indices
 from learngene.models.checkpoint import (
     LoadReport,
     ModelCard,
+    check_card_fits,
     file_sha256,
     load_checkpoint,
     load_weights,
+    non_finite,
     read_card,
     save_checkpoint,
     shipped_checkpoints,
@@ -35,12 +38,14 @@ __all__ = [
     "ModelCard",
     "ModelSpec",
     "create_from_spec",
+    "check_card_fits",
     "create_model",
     "family_of",
     "file_sha256",
     "layer_view",
     "load_checkpoint",
     "load_weights",
+    "non_finite",
     "normalize_indices",
     "read_card",
     "register_preset",

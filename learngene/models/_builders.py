@@ -24,6 +24,7 @@ from timm.models.vgg import VGG
 from timm.models.vision_transformer import VisionTransformer
 
 from learngene.errors import ConfigError
+from learngene.models._bounds import check_preset_size
 
 Family = Literal["vit", "resnet", "vgg"]
 
@@ -137,6 +138,7 @@ def build(family: Family, num_classes: int, img_size: int, defaults: dict, overr
         ConfigError: an override the architecture does not accept, or an inconsistent setting.
     """
     kwargs = {**defaults, **overrides}
+    check_preset_size(family, num_classes, img_size, kwargs)  # before anything is allocated
     try:
         return _BUILDERS[family](num_classes, img_size, kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import timm
+import torch
 import torch.nn as nn
 from timm.models import get_arch_name, is_model, is_model_in_modules
 
 from learngene.errors import CheckpointError, ConfigError
+from learngene.models._bounds import MAX_TOKENS, check_parameter_count
 from learngene.models._builders import group_vgg_units
 from learngene.models._families import family_of
 from learngene.models._presets import PRESETS, preset_fn
@@ -87,11 +89,26 @@ def _create_timm(arch: str, num_classes: int, img_size: int, pretrained: bool, o
     kwargs: dict[str, Any] = {"num_classes": num_classes, **overrides}
     if family == "vit":
         kwargs.setdefault("img_size", img_size)
+    _check_timm_size(arch, kwargs)
     if not pretrained:
         model = timm.create_model(arch, pretrained=False, **kwargs)
     else:
         model = _create_timm_pretrained(arch, kwargs)
     return group_vgg_units(model) if family == "vgg" else model
+
+
+def _check_timm_size(arch: str, kwargs: dict[str, Any]) -> None:
+    """Build `arch` on the meta device (no memory) and refuse it when it is too large to build for real."""
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError):
+        return  # the real build reports the problem in its own words
+    patches = getattr(getattr(model, "patch_embed", None), "num_patches", None)
+    if isinstance(patches, int) and patches > MAX_TOKENS:
+        raise ConfigError(f"{arch} at this image size makes {patches} patches, more than {MAX_TOKENS}; "
+                          "use a smaller image size or a larger patch size")
+    check_parameter_count(sum(p.numel() for p in model.parameters()), {"arch": arch, **kwargs})
 
 
 def _create_timm_pretrained(arch: str, kwargs: dict[str, Any]) -> nn.Module:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from learngene.errors import ConfigError
+from learngene.models._bounds import MAX_IMAGE_SIZE, MAX_NUM_CLASSES, check_count, check_overrides
 
 
 @dataclass
@@ -28,10 +29,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch:
             raise ConfigError(f"ModelSpec.arch must be a non-empty string, got {self.arch!r}")
-        for name in ("num_classes", "img_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ModelSpec.{name} must be a positive integer, got {value!r}")
+        check_count("num_classes", self.num_classes, 1, MAX_NUM_CLASSES, "classes")
+        check_count("img_size", self.img_size, 1, MAX_IMAGE_SIZE, "pixels")
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"model overrides must be a JSON object of settings, got {type(self.overrides).__name__}")
         try:  # canonical JSON form (tuples become lists), so a spec equals its saved-and-loaded copy
             self.overrides = json.loads(json.dumps(dict(self.overrides)))
         except (TypeError, ValueError) as exc:
@@ -39,6 +40,7 @@ class ModelSpec:
                 f"model overrides must be JSON values (numbers, strings, lists) so the spec can be "
                 f"saved in a model card; got {self.overrides!r} ({exc})"
             ) from exc
+        check_overrides(self.overrides, self.img_size)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -56,4 +58,7 @@ class ModelSpec:
         missing = [k for k in ("arch", "num_classes") if k not in data]
         if missing:
             raise ConfigError(f"model spec is missing {missing}")
-        return cls(**{**data, "overrides": dict(data.get("overrides") or {})})
+        overrides = data.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"model spec overrides must be a JSON object, got {type(overrides).__name__}")
+        return cls(**{**data, "overrides": dict(overrides)})

@@ -2,8 +2,13 @@
 
 A checkpoint is two files side by side: ``name.safetensors`` (the state dict) and ``name.json``
 (a `ModelCard`: the `ModelSpec`, the data and split it was trained on, the command, and the
-weights' SHA-256). Both are written to a temporary file and ``os.replace``d, so a crash never
-leaves a half-written checkpoint in place of a good one.
+weights' SHA-256). Both are written to temporary files first and only then renamed into place, as a
+pair, so a crash or a full disk never leaves a half-written checkpoint or weights without their card.
+
+Loading trusts nothing in the pair: the card's sizes are bounded (`learngene.models._bounds`) and checked
+against the weights' own shapes (read from the safetensors header) before the model is built, the
+weights must match the card's SHA-256 (a card without one is refused), and weights holding NaN or
+infinity are refused, naming the tensors.
 """
 
 from __future__ import annotations
@@ -13,22 +18,24 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from learngene.errors import CheckpointError, ConfigError, check_file
 from learngene.models._factory import create_from_spec
 from learngene.models._spec import ModelSpec
-from learngene.runlog import FILE_MODE, atomic_write_json, read_json
+from learngene.runlog import MAX_JSON_BYTES, commit_files, json_bytes, read_json
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
 _SHOW = 5  # keys shown per kind in a mismatch message
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_CARD_BYTES = MAX_JSON_BYTES
 
 
 def _now() -> str:
@@ -82,8 +89,23 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in `state` that hold a NaN or an infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def non_finite_message(names: list[str], where: str) -> str:
+    return (f"{where} holds NaN or infinite values in {_listing('tensor(s)', names)}; weights like these come "
+            "from a training run that diverged, and every result computed from them would be NaN. Use weights "
+            "saved before it diverged, or train again with a lower learning rate")
+
+
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, card: ModelCard) -> Path:
     """Write ``model``'s weights to ``path`` (.safetensors) and ``card`` (sha256 filled in) beside it.
+
+    Both files are written to temporary files first and renamed as a pair (see the module doc); a full
+    disk raises `StorageError` ("disk full at PATH") and leaves no file behind. Weights holding NaN or
+    infinity are refused (`CheckpointError`).
 
     Returns:
         The weights path.
@@ -97,20 +119,14 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, card: ModelCard) 
             f"the card's spec {card.spec} differs from the model's {spec}; load_checkpoint would "
             f"rebuild the wrong architecture (use ModelCard(spec=model.lg_spec, ...))"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Clone: safetensors refuses tensors that share storage, and wants contiguous CPU tensors.
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt", "arch": card.spec.arch})
-        os.chmod(tmp, FILE_MODE)  # after save_file, which creates the file anew
-        card.sha256 = file_sha256(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    atomic_write_json(card_path(path), card.to_dict())
+    bad = non_finite(state)
+    if bad:
+        raise CheckpointError("not saved: " + non_finite_message(bad, f"the model for {path}"))
+    data = safetensors_bytes(state, metadata={"format": "pt", "arch": card.spec.arch})
+    card.sha256 = hashlib.sha256(data).hexdigest()
+    commit_files([(path, data), (card_path(path), json_bytes(card.to_dict()))])
     return path
 
 
@@ -148,8 +164,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read {path.name}: weights must be one of {', '.join(WEIGHT_SUFFIXES)}")
     try:
         if path.suffix == ".safetensors":
-            return load_file(path, device="cpu")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_file(path, device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors, zip and unpickling errors differ by cause
         raise _load_failure(path, exc) from exc
     for key in ("state_dict", "model"):
@@ -160,6 +177,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     if obj and all(k.startswith("module.") for k in obj):  # saved from DataParallel/DDP
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    bad = non_finite(obj)
+    if bad:
+        raise CheckpointError(non_finite_message(bad, f"checkpoint {path}"))
     return obj
 
 
@@ -177,6 +197,22 @@ class LoadReport:
     mismatched: list[str]  # "key: checkpoint (a, b) vs model (c, d)"
 
 
+def _compare(own: dict[str, tuple], stored: dict[str, tuple]) -> LoadReport:
+    """Keys and shapes of a model (`own`) against those of stored weights."""
+    mismatched = [f"{k}: checkpoint {stored[k]} vs model {own[k]}" for k in sorted(set(own) & set(stored))
+                  if stored[k] != own[k]]
+    return LoadReport(sorted(set(own) - set(stored)), sorted(set(stored) - set(own)), mismatched)
+
+
+def _refuse_misfit(report: LoadReport, path: Path, arch: str, advice: str) -> None:
+    if not (report.missing or report.unexpected or report.mismatched):
+        return
+    parts = [_listing(title, items) for title, items in (("missing keys", report.missing),
+                                                         ("unexpected keys", report.unexpected),
+                                                         ("shape mismatches", report.mismatched)) if items]
+    raise CheckpointError(f"checkpoint {path.name} does not fit {arch}: " + "; ".join(parts) + f". {advice}")
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> LoadReport:
     """Load a .safetensors or .pth/.pt state dict (plain or under "state_dict"/"model") into ``model``.
 
@@ -192,27 +228,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     path = Path(path)
     state = _read_state_dict(path)
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if state[k].shape != own[k].shape
-    ]
-    report = LoadReport(missing, unexpected, mismatched)
-    if strict and (missing or unexpected or mismatched):
-        parts = [
-            _listing(title, items)
-            for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                 ("shape mismatches", mismatched))
-            if items
-        ]
-        arch = getattr(getattr(model, "lg_spec", None), "arch", type(model).__name__)
-        raise CheckpointError(
-            f"checkpoint {path.name} does not fit {arch}: " + "; ".join(parts)
-            + ". Build the architecture it was saved from (see its model card) or pass strict=False"
-        )
-    bad = {m.split(":")[0] for m in mismatched}
+    report = _compare({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()})
+    if strict:
+        _refuse_misfit(report, path, getattr(getattr(model, "lg_spec", None), "arch", type(model).__name__),
+                       "Build the architecture it was saved from (see its model card) or pass strict=False")
+    bad = {m.split(":")[0] for m in report.mismatched}
     fitting = {k: v for k, v in state.items() if k in own and k not in bad}
     model.load_state_dict(fitting, strict=strict)
     return report
@@ -222,7 +242,14 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     """The model card of weights file ``path`` (or the card file itself)."""
     path = Path(path)
     cpath = path if path.suffix == ".json" else card_path(path)
-    data = read_json(cpath)
+    if cpath.exists() and not cpath.is_file():
+        raise CheckpointError(f"model card {cpath} is not a regular file")
+    try:
+        data = read_json(cpath, max_bytes=MAX_CARD_BYTES)
+    except ValueError as exc:  # not JSON, not UTF-8, too large
+        raise CheckpointError(f"model card {cpath} is not readable JSON: {str(exc)[:200]}") from None
+    except OSError as exc:
+        raise CheckpointError(f"model card {cpath} cannot be read ({exc.strerror or exc})") from None
     if data is None:
         raise CheckpointError(
             f"no model card {cpath.name} next to {path.name}: the card says which architecture to "
@@ -237,29 +264,76 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise CheckpointError(f"model card {cpath} is invalid: {exc}") from exc
 
 
+def _check_sha256(path: Path, card: ModelCard) -> None:
+    """The weights must match the card's SHA-256; a card without a valid one is refused, never skipped."""
+    cname = card_path(path).name
+    if not isinstance(card.sha256, str) or not _SHA256.fullmatch(card.sha256):
+        what = "records no SHA-256" if not card.sha256 else f"has a malformed sha256 {str(card.sha256)[:20]!r}"
+        raise CheckpointError(
+            f"model card {cname} {what} for {path.name}, so the weights cannot be checked; only a "
+            f"checkpoint saved with its card (`python -m learngene accumulate`, save_checkpoint in Python, or "
+            f"an import in the app) is loaded. Load the bare weights with `python -m learngene models layers "
+            f"{path.name} --arch ARCH` instead")
+    if file_sha256(path) != card.sha256:
+        raise CheckpointError(
+            f"{path.name} does not match the SHA-256 in its card {cname}: the weights or "
+            f"the card were changed after saving. Restore the original pair of files, or make a new "
+            f"checkpoint (`python -m learngene accumulate`, or save_checkpoint in Python), which writes "
+            f"weights and a matching card together"
+        )
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """Tensor name -> shape from a .safetensors header (no tensor data read); None for other formats."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise _load_failure(path, exc) from exc
+
+
+def check_card_fits(spec: ModelSpec, path: str | os.PathLike) -> None:
+    """Refuse a spec whose model would not have the shapes of the weights in `path`, before building it.
+
+    The model is built on PyTorch's meta device (shapes only, no memory) and compared with the
+    safetensors header, so a card that names sizes the weights do not have (a hostile `num_classes`,
+    `depth` or `embed_dim`) costs nothing. Other weight formats are checked when loaded.
+    """
+    path = Path(path)
+    stored = _header_shapes(path)
+    if stored is None:
+        return
+    with torch.device("meta"):
+        skeleton = create_from_spec(spec)
+    own = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    _refuse_misfit(_compare(own, stored), path, spec.arch,
+                   "The card does not describe these weights: use the card saved with them")
+
+
 def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[nn.Module, ModelCard]:
     """Rebuild the model described by the card next to ``path`` and load its weights strictly.
 
     Args:
         path: The .safetensors weights (or their .json card).
-        verify: Check the weights' SHA-256 against the card.
+        verify: Check the weights' SHA-256 against the card (a card without one is refused).
 
     Raises:
-        CheckpointError: no/invalid card, changed weights, or weights that do not fit the spec.
+        CheckpointError: no/invalid card, changed weights, non-finite weights, or weights that do not fit
+            the spec (checked against the file's header before anything is built).
     """
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     check_file(path, "checkpoint")
     card = read_card(path)
-    if verify and card.sha256 and file_sha256(path) != card.sha256:
-        raise CheckpointError(
-            f"{path.name} does not match the SHA-256 in its card {card_path(path).name}: the weights or "
-            f"the card were changed after saving. Restore the original pair of files, or make a new "
-            f"checkpoint (`python -m learngene accumulate`, or save_checkpoint in Python), which writes "
-            f"weights and a matching card together"
-        )
+    if verify:
+        _check_sha256(path, card)
     try:
+        check_card_fits(card.spec, path)
         model = create_from_spec(card.spec)
     except ConfigError as exc:
         raise CheckpointError(f"model card {card_path(path).name} describes an unbuildable model: {exc}") from exc

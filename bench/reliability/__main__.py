@@ -1,0 +1,5 @@
+import sys
+
+from bench.reliability.runner import main
+
+sys.exit(main())
