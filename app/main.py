@@ -22,6 +22,7 @@ PAGES = [  # (file, title, icon)
     ("learngene.py", "Learngene", ":material/genetics:"),
     ("train.py", "Train", ":material/monitoring:"),
     ("runs.py", "Runs", ":material/history:"),
+    ("lineage.py", "Lineage", ":material/family_history:"),
     ("board.py", "Class board", ":material/groups:"),
 ]
 

@@ -25,7 +25,7 @@ from app.state import StudioState, parse_layers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "app" / "main.py"
-PAGES = ["home", "ancestry", "data", "similarity", "learngene", "train", "runs"]
+PAGES = ["home", "ancestry", "data", "similarity", "learngene", "train", "runs", "lineage", "board"]
 
 
 # ------------------------------------------------------------------ fixtures
