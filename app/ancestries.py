@@ -92,6 +92,7 @@ def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_s
                 card = ModelCard.from_dict(json.loads(cards[0].getvalue()))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise CheckpointError(f"{printable(cards[0].name, 200)} is not a JSON model card: {exc}") from exc
+            _check_uploaded_card(card, raw)
             model = create_model(card.spec.arch, card.spec.num_classes, img_size=card.spec.img_size,
                                  **card.spec.overrides)
         else:
@@ -108,6 +109,24 @@ def import_upload(files: list[Any], arch: str = "", num_classes: int = 64, img_s
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return _checked(out, folder)
+
+
+def _check_uploaded_card(card: Any, weights: Path) -> None:
+    """Before anything is built: the card's sizes must be those of the weights (checked on shapes only), and a
+    hash the card gives must be the weights' own (an empty one is computed and recorded when saving)."""
+    import hashlib
+
+    from learngene.models import check_card_fits
+
+    check_card_fits(card.spec, weights)
+    if card.sha256 and weights.suffix == ".safetensors":  # the card's hash is of the safetensors file
+        h = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != card.sha256:
+            raise CheckpointError("the uploaded weights are not the ones their model card describes (sha256 differs): "
+                                  "upload the weights and the card that were saved together")
 
 
 def import_timm(arch: str, pretrained: bool, img_size: int = 32) -> Path:

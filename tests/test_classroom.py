@@ -336,3 +336,32 @@ def test_launcher_prints_host_and_join_links_and_stores_only_hashes(tmp_path, mo
     assert not server.matches(code + "x", data["join_code_sha256"])
     assert serve.main(["--host", "127.0.0.1", "--print-only"]) == 0
     assert "join" not in capsys.readouterr().out and "join_code_sha256" not in server.read(tmp_path / "runs")
+
+
+def test_an_upload_whose_card_lies_is_refused_before_anything_is_built(room, anc):
+    """A hostile card (a huge head) or a card of other weights: refused from the shapes and the hash alone."""
+    import resource
+
+    from app import ancestries
+    from learngene.errors import CheckpointError
+
+    class Upload:
+        def __init__(self, name: str, data: bytes):
+            self.name, self._data, self.size = name, data, len(data)
+
+        def getvalue(self) -> bytes:
+            return self._data
+
+    weights = anc.read_bytes()
+    card = json.loads(anc.with_suffix(".json").read_text())
+    huge = json.loads(json.dumps(card))
+    huge["spec"]["num_classes"] = 5_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises((CheckpointError, ValueError)):
+        ancestries.import_upload([Upload("a.safetensors", weights), Upload("a.json", json.dumps(huge).encode())])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300, f"the hostile card cost {grown_mb:.0f} MB before it was refused"
+    other = {**card, "sha256": "0" * 64}
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        ancestries.import_upload([Upload("a.safetensors", weights), Upload("a.json", json.dumps(other).encode())])
+    assert not [p for p in (room / ".uploads").rglob("*.safetensors")] if (room / ".uploads").exists() else True
