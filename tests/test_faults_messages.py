@@ -148,7 +148,7 @@ def test_accumulate_names_its_holdout_option(tmp_path, capsys):
     rc = main(["accumulate", "--arch", "lg_resnet_mini", "--images-per-class", "10", "--holdout-per-class", "20",
                "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "a.safetensors")])
     assert rc != 0
-    assert "set --holdout-per-class below 10" in one_line_error(capsys)
+    assert "(--holdout-per-class) to at most 9" in one_line_error(capsys)
 
 
 def test_sha_mismatch_says_what_the_user_can_do(ancestry_file, tmp_path, capsys):

@@ -138,7 +138,8 @@ def test_a_streamed_folder_reads_the_same_images_as_one_in_memory(folder: Path) 
     assert lazy.streamed and not eager.streamed and isinstance(lazy.images, FolderImages)
     assert lazy.class_names == eager.class_names and torch.equal(lazy.labels, eager.labels)
     assert lazy.split == eager.split and lazy.skipped == eager.skipped == 1
-    assert lazy.meta["skipped_files"] == eager.meta["skipped_files"] == ["class2/zz-broken.png"]
+    assert lazy.meta["skipped_files"] == eager.meta["skipped_files"]
+    assert [f.split(" (")[0] for f in lazy.meta["skipped_files"]] == ["class2/zz-broken.png"]
     assert lazy.images.shape == eager.images.shape == (42, 3, 24, 24)
     assert lazy.images.cached_count() == 0  # loading read labels only
     idx = torch.tensor([41, 0, 13, 13, 7])
@@ -174,7 +175,7 @@ def test_a_file_that_stops_decoding_after_indexing_reads_grey_with_a_warning(fol
     ds = load_dataset(f"folder:{folder}", stream=True)
     victim = folder / ds.images.files[5]
     victim.write_bytes(victim.read_bytes()[:60])  # the header survives, the pixels do not
-    with pytest.warns(RuntimeWarning, match="could not be decoded any more"):
+    with pytest.warns(RuntimeWarning, match="could not be decoded"):
         img = ds.images[5]
     assert int(img.min()) == int(img.max()) == FILL_VALUE
     assert torch.equal(ds.images[5], img)  # marked in the cache: not decoded again
