@@ -135,12 +135,18 @@ class Person:
                 button = page.get_by_role("button", name="Run the whole demo")
                 await button.wait_for(timeout=180_000)
                 if await button.is_enabled():
-                    await button.click()
+                    await button.click(timeout=180_000)
                     await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
                     self.demo_clicked = True
             await self.visit(page, "/board", "Class board")
             await self.visit(page, "/train", "Train")  # a reload on a bare address: the choice is still this person's
-            seen = await page.locator(".st-key-task-epochs input").input_value()
+            box = page.locator(".st-key-task-epochs input")
+            seen = await box.input_value()
+            for _ in range(20):  # a number input is filled in by the frontend just after it is drawn
+                if seen == str(self.epochs):
+                    break
+                await asyncio.sleep(0.5)
+                seen = await box.input_value()
             if seen != str(self.epochs):
                 self.errors.append(f"isolation: person {self.i} set epochs {self.epochs} but sees {seen}")
         except Exception as exc:  # noqa: BLE001 - recorded, the others go on

@@ -204,9 +204,9 @@ def probe_pickle_upload(ctx: Ctx) -> Outcome:
             return Outcome(False, "ACCEPTED")
         except LearngeneError as exc:
             msg = str(exc)
-        left = list(config.uploads_dir().iterdir()) if config.uploads_dir().is_dir() else []
+        left = [p for p in config.uploads_dir().rglob("*") if p.is_file()] if config.uploads_dir().is_dir() else []
     worded = REFUSED_PICKLE in msg and "weights_only" not in msg and "\x1b" not in msg
-    return Outcome(worded and not left, f"{_short(msg, 90)}; {len(left)} folder(s) left",
+    return Outcome(worded and not left, f"{_short(msg, 90)}; {len(left)} file(s) left",
                    weak=not worded and not left)
 
 

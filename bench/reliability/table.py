@@ -9,11 +9,12 @@ from __future__ import annotations
 from bench.reliability import probes_hardening as H
 from bench.reliability import probes_inputs as I  # noqa: N812
 from bench.reliability import probes_runs as R  # noqa: N812
+from bench.reliability import probes_shared as S  # noqa: N812
 from bench.reliability.runner import Probe
 
 AREAS = ("job status", "divergence", "sizes", "images", "paths", "run folders", "uploads", "checkpoints",
          "control characters", "messages", "run ids", "journal", "app server", "cards", "weights", "folders",
-         "split files", "writes", "export", "cluster")
+         "split files", "writes", "export", "cluster", "shared server")
 
 
 FIRST_PASS: list[Probe] = [
@@ -200,4 +201,19 @@ SECOND_PASS: list[Probe] = [
           "one-line error with possible advice (never `below 1`)", H.probe_holdout_one_image),
 ]
 
-PROBES: list[Probe] = FIRST_PASS + SECOND_PASS
+SHARED: list[Probe] = [
+    Probe("link-foreign-path", "shared server", "links `?ancestry=/etc/passwd`, `=/root/.ssh/id_rsa`, `=/no/such/file`",
+          "the same one message for each, the path never echoed, the choice unchanged", S.probe_link_paths),
+    Probe("link-bad-layers", "shared server", "a link `?layers=999,-1,abc,1` to a 4-layer ancestry",
+          "layer 1 kept, the rest dropped with a message", S.probe_link_layers),
+    Probe("run-name-markdown", "shared server", "a run named `![px](http://127.0.0.1:8799/track.png)` on the Runs page",
+          "shown as text: no markdown image for the browser to fetch", S.probe_run_name_markdown),
+    Probe("choices-isolated", "shared server", "person A sets the Train page's epochs; person B opens it; A reloads",
+          "A sees A's value, B the default", S.probe_choices_isolated),
+    Probe("export-outside-root", "shared server", "app exports to `../../escape`, `/etc`, the folder above the root, "
+          "and a remote MLflow server as a guest", "all refused", S.probe_export_outside),
+    Probe("plain-streamlit-run", "shared server", "`streamlit run app/main.py` with no address option",
+          "listens on loopback only (the project's .streamlit/config.toml)", S.probe_plain_streamlit_run),
+]
+
+PROBES: list[Probe] = FIRST_PASS + SECOND_PASS + SHARED
