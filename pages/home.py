@@ -36,14 +36,19 @@ if anc is None:
     st.stop()
 
 s = state.get()
-layers = [i for i in s.layers if i < anc.n_layers] or descendant.default_layers(anc)
+shipped_sim = demo.shipped_result(anc.path, anc.card_dict.get("sha256"))
+demo_layers = [i for i in (shipped_sim.selected if shipped_sim is not None else []) if i < anc.n_layers]
+layers = [i for i in s.layers if i < anc.n_layers] or demo_layers or descendant.default_layers(anc)
 cfg = descendant.settings(s.recipe, anc)
 with widgets.error_box("recipe"):
     recipe = descendant.build(anc, layers, {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))})
     idea = shared_idea_figure(tuple(anc.names), tuple(layers), descendant.stack_slots(recipe, anc))
     st.plotly_chart(idea, key="idea", config={"displayModeBar": False})
     widgets.download_figure_ui(idea, "learngene-idea", "idea")
-    if not s.layers:
+    if not s.layers and demo_layers:
+        st.caption(f"No learngene chosen yet: the picture shows the layers the demo inherits "
+                   f"({', '.join(map(str, demo_layers))}, chosen by the shipped linear-CKA result).")
+    elif not s.layers:
         st.caption("No learngene chosen yet: the picture shows the published Auto-LG choice (`auto-paper`).")
 
 left, right = st.columns(2)
@@ -60,7 +65,7 @@ with right:
 
 st.divider()
 st.subheader("See it work")
-shipped = demo.shipped_result(anc.path, anc.card_dict.get("sha256")) is not None
+shipped = shipped_sim is not None
 first = ("**inherit** the layers the shipped linear-CKA result of this ancestry chose" if shipped else
          "**condense** the ancestry (linear CKA; it ships no result of its own), **inherit** the best layers")
 st.markdown(f"One click runs the default demo in the background: {first}, and **train** the descendant against its "

@@ -239,6 +239,17 @@ def test_home_shows_the_reference_run_with_no_job(shipped_env):
     assert any("the baseline's final accuracy" in c.value for c in at.caption)
 
 
+def test_home_diagram_shows_the_layers_the_demo_will_inherit(shipped_env):
+    """Before the demo, with no learngene chosen, the picture shows the demo's layers (not another preset)."""
+    at = open_home()
+    fig = chart(at, "idea")
+    learngene_row = [t for t in fig["data"] if t.get("name") == "learngene"]
+    assert learngene_row, [t.get("name") for t in fig["data"]]
+    names = learngene_row[0]["text"]
+    assert len(names) == len(SHIPPED_LAYERS), names
+    assert any("the layers the demo inherits (0, 2" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
 def test_with_a_shipped_result_the_demo_starts_a_train_job_only(shipped_env):
     from learngene.jobs import JobManager, default_max_cpu_jobs
 
