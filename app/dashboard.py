@@ -23,7 +23,7 @@ from learngene.jobs.annotations import read_annotations
 from learngene.runlog import read_json
 from learngene.text import printable
 
-CONFIG_COLUMNS = ["ancestry", "layers", "placement", "lr", "wd", "K", "epochs", "tasks", "device"]
+CONFIG_COLUMNS = ["ancestry", "layers", "placement", "lr", "wd", "N-way", "K", "seed", "epochs", "tasks", "device"]
 RESULT_COLUMNS = ["learngene acc", "baseline acc", "gain", "speed-up", "wall s", "state"]
 # What a person reads first leads: the name, the state and the results; then the settings; the id last.
 COLUMNS = ["name", "state", *RESULT_COLUMNS[:-1], *CONFIG_COLUMNS, "kind", "tags", "grid", "reason", "note", "created",
@@ -107,7 +107,9 @@ def settings(info: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]
                           "original" if layers is not None else "") or "",
         "lr": _number(pick(train.get("lr"), args.get("lr"), tags.get("lr"))),
         "wd": _number(pick(train.get("weight_decay"), args.get("weight_decay"), tags.get("weight_decay"))),
+        "N-way": _number(pick(tasks.get("n_way"), args.get("n_way"), tags.get("n_way"))),
         "K": _number(pick(tasks.get("k_shot"), args.get("k_shot"), tags.get("k_shot"))),
+        "seed": _number(pick(train.get("seed"), args.get("seed"), tags.get("seed"))),
         "epochs": _number(pick(train.get("epochs"), args.get("epochs"), tags.get("epochs"))),
         "tasks": _number(pick(tasks.get("tasks"), args.get("tasks"), tags.get("tasks"))),
         "device": info.spec.device,
@@ -152,9 +154,20 @@ def run_row(info: Any) -> dict[str, Any]:
 def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The runs table from `run_row` rows, in `COLUMNS` order."""
     df = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("lr", "wd", "K", "epochs", "tasks", "learngene acc", "baseline acc", "gain", "speed-up", "wall s"):
+    for col in ("lr", "wd", "N-way", "K", "seed", "epochs", "tasks", "learngene acc", "baseline acc", "gain",
+                "speed-up", "wall s"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ("ancestry", "layers", "placement", "device", "grid", "reason", "note", "kind"):
+        df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else v)
     return df
+
+
+def differing_first(df: pd.DataFrame) -> list[str]:
+    """The table's columns with the settings that differ between its runs moved to the front (after the name,
+    the owner and the state), so runs that differ only by seed, N-way or K do not look the same."""
+    lead = [c for c in ("name", "by", "state", "progress") if c in df.columns]
+    differ = [c for c in CONFIG_COLUMNS if c in df.columns and df[c].replace("", None).dropna().nunique() > 1]
+    return lead + differ + [c for c in df.columns if c not in lead and c not in differ]
 
 
 def filter_frame(df: pd.DataFrame, tags: list[str]) -> pd.DataFrame:

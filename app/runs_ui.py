@@ -58,6 +58,8 @@ COLUMN_CONFIG = {
     "lr": st.column_config.NumberColumn("lr", format="%g", help="learning rate"),
     "wd": st.column_config.NumberColumn("wd", format="%g", help="weight decay"),
     "K": st.column_config.NumberColumn("K", format="%d", help="training images per class"),
+    "N-way": st.column_config.NumberColumn("N-way", format="%d", help="classes per task"),
+    "seed": st.column_config.NumberColumn("seed", format="%d", help="the run's seed"),
     "epochs": st.column_config.NumberColumn("epochs", format="%d"),
     "tasks": st.column_config.NumberColumn("tasks", format="%d"),
     "learngene acc": st.column_config.NumberColumn("learngene acc", format="percent",
@@ -94,7 +96,7 @@ def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.Da
     df = frame(shown)
     st.dataframe(df, hide_index=True, width="stretch", key=table_key, on_select=from_table,
                  selection_mode="multi-row", column_config=COLUMN_CONFIG,
-                 column_order=[c for c in df.columns if c != "note"])
+                 column_order=[c for c in dashboard.differing_first(df) if c != "note"])
     names = labels(shown)
     picked = st.multiselect("selected runs", ids, key=pick_key, format_func=lambda r: with_id(names[r], r))
     # Saved (and put in the URL) here, in the script run, not in a widget callback: an address changed by a

@@ -93,6 +93,21 @@ def test_runs_table_has_settings_and_results_of_every_run(studio, two_trains):
     assert df.loc[a, "K"] == 10 and df.loc[a, "epochs"] == 4 and df.loc[a, "state"] == "done"
 
 
+def test_runs_table_leads_with_the_settings_that_differ_and_shows_blank_cells(studio, two_trains):
+    from app import dashboard
+
+    a, b = copy_in(studio, two_trains)
+    at = open_page("runs")
+    df = table(at).set_index("run")
+    assert {"N-way", "seed"} <= set(df.columns)
+    assert df.loc[a, "N-way"] == 5
+    order = dashboard.differing_first(table(at))
+    assert order[:4] == ["name", "by", "state", "progress"] and order[4] == "lr", order  # lr is what differs
+    assert order.index("lr") < order.index("K") and order.index("lr") < order.index("ancestry")
+    blank = dashboard.runs_frame([{"run": "x", "name": "n", "state": "done"}])
+    assert blank.loc[0, "placement"] == "" and blank.loc[0, "grid"] == ""  # not "None"
+
+
 def test_rename_tag_and_note_a_run_then_filter_by_tag(studio, two_trains):
     a, b = copy_in(studio, two_trains)
     at = open_page("runs")
