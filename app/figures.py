@@ -76,9 +76,9 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
     Hovering shows both layer names and the value. A transparent marker sits on every cell so
     that a click (or a box selection) reports the cell as a selectable point: Streamlit does not
     report selections on heatmap traces. Each marker's `customdata` is `[row, col]`. Selected
-    ancestry rows are outlined. Dragging draws a selection box (`dragmode="select"`), so "drag a box"
-    works without picking plotly's Box Select tool first. (Streamlit then sets `clickmode` to "event":
-    a plain click selects nothing; a box over one cell names that cell's row.)
+    ancestry rows are outlined. No drag mode is set: Streamlit then lets a click select the cell it
+    hits (with `dragmode="select"` it turns click selection off), and the modebar's Box Select tool
+    drags boxes.
     """
     z = np.asarray(matrix, dtype=float)  # (M, N)
     m, n = z.shape
@@ -105,7 +105,6 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
                           line=dict(color=OVERLAY, width=2))
     fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title="pseudo-descendant layer")
     fig.update_yaxes(tickvals=list(range(m)), ticktext=rows, title="ancestry layer", autorange="reversed")
-    fig.update_layout(dragmode="select")
     _layout(fig, title, height=max(320, 28 * m + 120))
     fig.update_layout(margin=dict(t=max(fig.layout.margin.t, 30)))  # room for the colour bar's title
     return fig

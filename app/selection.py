@@ -1,9 +1,8 @@
 """Choosing learngene layers on the similarity heatmap and score bars (clicks toggle layers).
 
-Dragging on the heatmap draws a selection box (its drag mode): a box within one row toggles that
-ancestry layer in the learngene, a box over several rows adds them all; a click on a score bar toggles
-that layer. Clicks are handled in `on_select`
-callbacks, so a selection acts once instead of on every rerun.
+A click on a heatmap cell toggles that ancestry layer in the learngene; a box (the modebar's Box Select
+tool) flips every layer it covers; a click on a score bar toggles that layer. Selections are handled in
+`on_select` callbacks, so a selection acts once instead of on every rerun.
 """
 
 from __future__ import annotations
@@ -35,11 +34,9 @@ def rows_from_points(points: Iterable[Mapping[str, Any]], kind: str, n_rows: int
 
 
 def apply_rows(rows: list[int]) -> None:
-    """One row toggles it; several rows (a box selection) are all added."""
-    if len(rows) == 1:
-        state.toggle_layer(rows[0])
-    elif rows:
-        state.update(layers=sorted(set(state.get().layers) | set(rows)))
+    """Flip each named row: a click names one (toggles it), a box names every row it covers."""
+    if rows:
+        state.update(layers=sorted(set(state.get().layers) ^ set(rows)))
 
 
 def _chart_key(key: str) -> str:
@@ -72,8 +69,9 @@ def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity", contrast:
     fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
                                      value_label=value_label, contrast=contrast)
     _selectable_chart(fig, key, "heatmap", len(sim.row_names), ("points", "box"))
-    st.caption("Hover a cell for both layer names and the value. Drag a box over cells: a box within one row adds "
-               "or removes that ancestry layer, a box over several rows adds them all (or click a layer's score bar).")
+    st.caption("Hover a cell for both layer names and the value. Click a cell to add or remove its ancestry layer "
+               "(or click a layer's score bar); with the Box Select tool (top right of the chart), a box flips every "
+               "layer it covers.")
 
 
 def score_bars_ui(sim: Any, scores: list[float], *, key: str, rule: str,

@@ -362,11 +362,37 @@ def test_sweep_title_and_legend_do_not_overlap():
     assert fig.layout.legend.yanchor == "bottom" and fig.layout.margin.t >= 80, "a row for the title, one for the legend"
 
 
-def test_similarity_heatmap_drags_a_selection_box(studio, done_runs):
+def test_similarity_heatmap_cells_are_clicked_and_boxes_flip(studio, done_runs):
+    from app import selection
+
     copy_runs(studio, done_runs, "condense")
     at = open_page("similarity")
-    assert chart(at, "sim-heatmap")["layout"]["dragmode"] == "select"
-    assert any("Drag a box" in c for c in captions(at))
+    # a drag mode of "select" makes Streamlit turn click selection off: none is set
+    assert chart(at, "sim-heatmap")["layout"].get("dragmode") in (None, "zoom", "pan")
+    assert any("Click a cell" in c for c in captions(at))
+    assert selection.rows_from_points([{"customdata": [2, 0]}], "heatmap", 4) == [2]
+
+
+def _flip_script() -> None:
+    import streamlit as st
+
+    from app import selection, state
+
+    state.update(layers=[0, 1])
+    selection.apply_rows([1, 2])  # a box over rows 1 and 2
+    st.write(",".join(map(str, state.get().layers)))
+    selection.apply_rows([2])  # a click on a cell of row 2
+    st.write(",".join(map(str, state.get().layers)))
+
+
+def test_a_box_flips_each_layer_it_covers_and_a_click_toggles_one(studio):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_flip_script, default_timeout=60)
+    at.session_state["_lg_person_token"] = "flip-person-" + "0" * 32
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.markdown] == ["0,2", "0"]
 
 
 def test_a_finished_condense_run_is_not_waiting_for_an_epoch(studio, done_runs):

@@ -204,13 +204,24 @@ def drag_box(j: Journey, rows: tuple[float, float], cols: tuple[float, float]) -
     j.idle()
 
 
-def box_cell(j: Journey, row: int, col: int = 0) -> None:
-    """A small box dragged inside one heatmap cell: toggles the cell's ancestry row."""
-    drag_box(j, (row - 0.3, row + 0.3), (col - 0.3, col + 0.3))
+def click_cell(j: Journey, row: int, col: int = 0) -> None:
+    """A plain click on one heatmap cell: toggles the cell's ancestry row."""
+    from playwright.sync_api import expect
+
+    expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()  # the chart is re-drawn after a selection
+    at = j.page.evaluate(CELL_CENTER_JS, [row, col])
+    j.page.mouse.click(at["x"], at["y"])
+    j.idle()
 
 
 def box_select_row(j: Journey, row: int, n_cols: int) -> None:
-    """Drag a box over every cell of `row` at once (no tool to pick first: box-select is the drag mode)."""
+    """Pick the modebar's Box Select tool, then drag a box over every cell of `row`: flips that layer."""
+    from playwright.sync_api import expect
+
+    chart = j.plot("sim-heatmap")
+    expect(chart.locator(".nsewdrag")).to_be_attached()
+    chart.hover()
+    chart.locator('.modebar-btn[data-title="Box Select"]').click()
     drag_box(j, (row - 0.35, row + 0.35), (-0.35, n_cols - 1 + 0.35))
 
 
@@ -284,19 +295,17 @@ def test_new_user_journey(journey: Journey):
         j.idle()
         expect(j.plot("sim-heatmap").locator(".nsewdrag")).to_be_attached()
 
-    with j.step("pick layers with boxes on the heatmap"):
+    with j.step("pick layers with clicks and a box on the heatmap"):
         picked = page.locator('[data-testid="stMarkdownContainer"]', has_text="Learngene layers:")
         expect(picked).to_have_text(re.compile(r"Learngene layers:\s*—"))
-        assert page.evaluate("() => document.querySelector('.st-key-sim-heatmap .js-plotly-plot')"
-                             "._fullLayout.dragmode") == "select", "dragging on the heatmap pans"
-        box_cell(j, PICKED_ROWS[0])
-        expect(picked, "a box on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
-        box_cell(j, PICKED_ROWS[0])
-        expect(picked, "a second box on the same cell removes it").to_have_text(re.compile(r"Learngene layers:\s*—"))
-        box_cell(j, PICKED_ROWS[0])
+        click_cell(j, PICKED_ROWS[0])
+        expect(picked, "a click on a heatmap cell adds its ancestry layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
+        click_cell(j, PICKED_ROWS[0], col=1)
+        expect(picked, "a second click on that row removes it").to_have_text(re.compile(r"Learngene layers:\s*—"))
+        click_cell(j, PICKED_ROWS[0])
         expect(picked, "and a third adds it again").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}\s*$"))
         box_select_row(j, PICKED_ROWS[1], n_cols=2)
-        expect(picked, "a box dragged over a row adds that layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}, {names[1]}\s*$"))
+        expect(picked, "a box dragged over a row flips that layer").to_have_text(re.compile(rf"Learngene layers:\s*{names[0]}, {names[1]}\s*$"))
         sidebar = page.locator('[data-testid="stSidebar"]')
         expect(sidebar).to_contain_text(f"layers {', '.join(map(str, PICKED_ROWS))}")
         outlined = page.evaluate("() => document.querySelector('.st-key-sim-heatmap .js-plotly-plot')"
