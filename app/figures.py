@@ -67,8 +67,9 @@ def series_style(names: Sequence[str], colors: Mapping[str, str] | None = None) 
 
 def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], *,
                        selected: Sequence[int] = (), value_label: str = "similarity",
-                       title: str = "", contrast: bool = False) -> go.Figure:
-    """Ancestry (rows) × pseudo-descendant (columns) heatmap.
+                       title: str = "", contrast: bool = False,
+                       x_title: str = "pseudo-descendant layer") -> go.Figure:
+    """Ancestry (rows) × pseudo-descendant (columns) heatmap (`x_title` names the columns of other views).
 
     With `contrast`, each column is coloured on its own min-max range (0 = the column's lowest
     value, 1 = its highest), so the rows a column prefers stand out; hovering still shows raw values.
@@ -103,7 +104,7 @@ def similarity_heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str
         if 0 <= i < m:
             fig.add_shape(type="rect", x0=-0.5, x1=n - 0.5, y0=i - 0.5, y1=i + 0.5,
                           line=dict(color=OVERLAY, width=2))
-    fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title="pseudo-descendant layer")
+    fig.update_xaxes(tickvals=list(range(n)), ticktext=cols, title=x_title)
     fig.update_yaxes(tickvals=list(range(m)), ticktext=rows, title="ancestry layer", autorange="reversed")
     _layout(fig, title, height=max(320, 28 * m + 120))
     fig.update_layout(margin=dict(t=max(fig.layout.margin.t, 30)))  # room for the colour bar's title

@@ -63,11 +63,20 @@ def _selectable_chart(fig: Any, key: str, kind: str, n_rows: int, mode: Any) -> 
     widgets.download_figure_ui(fig, key, f"{key}-fig")
 
 
+COLUMN_TITLES = {"gradient": "epoch of the open-world tasks", "weights": "weights (cosine to the fine-tuned copy)"}
+
+
+def column_title(method: str) -> str:
+    """What a similarity result's columns are: pseudo-descendant layers, or epochs (gradient), or one column of
+    weight cosines (weights)."""
+    return COLUMN_TITLES.get(str(method), "pseudo-descendant layer")
+
+
 def heatmap_ui(sim: Any, *, key: str, value_label: str = "similarity", contrast: bool = False) -> None:
     """The ancestry × pseudo-descendant heatmap; clicking a cell toggles its ancestry layer."""
     selected = [i for i in state.get().layers if i < len(sim.row_names)]
     fig = figures.similarity_heatmap(sim.array, sim.row_names, sim.col_names, selected=selected,
-                                     value_label=value_label, contrast=contrast)
+                                     value_label=value_label, contrast=contrast, x_title=column_title(sim.method))
     _selectable_chart(fig, key, "heatmap", len(sim.row_names), ("points", "box"))
     st.caption("Hover a cell for both layer names and the value. Click a cell to add or remove its ancestry layer "
                "(or click a layer's score bar); with the Box Select tool (top right of the chart), a box flips every "

@@ -461,3 +461,14 @@ def test_plain_messages():
     assert messages.worker_error("loading\n\x1b[1merror: checkpoint /a/b.safetensors does not exist\x1b[0m\n") == \
         "checkpoint /a/b.safetensors does not exist"
     assert messages.lines_from_end("line one\nline two\nline three", 14) == "line three"
+
+
+def test_heatmap_axis_names_what_its_columns_are():
+    import numpy as np
+
+    from app import selection
+
+    for method, words in (("gradient", "epoch"), ("weights", "cosine"), ("cka", "pseudo-descendant layer")):
+        fig = figures.similarity_heatmap(np.ones((2, 3)), ["a", "b"], ["1", "2", "3"],
+                                         x_title=selection.column_title(method))
+        assert words in fig.layout.xaxis.title.text, (method, fig.layout.xaxis.title.text)
