@@ -7,7 +7,8 @@ import streamlit as st
 
 from app import board, config, figures, identity, messages, resources, runs_ui, server, widgets
 
-POLL_S = 5.0
+POLL_S = 5.0  # while a run on the board is queued or running
+IDLE_POLL_S = 30.0  # otherwise: new runs still appear
 
 st.title("Class board")
 widgets.explain_ui("The exercise: which layers would you inherit?", """
@@ -42,14 +43,18 @@ with widgets.error_box("class board"):
     chosen = Path(st.selectbox("ancestry", options, format_func=lambda a: Path(a).name,
                                **widgets.kept("board-anc", options[0], lambda v: v in options)))
 
-    @st.fragment(run_every=POLL_S)
-    def _board() -> None:
+    def _live(rows: list[dict]) -> bool:
+        return any(r["state"] in ("queued", "running") for r in rows)
+
+    def _board(was_live: bool) -> None:
         rows = shared_rows(str(chosen), int(time.time() // POLL_S))
+        if _live(rows) != was_live:
+            st.rerun()  # poll fast while a run on the board is live, slowly otherwise: register again
         me = identity.pub()
         df = board.board_frame([{**r, "who": "you" if r.pop("_owner") == me else r["who"]} for r in rows])
         people = df["who"].nunique() if not df.empty else 0
         st.caption(f"{len(df)} train run(s) of {people} person(s) on **{chosen.name}**; refreshed every "
-                   f"{POLL_S:.0f} s.")
+                   f"{POLL_S if was_live else IDLE_POLL_S:.0f} s.")
         if df.empty:
             st.info("No train runs on this ancestry yet: train one on the **Train** page.")
             return
@@ -81,7 +86,8 @@ with widgets.error_box("class board"):
                      column_config={"measured gain": st.column_config.NumberColumn(format="percent"),
                                     "± 95%": st.column_config.NumberColumn(format="percent")})
 
-    _board()
+    live_now = _live(shared_rows(str(chosen), int(time.time() // POLL_S)))
+    st.fragment(run_every=POLL_S if live_now else IDLE_POLL_S)(_board)(live_now)
 
 if person.host:
     with st.expander("Host", icon=":material/admin_panel_settings:", expanded=False):
