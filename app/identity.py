@@ -25,7 +25,6 @@ from app import config, people, server
 
 COOKIE = "lg_person"
 SESSION_TOKEN = "_lg_person_token"
-_COOKIE_SET = "_lg_cookie_set"
 _RECORD = "_lg_person_record"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 
@@ -58,14 +57,14 @@ def _token() -> str:
 
 
 def _set_cookie(token: str) -> None:
-    """Keep the token in the browser (once per session, unless the browser already sent it)."""
-    if st.session_state.get(_COOKIE_SET) == token:
-        return
-    st.session_state[_COOKIE_SET] = token
+    """Keep the token in the browser. Streamlit reads cookies once, when the browser connects, so until a page
+    load brings it back every full script run of this session sets it again: a run cut short by the next one
+    (and its element never drawn) must not leave the browser without it, or its next page load would be a new
+    person."""
     try:
         if st.context.cookies.get(COOKIE) == token:
             return
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - no browser (a bare script run)
         return
     st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age={COOKIE_MAX_AGE_S}; "
             "SameSite=Strict';</script>", unsafe_allow_javascript=True)

@@ -90,6 +90,18 @@ def watch_ui(run_ids: list[str], *, key: str, curves: bool = True, summary: bool
     st.fragment(run_every=POLL_S if live_now else None)(_watch)(run_ids, key, live_now, curves, summary)
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def shared_curves(read: tuple, names: tuple, target: float | None, opts: tuple, _infos: list[Any],
+                  _names: dict[str, str]) -> Any:
+    """The curves of runs whose metrics were read up to the same record counts, with the same names and options:
+    built once per server (everyone watching the same demo run sees the same figure, never changed after it is
+    built). None when the runs have no epoch curves yet."""
+    frame = curves_frame(_infos, _names)
+    if frame.empty:
+        return None
+    return figures.training_curves(frame, target=target, **dict(opts))
+
+
 def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: bool) -> None:
     infos = run_infos(run_ids)
     if not infos:
@@ -99,10 +111,14 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
     for info in infos:
         widgets.run_progress_ui(info, key=key, name=names[info.run_id])
     if curves:
-        frame = curves_frame(infos, names)
-        if not frame.empty:
+        read = tuple((i.run_id, len(metrics(i.run_id))) for i in infos)  # what this session has read of each run
+        if any(n for _, n in read):
             opts = curve_controls_ui(key)
-            fig = figures.training_curves(frame, target=common_target(infos), **opts)
+            fig = shared_curves(read, tuple(names.items()), common_target(infos), tuple(sorted(opts.items())),
+                                _infos=infos, _names=names)
+        else:
+            fig = None
+        if fig is not None:
             st.plotly_chart(fig, key=f"{key}-curves")
             widgets.download_figure_ui(fig, "curves", f"{key}-curves")
         elif any(i.live and i.spec.kind in CURVE_KINDS for i in infos):

@@ -105,7 +105,7 @@ class Person:
 
     async def visit(self, page: Any, path: str, heading: str) -> None:
         t0 = time.monotonic()
-        await page.goto(self.url + path)
+        await page.goto(self.url + path, timeout=300_000)
         await page.locator("h1", has_text=heading).first.wait_for(timeout=180_000)
         await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
         self.ready.append((heading, time.monotonic() - t0))
@@ -118,7 +118,8 @@ class Person:
         if msg.type == "error" and not DEEP_LINK_PROBE.search(url):
             self.errors.append(f"console: {msg.text} ({url})")
 
-    async def journey(self, browser: Any, demo: bool) -> None:
+    async def journey(self, browser: Any, demo: bool, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)  # people arrive one after another, not in the same millisecond
         ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
         page = await ctx.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
@@ -155,7 +156,7 @@ class Person:
             await ctx.close()
 
 
-async def _class(url: str, n: int, demo_people: int, warm_up: bool = False) -> list[Person]:
+async def _class(url: str, n: int, demo_people: int, warm_up: bool = False, stagger: float = 0.0) -> list[Person]:
     from playwright.async_api import async_playwright
 
     people = [Person(i + (1000 if warm_up else 0), url) for i in range(n)]
@@ -164,7 +165,8 @@ async def _class(url: str, n: int, demo_people: int, warm_up: bool = False) -> l
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-dev-shm-usage"])
         try:
-            await asyncio.gather(*(person.journey(browser, person.i < demo_people) for person in people))
+            await asyncio.gather(*(person.journey(browser, i < demo_people, i * stagger)
+                                   for i, person in enumerate(people)))
         finally:
             await browser.close()
     return people
@@ -193,7 +195,7 @@ def _leaks(runs: Path, people: list[Person]) -> int:
     return 0 if got == wanted else abs(len(got) - len(wanted)) + sum(a != b for a, b in zip(got, wanted, strict=False))
 
 
-def run_class(n: int, demo_people: int, wait_jobs_s: float) -> dict[str, Any]:
+def run_class(n: int, demo_people: int, wait_jobs_s: float, stagger: float = 0.5) -> dict[str, Any]:
     """One class of `n` people on a fresh server; returns the row of figures."""
     from bench._common import kill_processes_naming
     from tests.conftest import free_port
@@ -206,7 +208,7 @@ def run_class(n: int, demo_people: int, wait_jobs_s: float) -> dict[str, Any]:
             _wait_healthy(url, proc)
             warm = asyncio.run(_class(url, 1, 0, warm_up=True))  # imports, model and shipped results loaded once
             cpu0, t0 = _proc_cpu_s(proc.pid), time.monotonic()
-            people = asyncio.run(_class(url, n, demo_people))
+            people = asyncio.run(_class(url, n, demo_people, stagger=stagger))
             wall = time.monotonic() - t0
             cpu = _proc_cpu_s(proc.pid) - cpu0
             rss, hwm = _rss_mb(proc.pid), _hwm_mb(proc.pid)
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo-people", type=int, default=-1,
                    help="how many of them press the demo button (default: all)")
     p.add_argument("--wait-jobs", type=float, default=300, help="seconds to wait for the accepted jobs to finish")
+    p.add_argument("--stagger", type=float, default=0.5, help="seconds between one person's arrival and the next")
     _common.add_common_args(p, "classroom")
     args = p.parse_args(argv)
     _common.setup(args)
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--people takes class sizes from 1 to {MAX_PEOPLE}")
     rows = []
     for n in sizes:
-        row = run_class(n, n if args.demo_people < 0 else args.demo_people, args.wait_jobs)
+        row = run_class(n, n if args.demo_people < 0 else args.demo_people, args.wait_jobs, args.stagger)
         rows.append(row)
         print(f"{n} people: p50 {row['p50']:.1f} s, p95 {row['p95']:.1f} s, server CPU {row['cpu_per_view']:.3f} s "
               f"per page view ({row['views']} views), RSS {row['rss']:.0f} MiB, errors {len(row['errors'])}, "
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                      [[r["people"], r["views"], fmt(r["p50"], 1), fmt(r["p95"], 1), fmt(r["cpu_per_view"], 3),
                        fmt(r["rss"], 0), len(r["errors"]), r["leaks"], r["jobs_started"], r["jobs_finished"],
                        r["jobs_failed"]] for r in rows])
-    body = (f"{table}\n\nEach person: Home, Train (sets an epochs value only they choose), Home + the demo button "
+    body = (f"{table}\n\nPeople arrive {args.stagger:g} s apart. Each person: Home, Train (sets an epochs value only they choose), Home + the demo button "
             "(identical demo requests share one run), the Class board, then Train again on a bare address (their "
             "own value must come back). Server CPU is the Streamlit process's own user + system time over the "
             "class (job processes excluded, live refreshes included), divided by the page views. The browsers run "
