@@ -1,0 +1,465 @@
+"""The fork server: `python -m learngene.jobs.forkserver RUNS_DIR [--idle-exit S]`.
+
+One process per runs folder, started on demand by the job manager (or `learngene jobs forkserver
+start`), never inside the web server. It loads torch, timm, every learngene module and the shipped data
+once, then forks one worker per request (protocol and files: `learngene.jobs.warm`), so a job starts
+without paying for imports and data loading.
+
+Forking a loaded interpreter is safe only under conditions it keeps:
+
+- **No CUDA, no thread pools.** Loading runs no torch operation: GNU OpenMP's pool does not survive a
+  fork (a child that uses it hangs), so the server checks after loading that it has no more threads than
+  after `import torch` (numpy's OpenBLAS threads are fork-aware), and that CUDA is not initialised.
+  Each worker then sets its own thread counts, as a cold worker does (`--threads`).
+- **One request, one keeper.** For each request the server forks a *keeper* (its own session), which
+  forks the *worker* and waits for it. The server itself only accepts and forks; if it dies, running
+  jobs and their exit codes are unaffected.
+- **A worker is a cold worker.** It gets its own session (process group), the run's log as
+  stdout/stderr, /dev/null as stdin, the slot lock, the request's working directory and exactly the
+  request's environment; default signal handlers; fresh numpy and torch random states; then
+  `learngene.cli.main(argv)` and `os._exit` with its code after the exit handlers.
+- **Proof of identity.** `/proc/<pid>/environ` shows the environment a process was *started* with, which
+  for a forked worker is the server's. The server starts with `LEARNGENE_RUN_TOKEN` set to a placeholder
+  of a token's length, and each worker overwrites the placeholder in its own copy of that memory with
+  its run's token before it reports its pid. So `procs.is_ours` proves a forked worker (and the
+  processes it forks or starts) exactly as a cold one, and refuses the server, its keepers and every
+  other run's worker.
+- **Only learngene commands.** A request names a learngene argv (checked like `JobSpec`, command known),
+  the server's own interpreter, an existing folder and an environment equal to the server's but for the
+  run's own variables; the peer must be the server's user (`SO_PEERCRED`, on top of the 0700 folder).
+  A request after the package's source changed on disk is refused and the server exits, so no job runs
+  stale code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from learngene.jobs import procs, warm
+
+DEFAULT_IDLE_EXIT_S = 6 * 3600.0
+POLL_S = 0.5
+REQUEST_TIMEOUT_S = 5.0
+
+
+class Refused(Exception):
+    """A request the server will not serve; the message goes back to the client."""
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def preload() -> dict[str, Any]:
+    """Import what jobs use and read the shipped data; raises RuntimeError if that left state a fork
+    cannot carry (extra threads, CUDA)."""
+    t0 = time.perf_counter()
+    import numpy  # noqa: F401
+    import timm  # noqa: F401
+    import torch
+
+    baseline = _threads()
+    skipped = _import_library()
+    data = _read_shipped_data()
+    if _threads() > baseline:
+        raise RuntimeError(f"loading started threads ({_threads()} against {baseline} after importing torch)")
+    if torch.cuda.is_initialized():
+        raise RuntimeError("loading initialised CUDA")
+    return {"seconds": round(time.perf_counter() - t0, 2), "threads": baseline, "skipped": skipped, "data": data}
+
+
+def _import_library() -> list[str]:
+    """Import every learngene module but the Ray glue and this one; returns those that failed."""
+    import importlib
+    import pkgutil
+
+    import learngene
+
+    skipped = []
+    for mod in pkgutil.walk_packages(learngene.__path__, "learngene."):
+        name = mod.name
+        if name.startswith(("learngene.cluster", "learngene.jobs.forkserver")):
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an optional dependency missing: that command loads it itself
+            skipped.append(f"{name}: {exc}")
+    return skipped
+
+
+def _read_shipped_data() -> str:
+    """Read the generated data set from its cache (pages stay in memory); never generate it here:
+    generating runs torch operations, which would start OpenMP's pool in the server."""
+    from learngene.data import shapes
+
+    path = shapes._cache_path(0, shapes.DEFAULT_IMAGES_PER_CLASS, 32)
+    if not path.is_file():
+        return "not cached yet"
+    shapes.load_shapes()
+    return str(path)
+
+
+# ------------------------------------------------------------------ requests
+
+
+def check_request(raw: bytes, fds: list[int], base_env: dict[str, str]) -> dict[str, Any]:
+    """The validated request; raises Refused."""
+    from learngene.cli import commands
+    from learngene.errors import ConfigError
+    from learngene.jobs.runs import JobSpec
+
+    if len(fds) != 2:
+        raise Refused(f"expected 2 descriptors (log, slot lock), got {len(fds)}")
+    try:
+        req = json.loads(raw)
+    except ValueError:
+        raise Refused("the request is not JSON") from None
+    if not isinstance(req, dict) or set(req) != {"argv", "env", "cwd", "python"}:
+        raise Refused("the request must have exactly argv, env, cwd and python")
+    argv, env, cwd = req["argv"], req["env"], req["cwd"]
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise Refused("argv must be a list of strings")
+    try:
+        JobSpec(argv=argv).validated()
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
+    if argv[0] not in commands():
+        raise Refused(f"{argv[0]!r} is not a learngene command")
+    if req["python"] != sys.executable:
+        raise Refused(f"the job wants {req['python']}, this server runs {sys.executable}")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd) or not os.path.isdir(cwd):
+        raise Refused("cwd must be an existing absolute folder")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise Refused("env must map strings to strings")
+    differ = sorted(k for k in set(env) | set(base_env) if env.get(k) != base_env.get(k))
+    differ = [k for k in differ if k not in warm.RUN_ENV_KEYS | warm.NOISE_ENV_KEYS]
+    if differ:
+        raise Refused(f"the environment differs from the fork server's in {', '.join(differ[:5])}")
+    if len(env.get(procs.TOKEN_ENV, "")) != len(warm.TOKEN_PLACEHOLDER):
+        raise Refused(f"{procs.TOKEN_ENV} must be a run token of {len(warm.TOKEN_PLACEHOLDER)} characters")
+    return req
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _send(conn: socket.socket, message: dict[str, Any]) -> bool:
+    try:
+        conn.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ the worker's mark
+
+
+def _environ_block() -> tuple[int, int]:
+    """(start, end) addresses of this process's environment block (fields 50, 51 of /proc/self/stat)."""
+    data = Path("/proc/self/stat").read_bytes()
+    rest = data[data.rfind(b")") + 2:].split()
+    return int(rest[47]), int(rest[48])
+
+
+def mark_environ(token: str) -> None:
+    """Overwrite the token placeholder in this process's environment block with `token`, so that
+    `/proc/<pid>/environ` (what `procs.carries_token` reads) names the run; raises RuntimeError if the
+    block holds no placeholder."""
+    start, end = _environ_block()
+    block = Path("/proc/self/environ").read_bytes()
+    needle = f"{procs.TOKEN_ENV}={warm.TOKEN_PLACEHOLDER}".encode()
+    at = (b"\0" + block).find(b"\0" + needle + b"\0")
+    if at < 0 or len(token) != len(warm.TOKEN_PLACEHOLDER) or start + len(block) > end:
+        raise RuntimeError("the environment block holds no token placeholder")
+    offset = at + len(needle) - len(warm.TOKEN_PLACEHOLDER)
+    ctypes.memmove(start + offset, token.encode(), len(token))
+    if f"{procs.TOKEN_ENV}={token}".encode() not in Path("/proc/self/environ").read_bytes().split(b"\0"):
+        raise RuntimeError("the token did not reach /proc/self/environ")
+
+
+# ------------------------------------------------------------------ keeper and worker
+
+
+def _exit_code(pid: int) -> int:
+    """Wait for `pid` to end without reaping it; its code in Popen's convention."""
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            return warm.EXIT_LOST
+        except InterruptedError:
+            continue
+        if info is None:
+            continue
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def keeper(conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> int:
+    """Fork the worker, report it, wait for it, report its exit code; reap it after the client's ack."""
+    os.setsid()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        conn.close()
+        worker(req, log_fd, slot_fd, ready_w)  # never returns
+    os.close(ready_w)
+    os.close(log_fd)
+    os.close(slot_fd)
+    os.read(ready_r, 1)  # b"1": marked and in its own session; b"": it died first (its code follows)
+    os.close(ready_r)
+    if not _send(conn, {"ok": True, "pid": pid, "start": procs.start_ticks(pid)}):
+        os.killpg(pid, signal.SIGKILL)  # the client gave up and starts it cold: no second worker
+    code = _exit_code(pid)
+    _send(conn, {"exit": code})
+    with contextlib.suppress(OSError):
+        conn.settimeout(None)
+        conn.recv(16)  # "ack", or b"" when the client is gone
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return 0
+
+
+def _reset_process(req: dict[str, Any], log_fd: int) -> None:
+    """Make this forked process what a cold worker is at start (see the module doc)."""
+    os.setsid()
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    mark_environ(req["env"][procs.TOKEN_ENV])
+    import numpy
+    import torch
+
+    numpy.random.seed()  # a cold process draws a fresh state; forked ones would share the server's
+    torch.manual_seed(torch.initial_seed())  # the state a cold process starts from
+
+
+def worker(req: dict[str, Any], log_fd: int, slot_fd: int, ready_w: int) -> None:
+    """Become the run's worker and run `python -m learngene <argv>`; exits with its code."""
+    import atexit
+
+    code = 1
+    try:
+        _reset_process(req, log_fd)
+        os.set_inheritable(slot_fd, True)  # as `pass_fds`: processes the worker starts keep the slot
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        from learngene import cli
+
+        sys.argv = [str(Path(cli.__file__).parents[1] / "__main__.py"), *req["argv"]]
+        code = cli.main(list(req["argv"]))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # as the interpreter would: the traceback to stderr, exit code 1
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):
+                stream.flush()
+        os._exit(int(code or 0) & 0xFF)
+
+
+# ------------------------------------------------------------------ the server
+
+
+class Server:
+    """Accepts requests on the runs folder's socket and forks a keeper for each."""
+
+    def __init__(self, runs_dir: Path, idle_exit_s: float):
+        self.runs_dir = runs_dir
+        self.folder = warm.ensure_private_dir(runs_dir)
+        self.folder_id = _identity(self.folder)
+        self.idle_exit_s = idle_exit_s
+        self.lock_fd = os.open(self.folder / warm.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        self.listener: socket.socket | None = None
+        self.base_env = dict(os.environ)
+        self.code = ""
+        self.stop = False
+
+    def lock(self) -> bool:
+        import fcntl
+
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def state(self, state: str, **extra: Any) -> None:
+        me = os.getpid()
+        warm.write_state(self.folder, pid=me, start=procs.start_ticks(me), state=state, code=self.code,
+                         python=sys.executable, updated_at=time.time(), **extra)
+
+    def bind(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            address = warm.socket_address(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)  # a dead server's; we hold the lock
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            old = os.umask(0o177)
+            try:
+                sock.bind(address)
+            finally:
+                os.umask(old)
+        finally:
+            os.close(fd)
+        sock.listen(16)
+        self.listener = sock
+
+    def serve(self) -> None:
+        assert self.listener is not None
+        idle_since = time.monotonic()
+        while not self.stop:
+            _reap_keepers()
+            if _identity(self.folder) != self.folder_id:
+                print("forkserver: its folder was moved or deleted; exiting", flush=True)
+                return
+            if time.monotonic() - idle_since > self.idle_exit_s:
+                print(f"forkserver: idle for {self.idle_exit_s:g} s; exiting", flush=True)
+                return
+            with contextlib.suppress(InterruptedError):
+                ready, _, _ = select.select([self.listener], [], [], POLL_S)
+                if ready:
+                    conn, _ = self.listener.accept()
+                    idle_since = time.monotonic()
+                    with conn:
+                        if not self.handle(conn):
+                            return
+
+    def handle(self, conn: socket.socket) -> bool:
+        """Serve one request; False when the server must exit (its code changed on disk)."""
+        fds: list[int] = []
+        try:
+            conn.settimeout(REQUEST_TIMEOUT_S)
+            if peer_uid(conn) != os.getuid():
+                raise Refused("the client is another user")
+            raw, fds, flags, _ = socket.recv_fds(conn, warm.MAX_MESSAGE, 2)
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise Refused("the request is too large or has too many descriptors")
+            req = check_request(raw, fds, self.base_env)
+            if warm.code_fingerprint() != self.code:
+                _send(conn, {"ok": False, "reason": "the fork server's code changed on disk; it exits"})
+                return False
+        except (Refused, OSError) as exc:
+            _send(conn, {"ok": False, "reason": str(exc)})
+            for fd in fds:
+                os.close(fd)
+            return True
+        self.fork_keeper(conn, req, fds[0], fds[1])
+        return True
+
+    def fork_keeper(self, conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                assert self.listener is not None
+                self.listener.close()
+                os.close(self.lock_fd)
+                code = keeper(conn, req, log_fd, slot_fd)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(log_fd)
+        os.close(slot_fd)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            with contextlib.suppress(OSError):
+                os.unlink(warm.socket_address(fd))
+            os.close(fd)
+            self.listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.folder / warm.STATE_NAME)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _reap_keepers() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m learngene.jobs.forkserver", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs_dir", type=Path)
+    p.add_argument("--idle-exit", type=float, default=DEFAULT_IDLE_EXIT_S,
+                   help=f"exit after this many seconds without a request (default {DEFAULT_IDLE_EXIT_S:g})")
+    args = p.parse_args(argv)
+    if os.environ.get(procs.TOKEN_ENV) != warm.TOKEN_PLACEHOLDER:
+        print(f"forkserver: start it through learngene.jobs.warm.start_server ({procs.TOKEN_ENV} must hold "
+              "the placeholder)", file=sys.stderr)
+        return 2
+    server = Server(args.runs_dir.absolute(), args.idle_exit)
+    if not server.lock():
+        return 0  # another server serves this runs folder
+    server.code = warm.code_fingerprint()
+    server.state("starting")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        server.stop = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        loaded = preload()
+        server.bind()
+        server.state("ready", loaded=loaded)
+        print(f"forkserver: ready in {loaded['seconds']} s (pid {os.getpid()})", flush=True)
+        server.serve()
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
