@@ -51,14 +51,14 @@ LOCK_NAME = "server.lock"
 STATE_NAME = "server.json"
 LOG_NAME = "server.log"
 # The server starts with this in place of a run token; a worker overwrites it in its own copy of the
-# environment block (same length as `secrets.token_hex(16)`; never a token: not hexadecimal).
-TOKEN_PLACEHOLDER = "x" * 32
+# environment block (same length as `secrets.token_hex(16)`; `procs.carries_token` never accepts it).
+TOKEN_PLACEHOLDER = procs.TOKEN_PLACEHOLDER
 RUN_ENV_KEYS = frozenset({RUN_DIR_ENV, "LEARNGENE_RUN_ID", "LEARNGENE_DEVICE", procs.TOKEN_ENV,
                           "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED"})
 """The variables a request may set to values other than the server's: the run's own."""
-NOISE_ENV_KEYS = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
-"""Shell bookkeeping that says nothing about how a program runs."""
-READY_WAIT_S = 20.0  # a supervisor waits this long for a server that is still loading, then starts cold
+NOISE_ENV_KEYS = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST"})
+"""Bookkeeping of shells (and of pytest: the test running) that says nothing about how a program runs."""
+READY_WAIT_S = 60.0  # a supervisor waits this long for a server that is still loading, then starts cold
 MAX_MESSAGE = 1 << 16
 EXIT_LOST = -1000  # the worker's end was seen but its exit code was lost with the server's keeper
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `learngene` package
