@@ -118,8 +118,10 @@ def _read_shipped_data() -> str:
 # ------------------------------------------------------------------ requests
 
 
-def check_request(raw: bytes, fds: list[int], base_env: dict[str, str]) -> dict[str, Any]:
-    """The validated request; raises Refused."""
+def check_request(raw: bytes, fds: list[int], base_env: dict[str, str], derived: dict[str, str]) -> dict[str, Any]:
+    """The validated request; raises Refused. `base_env`: the server's environment when it started;
+    `derived`: the variables loading set (e.g. torch's compile cache folder), which a cold worker sets the
+    same way when it imports the same modules, so a request may carry them or not."""
     from learngene.cli import commands
     from learngene.errors import ConfigError
     from learngene.jobs.runs import JobSpec
@@ -147,8 +149,8 @@ def check_request(raw: bytes, fds: list[int], base_env: dict[str, str]) -> dict[
         raise Refused("cwd must be an existing absolute folder")
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise Refused("env must map strings to strings")
-    differ = sorted(k for k in set(env) | set(base_env) if env.get(k) != base_env.get(k))
-    differ = [k for k in differ if k not in warm.RUN_ENV_KEYS | warm.NOISE_ENV_KEYS]
+    differ = sorted(k for k in set(env) | set(base_env) | set(derived) if k not in warm.RUN_ENV_KEYS | warm.NOISE_ENV_KEYS
+                    and (env.get(k) not in (None, derived[k]) if k in derived else env.get(k) != base_env.get(k)))
     if differ:
         raise Refused(f"the environment differs from the fork server's in {', '.join(differ[:5])}")
     if len(env.get(procs.TOKEN_ENV, "")) != len(warm.TOKEN_PLACEHOLDER):
@@ -252,7 +254,7 @@ def _reset_process(req: dict[str, Any], log_fd: int) -> None:
     os.close(log_fd)
     os.chdir(req["cwd"])
     os.environ.clear()
-    os.environ.update(req["env"])
+    os.environ.update({**req["derived"], **req["env"]})
     mark_environ(req["env"][procs.TOKEN_ENV])
     import numpy
     import torch
@@ -305,6 +307,7 @@ class Server:
         self.lock_fd = os.open(self.folder / warm.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         self.listener: socket.socket | None = None
         self.base_env = dict(os.environ)
+        self.derived: dict[str, str] = {}  # variables that loading set (see `check_request`)
         self.code = ""
         self.stop = False
 
@@ -369,7 +372,7 @@ class Server:
             raw, fds, flags, _ = socket.recv_fds(conn, warm.MAX_MESSAGE, 2)
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 raise Refused("the request is too large or has too many descriptors")
-            req = check_request(raw, fds, self.base_env)
+            req = check_request(raw, fds, self.base_env, self.derived)
             if warm.code_fingerprint() != self.code:
                 _send(conn, {"ok": False, "reason": "the fork server's code changed on disk; it exits"})
                 return False
@@ -378,7 +381,7 @@ class Server:
             for fd in fds:
                 os.close(fd)
             return True
-        self.fork_keeper(conn, req, fds[0], fds[1])
+        self.fork_keeper(conn, {**req, "derived": self.derived}, fds[0], fds[1])
         return True
 
     def fork_keeper(self, conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> None:
@@ -449,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     try:
         loaded = preload()
+        server.derived = {k: v for k, v in os.environ.items() if server.base_env.get(k) != v}
         server.bind()
         server.state("ready", loaded=loaded)
         print(f"forkserver: ready in {loaded['seconds']} s (pid {os.getpid()})", flush=True)
