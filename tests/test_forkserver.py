@@ -81,6 +81,10 @@ def test_a_forked_worker_keeps_the_job_contract_and_cancel_stops_its_tree(mgr, s
     worker, child = st["worker_pid"], json.loads((info.path / "outputs" / "child.pid").read_text())
     assert st["start"] == "warm", st.get("warm_refused")
     assert parent_of(parent_of(worker)) == server  # forked by a keeper the server forked
+    supervisor = st["supervisor_pid"]  # forked too (by a launcher that exited), and proven the run's
+    assert b"learngene.jobs.forkserver" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
+    assert procs.is_ours(supervisor, st["supervisor_start"], token) and os.getsid(supervisor) == supervisor
+    assert (info.path / "supervisor.log").read_text() == ""
     assert os.getpgid(worker) == worker and os.getsid(worker) == worker and os.getpgid(child) == worker
     assert os.readlink(f"/proc/{worker}/fd/1") == str(info.path / "log.txt")
     assert os.readlink(f"/proc/{worker}/fd/2") == str(info.path / "log.txt")
@@ -163,6 +167,18 @@ def test_only_the_proven_worker_is_signalled_not_the_server_nor_another_run(mgr,
     assert procs.is_alive(server["pid"], server["start"])
 
 
+def test_a_forked_worker_left_by_its_lost_supervisor_is_stopped_only_by_cancel(mgr):
+    run_id = mgr.start(JobSpec(argv=LONG))
+    info = running(mgr, run_id)
+    worker, token = info.status["worker_pid"], token_of(info)
+    os.kill(info.status["supervisor_pid"], signal.SIGKILL)
+    info = wait_until(lambda: (i := mgr.get(run_id)).state == "failed" and i, 30, "the failed verdict")
+    assert info.leftover_worker == worker and procs.is_alive(worker) and procs.carries_token(worker, token)
+    mgr.cancel(run_id)  # no supervisor: the cancel itself stops the worker, proven by its start and token
+    wait_until(lambda: not procs.is_alive(worker), 15, "the cancel to stop the worker")
+    assert mgr.get(run_id).state == "cancelled"
+
+
 def _request(runs: Path, request: dict, fds: list[int]) -> dict:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     fd = os.open(warm.private_dir(runs), os.O_RDONLY | os.O_DIRECTORY)
@@ -191,14 +207,18 @@ def test_the_server_runs_only_learngene_commands_in_its_own_environment(served, 
         ({"env": {**env, "PYTHONPATH": "/tmp"}}, "PYTHONPATH"),
         ({"python": "/usr/bin/python3"}, "this server runs"),
         ({"cwd": "relative"}, "cwd"),
-        ({"code": "print(1)"}, "exactly argv, env, cwd and python"),
+        ({"code": "print(1)"}, "exactly argv (or supervise), env, cwd and python"),
     ]
     with open(tmp_path / "log.txt", "ab") as log, open(tmp_path / "slot.lock", "wb") as lock:
         for change, words in bad:
             answer = _request(served, {**base, **change}, [log.fileno(), lock.fileno()])
             assert answer["ok"] is False and words in answer["reason"], (change, answer)
         answer = _request(served, base, [log.fileno()])
-        assert not answer["ok"] and "2 descriptors" in answer["reason"]
+        assert not answer["ok"] and "expected 2 descriptor(s)" in answer["reason"]
+        supervise = {k: v for k, v in base.items() if k != "argv"}
+        for folder in ("/tmp", str(served / "20261206-000000-x-abcdef"), str(tmp_path)):
+            answer = _request(served, {**supervise, "supervise": folder}, [log.fileno()])
+            assert not answer["ok"] and "is not a run folder of" in answer["reason"], answer
     assert (tmp_path / "log.txt").read_bytes() == b""  # nothing ran
     assert warm.is_ready(served)
 

@@ -2,8 +2,10 @@
 
 One process per runs folder, started on demand by the job manager (or `learngene jobs forkserver
 start`), never inside the web server. It loads torch, timm, every learngene module and the shipped data
-once, then forks one worker per request (protocol and files: `learngene.jobs.warm`), so a job starts
-without paying for imports and data loading.
+once, then forks one process per request (protocol and files: `learngene.jobs.warm`; what the forked
+processes do: `learngene.jobs.forked`), so a job starts without paying for imports and data loading:
+a run's worker (asked for by its supervisor) and a run's supervisor (asked for by the job manager, which
+saves an interpreter's start-up on each click).
 
 Forking a loaded interpreter is safe only under conditions it keeps:
 
@@ -11,9 +13,9 @@ Forking a loaded interpreter is safe only under conditions it keeps:
   fork (a child that uses it hangs), so the server checks after loading that it has no more threads than
   after `import torch` (numpy's OpenBLAS threads are fork-aware), and that CUDA is not initialised.
   Each worker then sets its own thread counts, as a cold worker does (`--threads`).
-- **One request, one keeper.** For each request the server forks a *keeper* (its own session), which
-  forks the *worker* and waits for it. The server itself only accepts and forks; if it dies, running
-  jobs and their exit codes are unaffected.
+- **One request, one keeper.** For each worker the server forks a *keeper* (its own session), which
+  forks the *worker* and waits for it (a supervisor's *launcher* forks it and exits). The server itself
+  only accepts and forks; if it dies, running jobs and their exit codes are unaffected.
 - **A worker is a cold worker.** It gets its own session (process group), the run's log as
   stdout/stderr, /dev/null as stdin, the slot lock, the request's working directory and exactly the
   request's environment; default signal handlers; fresh numpy and torch random states; then
@@ -24,8 +26,8 @@ Forking a loaded interpreter is safe only under conditions it keeps:
   its run's token before it reports its pid. So `procs.is_ours` proves a forked worker (and the
   processes it forks or starts) exactly as a cold one, and refuses the server, its keepers and every
   other run's worker.
-- **Only learngene commands.** A request names a learngene argv (checked like `JobSpec`, command known),
-  the server's own interpreter, an existing folder and an environment equal to the server's but for the
+- **Only learngene commands.** A request names a learngene argv (checked like `JobSpec`, command known)
+  or a run folder of its runs folder to supervise, the server's own interpreter, an existing folder and an environment equal to the server's but for the
   run's own variables; the peer must be the server's user (`SO_PEERCRED`, on top of the 0700 folder).
   A request after the package's source changed on disk is refused and the server exits, so no job runs
   stale code.
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -48,7 +49,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from learngene.jobs import procs, warm
+from learngene.jobs import forked, procs, warm
 
 DEFAULT_IDLE_EXIT_S = 6 * 3600.0
 POLL_S = 0.5
@@ -118,23 +119,12 @@ def _read_shipped_data() -> str:
 # ------------------------------------------------------------------ requests
 
 
-def check_request(raw: bytes, fds: list[int], base_env: dict[str, str], derived: dict[str, str]) -> dict[str, Any]:
-    """The validated request; raises Refused. `base_env`: the server's environment when it started;
-    `derived`: the variables loading set (e.g. torch's compile cache folder), which a cold worker sets the
-    same way when it imports the same modules, so a request may carry them or not."""
+def check_argv(argv: Any) -> None:
+    """Refuse anything but a learngene command line (checked like `JobSpec`, the command known)."""
     from learngene.cli import commands
     from learngene.errors import ConfigError
     from learngene.jobs.runs import JobSpec
 
-    if len(fds) != 2:
-        raise Refused(f"expected 2 descriptors (log, slot lock), got {len(fds)}")
-    try:
-        req = json.loads(raw)
-    except ValueError:
-        raise Refused("the request is not JSON") from None
-    if not isinstance(req, dict) or set(req) != {"argv", "env", "cwd", "python"}:
-        raise Refused("the request must have exactly argv, env, cwd and python")
-    argv, env, cwd = req["argv"], req["env"], req["cwd"]
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise Refused("argv must be a list of strings")
     try:
@@ -143,6 +133,36 @@ def check_request(raw: bytes, fds: list[int], base_env: dict[str, str], derived:
         raise Refused(str(exc)) from None
     if argv[0] not in commands():
         raise Refused(f"{argv[0]!r} is not a learngene command")
+
+
+def check_run_folder(path: Any, runs_dir: Path) -> None:
+    """Refuse anything but a run folder of this server's runs folder."""
+    from learngene.jobs.runs import is_run_id, read_config
+
+    folder = Path(path) if isinstance(path, str) and os.path.isabs(path) else None
+    if folder is None or folder.parent != runs_dir or not is_run_id(folder.name) or read_config(folder) is None:
+        raise Refused(f"{path!r} is not a run folder of {runs_dir}")
+
+
+def check_request(raw: bytes, fds: list[int], runs_dir: Path, base_env: dict[str, str],
+                  derived: dict[str, str]) -> dict[str, Any]:
+    """The validated request; raises Refused. `base_env`: the server's environment when it started;
+    `derived`: the variables loading set (e.g. torch's compile cache folder), which a cold worker sets the
+    same way when it imports the same modules, so a request may carry them or not."""
+    try:
+        req = json.loads(raw)
+    except ValueError:
+        raise Refused("the request is not JSON") from None
+    if not isinstance(req, dict) or set(req) not in ({"argv", "env", "cwd", "python"}, {"supervise", "env", "cwd", "python"}):
+        raise Refused("the request must have exactly argv (or supervise), env, cwd and python")
+    env, cwd = req["env"], req["cwd"]
+    if "supervise" in req:
+        check_run_folder(req["supervise"], runs_dir)
+    else:
+        check_argv(req["argv"])
+    wanted = 1 if "supervise" in req else 2
+    if len(fds) != wanted:
+        raise Refused(f"expected {wanted} descriptor(s) (log{', slot lock' if wanted == 2 else ''}), got {len(fds)}")
     if req["python"] != sys.executable:
         raise Refused(f"the job wants {req['python']}, this server runs {sys.executable}")
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or not os.path.isdir(cwd):
@@ -163,134 +183,6 @@ def peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
-def _send(conn: socket.socket, message: dict[str, Any]) -> bool:
-    try:
-        conn.send(json.dumps(message).encode())
-    except OSError:
-        return False
-    return True
-
-
-# ------------------------------------------------------------------ the worker's mark
-
-
-def _environ_block() -> tuple[int, int]:
-    """(start, end) addresses of this process's environment block (fields 50, 51 of /proc/self/stat)."""
-    data = Path("/proc/self/stat").read_bytes()
-    rest = data[data.rfind(b")") + 2:].split()
-    return int(rest[47]), int(rest[48])
-
-
-def mark_environ(token: str) -> None:
-    """Overwrite the token placeholder in this process's environment block with `token`, so that
-    `/proc/<pid>/environ` (what `procs.carries_token` reads) names the run; raises RuntimeError if the
-    block holds no placeholder."""
-    start, end = _environ_block()
-    block = Path("/proc/self/environ").read_bytes()
-    needle = f"{procs.TOKEN_ENV}={warm.TOKEN_PLACEHOLDER}".encode()
-    at = (b"\0" + block).find(b"\0" + needle + b"\0")
-    if at < 0 or len(token) != len(warm.TOKEN_PLACEHOLDER) or start + len(block) > end:
-        raise RuntimeError("the environment block holds no token placeholder")
-    offset = at + len(needle) - len(warm.TOKEN_PLACEHOLDER)
-    ctypes.memmove(start + offset, token.encode(), len(token))
-    if f"{procs.TOKEN_ENV}={token}".encode() not in Path("/proc/self/environ").read_bytes().split(b"\0"):
-        raise RuntimeError("the token did not reach /proc/self/environ")
-
-
-# ------------------------------------------------------------------ keeper and worker
-
-
-def _exit_code(pid: int) -> int:
-    """Wait for `pid` to end without reaping it; its code in Popen's convention."""
-    while True:
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        except ChildProcessError:
-            return warm.EXIT_LOST
-        except InterruptedError:
-            continue
-        if info is None:
-            continue
-        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-
-
-def keeper(conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> int:
-    """Fork the worker, report it, wait for it, report its exit code; reap it after the client's ack."""
-    os.setsid()
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(ready_r)
-        conn.close()
-        worker(req, log_fd, slot_fd, ready_w)  # never returns
-    os.close(ready_w)
-    os.close(log_fd)
-    os.close(slot_fd)
-    os.read(ready_r, 1)  # b"1": marked and in its own session; b"": it died first (its code follows)
-    os.close(ready_r)
-    if not _send(conn, {"ok": True, "pid": pid, "start": procs.start_ticks(pid)}):
-        os.killpg(pid, signal.SIGKILL)  # the client gave up and starts it cold: no second worker
-    code = _exit_code(pid)
-    _send(conn, {"exit": code})
-    with contextlib.suppress(OSError):
-        conn.settimeout(None)
-        conn.recv(16)  # "ack", or b"" when the client is gone
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
-    return 0
-
-
-def _reset_process(req: dict[str, Any], log_fd: int) -> None:
-    """Make this forked process what a cold worker is at start (see the module doc)."""
-    os.setsid()
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update({**req["derived"], **req["env"]})
-    mark_environ(req["env"][procs.TOKEN_ENV])
-    import numpy
-    import torch
-
-    numpy.random.seed()  # a cold process draws a fresh state; forked ones would share the server's
-    torch.manual_seed(torch.initial_seed())  # the state a cold process starts from
-
-
-def worker(req: dict[str, Any], log_fd: int, slot_fd: int, ready_w: int) -> None:
-    """Become the run's worker and run `python -m learngene <argv>`; exits with its code."""
-    import atexit
-
-    code = 1
-    try:
-        _reset_process(req, log_fd)
-        os.set_inheritable(slot_fd, True)  # as `pass_fds`: processes the worker starts keep the slot
-        os.write(ready_w, b"1")
-        os.close(ready_w)
-        from learngene import cli
-
-        sys.argv = [str(Path(cli.__file__).parents[1] / "__main__.py"), *req["argv"]]
-        code = cli.main(list(req["argv"]))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
-    except BaseException:  # as the interpreter would: the traceback to stderr, exit code 1
-        traceback.print_exc()
-        code = 1
-    finally:
-        with contextlib.suppress(BaseException):
-            atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                stream.flush()
-        os._exit(int(code or 0) & 0xFF)
 
 
 # ------------------------------------------------------------------ the server
@@ -372,19 +264,20 @@ class Server:
             raw, fds, flags, _ = socket.recv_fds(conn, warm.MAX_MESSAGE, 2)
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 raise Refused("the request is too large or has too many descriptors")
-            req = check_request(raw, fds, self.base_env, self.derived)
+            req = check_request(raw, fds, self.runs_dir, self.base_env, self.derived)
             if warm.code_fingerprint() != self.code:
-                _send(conn, {"ok": False, "reason": "the fork server's code changed on disk; it exits"})
+                forked.send(conn, {"ok": False, "reason": "the fork server's code changed on disk; it exits"})
                 return False
         except (Refused, OSError) as exc:
-            _send(conn, {"ok": False, "reason": str(exc)})
+            forked.send(conn, {"ok": False, "reason": str(exc)})
             for fd in fds:
                 os.close(fd)
             return True
-        self.fork_keeper(conn, {**req, "derived": self.derived}, fds[0], fds[1])
+        self.fork(conn, {**req, "derived": self.derived}, fds)
         return True
 
-    def fork_keeper(self, conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> None:
+    def fork(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> None:
+        """Fork the request's keeper (a job's worker) or launcher (a run's supervisor)."""
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -396,13 +289,16 @@ class Server:
                 assert self.listener is not None
                 self.listener.close()
                 os.close(self.lock_fd)
-                code = keeper(conn, req, log_fd, slot_fd)
+                if "supervise" in req:
+                    code = forked.launcher(conn, req, fds[0])
+                else:
+                    code = forked.keeper(conn, req, fds[0], fds[1])
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        os.close(log_fd)
-        os.close(slot_fd)
+        for fd in fds:
+            os.close(fd)
 
     def close(self) -> None:
         if self.listener is not None:

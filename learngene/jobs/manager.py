@@ -122,9 +122,8 @@ class JobManager:
             atomic_write_json(run_dir / STATUS_FILE, {"state": "queued", "updated_at": time.time()})
             (run_dir / SUPERVISOR_LOCK).touch()
             slots.enqueue(self.runs_dir, spec.device, config["ticket"], run_id)
-        if self.warm_start:
-            self.warm_up()
-        self._launch_supervisor(run_dir, config)
+        if not (self.warm_start and self.warm_up() and self._fork_supervisor(run_dir, config)):
+            self._launch_supervisor(run_dir, config)
         return run_id
 
     def warm_up(self) -> bool:
@@ -158,6 +157,15 @@ class JobManager:
             (path / OUTPUTS_DIR).mkdir()
             return run_id, path
         raise LearngeneError(f"could not create a unique run folder in {self.runs_dir}")
+
+    def _fork_supervisor(self, run_dir: Path, config: dict[str, Any]) -> bool:
+        """The run's supervisor forked by a ready fork server (no interpreter start-up); False when none is
+        ready or it refuses (then the supervisor starts cold)."""
+        env = self._supervisor_env()
+        env[procs.TOKEN_ENV] = config["token"]
+        with open(run_dir / SUPERVISOR_LOG, "ab") as log:
+            pid, _ = warm.spawn_supervisor(self.runs_dir, run_dir, env, config["cwd"], log.fileno())
+        return pid is not None
 
     def _launch_supervisor(self, run_dir: Path, config: dict[str, Any]) -> None:
         env = self._supervisor_env()

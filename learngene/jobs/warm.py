@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learngene.jobs import procs, slots
+from learngene.jobs import forked, procs, slots
 from learngene.runlog import RUN_DIR_ENV, atomic_write_json, read_json
 
 WARM_ENV = "LEARNGENE_WARM_START"  # "0": every job of a manager that is not told otherwise starts cold
@@ -60,7 +60,7 @@ NOISE_ENV_KEYS = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST"
 """Bookkeeping of shells (and of pytest: the test running) that says nothing about how a program runs."""
 READY_WAIT_S = 60.0  # a supervisor waits this long for a server that is still loading, then starts cold
 MAX_MESSAGE = 1 << 16
-EXIT_LOST = -1000  # the worker's end was seen but its exit code was lost with the server's keeper
+EXIT_LOST = forked.EXIT_LOST  # the worker's end was seen but its exit code was lost with the server's keeper
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `learngene` package
 
 
@@ -207,15 +207,11 @@ def wait_until_ready(runs_dir: str | os.PathLike, wait_s: float, keep_going: Any
         time.sleep(0.1)
 
 
-def launch(runs_dir: str | os.PathLike, command: list[str], env: dict[str, str], cwd: str | None,
-           log_fd: int, slot_fd: int) -> tuple[WarmWorker | None, str]:
-    """Ask the runs folder's fork server for the worker of `command`; (the worker, "") or (None, why not)."""
-    argv = worker_argv(command)
-    if argv is None:
-        return None, "the command is not `python -m learngene ...` of this interpreter"
+def _ask(runs_dir: str | os.PathLike, request: dict[str, Any], fds: list[int]
+         ) -> tuple[socket.socket | None, dict[str, Any] | str]:
+    """Send one request; (the open connection, the server's answer {"ok", "pid", "start"}) or (None, why not)."""
     if not is_ready(runs_dir):
         return None, "no fork server is ready for this runs folder"
-    request = {"argv": argv, "env": env, "cwd": os.path.abspath(cwd or os.getcwd()), "python": sys.executable}
     data = json.dumps(request).encode()
     if len(data) > MAX_MESSAGE:
         return None, "the request is too large"
@@ -224,7 +220,7 @@ def launch(runs_dir: str | os.PathLike, command: list[str], env: dict[str, str],
         sock.settimeout(30.0)
         with _folder_fd(runs_dir) as fd:
             sock.connect(socket_address(fd))
-        socket.send_fds(sock, [data], [log_fd, slot_fd])
+        socket.send_fds(sock, [data], fds)
         answer = json.loads(sock.recv(MAX_MESSAGE) or b"null")
     except (OSError, ValueError) as exc:
         sock.close()
@@ -234,7 +230,33 @@ def launch(runs_dir: str | os.PathLike, command: list[str], env: dict[str, str],
         reason = answer.get("reason") if isinstance(answer, dict) else None
         return None, f"the fork server refused: {reason or 'no answer'}"
     sock.settimeout(None)
+    return sock, answer
+
+
+def launch(runs_dir: str | os.PathLike, command: list[str], env: dict[str, str], cwd: str | None,
+           log_fd: int, slot_fd: int) -> tuple[WarmWorker | None, str]:
+    """Ask the runs folder's fork server for the worker of `command`; (the worker, "") or (None, why not)."""
+    argv = worker_argv(command)
+    if argv is None:
+        return None, "the command is not `python -m learngene ...` of this interpreter"
+    request = {"argv": argv, "env": env, "cwd": os.path.abspath(cwd or os.getcwd()), "python": sys.executable}
+    sock, answer = _ask(runs_dir, request, [log_fd, slot_fd])
+    if sock is None or isinstance(answer, str):
+        return None, str(answer)
     return WarmWorker(sock, answer["pid"], answer.get("start")), ""
+
+
+def spawn_supervisor(runs_dir: str | os.PathLike, run_dir: str | os.PathLike, env: dict[str, str], cwd: str | None,
+                     log_fd: int) -> tuple[int | None, str]:
+    """Ask the runs folder's fork server for the supervisor of `run_dir` (the twin of `python -m
+    learngene.jobs.supervisor RUN_DIR`, without its start-up); (its pid, "") or (None, why not)."""
+    request = {"supervise": str(Path(run_dir).absolute()), "env": env, "cwd": os.path.abspath(cwd or os.getcwd()),
+               "python": sys.executable}
+    sock, answer = _ask(runs_dir, request, [log_fd])
+    if sock is None or isinstance(answer, str):
+        return None, str(answer)
+    sock.close()
+    return answer["pid"], ""
 
 
 class WarmWorker:
