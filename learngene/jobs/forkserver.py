@@ -77,6 +77,9 @@ def preload() -> dict[str, Any]:
 
     baseline = _threads()
     skipped = _import_library()
+    from learngene.cli import commands
+
+    commands()  # read once here, found read by every job
     data = _read_shipped_data()
     if _threads() > baseline:
         raise RuntimeError(f"loading started threads ({_threads()} against {baseline} after importing torch)")
