@@ -306,8 +306,9 @@ SQLITE_NAME = "mlflow.db"
 
 
 def zip_folder(folder: str | Path) -> bytes:
-    """Every file and every folder under `folder` in a zip, paths relative to it. Empty folders are kept:
-    MLflow's file store takes a run folder without its (empty) `artifacts/` for no run at all."""
+    """Every file under `folder` in a zip, paths relative to it, and every empty folder (as a folder entry;
+    other folders are implied by their files): MLflow's file store takes a run folder without its (empty)
+    `artifacts/` for no run at all."""
     import io
     import zipfile
 
@@ -317,7 +318,8 @@ def zip_folder(folder: str | Path) -> bytes:
         for path in sorted(root.rglob("*")):
             name = path.relative_to(root).as_posix()
             if path.is_dir() and not path.is_symlink():
-                z.writestr(zipfile.ZipInfo(name + "/"), b"")  # a folder entry
+                if not any(path.iterdir()):
+                    z.writestr(zipfile.ZipInfo(name + "/"), b"")  # a folder entry
             elif path.is_file() and not path.is_symlink():
                 z.write(path, name)
     return buf.getvalue()

@@ -128,6 +128,8 @@ def test_the_mlflow_download_reads_back_after_unzipping(runs, tmp_path, monkeypa
 
     folder, train, sweep = runs
     data = export_zip([folder / train, folder / sweep], what)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert what == "mlflow-sqlite" or sum(n.endswith("/artifacts/") for n in names) == 2  # kept though empty
     where = tmp_path / "download"
     zipfile.ZipFile(io.BytesIO(data)).extractall(where)
     monkeypatch.chdir(tmp_path)
@@ -148,6 +150,8 @@ def test_the_mlflow_download_reads_back_after_unzipping(runs, tmp_path, monkeypa
         [(1, 0.61), (2, 0.62), (3, 0.63)]
     for location in (exp.artifact_location, run.info.artifact_uri):  # nothing points into the server's tmp
         assert location.startswith("./") and "lg-export-" not in location, location
+    tensorboard = zipfile.ZipFile(io.BytesIO(export_zip([folder / train], "tensorboard"))).namelist()
+    assert len(tensorboard) == 1 and tensorboard[0].startswith(f"{train}/events.out.tfevents.")  # files only
 
 
 def test_export_says_what_is_missing(runs, tmp_path, capsys):

@@ -83,9 +83,18 @@ def preload() -> dict[str, Any]:
     data = _read_shipped_data()
     if _threads() > baseline:
         raise RuntimeError(f"loading started threads ({_threads()} against {baseline} after importing torch)")
-    if torch.cuda.is_initialized():
-        raise RuntimeError("loading initialised CUDA")
+    if torch.cuda.is_initialized() or _gpu_driver_open():
+        raise RuntimeError("loading initialised CUDA (or opened the GPU driver), which a fork cannot carry")
     return {"seconds": round(time.perf_counter() - t0, 2), "threads": baseline, "skipped": skipped, "data": data}
+
+
+def _gpu_driver_open() -> bool:
+    """True if this process holds a GPU device open (`torch.cuda.is_available()` alone opens the driver)."""
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(("/dev/nvidia", "/dev/dri", "/dev/kfd")):
+                return True
+    return False
 
 
 def _import_library() -> list[str]:
