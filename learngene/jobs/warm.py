@@ -58,6 +58,7 @@ RUN_ENV_KEYS = frozenset({RUN_DIR_ENV, "LEARNGENE_RUN_ID", "LEARNGENE_DEVICE", p
 """The variables a request may set to values other than the server's: the run's own."""
 NOISE_ENV_KEYS = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST"})
 """Bookkeeping of shells (and of pytest: the test running) that says nothing about how a program runs."""
+ANSWER_TIMEOUT_S = 10.0  # a server that takes longer to fork is not used (the click does not hang on it)
 READY_WAIT_S = 60.0  # a supervisor waits this long for a server that is still loading, then starts cold
 MAX_MESSAGE = 1 << 16
 EXIT_LOST = forked.EXIT_LOST  # the worker's end was seen but its exit code was lost with the server's keeper
@@ -217,7 +218,7 @@ def _ask(runs_dir: str | os.PathLike, request: dict[str, Any], fds: list[int]
         return None, "the request is too large"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        sock.settimeout(30.0)
+        sock.settimeout(ANSWER_TIMEOUT_S)
         with _folder_fd(runs_dir) as fd:
             sock.connect(socket_address(fd))
         socket.send_fds(sock, [data], fds)
