@@ -284,3 +284,24 @@ def test_cli_forkserver_start_status_stop(tmp_path):
             "state": "not running"}
     finally:
         _clean(runs, [])
+
+
+def test_a_server_whose_code_changed_on_disk_exits_instead_of_running_old_code(tmp_path):
+    runs = tmp_path / "runs"
+    mgr = JobManager(runs, max_cpu_jobs=2, warm_start=True)
+    source = warm.CODE_ROOT / "learngene" / "text.py"
+    before = os.stat(source)
+    try:
+        assert mgr.warm_up() and warm.wait_until_ready(runs, READY_S)
+        old = warm.server_state(runs)
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # as an edit would
+        run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"]))
+        info = mgr.wait(run_id, timeout=60)
+        assert info.state == "done" and info.status["start"] == "cold", info.status
+        wait_until(lambda: not procs.is_alive(old["pid"], old["start"]), 10, "the stale server to exit")
+        assert mgr.warm_up() and warm.wait_until_ready(runs, READY_S)  # a fresh one loads the code as it is now
+        run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"]))
+        assert mgr.wait(run_id, timeout=60).status["start"] == "warm"
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+        _clean(runs, [mgr])
