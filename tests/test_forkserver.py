@@ -230,6 +230,7 @@ def test_without_a_server_jobs_start_cold_and_a_lost_server_loses_no_job(tmp_pat
         cold = managers[0].start(JobSpec(argv=["selftest", "--records", "1"]))
         info = managers[0].wait(cold, timeout=60)
         assert info.state == "done" and info.status["start"] == "cold" and not warm.is_running(runs)
+        assert not managers[0].warm_up() and not warm.is_running(runs)  # a cold manager starts no server
         managers.append(JobManager(runs, max_cpu_jobs=2, warm_start=True))
         mgr = managers[1]
         first = mgr.start(JobSpec(argv=LONG))  # starts the server and waits for it to load

@@ -221,6 +221,7 @@ def _forkserver(mgr: JobManager, args: argparse.Namespace) -> int:
     from learngene.jobs import warm
 
     if args.what == "start":
+        mgr = JobManager(mgr.runs_dir, warm_start=True)  # asked for, whatever $LEARNGENE_WARM_START says
         if not mgr.warm_up():
             print("the fork server could not start; jobs start cold (see "
                   f"{warm.private_dir(mgr.runs_dir) / warm.LOG_NAME})", file=sys.stderr)

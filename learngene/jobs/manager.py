@@ -128,7 +128,10 @@ class JobManager:
 
     def warm_up(self) -> bool:
         """Start the runs folder's fork server unless one runs (it loads for a few seconds, in its own
-        process); True if one runs now. A server that cannot start only means cold starts."""
+        process); True if one runs now. A server that cannot start only means cold starts. Does nothing
+        (False) for a manager without warm start."""
+        if not self.warm_start:
+            return False
         self._reap()
         try:
             proc = warm.start_server(self.runs_dir, self._supervisor_env(), cwd=os.getcwd())
