@@ -241,6 +241,11 @@ def _cache_path(seed: int, images_per_class: int, image_size: int) -> Path:
     return cache_dir() / f"shapes-v{GENERATOR_VERSION}-seed{seed}-n{images_per_class}-s{image_size}.pt"
 
 
+def is_cached(seed: int = 0, images_per_class: int = DEFAULT_IMAGES_PER_CLASS, image_size: int = 32) -> bool:
+    """True if `load_shapes` with these settings would read a cache file rather than generate the images."""
+    return _cache_path(seed, images_per_class, image_size).is_file()
+
+
 def _checksum(images: torch.Tensor, chunk: int = 2048) -> int:
     """Sum of all pixel values, in chunks: a whole-tensor int64 sum would copy the set at 8x its size."""
     return sum(int(images[i:i + chunk].sum(dtype=torch.int64)) for i in range(0, len(images), chunk))

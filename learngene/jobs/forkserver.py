@@ -121,11 +121,9 @@ def _read_shipped_data() -> str:
     generating runs torch operations, which would start OpenMP's pool in the server."""
     from learngene.data import shapes
 
-    path = shapes._cache_path(0, shapes.DEFAULT_IMAGES_PER_CLASS, 32)
-    if not path.is_file():
+    if not shapes.is_cached():
         return "not cached yet"
-    shapes.load_shapes()
-    return str(path)
+    return str(shapes.load_shapes().meta["cache_path"])
 
 
 # ------------------------------------------------------------------ requests
