@@ -13,7 +13,10 @@ records and its outputs. `read_run` turns one into an `ExportedRun`:
 `to_tensorboard` writes one sub-folder per run (`tensorboard --logdir DIR` shows them side by side, the
 config on the HPARAMS tab); `to_mlflow` logs one MLflow run per run into an experiment of a tracking
 store: a folder (MLflow's file store, `mlflow ui --backend-store-uri DIR`, with `MLFLOW_ALLOW_FILE_STORE=true`
-on MLflow 3) or any tracking URI. Exporting a run again replaces what an earlier export wrote for it.
+on MLflow 3), MLflow's recommended SQLite store (`sqlite:///<file>.db`) or any tracking URI. Exporting a run
+again replaces what an earlier export wrote for it. `export_zip` makes the app's downloads (TensorBoard, the
+MLflow file store, the MLflow SQLite store) that MLflow's own client reads after unzipping anywhere: empty
+folders kept, artifact locations relative.
 CLI twin: `python -m learngene jobs export RUN... --tensorboard DIR --mlflow DIR`.
 Needs the `tensorboard` (and torch) and `mlflow-skinny` packages (requirements.txt), imported only here.
 """
@@ -337,3 +340,89 @@ def export_runs(run_dirs: Iterable[str | Path], *, tensorboard: str | Path | Non
         out["mlflow"] = {"uri": mlflow_uri(mlflow), "experiment": experiment,
                          "runs": to_mlflow(runs, mlflow, experiment)}
     return out
+
+
+# ------------------------------------------------------------------ downloads
+
+ZIP_KINDS = ("tensorboard", "mlflow", "mlflow-sqlite")
+SQLITE_NAME = "mlflow.db"
+
+
+def zip_folder(folder: str | Path) -> bytes:
+    """Every file under `folder` in a zip, paths relative to it, and every empty folder (as a folder entry;
+    other folders are implied by their files): MLflow's file store takes a run folder without its (empty)
+    `artifacts/` for no run at all."""
+    import io
+    import zipfile
+
+    root = Path(folder)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(root.rglob("*")):
+            name = path.relative_to(root).as_posix()
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    z.writestr(zipfile.ZipInfo(name + "/"), b"")  # a folder entry
+            elif path.is_file() and not path.is_symlink():
+                z.write(path, name)
+    return buf.getvalue()
+
+
+def relative_artifact_locations(store: str | Path) -> int:
+    """Rewrite the artifact locations of an MLflow store, which MLflow records as absolute paths (here: into
+    a temporary folder), as paths relative to the store (`<experiment>/<run>/artifacts` in a file store,
+    `mlartifacts/<experiment>/<run>/artifacts` beside a SQLite file), so the store can be moved or unzipped
+    anywhere (MLflow resolves them from the folder it runs in); returns how many were rewritten.
+
+    `store` is a file store's folder or a SQLite store's file."""
+    path = Path(store)
+    if path.is_file():
+        return _relative_sqlite(path)
+    import yaml
+
+    count = 0
+    for meta in sorted(path.glob("*/meta.yaml")) + sorted(path.glob("*/*/meta.yaml")):
+        data = yaml.safe_load(meta.read_text())
+        if not isinstance(data, dict):
+            continue
+        key = "artifact_location" if meta.parent.parent == path else "artifact_uri"
+        if key not in data:
+            continue
+        rel = meta.parent.relative_to(path).as_posix()
+        data[key] = f"./{rel}" if key == "artifact_location" else f"./{rel}/artifacts"
+        meta.write_text(yaml.safe_dump(data, default_flow_style=False))
+        count += 1
+    return count
+
+
+def _relative_sqlite(db: Path) -> int:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        a = con.execute("UPDATE experiments SET artifact_location = './mlartifacts/' || experiment_id").rowcount
+        b = con.execute("UPDATE runs SET artifact_uri = './mlartifacts/' || experiment_id || '/' || run_uuid "
+                        "|| '/artifacts'").rowcount
+    return a + b
+
+
+def export_zip(run_dirs: Iterable[str | Path], what: str, experiment: str = EXPERIMENT) -> bytes:
+    """The runs exported into a fresh folder and zipped, for a download: `what` is "tensorboard" (event
+    files), "mlflow" (MLflow's file store: unzip, then `MLFLOW_ALLOW_FILE_STORE=true mlflow ui
+    --backend-store-uri <folder>`) or "mlflow-sqlite" (MLflow's SQLite store, `mlflow.db`: unzip, then
+    `mlflow ui --backend-store-uri sqlite:///<folder>/mlflow.db`). MLflow's artifact locations are relative."""
+    import tempfile
+
+    if what not in ZIP_KINDS:
+        raise ConfigError(f"a download is one of {', '.join(ZIP_KINDS)}, got {what!r}")
+    with tempfile.TemporaryDirectory(prefix="lg-export-") as tmp:
+        out = Path(tmp) / what
+        if what == "tensorboard":
+            export_runs(run_dirs, tensorboard=out)
+        else:
+            store = out / SQLITE_NAME if what == "mlflow-sqlite" else out
+            out.mkdir()
+            export_runs(run_dirs, mlflow=f"sqlite:///{store}" if what == "mlflow-sqlite" else out,
+                        experiment=experiment)
+            relative_artifact_locations(store)
+        return zip_folder(out)

@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Jobs start cold in tests (a fork server per temporary runs folder would load torch each time);
+# tests/test_forkserver.py tests the warm path with its own managers.
+os.environ.setdefault("LEARNGENE_WARM_START", "0")
 ARTIFACTS = ROOT / "test-artifacts"
 DEFAULT_CHROMIUM = Path("/usr/bin/chromium")
 

@@ -4,7 +4,9 @@ curve as a metric series by epoch, the summary's numbers as metrics, the run's n
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,46 @@ def test_mlflow_store_lists_the_run_with_params_and_metrics(runs, tmp_path, monk
     history = client.get_metric_history(run.info.run_id, "test_acc/baseline/task0")
     assert [(m.step, round(m.value, 6)) for m in sorted(history, key=lambda m: m.step)] == \
         [(1, 0.31), (2, 0.32), (3, 0.33)]
+
+
+@pytest.mark.parametrize("what", ["mlflow", "mlflow-sqlite"])
+def test_the_mlflow_download_reads_back_after_unzipping(runs, tmp_path, monkeypatch, what):
+    """As a person would: the Runs page's zip, unzipped in a folder of their own (the export's temporary
+    folder is gone), read by MLflow's own client: the run, its params and a metric's history."""
+    require_module("mlflow")
+    if what == "mlflow-sqlite":
+        require_module("sqlalchemy")
+        require_module("alembic")
+    from mlflow.tracking import MlflowClient
+
+    from learngene.export import export_zip
+
+    folder, train, sweep = runs
+    data = export_zip([folder / train, folder / sweep], what)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert what == "mlflow-sqlite" or sum(n.endswith("/artifacts/") for n in names) == 2  # kept though empty
+    where = tmp_path / "download"
+    zipfile.ZipFile(io.BytesIO(data)).extractall(where)
+    monkeypatch.chdir(tmp_path)
+    if what == "mlflow":
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri = where.as_uri()
+    else:
+        assert sorted(p.name for p in where.iterdir()) == ["mlflow.db"]
+        uri = f"sqlite:///{where / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("learngene-studio")
+    listed = {r.data.tags["learngene.run_id"]: r.info.run_id for r in client.search_runs([exp.experiment_id])}
+    assert set(listed) == {train, sweep}
+    run = client.get_run(listed[train])
+    assert run.info.run_name == "the good one" and run.data.params["train.lr"] == "0.001"
+    history = client.get_metric_history(listed[train], "test_acc/learngene/task1")
+    assert [(m.step, round(m.value, 6)) for m in sorted(history, key=lambda m: m.step)] == \
+        [(1, 0.61), (2, 0.62), (3, 0.63)]
+    for location in (exp.artifact_location, run.info.artifact_uri):  # nothing points into the server's tmp
+        assert location.startswith("./") and "lg-export-" not in location, location
+    tensorboard = zipfile.ZipFile(io.BytesIO(export_zip([folder / train], "tensorboard"))).namelist()
+    assert len(tensorboard) == 1 and tensorboard[0].startswith(f"{train}/events.out.tfevents.")  # files only
 
 
 def test_export_says_what_is_missing(runs, tmp_path, capsys):

@@ -22,8 +22,20 @@ from learngene.runlog import EXIT_FAILED, EXIT_USAGE
 _HERE = Path(__file__).parent
 
 
+_SEEN: dict[tuple[str, int, int], dict[str, str]] = {}  # (path, size, mtime) -> constants, kept by a fork server
+
+
 def _constants(path: Path) -> dict[str, str]:
-    """The module-level string constants NAME and HELP of a command file, read without importing it."""
+    """The module-level string constants NAME and HELP of a command file, read without importing it (once
+    per version of the file: a job forked from the fork server finds them read)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SEEN:
+        _SEEN[key] = _parse_constants(path)
+    return dict(_SEEN[key])
+
+
+def _parse_constants(path: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

@@ -8,6 +8,10 @@
     jobs delete RUN_ID
     jobs annotate RUN_ID [--name N] [--tag T ...] [--untag T ...] [--note TEXT]
     jobs export [RUN_ID ...] [--group G] [--kind K] [--all] [--tensorboard DIR] [--mlflow DIR|URI]
+    jobs forkserver start|stop|status [--wait S]
+
+Jobs start warm (forked by the runs folder's fork server, started on demand) unless
+$LEARNGENE_WARM_START is "0"; a job the server cannot serve starts cold.
 
 The runs folder is `--runs-dir`, else `$LEARNGENE_RUNS_DIR`, else `runs`.
 """
@@ -90,13 +94,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="log into this MLflow tracking store: a folder (MLflow's file store) or a tracking URI")
     p.add_argument("--experiment", default="learngene-studio", help="MLflow experiment (default: learngene-studio)")
 
+    p = sub.add_parser("forkserver", parents=[common],
+                       help="start, stop or show the runs folder's fork server (jobs start warm through it)")
+    p.add_argument("what", choices=("start", "stop", "status"))
+    p.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="start: wait at most S seconds until it is ready (default 60; 0: do not wait)")
+
 
 def _manager(args: argparse.Namespace) -> JobManager:
     """The manager of the runs folder, checked first: `start` needs a writable folder (created when
     missing), the other actions one that is readable or missing (a one-line error, not an OSError)."""
     path = args.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs"
     option = "--runs-dir" if args.runs_dir else f"${RUNS_DIR_ENV}" if os.environ.get(RUNS_DIR_ENV) else "runs folder"
-    check = output_dir if args.action == "start" else existing_dir_or_missing
+    check = output_dir if args.action == "start" or getattr(args, "what", "") == "start" else existing_dir_or_missing
     return JobManager(check(path, option))
 
 
@@ -202,6 +212,28 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_annotate(mgr, args), indent=2))
     elif args.action == "export":
         _export(mgr, args)
+    elif args.action == "forkserver":
+        return _forkserver(mgr, args)
+    return 0
+
+
+def _forkserver(mgr: JobManager, args: argparse.Namespace) -> int:
+    from learngene.jobs import warm
+
+    if args.what == "start":
+        mgr = JobManager(mgr.runs_dir, warm_start=True)  # asked for, whatever $LEARNGENE_WARM_START says
+        if not mgr.warm_up():
+            print("the fork server could not start; jobs start cold (see "
+                  f"{warm.private_dir(mgr.runs_dir) / warm.LOG_NAME})", file=sys.stderr)
+            return 1
+        if args.wait > 0 and not warm.wait_until_ready(mgr.runs_dir, args.wait):
+            print(f"the fork server is not ready after {args.wait:g} s", file=sys.stderr)
+            return 1
+    elif args.what == "stop":
+        print("stopped" if warm.stop_server(mgr.runs_dir) else "no fork server was running")
+        return 0
+    state = warm.server_state(mgr.runs_dir)
+    print(json.dumps(state or {"state": "not running"}, indent=2))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 It writes `--records` metric records to `$LEARNGENE_RUN_DIR/metrics.jsonl` (or `--run-dir`), one
 every `--interval` seconds, keeps progress.json current, and can spawn a child process (its pid
-goes to `outputs/child.pid`), ignore SIGTERM, or end with any exit code (3 = diverged).
+goes to `outputs/child.pid`), ignore SIGTERM, or end with any exit code (3 = diverged). With
+`--torch-threads` it also imports torch and runs parallel operations (what a forked worker must still
+be able to do), writing the thread counts it saw to `outputs/torch.json`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diverge", action="store_true", help="write a NaN loss and exit 3 (diverged)")
     parser.add_argument("--exit-code", type=int, default=0, help="exit code to end with (default 0)")
     parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default: $LEARNGENE_RUN_DIR)")
+    parser.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                        help="import torch, set N threads (0: torch's default), run parallel operations and write "
+                             "the thread counts to outputs/torch.json")
 
 
 def _spawn_child(run_dir: Path) -> int:
@@ -53,6 +58,22 @@ def _spawn_child(run_dir: Path) -> int:
     return child.pid
 
 
+def _torch_check(run_dir: Path, threads: int) -> None:
+    """Parallel torch operations with `threads` threads (0: the default); the counts go to outputs/torch.json."""
+    import torch
+
+    default = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    a = torch.randn(512, 512)
+    total = float((a @ a).sum()) + float(torch.nn.functional.conv2d(torch.randn(8, 3, 64, 64), torch.randn(16, 3, 3, 3)).sum())
+    out = run_dir / "outputs"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "torch.json", {"default_threads": default, "threads": torch.get_num_threads(),
+                                           "finite": total == total, "os_threads": len(os.listdir("/proc/self/task"))})
+    print(f"selftest: torch ran with {torch.get_num_threads()} threads (default {default})", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or run_dir_from_env()
     if run_dir is None:
@@ -62,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(f"selftest: pid {os.getpid()} writing {args.records} records to {run_dir}", flush=True)
+    if args.torch_threads is not None:
+        _torch_check(Path(run_dir), args.torch_threads)
     child_pid = _spawn_child(run_dir) if args.spawn_child else None
     with JsonlWriter(Path(run_dir) / METRICS_FILE) as metrics:
         for i in range(args.records):

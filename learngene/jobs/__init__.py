@@ -16,6 +16,13 @@ Contract between the job manager and a worker command:
   carry `LEARNGENE_RUN_TOKEN` in their environment (children inherit it): only processes proven by it
   and their start time to be the run's own are ever signalled.
 
+Warm start (`learngene.jobs.warm`, `learngene.jobs.forkserver`): unless `$LEARNGENE_WARM_START` is "0" or
+the manager is told otherwise, the supervisor and the worker are forked by the runs folder's fork server,
+a process of its own that has torch, timm, the library and the shipped data loaded; they keep all of the
+above (the worker's environment, its process group, its log, its exit code reaching the supervisor), and
+the run's token still proves them in `/proc/<pid>/environ`. Whenever the server cannot serve, both start
+cold as `python -m ...`; status.json says which (`start`: "warm" or "cold", `warm_refused`: why not).
+
 States: queued → running → done | diverged | failed | cancelled (queued → cancelled too). A reader
 that finds a queued/running run whose supervisor is gone records "failed" with the reason; readers
 never signal anything, so a worker that outlived its supervisor runs on (reported as

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from learngene.errors import ConfigError, LearngeneError
-from learngene.jobs import procs, slots
+from learngene.jobs import procs, slots, warm
 from learngene.jobs.health import DEFAULT_STALE_AFTER_S, leftover_note, leftover_worker, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
@@ -65,6 +65,9 @@ class JobManager:
             run's config, so runs started by differently configured managers keep their own limit.
         grace_s: seconds between SIGTERM and SIGKILL when a run is cancelled.
         stale_after_s: a supervisor silent this long is judged dead.
+        warm_start: fork workers from the runs folder's fork server (started on demand, kept across jobs;
+            see `learngene.jobs.warm`), falling back to a cold start whenever it cannot serve; default
+            `$LEARNGENE_WARM_START` (on unless "0"). Recorded in each run's config.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class JobManager:
         max_cpu_jobs: int | None = None,
         grace_s: float = 5.0,
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        warm_start: bool | None = None,
     ):
         self.runs_dir = Path(runs_dir).absolute()
         self.max_cpu_jobs = default_max_cpu_jobs() if max_cpu_jobs is None else int(max_cpu_jobs)
@@ -82,6 +86,7 @@ class JobManager:
             raise ConfigError("grace_s must be >= 0 and stale_after_s > 0")
         self.grace_s = float(grace_s)
         self.stale_after_s = float(stale_after_s)
+        self.warm_start = warm.enabled(warm_start)
         self._children: list[subprocess.Popen] = []
         self._lock = threading.Lock()
 
@@ -109,6 +114,7 @@ class JobManager:
             # The run's mark on its own processes: given to the supervisor and worker in their environment,
             # it is what proves a pid from status.json to be this run's before anything is signalled.
             "token": secrets.token_hex(16),
+            "warm": self.warm_start,
         }
         with slots.ticket_lock(self.runs_dir):
             config["ticket"] = slots.next_ticket(self.runs_dir)
@@ -116,8 +122,32 @@ class JobManager:
             atomic_write_json(run_dir / STATUS_FILE, {"state": "queued", "updated_at": time.time()})
             (run_dir / SUPERVISOR_LOCK).touch()
             slots.enqueue(self.runs_dir, spec.device, config["ticket"], run_id)
-        self._launch_supervisor(run_dir, config)
+        if not (self.warm_start and self.warm_up() and self._fork_supervisor(run_dir, config)):
+            self._launch_supervisor(run_dir, config)
         return run_id
+
+    def warm_up(self) -> bool:
+        """Start the runs folder's fork server unless one runs (it loads for a few seconds, in its own
+        process); True if one runs now. A server that cannot start only means cold starts. Does nothing
+        (False) for a manager without warm start."""
+        if not self.warm_start:
+            return False
+        self._reap()
+        try:
+            proc = warm.start_server(self.runs_dir, self._supervisor_env(), cwd=os.getcwd())
+        except OSError as exc:
+            print(f"warning: no warm start: {exc}", file=sys.stderr)
+            return False
+        if proc is not None:
+            with self._lock:
+                self._children.append(proc)
+        return warm.is_running(self.runs_dir)
+
+    def _supervisor_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CODE_ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
 
     def _new_run_dir(self, kind: str) -> tuple[str, Path]:
         for _ in range(20):
@@ -131,10 +161,17 @@ class JobManager:
             return run_id, path
         raise LearngeneError(f"could not create a unique run folder in {self.runs_dir}")
 
+    def _fork_supervisor(self, run_dir: Path, config: dict[str, Any]) -> bool:
+        """The run's supervisor forked by a ready fork server (no interpreter start-up); False when none is
+        ready or it refuses (then the supervisor starts cold)."""
+        env = self._supervisor_env()
+        env[procs.TOKEN_ENV] = config["token"]
+        with open(run_dir / SUPERVISOR_LOG, "ab") as log:
+            pid, _ = warm.spawn_supervisor(self.runs_dir, run_dir, env, config["cwd"], log.fileno())
+        return pid is not None
+
     def _launch_supervisor(self, run_dir: Path, config: dict[str, Any]) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_CODE_ROOT), env.get("PYTHONPATH")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
+        env = self._supervisor_env()
         env[procs.TOKEN_ENV] = config["token"]
         try:
             with open(run_dir / SUPERVISOR_LOG, "ab") as log:

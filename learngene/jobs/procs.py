@@ -5,7 +5,10 @@ file that anyone can edit. So a process is signalled only when it is *proven* to
 
 - it started at the recorded time (field 22 of `/proc/<pid>/stat`, clock ticks since boot), and
 - its environment carries the run's token (`LEARNGENE_RUN_TOKEN`, a random value kept in the run's
-  config.json and given to its supervisor and worker; children inherit it).
+  config.json and given to its supervisor and worker; children inherit it). A worker forked by the fork
+  server (warm start) shows the server's environment in `/proc/<pid>/environ`; it overwrites the server's
+  placeholder there with its run's token before its pid is reported (`forkserver.mark_environ`), so the
+  same proof holds, and the placeholder itself proves nothing.
 
 Without `/proc` nothing can be proven and nothing is signalled (the supervisor signals its own unreaped
 worker without these helpers). Liveness checks fall back to `kill(pid, 0)`.
@@ -19,6 +22,8 @@ from pathlib import Path
 
 _PROC = Path("/proc")
 TOKEN_ENV = "LEARNGENE_RUN_TOKEN"
+# What the fork server carries in place of a token (see `learngene.jobs.forkserver`): it proves nothing.
+TOKEN_PLACEHOLDER = "x" * 32
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -42,8 +47,9 @@ def start_ticks(pid: int) -> int | None:
 
 
 def carries_token(pid: int, token: str | None) -> bool:
-    """True if `pid`'s environment holds `LEARNGENE_RUN_TOKEN=<token>` (False when unreadable)."""
-    if not token:
+    """True if `pid`'s environment holds `LEARNGENE_RUN_TOKEN=<token>` (False when unreadable, and for the
+    fork server's placeholder, which the server and its keepers carry)."""
+    if not token or token == TOKEN_PLACEHOLDER:
         return False
     try:
         environ = (_PROC / str(pid) / "environ").read_bytes()  # the environment it was started with

@@ -7,7 +7,10 @@ server). The supervisor:
 2. waits, status "queued", until its run is the oldest live waiter for its device and a device slot
    is free (see `learngene.jobs.slots`);
 3. starts the worker `python -m learngene <argv>` in a new process group, output to `<run>/log.txt`,
-   passing it the slot lock so the slot stays taken while any process of the run lives;
+   passing it the slot lock so the slot stays taken while any process of the run lives: forked by the
+   runs folder's fork server when the run asks for a warm start (`config["warm"]`) and the server is
+   ready or loading (waited for at most `warm.READY_WAIT_S`), else cold; status.json says which
+   (`start`: "warm" or "cold", with `warm_refused`: why not);
 4. refreshes a heartbeat in status.json about every second, and on a cancel request sends SIGTERM to
    the worker's group, then SIGKILL after the grace period;
 5. records done (exit 0), diverged (exit 3), failed (anything else, with the log tail) or cancelled.
@@ -43,7 +46,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from learngene.jobs import procs, slots
+from learngene.jobs import procs, slots, warm
 from learngene.jobs.health import DEFAULT_STALE_AFTER_S, dequeue_run, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
@@ -277,25 +280,31 @@ class Supervisor:
         return env
 
     def launch(self, slot_fd: int) -> bool:
-        """Start the worker in its own process group; False (and a failed status) if it cannot start."""
+        """Start the worker in its own process group, forked by the fork server when the run asks for a
+        warm start and one is ready, else cold; False (and a failed status) if it cannot start."""
+        how: dict[str, Any] = {"start": "cold"}
         with open(self.run_dir / LOG_FILE, "ab") as log:
+            if self.config.get("warm"):
+                self.worker, refused = self.warm_worker(log.fileno(), slot_fd)
+                how = {"start": "warm"} if self.worker is not None else {"start": "cold", "warm_refused": refused}
             try:
-                self.worker = subprocess.Popen(
-                    self.config["command"],
-                    cwd=self.config.get("cwd") or None,
-                    env=self.worker_env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    pass_fds=(slot_fd,),
-                    close_fds=True,
-                )
+                if self.worker is None:
+                    self.worker = subprocess.Popen(
+                        self.config["command"],
+                        cwd=self.config.get("cwd") or None,
+                        env=self.worker_env(),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        pass_fds=(slot_fd,),
+                        close_fds=True,
+                    )
             except OSError as exc:
                 self.finish("failed", f"could not start the worker: {exc}", tail=True)
                 return False
         pid = self.worker.pid
-        self.worker_start = procs.start_ticks(pid)
+        self.worker_start = getattr(self.worker, "start", None) or procs.start_ticks(pid)
         self.beat(
             force=True,
             state="running",
@@ -303,8 +312,20 @@ class Supervisor:
             worker_pgid=pid,
             worker_start=self.worker_start,
             started_at=time.time(),
+            **how,
         )
         return True
+
+    def warm_worker(self, log_fd: int, slot_fd: int) -> tuple[warm.WarmWorker | None, str]:
+        """The worker forked by the runs folder's fork server (waiting, with heartbeats, while one loads),
+        or (None, why not): the caller then starts it cold."""
+        def keep_going() -> bool:
+            self.beat()
+            return not (self.check_place() or self.cancelling())
+
+        warm.wait_until_ready(self.runs_dir, warm.READY_WAIT_S, keep_going)
+        return warm.launch(self.runs_dir, self.config["command"], self.worker_env(), self.config.get("cwd"),
+                           log_fd, slot_fd)
 
     def watch(self) -> tuple[int, bool, bool]:
         """Wait for the worker, escalating a cancel; returns (return code, SIGTERMed, SIGKILLed)."""
@@ -329,11 +350,12 @@ class Supervisor:
         """Signal the worker's process group; True if sent.
 
         While the worker is our unreaped child its pid (the group id) cannot be reused, so the group is
-        ours; once reaped, what is left of it is signalled only when `procs.kill_group` proves it ours.
+        ours (a forked worker: while its keeper has not reaped it, `WarmWorker.holds_pid`); once reaped,
+        what is left of it is signalled only when `procs.kill_group` proves it ours.
         """
         if self.worker is None:
             return False
-        if self.worker.returncode is None:
+        if self.worker.returncode is None and getattr(self.worker, "holds_pid", True):
             try:
                 os.killpg(self.worker.pid, sig)
             except (ProcessLookupError, PermissionError):
@@ -355,6 +377,9 @@ class Supervisor:
             self.finish("cancelled", f"cancelled on request{extra}", rc)
         elif rc == 0:
             self.finish("done", None, rc)
+        elif rc == warm.EXIT_LOST:
+            self.finish("failed", "the worker ended but its exit code was lost with the fork server's keeper", None,
+                        tail=True)
         elif rc == EXIT_DIVERGED:
             self.finish("diverged", "the worker reported a diverged run (exit code 3)", rc, tail=True)
         elif rc < 0:
