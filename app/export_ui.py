@@ -3,10 +3,7 @@ written into folders on this machine (`learngene.export`; CLI twin `python -m le
 
 from __future__ import annotations
 
-import io
 import shlex
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +12,12 @@ import streamlit as st
 from app import config, identity, messages, server, widgets
 
 
-def zipped(folder: Path) -> bytes:
-    """Every file under `folder` in a zip (paths relative to it)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                z.write(path, path.relative_to(folder).as_posix())
-    return buf.getvalue()
-
-
 def export_zip(run_dirs: list[Path], what: str) -> bytes:
-    """The runs exported into a fresh folder, zipped: `what` is "tensorboard" or "mlflow"."""
-    from learngene.export import export_runs
+    """The runs exported and zipped (`learngene.export.export_zip`): "tensorboard", "mlflow" (file store) or
+    "mlflow-sqlite"; MLflow's own client reads the unzipped store."""
+    from learngene.export import export_zip as _zip
 
-    with tempfile.TemporaryDirectory(prefix="lg-export-") as tmp:
-        out = Path(tmp) / what
-        export_runs(run_dirs, **{what: out})
-        return zipped(out)
+    return _zip(run_dirs, what)
 
 
 def export_ui(picked: list[Any]) -> None:
@@ -41,7 +26,7 @@ def export_ui(picked: list[Any]) -> None:
     ids = [i.run_id for i in picked]
     st.caption(f"{len(picked)} run(s): their configuration as hyper-parameters, every curve (loss, accuracy, lr… "
                "of each model and task, by epoch) as metrics, the summary's numbers, and their names, tags and notes.")
-    c = st.columns(2)
+    c = st.columns(3)
     c[0].download_button("TensorBoard event files (.zip)", data=lambda: export_zip(dirs, "tensorboard"),
                          file_name="learngene-tensorboard.zip", mime="application/zip", key="export-tb",
                          on_click="ignore", icon=":material/download:",
@@ -50,6 +35,10 @@ def export_ui(picked: list[Any]) -> None:
                          file_name="learngene-mlflow.zip", mime="application/zip", key="export-mlflow",
                          on_click="ignore", icon=":material/download:",
                          help="unzip, then `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <folder>`")
+    c[2].download_button("MLflow SQLite store (.zip)", data=lambda: export_zip(dirs, "mlflow-sqlite"),
+                         file_name="learngene-mlflow-sqlite.zip", mime="application/zip", key="export-mlflow-sqlite",
+                         on_click="ignore", icon=":material/download:",
+                         help="unzip, then `mlflow ui --backend-store-uri sqlite:///<folder>/mlflow.db`")
     root = my_export_root()
     c = st.columns(2)
     tb = c[0].text_input("TensorBoard folder", "tensorboard", key="export-tb-dir",

@@ -113,7 +113,9 @@ def load_similarity(path: str | os.PathLike) -> Any:
 def _job_manager(runs_dir: str) -> Any:
     from learngene.jobs import JobManager
 
-    return JobManager(runs_dir)
+    mgr = JobManager(runs_dir)
+    mgr.warm_up()  # the fork server loads while people look around, not on the first click
+    return mgr
 
 
 def jobs() -> Any:
