@@ -70,9 +70,10 @@ def _set_cookie(token: str) -> None:
             "SameSite=Strict';</script>", unsafe_allow_javascript=True)
 
 
-def record() -> dict[str, Any]:
-    """This person's stored record (cached for the session; `save_record` writes it)."""
-    if _RECORD not in st.session_state:
+def record(fresh: bool = False) -> dict[str, Any]:
+    """This person's stored record (cached for the session; `fresh`: read from disk again, e.g. before a change
+    is merged into it; `save_record` writes it)."""
+    if fresh or _RECORD not in st.session_state:
         st.session_state[_RECORD] = store().load(pub())
     return st.session_state[_RECORD]
 

@@ -71,9 +71,20 @@ def load_file() -> StudioState:
     return StudioState.from_dict(saved) if isinstance(saved, dict) else StudioState()
 
 
-def save_file(state: StudioState) -> None:
+def save_file(state: StudioState, changed: dict[str, Any] | None = None, ui: dict[str, Any] | None = None) -> None:
+    """Save this person's choices. With `changed` (fields) or `ui` (widget keys), only those are written over
+    the record as it is on disk now: the same person in two tabs (or a page left while its last change was
+    still being saved) changes different fields, and neither tab's old copy undoes the other's change."""
     try:
-        identity.save_record({**identity.record(), "state": state.to_dict()})
+        rec = identity.record(fresh=changed is not None or ui is not None)
+        if changed is None and ui is None:
+            new = state.to_dict()
+        else:
+            saved = rec.get("state")
+            new = StudioState.from_dict(saved if isinstance(saved, dict) else {}).to_dict()
+            new.update({k: getattr(state, k) for k in (changed or {})})
+            new["ui"] = {**new.get("ui", {}), **(ui or {})} if ui is not None else new["ui"]
+        identity.save_record({**rec, "state": new})
     except (OSError, ValueError) as exc:  # a read-only runs folder or an oversized record must not break the page
         from app import messages
 
@@ -198,18 +209,19 @@ def update(**changes: Any) -> StudioState:
             raise AttributeError(f"StudioState has no field {key!r}")
         setattr(state, key, value)
     state.layers = sorted({int(i) for i in state.layers})
-    save_file(state)
+    save_file(state, changed={k: True for k in changes if k != "ui"}, ui=changes.get("ui"))
     _sync_query(state)
     return state
 
 
 def remember(key: str, value: Any) -> StudioState:
     """Save the value a person gave the widget `key` (it comes back after a page change or a reload)."""
-    ui = dict(get().ui)
-    if ui.get(key, _NOTHING) == value:
-        return get()
-    ui[key] = value
-    return update(ui=ui)
+    state = get()
+    if state.ui.get(key, _NOTHING) == value:
+        return state
+    state.ui = {**state.ui, key: value}
+    save_file(state, changed={}, ui={key: value})
+    return state
 
 
 def recalled(key: str, default: Any = None) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -92,6 +93,12 @@ IDLE_JS = """() => {
 }"""
 
 
+RUNNING_JS = """() => {
+    const app = document.querySelector('[data-test-script-state]');
+    return app && app.getAttribute('data-test-script-state') === 'running';
+}"""
+
+
 class Person:
     """One browser context and what it saw."""
 
@@ -110,6 +117,13 @@ class Person:
         await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
         self.ready.append((heading, time.monotonic() - t0))
         self.views += 1
+
+    async def settled(self, page: Any) -> None:
+        """After an interaction: the script run it starts has begun (on a loaded machine it may take a while to
+        begin; waiting for idle alone could pass before it did) and ended."""
+        with contextlib.suppress(Exception):
+            await page.wait_for_function(RUNNING_JS, timeout=10_000, polling=50)
+        await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
 
     def _console(self, msg: Any) -> None:
         url = (msg.location or {}).get("url", "")
@@ -130,14 +144,14 @@ class Person:
             box = page.locator(".st-key-task-epochs input")
             await box.fill(str(self.epochs))
             await box.press("Enter")
-            await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
+            await self.settled(page)
             if demo:
                 await self.visit(page, "/", "Learngene Studio")
                 button = page.get_by_role("button", name="Run the whole demo")
                 await button.wait_for(timeout=180_000)
                 if await button.is_enabled():
                     await button.click(timeout=180_000)
-                    await page.wait_for_function(IDLE_JS, timeout=180_000, polling=100)
+                    await self.settled(page)
                     self.demo_clicked = True
             await self.visit(page, "/board", "Class board")
             await self.visit(page, "/train", "Train")  # a reload on a bare address: the choice is still this person's

@@ -365,3 +365,13 @@ def test_an_upload_whose_card_lies_is_refused_before_anything_is_built(room, anc
     with pytest.raises(CheckpointError, match="sha256 differs"):
         ancestries.import_upload([Upload("a.safetensors", weights), Upload("a.json", json.dumps(other).encode())])
     assert not [p for p in (room / ".uploads").rglob("*.safetensors")] if (room / ".uploads").exists() else True
+
+
+def test_two_tabs_of_one_person_do_not_undo_each_others_changes(room):
+    tab1 = open_page("train", person=ANNA)
+    tab2 = open_page("learngene", person=ANNA)  # opened before tab 1's change
+    tab1.number_input(key="task-epochs").set_value(21).run()
+    tab2.multiselect(key="lg-multi").set_value([0, 3]).run()  # tab 2's copy has no epochs 21
+    saved = saved_state(room, ANNA)
+    assert saved["ui"].get("task-epochs") == 21 and saved["layers"] == [0, 3], saved
+    assert open_page("train", person=ANNA).number_input(key="task-epochs").value == 21
