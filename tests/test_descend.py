@@ -190,9 +190,38 @@ def test_train_pair_same_data_order_when_both_random(vit):
     keys = ("train_loss", "train_acc", "test_loss", "test_acc", "step", "lr")
     assert [[r[k] for k in keys] for r in pair.learngene.history] == [[r[k] for k in keys] for r in pair.baseline.history]
     epochs = [r for r in sink.records if r["kind"] == "epoch"]
-    assert [r["model"] for r in epochs] == ["learngene"] * 3 + ["baseline"] * 3 and sink.ticks == 6
+    # lockstep: the two models' epochs alternate, so both curves grow from the first seconds
+    assert [r["model"] for r in epochs] == ["learngene", "baseline"] * 3 and sink.ticks == 6
     assert all(r["task"] == 0 for r in epochs)
     assert sink.records[-1]["kind"] == "pair" and "history" not in sink.records[-1]["learngene"]
+
+
+def _dropout_net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 16), torch.nn.ReLU(),
+                               torch.nn.Dropout(0.5), torch.nn.Linear(16, 3))
+
+
+def test_lockstep_gives_each_model_what_it_gets_trained_alone():
+    """Two models trained epoch by epoch in turn end with the weights and curves each gets trained on its own:
+    each keeps its own random-number state (dropout draws from the global one, which the trainer seeds)."""
+    from learngene.descend.compare import train_lockstep, train_one
+
+    cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-2, device="cpu", eval_every=1, seed=3)
+    task = _task()
+    alone = [_dropout_net(s) for s in (1, 2)]
+    alone_runs = [train_one(m, cfg, task, role=r) for m, r in zip(alone, ("learngene", "baseline"), strict=True)]
+    side = [_dropout_net(s) for s in (1, 2)]
+    order = []
+    logs = [lambda rec, r=r: order.append((r, rec["epoch"])) for r in ("learngene", "baseline")]
+    side_runs = train_lockstep(side, cfg, task, logs, ["learngene", "baseline"])
+    for a, b in zip(alone, side, strict=True):
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.allclose(x, y, atol=1e-6), name
+    for a, b in zip(alone_runs, side_runs, strict=True):
+        assert [r["test_acc"] for r in a.history] == pytest.approx([r["test_acc"] for r in b.history])
+        assert b.wall_time > 0 and b.history[-1]["time"] == pytest.approx(b.wall_time)
+    assert order[:4] == [("learngene", 1), ("baseline", 1), ("learngene", 2), ("baseline", 2)]
 
 
 def test_train_pair_learngene_differs_and_detects_divergence(vit):

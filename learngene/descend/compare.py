@@ -135,6 +135,32 @@ def train_one(model: nn.Module, cfg: TrainConfig, task: Task,
     return RunResult(role, trainer.history, diverged, time.perf_counter() - t0)
 
 
+def train_lockstep(models: list[nn.Module], cfg: TrainConfig, task: Task,
+                   logs: list[Callable[[dict[str, Any]], None]], roles: list[Role]) -> list[RunResult]:
+    """Train several models on the same task side by side, one epoch of each in turn, so their curves grow
+    together (a descendant and its baseline race in time, not one after the other). Each keeps its own data
+    order and random-number state, so every model ends as it would trained alone (up to float rounding), and
+    its own wall time."""
+    trainers = []
+    for model, log in zip(models, logs, strict=True):
+        trainer = Trainer(model, cfg, task.train_x, task.train_y, task.test_x, task.test_y)
+        trainer.add_callback("on_epoch_end", lambda tr, rec, log=log: log(rec))
+        trainer.begin()
+        trainers.append(trainer)
+    going = list(trainers)
+    while going:
+        going = [t for t in going if t.epoch()]
+    out = []
+    for trainer, role in zip(trainers, roles, strict=True):
+        try:
+            trainer.end()
+            diverged = False
+        except DivergedError:
+            diverged = True
+        out.append(RunResult(role, trainer.history, diverged, trainer.elapsed))
+    return out
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """int64 (N,) predicted task labels of uint8 images `x` (N, 3, H, W), as `evaluate` scores them."""
@@ -179,11 +205,11 @@ def train_pair(
     index = task.index if task_index is None else task_index
     tags = dict(tags or {})
     models = build_pair(recipe, source, task.n_way, seed)
-    runs = []
-    for model, role in zip(models, ROLES, strict=True):
-        runs.append(train_one(model, cfg, task, make_logger(reporter, role, index, tags), role))
-        if on_trained is not None:
-            on_trained(role, model, runs[-1])
+    logs = [make_logger(reporter, role, index, tags) for role in ROLES]
+    runs = train_lockstep(list(models), cfg, task, logs, list(ROLES))
+    if on_trained is not None:
+        for model, run in zip(models, runs, strict=True):
+            on_trained(run.role, model, run)
     result = PairResult(index, tuple(task.classes), task.n_way, task.k_shot, _pair_settings(cfg, seed, task),
                         runs[0], runs[1], extra=tags)
     if strong_factor >= 2:

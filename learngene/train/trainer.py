@@ -134,6 +134,17 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _rng_state(device: torch.device) -> tuple[Any, Any]:
+    """The global random-number state (CPU, and the device's on CUDA)."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(device: torch.device, state: tuple[Any, Any]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 class Trainer:
     """Trains `model` on uint8 images; evaluates on a held-out set every `eval_every` epochs.
 
@@ -226,38 +237,63 @@ class Trainer:
 
     def run(self) -> list[dict[str, Any]]:
         """Train for `cfg.epochs` epochs and return the per-epoch history."""
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        start = time.perf_counter()
-        for epoch in range(cfg.epochs):
-            t0 = time.perf_counter()
-            train_loss, train_acc = self._train_epoch(epoch, gen)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_time = time.perf_counter() - t0
-            rec: dict[str, Any] = {
-                "epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_acc": train_acc,
-                "lr": self.optimizer.param_groups[0]["lr"], "epoch_time": epoch_time,
-                "img_per_s": len(self.train_x) / max(epoch_time, 1e-9),
-            }
-            if self.diverged:
-                rec["diverged"] = True
-            elif self.test_x is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y, batch_size=cfg.eval_batch_size,
-                                               device=self.device, amp=cfg.amp)
-                if math.isfinite(test_loss):
-                    rec["test_loss"], rec["test_acc"] = test_loss, test_acc
-                else:  # finite weights so large that the outputs overflow: as diverged as NaN weights
-                    self.diverged = True
-                    rec.update(train_loss=float("nan"), train_acc=float("nan"), diverged=True)
-            rec["time"] = time.perf_counter() - start
-            self.history.append(rec)
-            self._fire("on_epoch_end", rec)
-            if self.diverged:
-                break
+        self.begin()
+        while self.epoch():
+            pass
+        return self.end()
+
+    # A run in steps, so that two trainers can advance in lockstep (a descendant and its baseline, epoch by
+    # epoch): `begin`, then `epoch` until it returns False, then `end`. Each trainer keeps its own random-number
+    # state (the global one, which it seeds, as well as its data-order generator) across the other's epochs,
+    # and its own wall time, so results and the time each model took are those of a run on its own.
+    def begin(self) -> None:
+        """Seed, and start the clock."""
+        torch.manual_seed(self.cfg.seed)
+        self._gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        self._rng = _rng_state(self.device)
+        self._epoch, self.elapsed = 0, 0.0
+
+    def epoch(self) -> bool:
+        """Train (and evaluate) one epoch; False when the run is over: every epoch done, diverged, or stopped."""
+        _set_rng_state(self.device, self._rng)
+        t0 = time.perf_counter()
+        rec = self._one_epoch(self._epoch)
+        self.elapsed += time.perf_counter() - t0
+        rec["time"] = self.elapsed
+        self._rng = _rng_state(self.device)
+        self._epoch += 1
+        self.history.append(rec)
+        self._fire("on_epoch_end", rec)
+        return not self.diverged and self._epoch < self.cfg.epochs
+
+    def end(self) -> list[dict[str, Any]]:
+        """Finish: the `on_train_end` callbacks, then `DivergedError` if the run diverged; the history."""
         self._fire("on_train_end")
         if self.diverged:
             raise DivergedError(f"training diverged at epoch {len(self.history)} (loss or weights became NaN or "
                                 "infinite); try a smaller learning rate")
         return self.history
+
+    def _one_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        train_loss, train_acc = self._train_epoch(epoch, self._gen)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_time = time.perf_counter() - t0
+        rec: dict[str, Any] = {
+            "epoch": epoch + 1, "step": self.step, "train_loss": train_loss, "train_acc": train_acc,
+            "lr": self.optimizer.param_groups[0]["lr"], "epoch_time": epoch_time,
+            "img_per_s": len(self.train_x) / max(epoch_time, 1e-9),
+        }
+        if self.diverged:
+            rec["diverged"] = True
+        elif self.test_x is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            test_loss, test_acc = evaluate(self.model, self.test_x, self.test_y, batch_size=cfg.eval_batch_size,
+                                           device=self.device, amp=cfg.amp)
+            if math.isfinite(test_loss):
+                rec["test_loss"], rec["test_acc"] = test_loss, test_acc
+            else:  # finite weights so large that the outputs overflow: as diverged as NaN weights
+                self.diverged = True
+                rec.update(train_loss=float("nan"), train_acc=float("nan"), diverged=True)
+        return rec
