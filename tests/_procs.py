@@ -22,6 +22,14 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
         time.sleep(0.05)
 
 
+def wait_for_progress(manager, run_id: str, timeout: float = 30.0) -> None:
+    """Wait until the run's worker appends a metric record after this call: it is still at work now (a worker
+    that was killed, or stopped, appends nothing more). The readiness signal after an action that must leave
+    the worker alone: whatever that action sent it has arrived by the time a later record is written."""
+    _, offset = manager.read_metrics(run_id)
+    wait_until(lambda: manager.read_metrics(run_id, offset)[0], timeout, "the worker's next record")
+
+
 def kill_runs_under(runs_dir: Path) -> None:
     """SIGKILL every process whose command line or environment names `runs_dir` (what the runs started)."""
     kill_processes_naming(runs_dir)

@@ -50,12 +50,18 @@ def _missing(reason: str) -> None:
     pytest.skip(f"{reason}; install it with `apt-get install -y chromium` (CI fails instead of skipping)")
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Path of the chromium executable; skips (fails when $CI is set) if chromium or playwright is missing."""
+def require_chromium() -> Path:
+    """Path of the chromium executable; skips (fails when $CI is set) if it is missing."""
     path = find_chromium()
     if path is None:
         _missing(f"Debian's chromium is not installed ({DEFAULT_CHROMIUM} is missing)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Path of the chromium executable; skips (fails when $CI is set) if chromium or playwright is missing."""
+    path = require_chromium()
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -76,6 +82,27 @@ def require_module(name: str, install: str = "pip install -r requirements.txt"):
                     f"({install})", pytrace=False)
     pytest.skip(f"{name} cannot be imported ({why}; {install}); CI fails instead of skipping",
                 allow_module_level=True)
+
+
+# ------------------------------------------------------------------ hypothesis
+
+
+def _hypothesis_profiles() -> None:
+    """Under CI the property tests are derandomised (the same examples every run, no example database), so
+    that a CI failure can be reproduced and a green run stays green; elsewhere hypothesis explores freely.
+    Recent hypothesis loads a "ci" profile like this one by itself when CI is set; this makes it hold for
+    every version requirements-dev.txt allows."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the fuzz tests then fail on their own import
+        return
+    settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+
+
+_hypothesis_profiles()  # here, before any test module builds its settings on the loaded profile
 
 
 # ------------------------------------------------------------------ the live app

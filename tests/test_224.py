@@ -91,12 +91,13 @@ def test_another_img_size_than_the_ancestrys_is_refused(folder: Path, tmp_path: 
     assert "--img-size 32 differs" in err and "64 px" in err, err
 
 
-def test_pretrained_weights_offline_give_a_clear_error(folder: Path, tmp_path: Path,
+def test_pretrained_weights_offline_give_a_clear_error(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from learngene.models._factory import _hub_reachable
+    """Offline by huggingface_hub's own switch (HF_HUB_OFFLINE=1), whether or not the Hub is reachable here."""
+    from huggingface_hub import constants as hub_constants
 
-    if _hub_reachable():
-        pytest.skip("the Hugging Face Hub is reachable: this test is about the offline message")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # no cached weights to fall back on
     rc = main(["accumulate", "--arch", "resnet18", "--pretrained", "--dataset", f"folder:{folder}",
                "--img-size", "224", "--epochs", "1", "--holdout-per-class", "1", "--out",
                str(tmp_path / "p.safetensors")])

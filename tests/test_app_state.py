@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("streamlit")
+from tests.conftest import require_module
+
+require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 
 from app import figures, inputs, launch, messages, runnames  # noqa: E402
 from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: fixtures, used through `request`

@@ -64,7 +64,8 @@ def train_outputs(n_tasks: int) -> tuple[list[dict], dict]:
 
 
 def mean_target(n_tasks: int) -> float:
-    return sum(p.baseline.final_acc() for p in pairs(n_tasks)) / n_tasks
+    """The mean of the baselines' final accuracies in `pairs`, from their curves' last points 0.26 + 0.01 i."""
+    return 0.26 + 0.01 * (n_tasks - 1) / 2
 
 
 def fake_run_dir(folder: Path, n_tasks: int) -> Path:

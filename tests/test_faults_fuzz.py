@@ -308,7 +308,9 @@ def test_learngene_meta_base_is_valid(learngene_meta, scratch):
     from learngene.inherit.learngene_file import load_learngene
 
     meta, write = learngene_meta
-    load_learngene(write(scratch(), json.dumps(meta)))
+    lg = load_learngene(write(scratch(), json.dumps(meta)))
+    assert lg.metadata() == meta  # every field read back as written
+    assert lg.layers == (0,) and lg.n_layers == 2 and set(lg.layer_states) == {0}
 
 
 @FUZZ
@@ -347,7 +349,9 @@ SIMILARITY = {"format": SIM_FORMAT, "method": "cka", "matrix": [[0.1, 0.2], [0.3
 
 
 def test_similarity_base_is_valid():
-    SimilarityResult.from_dict(SIMILARITY)
+    result = SimilarityResult.from_dict(SIMILARITY)
+    assert result.to_dict() == SIMILARITY  # every field read back as written
+    assert result.array.shape == (2, 2) and result.selected == [1]
 
 
 @FUZZ
@@ -388,7 +392,8 @@ PROBE = {
 
 
 def test_probe_base_is_valid():
-    ProbeResult.from_dict(PROBE)
+    result = ProbeResult.from_dict(PROBE)
+    assert result.to_dict() == PROBE  # every field read back as written
 
 
 @FUZZ

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from learngene.jobs import JobManager, JobSpec, procs
 from learngene.jobs.runs import STATUS_FILE, STATUS_LOCK, read_status, resolve_run_dir
 from learngene.jobs.slots import flocked
 from learngene.runlog import PROGRESS_FILE, atomic_write_json
-from tests._procs import LONG, clean_up, wait_until
+from tests._procs import LONG, clean_up, wait_for_progress, wait_until
 from tests.conftest import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +146,7 @@ def test_readers_leave_a_proven_worker_alone_and_only_cancel_stops_it(mgr):
     for argv in (("list",), ("show", run_id), ("list", "--json"), ("tail", run_id, "-n", "2")):
         out = cli(mgr.runs_dir, *argv)
         assert out.returncode == 0, out.stderr
-        time.sleep(0.2)
+        wait_for_progress(mgr, run_id)  # the worker wrote a record after the reader was done
         assert procs.is_alive(worker), f"`jobs {' '.join(argv)}` killed the run's worker"
     listed = cli(mgr.runs_dir, "list")
     assert f"its worker (pid {worker}) is still running" in listed.stderr

@@ -165,6 +165,8 @@ def test_jobs_tail_strips_controls_from_the_log_and_keeps_its_lines(mgr):
 
 
 def test_jobs_tail_follow_strips_controls_even_when_a_sequence_is_cut_between_reads(mgr):
+    import threading
+
     from learngene.text import printable
 
     run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1", "--interval", "0", "--sleep", "60"]))
@@ -173,23 +175,46 @@ def test_jobs_tail_follow_strips_controls_even_when_a_sequence_is_cut_between_re
     env = {**os.environ, "LEARNGENE_RUNS_DIR": str(mgr.runs_dir)}
     follow = subprocess.Popen([sys.executable, "-m", "learngene", "jobs", "tail", run_id, "-n", "1", "--follow"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shown: list[str] = []  # the follower's output so far: each wait below is for what it has printed
+
+    def read() -> None:
+        for line in follow.stdout:
+            shown.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)  # the follower has printed the tail and is polling
         with open(log, "ab") as f:
-            f.write(LOG_HOSTILE.encode() + b"\x1b]0;ti")  # an OSC sequence cut between two reads
-            f.flush()
-            time.sleep(1.2)
-            f.write(b"tle\x07after the cut\xe4\xb8")  # and a UTF-8 character cut too
-            f.flush()
-            time.sleep(1.2)
-            f.write(b"\xad\n")
-        time.sleep(1.2)
+            def append(data: bytes) -> bool:
+                f.write(data)
+                f.flush()
+                return True
+
+            def polling() -> bool:
+                """Whether a line appended after the tail was printed came out (the first line shown is the
+                tail; a line appended before the follower took the log's size as its start never shows)."""
+                if any("ping" in line for line in shown[1:]):
+                    return True
+                append(b"ping\n")
+                time.sleep(0.2)
+                return False
+
+            wait_until(polling, 60, "the follower to poll the log")
+            append(LOG_HOSTILE.encode() + b"\x1b]0;ti")  # an OSC sequence cut between two reads
+            wait_until(lambda: "next line" in "".join(shown), 30, "the follower to read the first part")
+            append(b"tle\x07after the cut\n\xe4\xb8")  # the rest of it, and a UTF-8 character cut too
+            wait_until(lambda: "after the cut" in "".join(shown), 30, "the follower to read the second part")
+            append(b"\xad\n")
+            wait_until(lambda: "\u4e2d" in "".join(shown), 30, "the follower to read the last part")
         mgr.cancel(run_id)
-        stdout, stderr = follow.communicate(timeout=60)
+        follow.wait(timeout=60)
+        reader.join(timeout=10)
+        stdout, stderr = "".join(shown), follow.stderr.read()
     finally:
         follow.kill()
+        follow.wait(timeout=10)
     assert follow.returncode == 0, stderr
-    assert stdout.endswith(LOG_SHOWN + "\nafter the cut\u4e2d\n"), repr(stdout[-600:])
+    assert stdout.endswith(LOG_SHOWN + "\nafter the cut\n\u4e2d\n"), repr(stdout[-600:])
     assert not controls(stdout) and "\ufffd" not in stdout, repr(stdout[-600:])
     # In a log an unterminated escape string ends at the line break instead of swallowing the next lines.
     assert printable("a\x1b]0;oops\nb\n", keep_lines=True) == "a\nb\n"

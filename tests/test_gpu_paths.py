@@ -92,6 +92,8 @@ def test_bf16_autocast_trains_finite_and_close_to_fp32(gpu_like):
     got = train(model, cfg)
     ref = train(ref_model, TrainConfig(**{**cfg.to_dict(), "amp": False}))  # fp32: autocast off
     assert set(dtypes) == {torch.bfloat16}  # training and evaluation ran under bf16 autocast
+    assert got.paths == {"compute_dtype": "bfloat16", "compiled": False, "divergence_check": "epoch"}
+    assert ref.paths["compute_dtype"] == "float32"
     assert got.history != ref.history  # bf16 rounding shows: it is not the fp32 run
     assert_finite_and_close(got.history, ref.history, tol=0.1)
     assert got.history[-1]["test_acc"] > 0.5  # and it learned the (easy) task
@@ -108,6 +110,7 @@ def test_torch_compile_with_bf16_trains_a_vit_finite_and_close_to_eager(gpu_like
     trainer = Trainer(model, cfg, *task(0))
     assert isinstance(trainer._forward, torch._dynamo.eval_frame.OptimizedModule)
     trainer.run()
+    assert trainer.paths == {"compute_dtype": "bfloat16", "compiled": True, "divergence_check": "epoch"}
     ref = train(ref_model, TrainConfig(**{**cfg.to_dict(), "compile": False}))  # eager, bf16 autocast
     assert_finite_and_close(trainer.history, ref.history, tol=0.1)
     # the compiled forward shares the model's weights: evaluation (eager) sees the trained model
@@ -171,11 +174,15 @@ def test_batched_training_under_bf16_autocast(gpu_like):
         assert_finite_and_close(got[k], refs[k], tol=0.1)
 
 
-def test_a_train_command_runs_on_the_gpu_paths(gpu_like, ancestry_file, tmp_path, capsys):
-    """The whole `learngene train` (descendant + baseline, records, summary) in bf16 with the per-epoch check."""
+@pytest.mark.parametrize("switch", ["1", ""], ids=["gpu-paths", "cpu-paths"])
+def test_a_train_command_runs_on_the_gpu_paths(switch, monkeypatch, ancestry_file, tmp_path, capsys):
+    """The whole `learngene train` (descendant + baseline, records, summary) in bf16 with the per-epoch check,
+    as its run folder records: each model's code paths, observed by the Trainer, are in its pair record. Without
+    the switch the same command records the CPU's paths (fp32, per-step check), so the record tells them apart."""
     from learngene.cli import main
     from learngene.runlog import read_jsonl
 
+    monkeypatch.setenv(GPU_PATHS_ENV, switch)
     argv = ["train", "--ancestry", str(ancestry_file), "--layers", "0", "--images-per-class", "30", "--n-way", "3",
             "--k-shot", "5", "--test-per-class", "5", "--epochs", "2", "--batch-size", "5", "--device", "cpu",
             "--run-dir", str(tmp_path / "run")]
@@ -184,3 +191,7 @@ def test_a_train_command_runs_on_the_gpu_paths(gpu_like, ancestry_file, tmp_path
     records, _ = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 4 and all(math.isfinite(r["train_loss"]) and 0 <= r["test_acc"] <= 1 for r in epochs)
+    (pair,) = [r for r in records if r["kind"] == "pair"]
+    expected = ({"compute_dtype": "bfloat16", "compiled": False, "divergence_check": "epoch"} if switch else
+                {"compute_dtype": "float32", "compiled": False, "divergence_check": "step"})
+    assert pair["learngene"]["paths"] == pair["baseline"]["paths"] == expected

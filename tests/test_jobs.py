@@ -16,8 +16,9 @@ import pytest
 from learngene.cli import jobs as jobs_cli
 from learngene.errors import ConfigError, LearngeneError
 from learngene.jobs import JobManager, JobSpec, RunInfo, procs
+from learngene.jobs.supervisor import HOLDER_CHECK_S
 from learngene.runlog import METRICS_FILE
-from tests._procs import LONG, kill_runs_under, wait_until
+from tests._procs import LONG, kill_runs_under, wait_for_progress, wait_until
 
 
 @pytest.fixture
@@ -162,8 +163,13 @@ def test_orphaned_gpu_worker_keeps_its_slot_until_cancelled(make_manager):
     # Nobody reads the orphaned run: the waiting supervisor judges it (records the verdict) but, like
     # every reader, signals nothing; the orphan is still working, so the next run waits its turn.
     status_file = info.path / "status.json"
-    wait_until(lambda: json.loads(status_file.read_text())["state"] == "failed", 30, "the waiter's verdict")
-    time.sleep(1.0)
+    verdict = wait_until(lambda: (s := json.loads(status_file.read_text()))["state"] == "failed" and s, 30,
+                         "the waiter's verdict")
+    # the waiter goes on after recording it: it judges the holders again (and beats) while the orphan works on
+    waiter = mgr.run_dir(nxt) / "status.json"
+    wait_until(lambda: json.loads(waiter.read_text()).get("heartbeat_at", 0) > verdict["ended_at"] + HOLDER_CHECK_S,
+               30, "the waiter to judge the holders again")
+    wait_for_progress(mgr, orphan)
     assert procs.is_alive(worker), "a waiting supervisor killed another run's worker"
     assert mgr.get(nxt).state == "queued"
     info = mgr.get(orphan)
@@ -185,7 +191,7 @@ def test_frozen_supervisor_is_judged_by_heartbeat_and_only_cancel_stops_it(make_
     assert "heartbeat" in info.reason
     # Reading (here and in `jobs list`) never signals: both processes are left alone, and the run says so.
     impatient.list()
-    time.sleep(0.5)
+    wait_for_progress(impatient, run_id)  # the worker wrote a record after the readers were done
     assert procs.is_alive(sup) and procs.is_alive(worker), "a reader killed the run's processes"
     assert info.leftover_worker == worker
     assert f"its worker (pid {worker}) is still running" in info.reason

@@ -45,13 +45,17 @@ def ray_head():
             pytest.fail("ray is not installed, and CI is set: the Ray tests must run (requirements-dev.txt pins "
                         "ray[train]; pip install -e .[cluster])", pytrace=False)
         pytest.skip("ray is not installed (pip install -e .[cluster]); under CI this fails instead")
-    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
-    try:
-        address = ctx.address_info["address"]
-        assert address.startswith("127.0.0.1:"), address
-        yield address
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        # a new local Ray whatever the environment says: RAY_ADDRESS would otherwise send ray.init (here and in
+        # the commands these tests start) to an outside cluster
+        mp.delenv("RAY_ADDRESS", raising=False)
+        ctx = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
+        try:
+            address = ctx.address_info["address"]
+            assert address.startswith("127.0.0.1:"), address
+            yield address
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -192,28 +196,66 @@ def test_a_cancelled_ray_study_leaves_no_ray_task_running(ray_head, ancestry4, t
         kill_runs_under(runs.resolve())
 
 
-def test_two_worker_accumulate_writes_a_loadable_checkpoint(ray_head, tmp_path, capsys):
+# Data-parallel training, checked against one process: 64 classes x 8 images = 512 training images in one global
+# batch of 512 (one step per epoch, two epochs), no augmentation, plain SGD, a ViT (LayerNorm only: no batch
+# statistics that would differ per worker). With 2 workers each takes its 256 images; DDP averages their
+# gradients, which equals the gradient of the whole batch, so each step must give the 1-process weights up to
+# float rounding.
+DP_STEPS = ["accumulate", "--arch", "lg_vit_tiny", "--set", "depth=2", "--set", "embed_dim=48", "--images-per-class",
+            "12", "--holdout-per-class", "4", "--epochs", "2", "--batch-size", "512", "--warmup-epochs", "0",
+            "--no-augment", "--optimizer", "sgd", "--lr", "0.05", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def two_worker_accumulate(ray_head, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(checkpoint, run folder, printed output) of `accumulate --backend ray --workers 2` with `DP_STEPS`."""
+    import contextlib
+    import io
+
+    folder = tmp_path_factory.mktemp("ddp")
+    out, printed = folder / "anc.safetensors", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*DP_STEPS, "--out", str(out), "--run-dir", str(folder / "run"), "--backend", "ray",
+                     "--workers", "2"]) == 0
+    wait_until(lambda: free_cpus() == 2, timeout=30, what="the training processes gone")
+    return out, folder / "run", printed.getvalue()
+
+
+def test_two_worker_accumulate_writes_a_loadable_checkpoint(two_worker_accumulate):
     from learngene.models import load_checkpoint
 
-    out = tmp_path / "anc.safetensors"
-    argv = ["accumulate", "--arch", "lg_vit_tiny", "--set", "depth=2", "--set", "embed_dim=48",
-            "--images-per-class", "12", "--holdout-per-class", "4", "--epochs", "2", "--batch-size", "32",
-            "--device", "cpu", "--out", str(out), "--run-dir", str(tmp_path / "run"), "--backend", "ray",
-            "--workers", "2"]
-    assert main(argv) == 0
-    assert "2 DDP workers (gloo)" in capsys.readouterr().out
+    out, run, printed = two_worker_accumulate
+    assert "2 DDP workers (gloo), 256 training images and a batch of 256 each (512 per step)" in printed
     model, card = load_checkpoint(out)  # the weights' SHA-256 is checked against the card
-    assert card.extra["backend"] == "ray" and card.extra["workers"] == 2 and card.extra["per_worker_batch"] == 16
+    assert card.extra["backend"] == "ray" and card.extra["workers"] == 2 and card.extra["per_worker_batch"] == 256
     assert card.extra["train_images"] == 2 * card.extra["per_worker_images"] == 64 * 8
     assert card.split and card.epochs == 2 and 0 <= card.base_accuracy <= 1
     import torch
 
     logits = model(torch.zeros(2, 3, 32, 32))
     assert logits.shape == (2, 64) and torch.isfinite(logits).all()
-    records, _ = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    records, _ = read_jsonl(run / "metrics.jsonl")
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2] and all("test_acc" in r for r in epochs)
-    wait_until(lambda: free_cpus() == 2, timeout=30, what="the training processes gone")
+    assert [r["step"] for r in epochs] == [1, 2]  # one step per epoch: the whole batch at once
+
+
+def test_two_data_parallel_workers_take_the_steps_of_one_process(two_worker_accumulate, tmp_path, one_torch_thread):
+    """The same two steps in one process (`accumulate` on the local backend, the 1-worker case) give the same
+    weights; and the steps moved them far more than the tolerance."""
+    import torch
+
+    from learngene.models import create_model, load_checkpoint
+
+    assert main([*DP_STEPS, "--out", str(tmp_path / "one.safetensors")]) == 0
+    one = load_checkpoint(tmp_path / "one.safetensors")[0].state_dict()
+    two = load_checkpoint(two_worker_accumulate[0])[0].state_dict()
+    torch.manual_seed(0)  # the initial weights, as `accumulate` draws them (seed 0)
+    start = create_model("lg_vit_tiny", num_classes=64, depth=2, embed_dim=48).state_dict()
+    assert one.keys() == two.keys() == start.keys()
+    assert max((one[k] - start[k]).abs().max().item() for k in start) > 1e-3  # the steps moved the weights
+    for key in start:  # and two workers took the very same steps, up to the order of float sums
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def test_ray_speed_bench_smallest(ray_head, tmp_path, one_torch_thread, capsys):
@@ -228,7 +270,12 @@ def test_ray_speed_bench_smallest(ray_head, tmp_path, one_torch_thread, capsys):
     with open(tmp_path / "out" / "ray-cpu.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["backend"], r["kind"]) for r in rows] == [("local", ""), ("ray", "cold"), ("ray", "warm")]
-    assert all(r["agree"] == "True" for r in rows[1:]) and all(float(r["speedup"]) > 0 for r in rows)
+    assert all(r["agree"] == "True" for r in rows[1:])
+    local_s = float(rows[0]["seconds"])
+    assert local_s > 0 and float(rows[0]["speedup"]) == 1.0
+    for r in rows[1:]:  # each speed-up is the local wall time over the row's own, as printed in the table
+        assert float(r["speedup"]) == pytest.approx(local_s / float(r["seconds"]), rel=1e-9)
+        assert f"| {local_s / float(r['seconds']):.2f}x |" in docs.read_text()
     text = docs.read_text()
     assert "<!-- bench:ray-cpu -->" in text and "How a study's wall time scales with workers" in text
     assert "python -m bench.ray_speed --quick" in text

@@ -41,6 +41,27 @@ def _one_step(model) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture
+def trained(monkeypatch) -> list[tuple[int, int]]:
+    """(parameters, classes) of every model the commands train: `train_one` (which the size study and the
+    advantages study call for each run, at call time) is wrapped to note its model and then train it."""
+    from learngene.descend import compare
+
+    seen: list[tuple[int, int]] = []
+    train_one = compare.train_one
+
+    def noting(model, *args, **kwargs):
+        seen.append((n_params(model), model.get_classifier().out_features))
+        return train_one(model, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "train_one", noting)
+    return seen
+
+
 def test_a_narrower_vit_keeps_whole_heads_and_the_leading_embedding_channels(vit) -> None:
     d = build_descendant(_recipe(vit, [1, 2], width=2 / 3), vit, seed=0)
     assert d.embed_dim == 64 and d.blocks[0].attn.num_heads == 2  # 2 of 3 heads of 32
@@ -124,12 +145,23 @@ def test_vgg_narrower_builds_and_trains() -> None:
 
 
 def test_the_baseline_of_a_resized_recipe_is_the_same_size_and_all_random(vit) -> None:
+    """All random, by its weights: built from another ancestry (same architecture, other weights) the baseline
+    comes out bit for bit the same, so no weight of it comes from an ancestry; the learngene descendant,
+    built the same two ways, differs (the check sees inherited weights)."""
     rec = _recipe(vit, [0, 3], depth=6, width=0.5, fill="interpolate")
     base = rec.baseline()
     assert base.width == 0.5 and base.fill == "random" and base.is_baseline
     d, b = build_descendant(rec, vit, seed=3), build_descendant(base, vit, seed=3)
-    assert sum(p.numel() for p in d.parameters()) == sum(p.numel() for p in b.parameters())
+    assert n_params(d) == n_params(b)
     assert torch.equal(d.head.weight, b.head.weight)  # fairness: shared random parts are equal
+    torch.manual_seed(1)
+    other = create_model("lg_vit_tiny", num_classes=64, depth=4)
+    b2, d2 = build_descendant(base, other, seed=3), build_descendant(rec, other, seed=3)
+    state, state2 = b.state_dict(), b2.state_dict()
+    assert state.keys() == state2.keys() and all(torch.equal(state[k], state2[k]) for k in state)
+    lg, lg2 = d.state_dict(), d2.state_dict()
+    differ = {k for k in lg if not torch.equal(lg[k], lg2[k])}
+    assert {"blocks.0.attn.qkv.weight", "blocks.3.mlp.fc1.weight", "pos_embed"} <= differ  # inherited, stem too
 
 
 def test_recipes_round_trip_and_bad_sizes_say_why(vit) -> None:
@@ -143,7 +175,10 @@ def test_recipes_round_trip_and_bad_sizes_say_why(vit) -> None:
         _recipe(vit, [0], fill="stretch")
 
 
-def test_the_sizes_command_trains_every_initialisation_at_every_size(tmp_path, ancestry_file, capsys) -> None:
+def test_the_sizes_command_trains_every_initialisation_at_every_size(tmp_path, ancestry_file, capsys,
+                                                                    trained) -> None:
+    """Every model trained has the size of its row: 0.34x of the 2-block lg_vit_tiny (width 96, 3 heads of 32)
+    keeps one whole head (width 32), counted here on a model built at that size directly."""
     from learngene.cli import main
 
     out = tmp_path / "sizes"
@@ -154,6 +189,11 @@ def test_the_sizes_command_trains_every_initialisation_at_every_size(tmp_path, a
     summary = json.loads((out / "sizes.json").read_text())["sizes"]
     assert [s["depth"] for s in summary] == [2, 2] and [s["width"] for s in summary] == [0.34, 1.0]
     assert summary[0]["params"] < summary[1]["params"]
+    small = n_params(create_model("lg_vit_tiny", num_classes=5, depth=2, embed_dim=32, num_heads=1))
+    full = n_params(create_model("lg_vit_tiny", num_classes=5, depth=2))
+    assert [s["params"] for s in summary] == [small, full]
+    # 2 sizes x 2 tasks x 3 initialisations, in that order
+    assert trained == [(small, 5)] * 6 + [(full, 5)] * 6
     for s in summary:
         assert s["tasks"] == 2 and {"learngene", "random", "weight-selection"} <= set(s)
     assert (out / "sizes.svg").read_text().lstrip().startswith("<?xml")
@@ -200,9 +240,10 @@ def test_a_shallower_resnet_keeps_each_stages_first_and_last_blocks(resnet) -> N
         _staged(resnet, [0], depth=6, placement="top")
 
 
-def test_the_advantages_study_trains_every_row_at_the_chosen_size(tmp_path, capsys) -> None:
+def test_the_advantages_study_trains_every_row_at_the_chosen_size(tmp_path, capsys, trained) -> None:
     """`advantages --width/--depth`: every row, the baseline included, is that size (issue 14: the study
-    carries the size); the journal fingerprint names it, so a full-size journal is not reused."""
+    carries the size): every model trained has the parameters of lg_resnet_mini built at half width, one block
+    per stage; the journal fingerprint names the size, so a full-size journal is not reused."""
     import json
 
     from learngene.cli import main
@@ -213,5 +254,7 @@ def test_the_advantages_study_trains_every_row_at_the_chosen_size(tmp_path, caps
                  "--lrs", "1e-3", "--wds", "0.05", "--width", "0.5", "--depth", "4", "--out", str(out)]) == 0
     study = json.loads((out / "advantages-study.json").read_text())["study"]
     assert study["width"] == 0.5 and study["depth"] == 4
+    half = create_model("lg_resnet_mini", num_classes=study["n_way"], channels=(16, 32, 64, 128), layers=(1, 1, 1, 1))
+    assert len(trained) == 7 and set(trained) == {(n_params(half), study["n_way"])}  # warm-up, 3 rows x 2 tasks
     entries = [json.loads(line) for f in (out / "journal").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert entries and all(json.loads(e["fingerprint"])["size"] == {"width": 0.5, "depth": 4} for e in entries)

@@ -24,7 +24,6 @@ from learngene.data.stream import (
     LazyImages,
     RawImages,
     ResizedImages,
-    resize_images,
 )
 
 
@@ -242,11 +241,12 @@ def test_the_trainer_on_a_streamed_folder_gives_the_in_memory_weights(folder: Pa
 def test_cifar100_above_32_px_stays_32_px_in_memory_and_is_resized_when_read(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
+    made: dict[bool, np.ndarray] = {}  # the pixels the fake hands out, train and test
 
     class FakeCIFAR100:  # torchvision's class without its files: same attributes
         def __init__(self, root: str, train: bool, download: bool) -> None:
             n = 300 if train else 100
-            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.data = made[train] = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
             self.targets = [i % 100 for i in range(n)]
             self.classes = [f"class{i}" for i in range(100)]
 
@@ -258,9 +258,12 @@ def test_cifar100_above_32_px_stays_32_px_in_memory_and_is_resized_when_read(
     (tmp_path / "cifar-100-python").mkdir()
     ds = load_dataset("cifar100", root=str(tmp_path), image_size=96)
     assert isinstance(ds.images, ResizedImages) and ds.streamed and ds.image_size == 96
-    native = ds.images.source
-    assert native.shape == (400, 3, 32, 32)
+    native = torch.from_numpy(np.concatenate([made[True], made[False]])).permute(0, 3, 1, 2)  # (400, 3, 32, 32)
+    assert torch.equal(ds.images.source, native)  # held at 32 px
     idx = torch.tensor([5, 399, 0])
-    assert torch.equal(ds.images[idx], resize_images(native[idx], 96))
+    # resized when read: antialiased bilinear to 96 px, rounded back to uint8
+    expected = torch.nn.functional.interpolate(native[idx].float(), size=(96, 96), mode="bilinear", antialias=True,
+                                               align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(ds.images[idx], expected)
     task = sample_task(ds, "novel", 2, 1, seed=0)
     assert task.train_x.shape[-1] == 96

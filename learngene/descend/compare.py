@@ -59,6 +59,7 @@ class RunResult:
     history: list[dict[str, Any]]
     diverged: bool = False
     wall_time: float = 0.0
+    paths: dict[str, Any] | None = None  # the Trainer's code paths (`Trainer.paths`); None where not recorded
 
     def final_acc(self, n_way: int | None = None) -> float | None:
         return final_accuracy(self.history, n_way)
@@ -132,7 +133,7 @@ def train_one(model: nn.Module, cfg: TrainConfig, task: Task,
         trainer.run()
     except DivergedError:
         diverged = True
-    return RunResult(role, trainer.history, diverged, time.perf_counter() - t0)
+    return RunResult(role, trainer.history, diverged, time.perf_counter() - t0, dict(trainer.paths))
 
 
 def train_lockstep(models: list[nn.Module], cfg: TrainConfig, task: Task,

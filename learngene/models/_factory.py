@@ -49,8 +49,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the Hugging Face Hub opens within ``timeout`` seconds.
 
     Runs in a thread because name resolution ignores socket timeouts. With a proxy configured the
-    probe cannot tell, so it answers True and leaves the decision to huggingface_hub.
+    probe cannot tell, so it answers True and leaves the decision to huggingface_hub. With
+    huggingface_hub's offline switch set (HF_HUB_OFFLINE=1) it answers False without trying.
     """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        return False
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
     result: list[bool] = []

@@ -181,6 +181,10 @@ class Trainer:
         self._forward = model
         if cfg.compile and self.gpu_paths:
             self._forward = torch.compile(model)
+        # The code paths this run takes, as observed: recorded with its result (`RunResult.paths`), so a
+        # run folder shows whether it trained compiled, in bf16 and with which divergence check.
+        self.paths: dict[str, Any] = {"compute_dtype": None, "compiled": self._forward is not model,
+                                      "divergence_check": "step" if self.check_every_step else "epoch"}
 
     def add_callback(self, event: Event, fn: Callable) -> None:
         self.callbacks[event].append(fn)
@@ -217,6 +221,7 @@ class Trainer:
             with _autocast(self.device, cfg.amp):
                 logits = self._forward(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            self.paths["compute_dtype"] = str(logits.dtype).removeprefix("torch.")  # bfloat16 under autocast
             # On CUDA a per-step check would sync the host every step: there the epoch's summed loss
             # is checked instead, so at most one epoch of steps is spent before a divergence stops it.
             if self.check_every_step and not torch.isfinite(loss):
