@@ -158,7 +158,7 @@ def train_lockstep(models: list[nn.Module], cfg: TrainConfig, task: Task,
             diverged = False
         except DivergedError:
             diverged = True
-        out.append(RunResult(role, trainer.history, diverged, trainer.elapsed))
+        out.append(RunResult(role, trainer.history, diverged, trainer.elapsed, dict(trainer.paths)))
     return out
 
 
