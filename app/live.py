@@ -110,6 +110,10 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
     names = runnames.labels(infos)
     for info in infos:
         widgets.run_progress_ui(info, key=key, name=names[info.run_id])
+        if info.live and info.spec.kind == "train":
+            where = task_now(metrics(info.run_id))
+            if where:
+                st.caption(f"{messages.md(names[info.run_id])}: {where}")
     if curves:
         read = tuple((i.run_id, len(metrics(i.run_id))) for i in infos)  # what this session has read of each run
         if any(n for _, n in read):
@@ -129,6 +133,19 @@ def _watch(run_ids: list[str], key: str, was_live: bool, curves: bool, summary: 
                 summary_ui(info, names[info.run_id])
     if was_live and not any(i.live for i in infos):
         st.rerun()  # a full rerun re-registers this fragment without run_every: polling stops
+
+
+def task_now(records: list[dict]) -> str:
+    """'task 2 of 3 is training: both models side by side, epoch 4; the curves are means over the tasks so far'
+    from a live train run's records ('' before its first epoch)."""
+    total = next((r.get("tasks", {}).get("tasks") for r in records if r.get("kind") == "config"
+                  and isinstance(r.get("tasks"), dict)), None)
+    last = next((r for r in reversed(records) if r.get("kind") == "epoch" and isinstance(r.get("task"), int)), None)
+    if last is None:
+        return ""
+    of = f" of {total}" if isinstance(total, int) else ""
+    return (f"task {last['task'] + 1}{of} is training: both models side by side, epoch {last.get('epoch', '?')}; "
+            "the curves are means over the tasks so far")
 
 
 def run_target(info: Any) -> float | None:

@@ -474,3 +474,13 @@ def test_heatmap_axis_names_what_its_columns_are():
         fig = figures.similarity_heatmap(np.ones((2, 3)), ["a", "b"], ["1", "2", "3"],
                                          x_title=selection.column_title(method))
         assert words in fig.layout.xaxis.title.text, (method, fig.layout.xaxis.title.text)
+
+
+def test_a_live_train_run_says_which_task_is_training():
+    from app import live
+
+    records = [{"kind": "config", "tasks": {"tasks": 3}},
+               {"kind": "epoch", "task": 0, "epoch": 1, "model": "learngene"},
+               {"kind": "epoch", "task": 1, "epoch": 2, "model": "baseline"}]
+    assert live.task_now(records).startswith("task 2 of 3 is training: both models side by side, epoch 2")
+    assert live.task_now(records[:1]) == ""
