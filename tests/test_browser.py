@@ -369,6 +369,8 @@ def test_new_user_journey(journey: Journey):
         for role in ("learngene", "baseline"):
             counts = [s[role] for s in seen]
             assert grew_live(counts, EPOCHS), f"the {role} curve did not grow live: {sorted(set(counts))}"
+        together = [s for s in seen if 0 < s["baseline"] and s["learngene"] < EPOCHS]
+        assert together, "the baseline's curve only began once the learngene's task had ended (not a race)"
 
     with j.step("see it finish; titles and tick labels readable"):
         expect(page.locator('[data-testid="stMetric"]', has_text="accuracy gain")).to_be_visible()
