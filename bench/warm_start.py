@@ -182,9 +182,9 @@ def _gaps(rows: list[dict[str, Any]]) -> str:
         out.append(f"condense: {best['condense']:.1f} s warm at best, of which the CKA itself (the job's own "
                    f"`elapsed_s`) took {min(work):.1f} s, so start-up is {best['condense'] - min(work):.1f} s")
     if "train: baseline" in best:
-        out.append(f"train: the baseline's first point ({best['train: baseline']:.0f} s) waits for the learngene "
-                   "descendant's epochs of task 0; start-up alone is the learngene curve's "
-                   f"{best['train: learngene']:.1f} s, which includes its first epoch")
+        out.append(f"train: the two models train in lockstep, so the baseline's first point "
+                   f"({best['train: baseline']:.1f} s) follows the learngene descendant's first epoch "
+                   f"({best['train: learngene']:.1f} s, start-up included)")
     if "demo: headline" in best:
         out.append(f"demo: the headline ({best['demo: headline']:.0f} s) is the demo's whole training; warm start "
                    f"saves the start-up only (first point {best['demo: first point']:.1f} s)")
@@ -209,9 +209,9 @@ def report(rows: list[dict[str, Any]], server_s: float) -> str:
             + f"\n\nSeconds from `JobManager.start` (the click) to the data. *Warm*: the worker is forked by the runs "
             f"folder's fork server (`learngene.jobs.forkserver`; it had loaded torch, timm, the library and the data "
             f"in {server_s:.1f} s before the clicks, as when the app starts it); *cold*: `python -m learngene ...` "
-            "imports and loads everything itself. " + busy + "The train job's baseline curve starts after the "
-            "learngene descendant's epochs of the first task (the two models do not yet train in lockstep), so its "
-            "first point waits for those epochs, warm or cold." + _gaps(rows))
+            "imports and loads everything itself. " + busy + "The train job trains the learngene descendant and its "
+            "baseline in lockstep, one epoch of each in turn, so both curves start within an epoch of each other."
+            + _gaps(rows))
 
 
 def main(argv: list[str] | None = None) -> int:
