@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The finished similarity results and pseudo-descendants shipped with each ancestry (issue: layer
-# exploration in seconds): the Similarity page shows them the moment it opens, without a job.
+# The finished similarity results and pseudo-descendants shipped with each ancestry (so that
+# exploring layers takes seconds): the Similarity page shows them the moment it opens, without a job.
 # Writes assets/pseudo/<stem>.safetensors (+ card) and assets/similarity/<stem>-<view>.json.
 # The pseudo-descendant is trained longer than the interactive default (which must finish within
 # seconds), so the shipped heatmaps compare the ancestry with a network that has learned more.

@@ -2,7 +2,7 @@
 
 Each module is a command run from the repository root (``python -m bench.<name> --help``):
 
-* `bench.advantages`: learngene descendants against their random-init baseline (issue 6's four claims);
+* `bench.advantages`: learngene descendants against their random-init baseline (the four advantages);
 * `bench.throughput`: the project's training step against a plain PyTorch loop;
 * `bench.sweep_speed`: K descendants as one vmap-batched model against one after another;
 * `bench.cka_speed`: the vectorised CKA matrix against a naive per-pair implementation;

@@ -1,5 +1,5 @@
 """The four advantages, as a benchmark: `learngene.descend.advantages` run from `bench/` with
-`--write-docs` putting its table into docs/results.md (issue 6). The study itself — rows, plan,
+`--write-docs` putting its table into docs/results.md. The study itself — rows, plan,
 journal, statistics and figures — lives in the library and is also `python -m learngene advantages`
 (and the Runs page), so the figures here are what a user gets.
 

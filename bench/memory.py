@@ -183,8 +183,8 @@ def measure_server(args: argparse.Namespace, ancestry: Path, tmp: Path) -> list[
 
 @dataclass
 class Worker:
-    """One measured process: its command, extra environment, the issue's limit, and whether `--before`
-    runs it in the older checkout too."""
+    """One measured process: its command, extra environment, the most memory it may use (MiB), and whether
+    `--before` runs it in the older checkout too."""
 
     name: str
     argv: list[str]
@@ -410,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
                    f"{_commit(before)}), with its own fresh cache. " if has_before else "")
     body = (f"Ancestry `{ancestry}`; peak resident set size of each process from `wait4` (MiB = 2^20 bytes), and "
             "the peak proportional set size of the process and its DataLoader workers together, sampled every "
-            "0.1 s (shared pages shared out). *limit*: issue 13's bound. With torch's CUDA wheel, a process's "
-            "last moments (the CUDA libraries' static destructors) map about 125 MiB of library pages: the "
-            "`wait4` peak of a short command is often its exit. " + folder_note + before_note +
+            "0.1 s (shared pages shared out). *limit*: the most the process may use: 1,024 MiB for a `train` "
+            "worker on the shapes set, 1,536 MiB (1.5 GiB) for a command on the folder (memory grows with the "
+            "batch, not with the data set). With torch's CUDA wheel, a process's last moments (the CUDA "
+            "libraries' static destructors) map about 125 MiB of library pages: the `wait4` peak of a short "
+            "command is often its exit. " + folder_note + before_note +
             f"\n\n{table}\n\nCommands:\n{cmds}")
     key = f"memory-{device.type}"
     if args.workers_only:

@@ -38,7 +38,7 @@ from bench._common import (
     write_csv,
 )
 
-STUDY_RUNS, STUDY_TRAINING_MIN = 1320, 263  # the four-advantage study measured on one machine (issue 13)
+STUDY_RUNS, STUDY_TRAINING_MIN = 1320, 263  # the four-advantage study on one machine (docs/results.md)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,9 +13,9 @@ are compared too, as mean and largest difference (few-shot training is chaotic, 
 move single runs by a test image or two).
 
 The descendant: by default a random-init `lg_vit_tiny` ancestry (8 blocks; weights do not change
-the speed) and 6-block descendants that inherit its last 3 blocks on top (Heur-LG), as in DESIGN.md
-§3's anchor (eight 6-block ViTs, 100 images, 50 epochs: 13.4 s one after another, 3.4 s batched on
-an H100). `--ancestry` uses a real checkpoint instead.
+the speed) and 6-block descendants that inherit its last 3 blocks on top (Heur-LG), as in the batched
+few-shot anchor of docs/design.md (eight 6-block ViTs, 100 images, 50 epochs: 13.4 s one after another,
+3.4 s batched on an H100). `--ancestry` uses a real checkpoint instead.
 
     python -m bench.sweep_speed --threads 1 --models 8
     python -m bench.sweep_speed --device cuda --models 8,32

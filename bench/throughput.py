@@ -10,7 +10,8 @@ and is not counted; img/s is the median over the other epochs and over `--repeat
 repeats (interleaving spreads the noise of a shared machine over all variants alike).
 
 Defaults: on the CPU the default ancestry architecture `lg_vit_tiny` at batch 64; on CUDA the GPU
-anchor of DESIGN.md §3, a ViT with width 192 and 12 blocks on 32x32 images (patch 4), batch 1024.
+throughput anchor of docs/design.md, a ViT with width 192 and 12 blocks on 32x32 images (patch 4),
+batch 1024.
 
     python -m bench.throughput --threads 1            # CPU, default model
     python -m bench.throughput --device cuda          # GPU anchor (eager and torch.compile)
@@ -42,7 +43,8 @@ from bench._common import (
 )
 
 GPU_ANCHOR = {"arch": "lg_vit_small", "overrides": {"embed_dim": 192, "depth": 12, "num_heads": 3}}
-"""DESIGN.md §3: ViT dim 192 x 12 blocks, 32x32, patch 4 (plain bf16: ~31k img/s eager, ~42k compiled on an H100)."""
+"""The GPU anchor (docs/design.md): ViT dim 192 x 12 blocks, 32x32, patch 4 (a plain bf16 loop on an H100:
+~31k img/s eager, ~42k compiled)."""
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:

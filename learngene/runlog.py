@@ -1,6 +1,6 @@
 """Durable run-folder primitives shared by workers, the job manager and the UI.
 
-A run folder is the source of truth for a job (see DESIGN.md §2). Records are appended as JSON lines,
+A run folder is the source of truth for a job (see docs/design.md). Records are appended as JSON lines,
 flushed per record, and JSON state files are replaced atomically, so that a reader never sees a
 half-written record and a crash never loses what was written before it.
 """

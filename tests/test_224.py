@@ -1,4 +1,4 @@
-"""The real-size path (issue 13 part 2): timm's `deit_tiny_patch16_224` and `resnet18` as ancestries at
+"""The real-size path: timm's `deit_tiny_patch16_224` and `resnet18` as ancestries at
 224 px, through accumulate -> condense -> inherit -> train on a small image folder, with tiny settings
 on the CPU (random weights: no download here). The folder's files are 256 px, decoded straight to
 224 px; the ancestry's card records its input size and every later command loads the data at it."""

@@ -341,7 +341,7 @@ def test_learngene_preset_recipe_and_sizes(env):
 
 
 def test_learngene_page_sizes_the_descendant_and_train_uses_it(env):
-    """Issue 14: width and fill on the Learngene page; narrower boxes, fewer parameters, same on Train."""
+    """Descendant size: width and fill on the Learngene page; narrower boxes, fewer parameters, same on Train."""
     at = open_page("learngene")
     at.multiselect(key="lg-multi").set_value([0, 3]).run()
     full = chart(at, "lg-stack")
@@ -369,7 +369,7 @@ def test_learngene_page_sizes_the_descendant_and_train_uses_it(env):
 
 
 def test_train_page_trains_a_list_of_sizes_in_one_job_and_draws_accuracy_against_size(env):
-    """Issue 14: several widths in one `learngene sizes` job; its result drawn per initialisation."""
+    """Descendant size: several widths in one `learngene sizes` job; its result drawn per initialisation."""
     from learngene.cli import build_parser
     from learngene.jobs import JobManager
 

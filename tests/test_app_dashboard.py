@@ -1,4 +1,4 @@
-"""What users of run dashboards expect (issue 11, items 8-11), as AppTest tests on the tiny ancestry of
+"""What users of run dashboards expect, as AppTest tests on the tiny ancestry of
 tests/test_app.py: the runs table with settings and results, names/tags/notes, the gain scatter; the data
 view and a finished run's confusion matrix and predictions; links that reopen the same view; export."""
 

@@ -1,4 +1,4 @@
-"""The app as a teacher uses it live (issue 11, items 1-7): state that stays across page changes and
+"""The app as a teacher uses it live: state that stays across page changes and
 reloads, runs that never share a curve, inputs that never lie, one run per double click, readable
 charts and plain error text. AppTest tests on the tiny ancestry of tests/test_app.py, plus unit tests of
 the Streamlit-free helpers (`app.inputs`, `app.launch`, `app.runnames`, `app.messages`)."""

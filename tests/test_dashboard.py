@@ -1,4 +1,4 @@
-"""The Streamlit-free parts of the runs dashboard (issue 11, items 8-9): run annotations and their CLI
+"""The Streamlit-free parts of the runs dashboard: run annotations and their CLI
 twin, the settings and results of a run's table row, and the predictions `train` writes."""
 
 from __future__ import annotations

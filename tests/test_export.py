@@ -1,4 +1,4 @@
-"""Export to TensorBoard and MLflow (issue 11 item 11): what `jobs export` writes reads back with the tools'
+"""Export to TensorBoard and MLflow: what `jobs export` writes reads back with the tools'
 own readers (TensorBoard's EventAccumulator, MLflow's client): config as hyper-parameters / params, every
 curve as a metric series by epoch, the summary's numbers as metrics, the run's name, tags and note."""
 

@@ -1,4 +1,4 @@
-"""The GPU's own code paths, run on the CPU (issue 13 part 3): no GPU has run this code yet.
+"""The GPU's own code paths, run on the CPU: no GPU has run this code yet.
 
 On CUDA the trainer takes three branches a CPU run never takes: `torch.compile` (with `--compile`), bf16
 autocast (`amp`, on by default) and the divergence check once per epoch instead of every step (a

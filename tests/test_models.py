@@ -344,7 +344,7 @@ def test_shipped_checkpoints(tmp_path):
 
 
 def test_the_shipped_ancestries_load_and_say_how_good_they_are():
-    """Issue 2: a ViT and a CNN in assets/, each <= 25 MB, trained on shapes, with held-out base accuracy.
+    """The shipped ancestries: a ViT and a CNN in assets/, each <= 25 MB, trained on shapes, with held-out base accuracy.
 
     The card's accuracy is not taken on trust: tests/test_science.py re-measures it on held-out base
     images (`test_a_shipped_ancestry_is_as_accurate_as_its_card_says`)."""

@@ -1,4 +1,4 @@
-"""The Ray backend against a real local Ray head (issue 13 part 1): no mocks.
+"""The Ray backend against a real local Ray head: no mocks.
 
 One Ray head per module, started here on 127.0.0.1 with 2 CPUs and no dashboard. Library and CLI calls
 made in this process use it (the backend finds Ray connected and leaves it running); commands run as
@@ -282,7 +282,7 @@ def test_ray_speed_bench_smallest(ray_head, tmp_path, one_torch_thread, capsys):
 
 
 def test_cluster_info_reads_the_heads_cpus_and_refuses_an_address_nothing_answers_at(ray_head) -> None:
-    """`learngene cluster`: what the app shows before a Ray run (issue 13: the cluster's CPUs/GPUs)."""
+    """`learngene cluster`: what the app shows before a Ray run (the cluster's CPUs/GPUs)."""
     import json
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""Tests that guard the science (issue 15): each is built so that a plausible bug fails it.
+"""Tests that guard the science: each is built so that a plausible bug fails it.
 
 - Training learns: on a small separable task the loss falls and the accuracy clearly beats chance,
   with the project's Trainer, a learngene descendant and its baseline (`train_pair`), and the

@@ -1,4 +1,4 @@
-"""Descendants of any size (issue 14): narrower / wider by consistent weight selection, deeper by repeat
+"""Descendants of any size: narrower / wider by consistent weight selection, deeper by repeat
 and by TLEG interpolation, for a ViT and a CNN; inherited weights are the selected slices."""
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def test_a_shallower_resnet_keeps_each_stages_first_and_last_blocks(resnet) -> N
 
 
 def test_the_advantages_study_trains_every_row_at_the_chosen_size(tmp_path, capsys, trained) -> None:
-    """`advantages --width/--depth`: every row, the baseline included, is that size (issue 14: the study
+    """`advantages --width/--depth`: every row, the baseline included, is that size (the study
     carries the size): every model trained has the parameters of lg_resnet_mini built at half width, one block
     per stage; the journal fingerprint names the size, so a full-size journal is not reused."""
     import json

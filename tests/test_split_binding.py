@@ -1,4 +1,4 @@
-"""The ancestry's class split is binding (issue 15): cards record it, commands use or check it, a split
+"""The ancestry's class split is binding: cards record it, commands use or check it, a split
 file goes through every command, flip is a per-data-set setting, and a decoded folder is cached."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data that streams (issue 13 part 2): lazy image sets, streamed folders with their decoded-image cache
+"""Data that streams: lazy image sets, streamed folders with their decoded-image cache
 on disk, tasks that read only their own images, the memory-mapped shapes cache and the DataLoader path
 of the Trainer (the same weights as in memory)."""
 

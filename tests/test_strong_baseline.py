@@ -1,4 +1,4 @@
-"""The stronger random-init reference of `train --strong-baseline` (issue 15, item 4)."""
+"""The stronger random-init reference of `train --strong-baseline`."""
 
 from __future__ import annotations
 

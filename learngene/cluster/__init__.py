@@ -1,4 +1,4 @@
-"""Ray as the optional distributed backend (DESIGN.md §2, issue 13).
+"""Ray as the optional distributed backend: one Ray task per planned run, the driver the only writer.
 
 Installed with the `cluster` extra (`pip install -e .[cluster]`, a pinned `ray[train]`). Nothing here
 imports Ray at import time: `import learngene` and every local code path work without it, and asking

@@ -1,4 +1,4 @@
-"""The four advantages: learngene descendants against their random-init baseline (issue 6).
+"""The four advantages: learngene descendants against their random-init baseline.
 
 For each ancestry (default: both shipped ones, `lg_vit_tiny` and `lg_resnet_mini`) and each model
 row: the random-init **baseline**, **heur** (Heur-LG's last 3 layers), **auto-paper** (the seed
@@ -52,7 +52,7 @@ MODELS = ("baseline", "heur", "auto-paper", "auto", "cka", "finetune")
 
 @dataclass
 class Study:
-    """Settings of the study (the defaults satisfy issue 6)."""
+    """Settings of the study (defaults: 10 novel 5-way tasks, a 4 lr x 2 wd grid, K = 1, 5, 10, 20)."""
 
     n_tasks: int = 10
     n_way: int = 5
@@ -83,7 +83,7 @@ class Study:
     data_root: str | None = None
     download: bool = False
     image_size: int | None = None  # None: the ancestry's input size
-    # the descendants' size (issue 14): width x the ancestry's, depth in layers (None: the ancestry's)
+    # the descendants' size: width x the ancestry's, depth in layers (None: the ancestry's)
     width: float = 1.0
     depth: int | None = None
 

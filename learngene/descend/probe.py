@@ -1,5 +1,5 @@
-"""The ground truth of condensing: which ancestry layers really help a descendant (DESIGN.md §1,
-"Is the choice right? Checking condensing against ground truth").
+"""The ground truth of condensing: which ancestry layers really help a descendant (similarity is only a
+proxy; here each layer's gain over a baseline is measured, see docs/design.md).
 
 On T novel N-way K-shot tasks, every model below is trained with the ancestry's depth, placement
 "original", the same initialisation seed and the same `TrainConfig` (so the same data order); only

@@ -1,7 +1,7 @@
 """Statistics of few-shot comparisons, on `scipy.stats`: Student-t quantiles, mean ± t-interval, and the
 paired t-test and Wilcoxon signed-rank p-values of a gain measured on the same tasks.
 
-scipy is imported inside the functions, so `import learngene` stays light (DESIGN.md §2); the project's
+scipy is imported inside the functions, so `import learngene` stays light (docs/design.md); the project's
 requirements and the GPU box's image both have it.
 """
 

@@ -1,4 +1,4 @@
-"""Inheriting: descendant recipes, the learngene file, and building descendants (DESIGN.md §1).
+"""Inheriting: descendant recipes, the learngene file, and building descendants (docs/design.md).
 
 Public API:
 

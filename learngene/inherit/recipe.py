@@ -1,6 +1,6 @@
 """Descendant recipes: which ancestry layers a descendant inherits, and where they go.
 
-A recipe is an ordered list of slots (DESIGN.md §1, "Inheriting"). Each slot either inherits one
+A recipe is an ordered list of slots (docs/design.md, "The method"). Each slot either inherits one
 integral layer of the ancestry (copied exactly) or is a new random layer shaped like an ancestry
 layer. The stem is inherited or random and the head is always new. The baseline of a recipe is the
 same architecture with every slot and the stem random.
@@ -11,7 +11,7 @@ Placements offered by `Recipe.from_layers`:
 - "top": random layers at the bottom, the learngene stacked on top (Heur-LG).
 - "bottom": the learngene first, random layers above it.
 
-Descendants of any size (issue 14):
+Descendants of any size (narrower, wider or deeper than the ancestry):
 - `width` scales the descendant's width against the ancestry's (ViT embedding width in whole heads;
   CNN channels of every stage). Inherited weights are mapped by consistent weight selection: the
   same leading embedding indices / channels in every layer and in the stem, whole attention heads;

@@ -1,4 +1,5 @@
-"""`LayerView`: the one interface over a model's integral layers (DESIGN.md §1).
+"""`LayerView`: the one interface over a model's integral layers (a ViT block, a ResNet stage or block,
+a VGG conv + BN + activation: the units a learngene copies whole).
 
 Similarity, selection and inheritance code talk to this view, never to model internals. A view
 addresses layers by index; `names` are module paths, so ``model.get_submodule(view.names[i])`` is
