@@ -1,4 +1,4 @@
-"""Regression tests of three faults of the job system (the hardening issue), with real processes and files.
+"""Regression tests of three faults of the job system, with real processes and files.
 
 1. A status.json (hand-edited or corrupt) must not make a reader, or a cancel, signal a process that is not
    proven to be the run's own: a `setsid sleep` victim named in it survives `jobs list`, `JobManager.list()`,
@@ -75,7 +75,7 @@ def write_status(mgr: JobManager, run_id: str, status) -> None:
 def test_readers_never_signal_a_process_a_status_file_names(mgr, victim, named):
     run_id = finished_run(mgr)
     v, ticks = victim.pid, procs.start_ticks(victim.pid)
-    status = {"state": "running", "supervisor_pid": 999999, "worker_pgid": v}  # the issue's reproduction
+    status = {"state": "running", "supervisor_pid": 999999, "worker_pgid": v}  # the reported reproduction: a status naming a foreign group
     if named == "worker+start":  # even the right start time is no proof: the victim is not the run's worker
         status["worker_start"] = ticks
     elif named == "supervisor+start":

@@ -1,4 +1,4 @@
-"""Error messages that misled (hardening issue): each test fails on the wording before its fix.
+"""Error messages that misled: each test fails on the wording before its fix.
 
 A .pth holding pickled code was called "corrupt" and passed on torch's advice to turn the weights-only
 check off; a folder named like a file was "missing"; messages named settings the user cannot type

@@ -1,4 +1,4 @@
-"""Regression tests of weak spots of the job system and the studio (the hardening issue), with real
+"""Regression tests of weak spots of the job system and the studio, with real
 processes and folders.
 
 1. The runs folder deleted or renamed under a running job: the job notices (its run folder and slot lock are
