@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, output_dir
-from learngene.cli.train import add_threads_option, set_cpu_threads
+from learngene.cli.train import add_force_option, add_threads_option, set_cpu_threads
 
 NAME = "sizes"
 HELP = ("the size study: descendants narrower, shallower or as large as the ancestry, initialised from the "
@@ -55,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for sizes.json, sizes.md and sizes.svg "
                                                "(default: <run>/outputs in a job, else ./size-study)")
     add_threads_option(p)
+    add_force_option(p)
     add_data(p)
     add_run_dir(p)
 
@@ -72,6 +73,7 @@ def default_layers(path: Path, sha256: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from learngene.cli._common import load_data
     from learngene.cli.condense import _ancestry_path
+    from learngene.cli.train import gate
     from learngene.data.binding import bound_of_card
     from learngene.descend.sizes import SizeStudy, figure, markdown, run_size_study, summarize, to_json
     from learngene.inherit.choose import load_ancestry, parse_int_list
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     ancestry, card, path = load_ancestry(_ancestry_path(args.ancestry))
     layers = parse_int_list(args.layers, "--layers") if args.layers else default_layers(path, card.sha256)
     ds = load_data(args, bound_of_card(card, path))
+    gate(card, path, args, ancestry, ds)
     study = SizeStudy(sizes=sizes, layers=tuple(layers), tasks=args.tasks, n_way=args.n_way, k_shot=args.k_shot,
                       epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                       test_per_class=args.test_per_class, fill=args.fill)

@@ -108,7 +108,7 @@ def cka_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
         settings={"features": feature_label(family, cfg), "images_used": len(probes),
                   "pd_spec": pd.lg_spec.to_dict()},
         extras={"pd_history": history, "pd_source": source,
-                **pd_quality(history[-1].get("test_acc"), len(data.classes), len(data.test_y))},
+                **pd_quality(history[-1].get("test_acc"), len(data.classes), len(data.test_y), history)},
     )
 
 

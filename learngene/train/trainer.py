@@ -165,6 +165,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.diverged = False
+        self.stop_requested = False  # set by a callback (`request_stop`): the run ends after this epoch
         self.gpu_paths = gpu_paths(self.device)
         self.check_every_step = not self.gpu_paths  # else once per epoch (the summed loss and the weights)
         self._forward = model
@@ -173,6 +174,10 @@ class Trainer:
 
     def add_callback(self, event: Event, fn: Callable) -> None:
         self.callbacks[event].append(fn)
+
+    def request_stop(self) -> None:
+        """End the run after the current epoch (an adaptive budget's callback calls it)."""
+        self.stop_requested = True
 
     def _fire(self, event: str, *args) -> None:
         for fn in self.callbacks[event]:
@@ -254,7 +259,7 @@ class Trainer:
             rec["time"] = time.perf_counter() - start
             self.history.append(rec)
             self._fire("on_epoch_end", rec)
-            if self.diverged:
+            if self.diverged or self.stop_requested:
                 break
         self._fire("on_train_end")
         if self.diverged:
