@@ -311,9 +311,27 @@ def diverged_record(rep: Reporter, pairs: list, what: str) -> str:
     return msg
 
 
+def ledger_of(pairs: list, sizes: dict[int, tuple[int, int]], recipe, source, args: argparse.Namespace,
+              ds) -> dict[str, Any]:
+    """The cost ledger of a train run (`learngene.descend.ledger`): per arm, and the ancestry's own cost."""
+    from learngene.descend.ledger import ancestry_cost, pair_ledger
+    from learngene.inherit.build import build_descendant
+    from learngene.train.flops import flops_per_image
+
+    fpi = flops_per_image(build_descendant(recipe.with_classes(args.n_way), source, 0), ds.image_size)
+    card = getattr(args, "ancestry_card", (None, None))[0]
+    cost = None
+    if card is not None:
+        cost = ancestry_cost(card) or ancestry_cost(card, flops_per_image(source, ds.image_size))
+    elif isinstance(getattr(source, "extra", None), dict):
+        cost = source.extra.get("ancestry_cost")
+    return pair_ledger(pairs, sizes, fpi, cost)
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.data import sample_tasks
     from learngene.descend.compare import format_strong_baseline, summarize_strong_baseline, train_pair
+    from learngene.descend.ledger import format_ledger_dict
     from learngene.descend.summary import format_pair_summary, summarize_pairs
 
     cfg = train_config(args)
@@ -343,13 +361,15 @@ def run(args: argparse.Namespace) -> int:
             if save is not None:  # moves the model to the CPU: after the predictions
                 save(task.index, role, model, result)
 
-        pairs = []
+        pairs, sizes = [], {}
         for t in tasks:  # tasks are built one at a time
+            sizes[t.index] = (len(t.train_y), len(t.test_y))
             pairs.append(train_pair(recipe, source, t, cfg, rep, seed=cfg.seed, strong_factor=args.strong_baseline,
                                     on_trained=lambda role, m, res, t=t: on_trained(t, role, m, res)))
             if preds is not None:
                 preds.write()
         summary = summarize_pairs(pairs, args.target_acc)
+        summary["ledger"] = ledger_of(pairs, sizes, recipe, source, args, ds)
         strong = summarize_strong_baseline(pairs)
         if strong is not None:
             summary["strong_baseline"] = strong
@@ -360,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
         diverged = diverged_record(rep, pairs, "train") if any(p.diverged for p in pairs) else ""
     print(format_pair_summary(summary))
     if strong is not None:
-        print(format_strong_baseline(strong))
+        print(format_strong_baseline(strong, summary["ledger"]["flops_per_image"]["train"]))
+    print(format_ledger_dict(summary["ledger"]))
     if diverged:
         print(f"error: {diverged}", file=sys.stderr)
         return EXIT_DIVERGED

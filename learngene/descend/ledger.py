@@ -105,3 +105,34 @@ def format_ledger(arms: Sequence[ArmCost], ancestry: dict[str, Any] | None = Non
     else:
         lines.append("the ancestry's own training: not recorded in its card")
     return "\n".join(lines)
+
+
+def pair_ledger(pairs: Sequence[Any], sizes: dict[int, tuple[int, int]], fpi: dict[str, int],
+                ancestry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ledger of `train`'s pairs: per role (and the converged baseline, when trained) what it cost.
+
+    Args:
+        pairs: `PairResult`s.
+        sizes: task index -> (training images, test images).
+        fpi: FLOPs per image of the descendant architecture (`flops_per_image`; both arms share it).
+        ancestry: the ancestry's training cost (`ancestry_cost`), or None.
+    """
+    arms = {role: ArmCost(role) for role in ("learngene", "baseline")}
+    for p in pairs:
+        n_train, n_test = sizes[p.task]
+        for role in ("learngene", "baseline"):
+            run = p.run(role)
+            epochs, evals = history_cost(run.history)
+            arms[role].add(epochs, n_train, evals, n_test, fpi, run.wall_time)
+        strong = p.extra.get("strong_baseline") if isinstance(p.extra, dict) else None
+        if isinstance(strong, dict):
+            arm = arms.setdefault("baseline-converged", ArmCost("baseline-converged"))
+            arm.add(int(strong["epochs"]), n_train, int(strong.get("evals", strong["epochs"])), n_test, fpi,
+                    float(strong.get("wall_time") or 0.0))
+    return {"arms": [a.to_dict() for a in arms.values()], "flops_per_image": fpi, "ancestry": ancestry,
+            "amortised": amortised(ancestry, arms["learngene"])}
+
+
+def format_ledger_dict(ledger: dict[str, Any]) -> str:
+    """`format_ledger` of a `pair_ledger` (or a ledger read back from JSON)."""
+    return format_ledger([ArmCost(**a) for a in ledger["arms"]], ledger.get("ancestry"), ledger.get("amortised", ()))
