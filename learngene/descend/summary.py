@@ -182,7 +182,7 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
                 f"{summary['learngene']['final_acc']['mean']:.1%}, chance {chance:.1%}): no comparison "
                 "can be read from this run; train longer or check the data")
     what = (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {chance:.1%})" if state == "at chance"
-            else f"the baseline is {summary.get('baseline_line') or accuracy_line(summary['baseline']['final_acc']['values'], chance, '')}")
+            else f"the baseline is {accuracy_line(summary['baseline']['final_acc']['values'], chance)}")
     return (f"{what}: epochs to its final accuracy and the speed-up only measure how fast it got there; the "
             "accuracy gain and the epochs to the fixed targets are the comparisons that count (train longer, or "
             "--strong-baseline, for a baseline that learns)")

@@ -109,8 +109,10 @@ class Budget:
     """How long an adaptive training may go on.
 
     Attributes:
-        round_epochs: epochs of one round (one learning-rate schedule; the first round is the fixed
-            budget of old, so a model that learns clearly in it is trained exactly as before).
+        round_epochs: epochs of the first round (one learning-rate schedule: the fixed budget of old, so a
+            model that learns clearly in it is trained exactly as before); each later round is
+            `growth` times longer (SGDR's T_mult), so its low-learning-rate end lasts longer too.
+        growth: how much longer each round is than the one before (1 = all rounds equal).
         max_epochs: cap on all rounds together.
         max_seconds: cap on the wall time (checked after every epoch; None = no cap).
         until: "learned" stops at the end of the first round after which the model has clearly learned;
@@ -125,8 +127,12 @@ class Budget:
     max_epochs: int
     max_seconds: float | None = None
     until: Literal["learned", "plateau"] = "learned"
+    growth: int = 2
     patience: int = 3
     min_gain: float = 0.01
+
+    def round_length(self, r: int) -> int:
+        return self.round_epochs * self.growth ** r
 
 
 def outcome_line(out: dict[str, Any]) -> str:
@@ -164,7 +170,7 @@ def train_in_rounds(make_trainer: Callable[[int, int], Any], budget: Budget, jud
     t0 = time.perf_counter()
     best, rounds_flat, rounds, stopped = -1.0, 0, 0, "epochs"
     while len(history) < budget.max_epochs:
-        epochs = min(budget.round_epochs, budget.max_epochs - len(history))
+        epochs = min(budget.round_length(rounds), budget.max_epochs - len(history))
         trainer = make_trainer(rounds, epochs)
         offset, start = len(history), time.perf_counter() - t0
 
