@@ -141,3 +141,23 @@ def test_the_ancestry_cost_comes_from_its_card_and_is_amortised():
     own = (10 * 50 * 3 + 10 * 100) * 1.0
     assert rows[0]["flops"] == own + 1e6 and rows[2]["flops"] == own + 1e4
     assert rows[1]["seconds"] == pytest.approx(3.0 + 10.0)
+
+
+def test_several_pseudo_descendant_seeds_give_per_layer_intervals_and_selection_counts():
+    from learngene.condense import condense
+
+    ds = load_dataset("shapes", seed=0, images_per_class=30)
+    torch.manual_seed(0)
+    vit = create_model("lg_vit_tiny", len(ds.split.base), depth=4)
+    tiny = dict(images=48, probe_batch=24, holdout_per_class=6, train_per_class=12, pd_epochs=1, pd_batch_size=32,
+                device="cpu")
+    result = condense(vit, ds, "cka", k=2, pd_seeds=3, **tiny)
+    ss = result.extras["seed_scores"]
+    assert ss["n"] == 3 and len(ss["values"]) == 3 and len(ss["mean"]) == len(result.row_names) == 4
+    assert all(h >= 0 for h in ss["ci95"]) and any(h > 0 for h in ss["ci95"])  # the seeds disagree somewhat
+    assert sum(ss["selected_count"]) == 3 * 2 and max(ss["selected_count"]) <= 3
+    assert ss["mean"] == pytest.approx(result.scores, abs=0.02)  # the mean matrix's scores are near the mean score
+    assert result.extras["pd_seeds"]["seeds"] == [0, 1, 2] and "seed_matrices" not in result.extras
+    one = condense(vit, ds, "cka", k=2, **tiny)
+    assert "seed_scores" not in one.extras
+    assert ss["values"][0] == pytest.approx(one.scores)  # the first seed is the one-seed result

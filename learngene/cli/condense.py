@@ -110,6 +110,16 @@ def _print_pseudo_descendant(result) -> None:
         print(f"WARNING: {warning}")
 
 
+def format_seed_scores(result) -> str:
+    """Per-layer score over the pseudo-descendant seeds: mean ± 95% interval and how often selected."""
+    ss = result.extras["seed_scores"]
+    lines = [f"layer scores over {ss['n']} pseudo-descendant seeds (mean ± 95% t-interval; selected in how many)"]
+    for i, name in enumerate(result.row_names):
+        half = ss["ci95"][i]
+        lines.append(f"  {i:>3} {name:<16} {ss['mean'][i]:.4f} ± {half:.4f}  selected {ss['selected_count'][i]}/{ss['n']}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.cli._common import load_data
     from learngene.condense import condense, plan_units
@@ -150,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if result.method == "weights":
         rel = ", ".join(f"{v:.4f}" for v in result.extras["relative_change"])
         print(f"relative weight change per layer: {rel}")
+    if "seed_scores" in result.extras:
+        print(format_seed_scores(result))
     sel = result.selection
     names = ", ".join(result.selected_names)
     print(f"selected ({sel['how']}, rule {sel['rule']}): {result.selected} = {names}")
