@@ -80,7 +80,12 @@ def test_a_budget_to_plateau_stops_on_the_plateau_before_its_cap():
 
 
 def test_the_converged_baseline_stops_on_its_plateau_and_reports_the_epochs_to_the_learngene():
-    from learngene.descend.compare import RunResult, format_strong_baseline, summarize_strong_baseline, train_strong_baseline
+    from learngene.descend.compare import (
+        RunResult,
+        format_strong_baseline,
+        summarize_strong_baseline,
+        train_strong_baseline,
+    )
     from learngene.inherit.recipe import Recipe
     from learngene.train.trainer import TrainConfig
 

@@ -10,7 +10,13 @@ import torch
 
 from learngene.descend.compare import PairResult, RunResult
 from learngene.descend.quality import ancestry_quality, gate_ancestry
-from learngene.descend.summary import chance_warning, describe_learning, format_pair_summary, learning_state, summarize_pairs
+from learngene.descend.summary import (
+    chance_warning,
+    describe_learning,
+    format_pair_summary,
+    learning_state,
+    summarize_pairs,
+)
 from learngene.errors import CheckpointError
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.train.budget import binomial_interval, judge
