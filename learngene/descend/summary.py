@@ -162,7 +162,7 @@ def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> d
             finals = out[role]["final_acc"]["values"]
             out[f"{role}_state"] = accuracy_state(finals, chance)
             out[f"{role}_learned"] = out[f"{role}_state"] == "learned"
-            out[f"{role}_line"] = accuracy_line(finals, chance, role)
+            out[f"{role}_line"] = accuracy_line(finals, chance)
     return out
 
 
@@ -173,7 +173,7 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
     state = summary.get("baseline_state")
     if state is None and summary.get("baseline_learned") is False:  # a summary written before the rule
         state = "at chance"
-    if state in (None, "learned", "unknown"):
+    if state in (None, "learned", "unknown") or summary.get("chance") is None:
         return None
     acc, chance = summary["baseline"]["final_acc"]["mean"], summary["chance"]
     if state == "at chance" and summary.get("learngene_state", "at chance") == "at chance" \
@@ -182,7 +182,7 @@ def chance_warning(summary: dict[str, Any]) -> str | None:
                 f"{summary['learngene']['final_acc']['mean']:.1%}, chance {chance:.1%}): no comparison "
                 "can be read from this run; train longer or check the data")
     what = (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {chance:.1%})" if state == "at chance"
-            else f"the baseline is {accuracy_line(summary['baseline']['final_acc']['values'], chance)}")
+            else f"the baseline is {summary.get('baseline_line') or accuracy_line(summary['baseline']['final_acc'].get('values') or [acc], chance)}")
     return (f"{what}: epochs to its final accuracy and the speed-up only measure how fast it got there; the "
             "accuracy gain and the epochs to the fixed targets are the comparisons that count (train longer, or "
             "--strong-baseline, for a baseline that learns)")
