@@ -166,3 +166,26 @@ def test_several_pseudo_descendant_seeds_give_per_layer_intervals_and_selection_
     one = condense(vit, ds, "cka", k=2, **tiny)
     assert "seed_scores" not in one.extras
     assert ss["values"][0] == pytest.approx(one.scores)  # the first seed is the one-seed result
+
+
+def test_the_shipped_pseudo_descendants_keep_their_keys_and_the_adaptive_default_gets_its_own():
+    """The shipped pseudo-descendants (a fixed --pd-epochs budget) stay cache hits; the adaptive default
+    does not reuse a pseudo-descendant trained on the old fixed default."""
+    from learngene.condense.pdcache import PDCache, pd_key
+    from learngene.condense.pseudo import pseudo_descendant_spec
+    from learngene.data.binding import bound_of_card, load_bound
+    from learngene.inherit.choose import load_ancestry
+    from learngene.models import read_card
+    from tests.conftest import ROOT
+
+    ancestry, card, path = load_ancestry(ROOT / "assets" / "lg_resnet_mini.safetensors")
+    ds, _ = load_bound(None, bound_of_card(card, path))
+    shipped = read_card(ROOT / "assets" / "pseudo" / "lg_resnet_mini.safetensors").extra["pd_key"]
+    spec = pseudo_descendant_spec(ancestry, 16).to_dict()
+    fixed = CondenseConfig(pd_epochs=10, flip=bool(ds.meta["flip"])).for_family("resnet")
+    assert pd_key(card.sha256, ds, fixed, spec) == shipped
+    assert PDCache.for_ancestry(path, card.sha256).load(shipped) is not None
+    old_default = CondenseConfig(pd_epochs=2).for_family("resnet")
+    adaptive = CondenseConfig().for_family("resnet")
+    assert adaptive.pd_epochs == 2 and adaptive.pd_max_epochs > 2
+    assert pd_key(card.sha256, ds, adaptive, spec) != pd_key(card.sha256, ds, old_default, spec)

@@ -168,22 +168,6 @@ def budget_outcome(history: list[dict]) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
-def cached_fits_budget(history: list[dict], cfg: CondenseConfig, chance: float, n_test: int) -> bool:
-    """Whether a stored pseudo-descendant is what this budget would make: one that learned clearly
-    (the budget would have stopped at the same round: its first rounds are the same), or one that had
-    at least this budget and still did not learn. One trained on a fixed budget that left it short
-    of learned is trained again."""
-    acc = history[-1].get("test_acc") if history else None
-    if judge(acc, n_test, chance)["state"] == "learned":
-        return True
-    done, want = budget_outcome(history), pd_budget(cfg)
-    if done is None:
-        return False
-    had = done.get("budget") or {}
-    return (had.get("max_epochs") or 0) >= want.max_epochs and \
-        (had.get("max_seconds") or float("inf")) >= (want.max_seconds or float("inf"))
-
-
 def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
                              reporter: Reporter | None = None, cache: PDCache | None = None,
                              ds: ImageSet | None = None) -> tuple[nn.Module, list[dict], str]:
@@ -195,8 +179,6 @@ def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: Condense
         spec = pseudo_descendant_spec(ancestry, len(data.classes), cfg.pd_depth)
         key = pd_key(cache.ancestry_sha256, ds, cfg, spec.to_dict())
         found = cache.load(key)
-        if found is not None and not cached_fits_budget(found[1], cfg, 1.0 / len(data.classes), len(data.test_y)):
-            found = None  # trained on a smaller budget that left it short of learned: train it now
         if found is not None:
             pd, history, path = found
             if reporter is not None:
