@@ -267,7 +267,7 @@ def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
             "state": accuracy_line([b for _, b in both], chance)}
 
 
-_STOPS = {"plateau": "stopped on its plateau", "epochs": "reached the cap", "seconds": "ran out of time",
+STOPS = {"plateau": "stopped on its plateau", "epochs": "reached the cap", "seconds": "ran out of time",
           "diverged": "diverged"}
 
 
@@ -280,7 +280,7 @@ def format_strong_baseline(s: dict[str, Any], flops_per_image: int | None = None
            else f"{trained[0] if trained else s['epochs']} epochs")
     lines = [f"converged baseline: random init trained to its plateau, at most {s['factor']}x the epochs "
              f"({s.get('max_epochs', s['epochs'])}); it trained {how} "
-             f"({', '.join(f'{stops.count(x)} {_STOPS.get(x, x)}' for x in sorted(set(stops))) or 'n/a'}) on "
+             f"({', '.join(f'{stops.count(x)} {STOPS.get(x, x)}' for x in sorted(set(stops))) or 'n/a'}) on "
              f"{s['tasks']} task(s)",
              f"  final accuracy {s['final_acc']:.1%} vs the learngene's {s['learngene_final_acc']:.1%} "
              f"(gain {s['gain']:+.1%}; the learngene is better on {s['learngene_wins']}/{s['tasks']})"
