@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--out", default=None, help="folder for sizes.json, sizes.md and sizes.svg "
                                                "(default: <run>/outputs in a job, else ./size-study)")
+    p.add_argument("--equal-budget", action="store_true",
+                   help="also train weight selection from the first ancestry layers with as many inherited parameters "
+                        "as the learngene (an equal budget), and the learngene with its other slots interpolated")
     add_threads_option(p)
     add_force_option(p)
     add_data(p)
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     gate(card, path, args, ancestry, ds)
     study = SizeStudy(sizes=sizes, layers=tuple(layers), tasks=args.tasks, n_way=args.n_way, k_shot=args.k_shot,
                       epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                      test_per_class=args.test_per_class, fill=args.fill)
+                      test_per_class=args.test_per_class, fill=args.fill, equal_budget=args.equal_budget,
+                      interpolate_row=args.equal_budget and args.fill != "interpolate")
     n = len(layer_view(ancestry))
     with Reporter(args.run_dir, total=len(sizes) * args.tasks, desc="sizes") as rep:
         out = Path(args.out) if args.out else (rep.outputs_dir or Path("size-study"))
