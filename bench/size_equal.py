@@ -25,32 +25,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=5, help="(default: 5)")
     p.add_argument("--epochs", type=int, default=40, help="(default: 40)")
     p.add_argument("--ancestry", action="append", default=None, help="stem(s) of shipped ancestries (default: both)")
+    p.add_argument("--learngenes", default="cka,auto-paper",
+                   help="which learngenes: the shipped CKA choice (cka) and/or Auto-LG's published one (auto-paper: "
+                        "layers from both ends, so not what weight selection takes first) (default: both)")
     add_common_args(p, "size_equal")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     from learngene.cli.sizes import default_layers, parse_sizes
+    from learngene.condense.select import select_preset
     from learngene.data.binding import bound_of_card, load_bound
     from learngene.descend.sizes import SizeStudy, markdown, run_size_study, summarize, to_json
     from learngene.inherit.choose import load_ancestry
-    from learngene.models import layer_view
+    from learngene.models import family_of, layer_view
 
     args = parse_args(argv)
     device = setup(args)
     tasks, epochs = (2, 2) if args.quick else (args.tasks, args.epochs)
     tables = []
-    for stem in args.ancestry or SIZES:
+    for stem, which in [(s, w) for s in args.ancestry or SIZES for w in args.learngenes.split(",")]:
         ancestry, card, path = load_ancestry(ROOT / "assets" / f"{stem}.safetensors")
-        layers = default_layers(path, card.sha256)
+        view = layer_view(ancestry)
+        layers = (default_layers(path, card.sha256) if which == "cka"
+                  else select_preset(which, len(view), family_of(ancestry), view.names))
         ds, _ = load_bound(None, bound_of_card(card, path), images_per_class=60 if args.quick else None)
         study = SizeStudy(sizes=parse_sizes(SIZES[stem]), layers=tuple(layers), tasks=tasks, epochs=epochs,
                           test_per_class=20 if args.quick else 100, equal_budget=True, interpolate_row=True)
         rows = run_size_study(ancestry, ds, study, device.type)
         summary = summarize(rows, len(layer_view(ancestry)), sum(p.numel() for p in ancestry.parameters()))
-        (Path(args.out) / f"{stem}-sizes-equal.json").write_text(json.dumps({"study": to_json(study),
-                                                                             "sizes": summary}, indent=1))
-        tables.append(f"**{stem}** (learngene: the shipped CKA layers {layers})\n\n" + markdown(summary, stem))
+        (Path(args.out) / f"{stem}-{which}-sizes-equal.json").write_text(json.dumps({"study": to_json(study),
+                                                                                     "sizes": summary}, indent=1))
+        tables.append(f"**{stem}**, learngene {which} (layers {layers})\n\n" + markdown(summary, stem))
     body = (f"{tasks} novel 5-way 10-shot tasks per size, {epochs} epochs (lr 1e-3, wd 0.05, batch 10), final "
             "accuracy mean ± 95% t-interval, differences paired over the same tasks (paired t-test p). *Weight "
             "selection at that budget*: the first m ancestry layers and the stem, m chosen so that the inherited "
