@@ -19,6 +19,7 @@ from learngene.cli.train import (
     data_config,
     diverged_record,
     gate_source,
+    ledger_of,
     resolve_source,
     set_cpu_threads,
 )
@@ -78,6 +79,7 @@ def sweep_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.descend.ledger import format_ledger_dict
     from learngene.descend.summary import format_sweep_summary, summarize_sweep
     from learngene.descend.sweep import run_sweep, use_batched
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         with backend or nullcontext():
             pairs = run_sweep(recipe, source, ds, sweep, cfg, rep, backend=backend)
         summary = summarize_sweep(pairs, args.target_acc)
+        summary["ledger"] = ledger_of(pairs, {}, recipe, source, args, ds)
         rep.metric({"kind": "summary", **summary})
         if rep.outputs_dir is not None:
             atomic_write_json(rep.outputs_dir / "summary.json",
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         every = bool(pairs) and n_bad == 2 * len(pairs)
         diverged = diverged_record(rep, pairs, "sweep") if n_bad else ""
     print(format_sweep_summary(summary))
+    print(format_ledger_dict(summary["ledger"]))
     if every:
         print(f"error: {diverged}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -325,7 +325,8 @@ def ledger_of(pairs: list, sizes: dict[int, tuple[int, int]], recipe, source, ar
         cost = ancestry_cost(card) or ancestry_cost(card, flops_per_image(source, ds.image_size))
     elif isinstance(getattr(source, "extra", None), dict):
         cost = source.extra.get("ancestry_cost")
-    return pair_ledger(pairs, sizes, fpi, cost)
+    test = (args.test_per_class or 0) * args.n_way  # 0 = all held-back images: counted per task where known
+    return pair_ledger(pairs, sizes, fpi, cost, test_images=test)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -108,18 +108,19 @@ def format_ledger(arms: Sequence[ArmCost], ancestry: dict[str, Any] | None = Non
 
 
 def pair_ledger(pairs: Sequence[Any], sizes: dict[int, tuple[int, int]], fpi: dict[str, int],
-                ancestry: dict[str, Any] | None = None) -> dict[str, Any]:
+                ancestry: dict[str, Any] | None = None, test_images: int = 0) -> dict[str, Any]:
     """The ledger of `train`'s pairs: per role (and the converged baseline, when trained) what it cost.
 
     Args:
         pairs: `PairResult`s.
-        sizes: task index -> (training images, test images).
+        sizes: task index -> (training images, test images); a task not in it counts n_way x K training
+            images and `test_images` test images.
         fpi: FLOPs per image of the descendant architecture (`flops_per_image`; both arms share it).
         ancestry: the ancestry's training cost (`ancestry_cost`), or None.
     """
     arms = {role: ArmCost(role) for role in ("learngene", "baseline")}
     for p in pairs:
-        n_train, n_test = sizes[p.task]
+        n_train, n_test = sizes.get(p.task, (p.n_way * p.k_shot, test_images))
         for role in ("learngene", "baseline"):
             run = p.run(role)
             epochs, evals = history_cost(run.history)
