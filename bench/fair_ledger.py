@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=3, help="(default: 3)")
     p.add_argument("--k-shot", type=int, default=10, help="(default: 10)")
     p.add_argument("--epochs", type=int, default=40, help="(default: 40, the train command's)")
+    p.add_argument("--test-per-class", type=int, default=100, help="test images per class (default: 100)")
     p.add_argument("--strong-baseline", type=int, default=5, help="cap of the converged baseline, x epochs (default: 5)")
     add_common_args(p, "fair_ledger")
     return p.parse_args(argv)
@@ -40,9 +41,9 @@ def run_train(stem: str, args: argparse.Namespace) -> dict[str, Any]:
             "--similarity", str(ROOT / "assets" / "similarity" / f"{stem}-cka.json"),
             "--tasks", str(args.tasks), "--k-shot", str(args.k_shot), "--epochs", str(args.epochs),
             "--strong-baseline", str(args.strong_baseline), "--threads", str(args.threads or 1),
-            "--device", args.device, "--run-dir", str(run_dir)]
+            "--device", args.device, "--run-dir", str(run_dir), "--test-per-class", str(args.test_per_class)]
     if args.quick:
-        argv += ["--images-per-class", "40", "--test-per-class", "20"]
+        argv += ["--images-per-class", "40"]
     code = cli_main(argv)
     if code != 0:
         raise SystemExit(f"learngene train exited with {code}")
@@ -92,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     device = setup(args)
     args.device = device.type
     tables = [markdown(stem, run_train(stem, args)) for stem in STEMS]
-    body = (f"`learngene train`, {args.tasks} novel 5-way {args.k_shot}-shot tasks, {args.epochs} epochs (the command's "
-            f"defaults: lr 1e-3, wd 0.05, batch 10), the shipped CKA layers; `--strong-baseline {args.strong_baseline}`: "
+    body = (f"`learngene train`, {args.tasks} novel 5-way {args.k_shot}-shot tasks ({args.test_per_class} test images per "
+            f"class, evaluated every epoch), {args.epochs} epochs (the command's defaults: lr 1e-3, wd 0.05, batch 10), "
+            "the shipped CKA layers; `--strong-baseline {args.strong_baseline}`: "
             "random init trained in rounds of the same epochs until a round no longer improves its best held-out "
             f"accuracy by a point (at most {args.strong_baseline}x). FLOPs are those of the training steps and the "
             "evaluations, counted by torch's FlopCounterMode (matrix products, convolutions, attention). The "
