@@ -189,3 +189,18 @@ def test_the_shipped_pseudo_descendants_keep_their_keys_and_the_adaptive_default
     adaptive = CondenseConfig().for_family("resnet")
     assert adaptive.pd_epochs == 2 and adaptive.pd_max_epochs > 2
     assert pd_key(card.sha256, ds, adaptive, spec) != pd_key(card.sha256, ds, old_default, spec)
+
+
+def test_the_time_cap_stops_mid_round_and_the_model_is_judged_as_it_is():
+    from learngene.train.trainer import TrainConfig, Trainer
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    x, y = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8), torch.arange(2).repeat(10)
+
+    def make(r, epochs):
+        cfg = TrainConfig(epochs=epochs, batch_size=5, device="cpu", eval_every=epochs, augment=False, seed=r)
+        return Trainer(model, cfg, x, y, x, y)
+
+    history, out = train_in_rounds(make, Budget(round_epochs=50, max_epochs=200, max_seconds=0.01), lambda a: "x")
+    assert out["stopped"] == "seconds" and out["epochs"] < 50  # the round was cut short ...
+    assert history[-1]["test_acc"] is not None  # ... and evaluated where it stopped

@@ -190,6 +190,10 @@ def train_in_rounds(make_trainer: Callable[[int, int], Any], budget: Budget, jud
             stopped = "diverged"
             break
         rounds += 1
+        if history and history[-1].get("test_acc") is None and hasattr(trainer, "evaluate_now"):
+            measured = trainer.evaluate_now()  # stopped by the time cap before its round's evaluation
+            if measured is not None:
+                history[-1].update(test_loss=measured[0], test_acc=measured[1])
         acc = _last_acc(history)
         state = judge_acc(acc)
         if budget.until == "learned" and state == "learned":

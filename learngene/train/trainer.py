@@ -175,6 +175,13 @@ class Trainer:
     def add_callback(self, event: Event, fn: Callable) -> None:
         self.callbacks[event].append(fn)
 
+    def evaluate_now(self) -> tuple[float, float] | None:
+        """(test loss, test accuracy) of the model as it is now; None without a test set."""
+        if self.test_x is None:
+            return None
+        return evaluate(self.model, self.test_x, self.test_y, batch_size=self.cfg.eval_batch_size, device=self.device,
+                        amp=self.cfg.amp)
+
     def request_stop(self) -> None:
         """End the run after the current epoch (an adaptive budget's callback calls it)."""
         self.stop_requested = True
