@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--learngenes", default="cka,auto-paper",
                    help="which learngenes: the shipped CKA choice (cka) and/or Auto-LG's published one (auto-paper: "
                         "layers from both ends, so not what weight selection takes first) (default: both)")
+    p.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
+                   help="train nothing: the tables from <stem>-<learngene>-sizes-equal.json files a run wrote")
     add_common_args(p, "size_equal")
     return p.parse_args(argv)
 
@@ -44,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     device = setup(args)
     tasks, epochs = (2, 2) if args.quick else (args.tasks, args.epochs)
     tables = []
-    for stem, which in [(s, w) for s in args.ancestry or SIZES for w in args.learngenes.split(",")]:
+    for file in args.from_json or []:
+        stem, which = Path(file).name.removesuffix("-sizes-equal.json").split("-", 1)
+        data = json.loads(Path(file).read_text())
+        tasks, epochs = data["study"]["tasks"], data["study"]["epochs"]
+        tables.append(f"**{stem}**, learngene {which} (layers {data['study']['layers']})\n\n"
+                      + markdown(data["sizes"], stem))
+    for stem, which in [] if args.from_json else [(s, w) for s in args.ancestry or SIZES
+                                               for w in args.learngenes.split(",")]:
         ancestry, card, path = load_ancestry(ROOT / "assets" / f"{stem}.safetensors")
         view = layer_view(ancestry)
         layers = (default_layers(path, card.sha256) if which == "cka"
