@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=40, help="(default: 40, the train command's)")
     p.add_argument("--test-per-class", type=int, default=100, help="test images per class (default: 100)")
     p.add_argument("--strong-baseline", type=int, default=5, help="cap of the converged baseline, x epochs (default: 5)")
+    p.add_argument("--from-runs", action="store_true",
+                   help="train nothing: the tables again from the run folders a previous run left in --out")
     add_common_args(p, "fair_ledger")
     return p.parse_args(argv)
 
@@ -48,6 +50,10 @@ def run_train(stem: str, args: argparse.Namespace) -> dict[str, Any]:
     if code != 0:
         raise SystemExit(f"learngene train exited with {code}")
     return json.loads((run_dir / "outputs" / "summary.json").read_text())["summary"]
+
+
+def read_run(stem: str, args: argparse.Namespace) -> dict[str, Any]:
+    return json.loads((Path(args.out) / stem / "outputs" / "summary.json").read_text())["summary"]
 
 
 def markdown(stem: str, s: dict[str, Any]) -> str:
@@ -92,15 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = setup(args)
     args.device = device.type
-    tables = [markdown(stem, run_train(stem, args)) for stem in STEMS]
+    tables = [markdown(stem, read_run(stem, args) if args.from_runs else run_train(stem, args)) for stem in STEMS]
     body = (f"`learngene train`, {args.tasks} novel 5-way {args.k_shot}-shot tasks ({args.test_per_class} test images per "
             f"class, evaluated every epoch), {args.epochs} epochs (the command's defaults: lr 1e-3, wd 0.05, batch 10), "
-            "the shipped CKA layers; `--strong-baseline {args.strong_baseline}`: "
+            f"the shipped CKA layers; `--strong-baseline {args.strong_baseline}`: "
             "random init trained in rounds of the same epochs until a round no longer improves its best held-out "
             f"accuracy by a point (at most {args.strong_baseline}x). FLOPs are those of the training steps and the "
             "evaluations, counted by torch's FlopCounterMode (matrix products, convolutions, attention). The "
-            "learngene descendant's account carries the ancestry's training, spread over the descendants it serves."
+            "learngene descendant's account carries the ancestry's training, spread over the descendants it serves. "
+            "Wall times were measured on a machine shared with other jobs: read them as rough; the FLOPs are exact."
             "\n\n" + "\n\n".join(tables))
+    if args.from_runs:
+        body += "\n\nThe runs were made by the same command without `--from-runs` (it trains them)."
     print(body)
     finish(args, "fair_ledger", section("fair_ledger", "A fair ledger: what each arm cost", body,
                                         command_line("bench.fair_ledger", argv), machine_info(device)))

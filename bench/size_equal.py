@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy mean ± 95% t-interval, differences paired over the same tasks (paired t-test p). *Weight "
             "selection at that budget*: the first m ancestry layers and the stem, m chosen so that the inherited "
             "parameters come closest to the learngene's; *interpolated*: the learngene's other slots made "
-            "TLEG-style from the inherited layers around them (`--fill interpolate`) instead of random.\n\n"
+            "TLEG-style from the inherited layers around them (`--fill interpolate`) instead of random (in a ResNet "
+            "only within a stage, between two inherited blocks of it: a stage with none or one stays random, so the "
+            "row can equal the random one).\n\n"
             + "\n\n".join(tables))
+    if args.from_json:
+        body += ("\n\nThe files were made by the same command without `--from-json` (`--ancestry`/`--learngenes` pick "
+                 "which ones it trains). Cut for time: the ResNet's shipped CKA learngene (layers 0-3, which are also "
+                 "the first layers weight selection takes, so the two are the same descendant at equal budget).")
     print(body)
     finish(args, "size_equal", section("size_equal", "Descendants of any size: the equal-budget rows", body,
                                        command_line("bench.size_equal", argv), machine_info(device)))
