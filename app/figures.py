@@ -142,6 +142,29 @@ def score_bars(names: Sequence[str], scores: Sequence[float], *, selected: Seque
     return _layout(fig, title, height=320)
 
 
+def seed_score_bars(names: Sequence[str], seed_scores: Mapping, *, selected: Sequence[int] = (),
+                    score_label: str = "score") -> go.Figure:
+    """Per-layer score over pseudo-descendant seeds: mean with its 95% interval as error bars, the axis
+    scaled to the scores (not from 0), and how many seeds selected each layer written on its bar."""
+    names = [str(x) for x in names]
+    n, mean, half = int(seed_scores["n"]), list(seed_scores["mean"]), list(seed_scores["ci95"])
+    counts = list(seed_scores["selected_count"])
+    sel = set(selected)
+    fig = go.Figure(go.Bar(
+        x=names, y=mean, marker_color=[SELECTED if i in sel else UNSELECTED for i in range(len(names))],
+        error_y=dict(type="data", array=[h if math.isfinite(h) else 0.0 for h in half], visible=True),
+        text=[f"{c}/{n}" for c in counts], textposition="outside", customdata=list(range(len(names))),
+        hovertemplate="%{x}<br>" + score_label + " %{y:.4g}<br>selected by %{text} seeds<extra></extra>"))
+    lows = [m - (h if math.isfinite(h) else 0.0) for m, h in zip(mean, half, strict=True)]
+    highs = [m + (h if math.isfinite(h) else 0.0) for m, h in zip(mean, half, strict=True)]
+    if lows:
+        pad = max(1e-6, (max(highs) - min(lows)) * 0.25)
+        fig.update_yaxes(range=[min(lows) - pad, max(highs) + pad])
+    fig.update_yaxes(title_text=f"{score_label}, mean ± 95% CI over {n} seeds")
+    fig.update_xaxes(title_text="ancestry layer (label: seeds that selected it)")
+    return _layout(fig, "", height=320)
+
+
 # ---------------------------------------------------------------- descendants
 
 

@@ -152,11 +152,14 @@ def start_probe_ui(anc: resources.Ancestry, chosen: list[int]) -> None:
         c[1].caption(f"Trains {models} small models ({anc.n_layers} single layers, stem alone and the baseline"
                      + (f", and the chosen set {chosen} with each layer left out" if chosen else "")
                      + " per task): minutes on a CPU. The chart above updates when it is done.")
-        argv = probe_argv(anc, chosen, tasks)
+        from app import badges
+
+        allowed, force = badges.use_anyway_ui(badges.ancestry_verdict(anc), "probe-force")
+        argv = probe_argv(anc, chosen, tasks) + force
         st.code("python -m learngene " + " ".join(argv), language="bash")
         started = widgets.start_job_ui("Measure the gains", argv, kind="probe", name=f"probe · {anc.path.name}",
-                                       key="probe-go", tags={"ancestry": str(anc.path)}, disabled=problem is not None,
-                                       help=problem)
+                                       key="probe-go", tags={"ancestry": str(anc.path)},
+                                       disabled=problem is not None or not allowed, help=problem)
         if started:
             state.remember("probe-run", started)
     from app import live

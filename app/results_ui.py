@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import results, widgets
+from app import badges, results, widgets
 
 
 def has_predictions(info: Any) -> bool:
@@ -17,6 +17,7 @@ def has_predictions(info: Any) -> bool:
 
 def predictions_ui(info: Any, key: str) -> None:
     """Task picker, support set, confusion matrices and the predictions grid of one finished train run."""
+    badges.run_badges_ui(info.path)
     tasks = results.read_predictions(info.path)
     if not tasks:
         st.caption("This run wrote no predictions (runs made before predictions were recorded, or still running).")

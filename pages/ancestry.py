@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import ancestries, config, forms, inputs, live, pipeline, resources, state, widgets
+from app import ancestries, badges, config, forms, inputs, live, pipeline, resources, state, widgets
 
 st.title("Ancestry")
 widgets.explain_ui("What is the ancestry?", """
@@ -19,6 +19,7 @@ checkpoint, or train a new ancestry in the background.
 st.subheader("Current ancestry")
 anc = widgets.ancestry_ui()
 if anc is not None:
+    badges.ancestry_badge_ui(anc)
     widgets.card_ui(anc)
     widgets.layers_table_ui(anc, state.get().layers)
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import descendant, figures, resources, selection, similarities, state, widgets
+from app import badges, descendant, figures, resources, selection, similarities, state, widgets
 
 st.title("Learngene")
 widgets.explain_ui("From layers to a descendant", """
@@ -20,6 +20,7 @@ layers go is the recipe's placement. The **baseline** is the same architecture w
 anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
+badges.ancestry_badge_ui(anc)
 s = state.get()
 found = similarities.current(anc)
 sim = found[1] if found else None

@@ -2,7 +2,19 @@
 
 import streamlit as st
 
-from app import forms, live, messages, pipeline, probe_view, selection, similarities, state, widgets
+from app import (
+    badges,
+    figures,
+    forms,
+    live,
+    messages,
+    pipeline,
+    probe_view,
+    selection,
+    similarities,
+    state,
+    widgets,
+)
 
 st.title("Similarity")
 widgets.explain_ui("How condensing finds the learngene", """
@@ -25,6 +37,7 @@ depend on the layer? (Summed conductance cannot rank residual blocks: it is the 
 anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
+verdict = badges.ancestry_badge_ui(anc)
 
 found = similarities.entries(anc)
 with st.expander("Recompute with other settings (a background job)" if found else "Run condensing",
@@ -38,8 +51,11 @@ with st.expander("Recompute with other settings (a background job)" if found els
     device = c[2].selectbox("device", ["cpu", "cuda"], **widgets.kept("cond-device", "cpu", lambda v: v in ("cpu", "cuda")))
     settings, problems = forms.condense_settings_ui(method)
     argv = pipeline.condense_argv(anc.path, method, int(k), {**settings, "device": device}, contiguous=contiguous)
+    allowed, force = badges.use_anyway_ui(verdict, "cond-force")
+    argv = [*argv, *force]
     started = widgets.start_job_ui("Condense in the background", argv, kind="condense", device=device,
-                                   name=f"condense {method} · {anc.path.name}", key="cond-go", disabled=bool(problems),
+                                   name=f"condense {method} · {anc.path.name}", key="cond-go",
+                                   disabled=bool(problems) or not allowed,
                                    help="; ".join(problems) or None,
                                    tags={"ancestry": str(anc.path), "method": method}, interactive=True)
     if problems:
@@ -81,12 +97,18 @@ with widgets.error_box("similarity results"):
     if acc is not None and chance is not None:
         st.caption(f"Pseudo-descendant: **{acc:.1%}** held-out accuracy on {round(1 / chance)} open-world classes "
                    f"(chance {chance:.1%}).")
+    badges.pd_badge_ui(sim.extras)
     warning = pd_warning(sim.extras)
     if warning:
         st.warning(warning[0].upper() + warning[1:] + ".", icon=":material/warning:")
     scores = layer_scores(sim.array, rule)
     selection.heatmap_ui(sim, key="sim-heatmap", value_label=sim.method, contrast=contrast)
     selection.score_bars_ui(sim, scores, key="sim-bars", rule=rule, anc=anc)
+    if "seed_scores" in sim.extras:
+        st.caption("Score noise: the same condensing with several pseudo-descendant seeds (`--pd-seeds`).")
+        st.plotly_chart(figures.seed_score_bars(sim.row_names, sim.extras["seed_scores"], selected=sim.selected,
+                                                score_label=f"score ({sim.selection.get('rule', rule)})"),
+                        key="sim-seed-bars")
     chosen = state.get().layers
     c = st.columns([4, 1, 1])
     c[0].markdown(f"**Learngene layers:** {', '.join(sim.row_names[i] for i in chosen if i < len(sim.row_names)) or '—'}")

@@ -63,6 +63,20 @@ def resolve_warmup(args: argparse.Namespace) -> None:
                           f"{args.warmup_epochs}; use at most {args.epochs - 1} (0 = no warmup)")
 
 
+def print_quality(card) -> None:
+    """The new ancestry's verdict (the rule the later steps gate on) and its recorded training cost."""
+    from learngene.descend.ledger import fmt_flops
+    from learngene.descend.quality import ancestry_quality
+
+    verdict = ancestry_quality(card)
+    print(f"{'WARNING: ' if verdict['state'] != 'learned' else ''}held-out base classes: {verdict['line']}"
+          + (" (condense, train and the rest refuse it without --force)" if verdict["state"] == "at chance" else ""))
+    cost = (card.extra or {}).get("train_cost")
+    if isinstance(cost, dict):
+        print(f"training cost (recorded in the card): {cost['epochs']} epochs, {cost['images_seen']:,} images seen, "
+              f"{fmt_flops(cost['flops'])}")
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.train.accumulate import accumulate
 
@@ -95,5 +109,6 @@ def run(args: argparse.Namespace) -> int:
             path, card = accumulate(ds, args.arch, cfg, out, pretrained=args.pretrained, **options)
         rep.metric({"kind": "result", "checkpoint": str(path), "base_accuracy": card.base_accuracy})
     print(f"saved {path} (held-out base-class accuracy {card.base_accuracy:.3f})")
+    print_quality(card)
     print(f"model card: {Path(path).with_suffix('.json')}")
     return 0

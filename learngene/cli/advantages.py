@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, output_dir
-from learngene.cli.train import add_threads_option, set_cpu_threads, target_acc
+from learngene.cli.train import add_force_option, add_threads_option, set_cpu_threads, target_acc
 from learngene.cluster.options import add_backend_options, check_backend_options, ray_backend
 from learngene.reporting import Reporter
 
@@ -108,8 +108,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto = CUDA when present (default: auto)")
     add_threads_option(p)
+    add_force_option(p)
     add_backend_options(p)
     add_run_dir(p)
+
+
+def gate_cards(paths: list[Path], args: argparse.Namespace) -> None:
+    """Each ancestry's quality gate, from its card (refuses one at chance unless --force)."""
+    from learngene.cli.train import gate
+    from learngene.models import read_card
+
+    for path in paths:
+        gate(read_card(path), path, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     study = study_from_args(args)
     given = given_similarities(args.similarity)
     paths = [Path(p) for p in args.ancestry] if args.ancestry else default_ancestries()
+    gate_cards(paths, args)
     total = len(plan(study)) * len(paths)
     with Reporter(args.run_dir, total=total, desc="advantages") as rep:
         out = Path(args.out) if args.out else (rep.outputs_dir or Path("advantages-study"))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, output_dir, output_file
-from learngene.cli.train import add_threads_option, set_cpu_threads
+from learngene.cli.train import add_force_option, add_threads_option, gate, set_cpu_threads
 from learngene.reporting import Reporter
 
 NAME = "condense"
@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--images", type=int, default=512,
                    help="held-out open-world images to measure on (default: 512)")
     s.add_argument("--pd-epochs", type=int, default=None,
-                   help="training epochs of the method: pseudo-descendant (cka, auto; default 4 for a ViT, 2 "
-                        "for a CNN), ancestry fine-tuning (weights; default 3), epochs per task (gradient; "
+                   help="training epochs of the method: pseudo-descendant (cka, auto; default: an adaptive budget whose "
+                        "rounds are 4 epochs for a ViT, 2 for a CNN, until it has clearly learned, at most "
+                        "pd_max_epochs / pd_max_seconds; a number given here is a fixed budget), ancestry fine-tuning (weights; default 3), epochs per task (gradient; "
                         "default 4)")
     s.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="any other CondenseConfig field, e.g. --set tasks=4 --set lam=1.0 (repeatable)")
@@ -55,7 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "ancestry, data and pseudo-descendant settings, shipped or cached)")
     s.add_argument("--save-pd", default=None, metavar="PATH",
                    help="cka: also save the pseudo-descendant used to PATH (.safetensors + card)")
+    s.add_argument("--pd-seeds", type=int, default=1, metavar="N",
+                   help="cka: train N pseudo-descendants (seeds --seed, --seed+1, ...): the matrix is their mean, each "
+                        "layer's score gets a 95%% interval and a count of how often it was selected (default: 1)")
     add_threads_option(s)
+    add_force_option(p)
     p.add_argument("--out", default=None,
                    help="result JSON; default: <run>/outputs/similarity.json in a job, else ./similarity.json")
     add_data(p, images_per_class=True)
@@ -80,7 +85,7 @@ def _config(args: argparse.Namespace):
     from learngene.condense import CondenseConfig
 
     fields = {"tokens": args.tokens, "maps": args.maps, "images": args.images, "device": args.device,
-              "seed": args.seed, "cka_of": args.cka_of}
+              "seed": args.seed, "cka_of": args.cka_of, "pd_seeds": args.pd_seeds}
     if args.pd_epochs is not None:
         key = {"cka": "pd_epochs", "auto": "pd_epochs", "weights": "ft_epochs", "gradient": "task_epochs"}
         fields[key[args.method]] = args.pd_epochs
@@ -95,11 +100,24 @@ def _print_pseudo_descendant(result) -> None:
         return
     source = ex.get("pd_source", "trained")
     where = "trained now" if source == "trained" else f"reused from {source}"
+    state = ex.get("pd_line") or f"learned: {ex['pd_learned']}"
+    budget = ex.get("pd_budget") or {}
+    did = f"; {budget['line']}" if budget.get("line") and source == "trained" else ""
     print(f"pseudo-descendant: {ex['pd_test_acc']:.1%} held-out accuracy on {round(1 / ex['pd_chance'])} open-world "
-          f"classes (chance {ex['pd_chance']:.1%}; learned: {ex['pd_learned']}); {where}")
+          f"classes (chance {ex['pd_chance']:.1%}; {state}){did}; {where}")
     warning = pd_warning(ex)
     if warning:
         print(f"WARNING: {warning}")
+
+
+def format_seed_scores(result) -> str:
+    """Per-layer score over the pseudo-descendant seeds: mean ± 95% interval and how often selected."""
+    ss = result.extras["seed_scores"]
+    lines = [f"layer scores over {ss['n']} pseudo-descendant seeds (mean ± 95% t-interval; selected in how many)"]
+    for i, name in enumerate(result.row_names):
+        half = ss["ci95"][i]
+        lines.append(f"  {i:>3} {name:<16} {ss['mean'][i]:.4f} ± {half:.4f}  selected {ss['selected_count'][i]}/{ss['n']}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     path = _ancestry_path(args.ancestry)
     ancestry, card = load_checkpoint(path)
     ds = load_data(args, bound_of_card(card, path))
+    quality = gate(card, path, args, ancestry, ds)
     cfg = cfg.replace(flip=bool(ds.meta["flip"]))
     cache = PDCache.for_ancestry(path, card.sha256, use=args.pd_cache, save_to=args.save_pd)
     total = plan_units(args.method, cfg, family_of(ancestry))
@@ -125,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         result = condense(ancestry, ds, args.method, config=cfg, select=args.select, k=args.k,
                           contiguous=args.contiguous, rule=args.rule, reporter=rep, ancestry_path=path,
                           ancestry_sha256=card.sha256, pd_cache=cache)
+        result.extras["ancestry_quality"] = quality
         out = args.out or (rep.outputs_dir / "similarity.json" if rep.outputs_dir else "similarity.json")
         result.save(out)
         rep.metric({"kind": "result", "similarity": str(out), "selected": result.selected,
@@ -140,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if result.method == "weights":
         rel = ", ".join(f"{v:.4f}" for v in result.extras["relative_change"])
         print(f"relative weight change per layer: {rel}")
+    if "seed_scores" in result.extras:
+        print(format_seed_scores(result))
     sel = result.selection
     names = ", ".join(result.selected_names)
     print(f"selected ({sel['how']}, rule {sel['rule']}): {result.selected} = {names}")

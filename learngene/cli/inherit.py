@@ -78,11 +78,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None,
                    help="learngene file to write (.safetensors); default: <run>/outputs/learngene.safetensors "
                         "in a job, else ./learngene.safetensors")
+    p.add_argument("--force", action="store_true",
+                   help="use an ancestry whose held-out base-class accuracy is at chance (refused without it)")
     add_run_dir(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from learngene.data.binding import card_split_record
+    from learngene.descend.quality import gate_ancestry
     from learngene.inherit.build import build_descendant, inherited_parameters
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir:
         output_dir(args.run_dir, "--run-dir")
     ancestry, card, anc_path = load_ancestry(args.ancestry)
+    quality = gate_ancestry(card, anc_path, force=args.force)  # recorded in the file, for `train --learngene`
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
                               ancestry_sha256=card.sha256,
                               extra={"ancestry_path": str(anc_path), "recipe": recipe.to_dict(),
                                      "choice": choice.source, "command": command_line(),
-                                     "dataset": card.dataset, "split": card_split_record(card)})
+                                     "dataset": card.dataset, "split": card_split_record(card),
+                                     "ancestry_quality": quality})
         report = size_report(load_learngene(path))
         rep.metric({"kind": "result", "learngene": str(path), "layers": choice.layers, "method": choice.method,
                     "size": report.to_dict(), "recipe": recipe.to_dict()})

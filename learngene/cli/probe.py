@@ -57,9 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "otherwise; quick tries)")
     p.add_argument("--out", default=None,
                    help="result JSON; default: <run>/outputs/probe.json in a job, else ./probe.json")
-    from learngene.cli.train import add_threads_option
+    from learngene.cli.train import add_force_option, add_threads_option
 
     add_threads_option(p)
+    add_force_option(p)
     add_data(p)
     add_run_dir(p)
 
@@ -90,7 +91,7 @@ def _shown(path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from learngene.cli._common import load_data
     from learngene.cli.condense import _ancestry_path
-    from learngene.cli.train import set_cpu_threads
+    from learngene.cli.train import gate, set_cpu_threads
     from learngene.data.binding import bound_of_card
     from learngene.descend.probe import ProbeConfig, probe_units, run_probe
     from learngene.descend.probe_report import format_table
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = resolve_chosen(args.chosen, ancestry)
     n = len(layer_view(ancestry))
     ds = load_data(args, bound_of_card(card, path))
+    gate(card, path, args, ancestry, ds)
     cfg = dataclasses.replace(cfg, flip=bool(ds.meta["flip"]))
     print(f"probe of {path} ({card.spec.arch}, {n} layers); chosen {chosen or 'none'}; {cfg.tasks} tasks, "
           f"{cfg.n_way}-way {cfg.k_shot}-shot, {cfg.epochs} epochs", flush=True)

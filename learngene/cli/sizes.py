@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from learngene.cli._common import add_data, add_run_dir, output_dir
-from learngene.cli.train import add_threads_option, set_cpu_threads
+from learngene.cli.train import add_force_option, add_threads_option, set_cpu_threads
 
 NAME = "sizes"
 HELP = ("the size study: descendants narrower, shallower or as large as the ancestry, initialised from the "
@@ -54,7 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--out", default=None, help="folder for sizes.json, sizes.md and sizes.svg "
                                                "(default: <run>/outputs in a job, else ./size-study)")
+    p.add_argument("--equal-budget", action="store_true",
+                   help="also train weight selection from the first ancestry layers with as many inherited parameters "
+                        "as the learngene (an equal budget), and the learngene with its other slots interpolated")
     add_threads_option(p)
+    add_force_option(p)
     add_data(p)
     add_run_dir(p)
 
@@ -72,6 +76,7 @@ def default_layers(path: Path, sha256: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from learngene.cli._common import load_data
     from learngene.cli.condense import _ancestry_path
+    from learngene.cli.train import gate
     from learngene.data.binding import bound_of_card
     from learngene.descend.sizes import SizeStudy, figure, markdown, run_size_study, summarize, to_json
     from learngene.inherit.choose import load_ancestry, parse_int_list
@@ -89,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
     ancestry, card, path = load_ancestry(_ancestry_path(args.ancestry))
     layers = parse_int_list(args.layers, "--layers") if args.layers else default_layers(path, card.sha256)
     ds = load_data(args, bound_of_card(card, path))
+    gate(card, path, args, ancestry, ds)
     study = SizeStudy(sizes=sizes, layers=tuple(layers), tasks=args.tasks, n_way=args.n_way, k_shot=args.k_shot,
                       epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                      test_per_class=args.test_per_class, fill=args.fill)
+                      test_per_class=args.test_per_class, fill=args.fill, equal_budget=args.equal_budget,
+                      interpolate_row=args.equal_budget and args.fill != "interpolate")
     n = len(layer_view(ancestry))
     with Reporter(args.run_dir, total=len(sizes) * args.tasks, desc="sizes") as rep:
         out = Path(args.out) if args.out else (rep.outputs_dir or Path("size-study"))

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from learngene.cli._common import add_data, add_run_dir, add_train, command_line, load_data, train_config
 from learngene.cli.train import (
     TRAIN_DEFAULTS,
+    add_force_option,
     add_source_options,
     add_target_option,
     add_task_options,
@@ -17,6 +18,8 @@ from learngene.cli.train import (
     check_task_counts,
     data_config,
     diverged_record,
+    gate_source,
+    ledger_of,
     resolve_source,
     set_cpu_threads,
 )
@@ -56,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_threads_option(p)
+    add_force_option(p)
     add_backend_options(p)
     add_run_dir(p)
 
@@ -75,6 +79,7 @@ def sweep_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from learngene.descend.ledger import format_ledger_dict
     from learngene.descend.summary import format_sweep_summary, summarize_sweep
     from learngene.descend.sweep import run_sweep, use_batched
 
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     sweep = sweep_config(args)
     source, recipe, names, what, bound = resolve_source(args, args.n_way)
     ds = load_data(args, bound)
+    quality = gate_source(args, source, ds)
     cfg = train_config(args, ds)
     batched, why = use_batched(sweep, recipe, source, cfg, sweep.runs)
     print(what)
@@ -96,13 +102,14 @@ def run(args: argparse.Namespace) -> int:
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
               "sweep": sweep.to_dict(), "dataset": ds.meta.get("spec", args.dataset),
               "data": data_config(args, ds), "target_acc": args.target_acc,
-              "backend": args.backend, "ray_address": args.ray_address}
+              "backend": args.backend, "ray_address": args.ray_address, "ancestry_quality": quality}
     with Reporter(args.run_dir, total=2 * cfg.epochs * sweep.runs, desc="sweep") as rep:
         rep.metric({"kind": "config", **config})
         backend = ray_backend(args, cfg.device, log=rep.write)
         with backend or nullcontext():
             pairs = run_sweep(recipe, source, ds, sweep, cfg, rep, backend=backend)
         summary = summarize_sweep(pairs, args.target_acc)
+        summary["ledger"] = ledger_of(pairs, {}, recipe, source, args, ds)
         rep.metric({"kind": "summary", **summary})
         if rep.outputs_dir is not None:
             atomic_write_json(rep.outputs_dir / "summary.json",
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         every = bool(pairs) and n_bad == 2 * len(pairs)
         diverged = diverged_record(rep, pairs, "sweep") if n_bad else ""
     print(format_sweep_summary(summary))
+    print(format_ledger_dict(summary["ledger"]))
     if every:
         print(f"error: {diverged}", file=sys.stderr)
         return EXIT_DIVERGED

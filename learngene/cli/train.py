@@ -72,6 +72,36 @@ def add_threads_option(p: argparse.ArgumentParser, default: int | None = 1) -> N
                    help=f"CPU threads for training on a CPU (default: {why}; at most {MAX_THREADS})")
 
 
+def add_force_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="use an ancestry whose held-out base-class accuracy is at chance (refused without it: it has "
+                        "learned nothing to pass on)")
+
+
+def gate(card, where, args: argparse.Namespace, model=None, ds=None) -> dict[str, Any]:
+    """The ancestry's quality gate (`learngene.descend.quality`): says its verdict, refuses one at chance
+    unless --force."""
+    from learngene.descend.quality import gate_ancestry
+
+    return gate_ancestry(card, where, force=bool(getattr(args, "force", False)), model=model, ds=ds)
+
+
+def gate_source(args: argparse.Namespace, source, ds) -> dict[str, Any]:
+    """The quality gate of --ancestry (its card, or measured on `ds`) or of --learngene (the verdict
+    `inherit` recorded in the file; unknown in a file made before it did)."""
+    from learngene.descend.quality import check_ancestry, quality_of_record
+    from learngene.train.budget import judge
+
+    if args.learngene:
+        verdict = quality_of_record(source.extra.get("ancestry_quality"))
+        if verdict is None:
+            verdict = {**judge(None, 0, 0.0), "source": "unknown",
+                       "line": "unknown: the learngene file records no verdict on its ancestry"}
+        return check_ancestry(verdict, args.learngene, bool(getattr(args, "force", False)))
+    card, path = args.ancestry_card
+    return gate(card, path, args, source, ds)
+
+
 def set_cpu_threads(args: argparse.Namespace, device: str) -> None:
     """Apply --threads when the training runs on the CPU."""
     import torch
@@ -135,6 +165,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     add_train(p, **TRAIN_DEFAULTS)
     add_threads_option(p)
+    add_force_option(p)
     p.add_argument("--strong-baseline", type=int, default=0, metavar="FACTOR",
                    help="also train a stronger random-init reference on each task: the baseline given FACTOR times "
                         f"the epochs (2 to {MAX_STRONG_FACTOR}), so the learngene is compared with a baseline that "
@@ -253,6 +284,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
         bound = bound_of(split, str(lg.extra.get("dataset") or ""), f"learngene {args.learngene}")
         return lg, recipe, names, f"learngene {args.learngene} (layers {list(lg.layers)}, {lg.method})", bound
     ancestry, card, path = load_ancestry(args.ancestry)
+    args.ancestry_card = (card, path)  # for its quality gate (`gate_source`), once the data are loaded
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
@@ -279,9 +311,28 @@ def diverged_record(rep: Reporter, pairs: list, what: str) -> str:
     return msg
 
 
+def ledger_of(pairs: list, sizes: dict[int, tuple[int, int]], recipe, source, args: argparse.Namespace,
+              ds) -> dict[str, Any]:
+    """The cost ledger of a train run (`learngene.descend.ledger`): per arm, and the ancestry's own cost."""
+    from learngene.descend.ledger import ancestry_cost, pair_ledger
+    from learngene.inherit.build import build_descendant
+    from learngene.train.flops import flops_per_image
+
+    fpi = flops_per_image(build_descendant(recipe.with_classes(args.n_way), source, 0), ds.image_size)
+    card = getattr(args, "ancestry_card", (None, None))[0]
+    cost = None
+    if card is not None:
+        cost = ancestry_cost(card) or ancestry_cost(card, flops_per_image(source, ds.image_size))
+    elif isinstance(getattr(source, "extra", None), dict):
+        cost = source.extra.get("ancestry_cost")
+    test = (args.test_per_class or 0) * args.n_way  # 0 = all held-back images: counted per task where known
+    return pair_ledger(pairs, sizes, fpi, cost, test_images=test)
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.data import sample_tasks
     from learngene.descend.compare import format_strong_baseline, summarize_strong_baseline, train_pair
+    from learngene.descend.ledger import format_ledger_dict
     from learngene.descend.summary import format_pair_summary, summarize_pairs
 
     cfg = train_config(args)
@@ -290,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
     set_cpu_threads(args, cfg.device)
     source, recipe, names, what, bound = resolve_source(args, args.n_way)
     ds = load_data(args, bound)
+    quality = gate_source(args, source, ds)
     cfg = train_config(args, ds)
     tasks = sample_tasks(ds, args.tasks, "novel", args.n_way, args.k_shot, args.task_seed,
                          args.test_per_class or None)
@@ -298,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
               "tasks": {"n_way": args.n_way, "k_shot": args.k_shot, "tasks": args.tasks, "task_seed": args.task_seed,
                         "test_per_class": args.test_per_class, "dataset": ds.meta.get("spec", args.dataset)},
-              "data": data_config(args, ds), "target_acc": args.target_acc}
+              "data": data_config(args, ds), "target_acc": args.target_acc, "ancestry_quality": quality}
     with Reporter(args.run_dir, total=(2 + args.strong_baseline) * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
         save = model_saver(args.save_models, recipe, cfg, ds.name, config["command"])
@@ -310,13 +362,15 @@ def run(args: argparse.Namespace) -> int:
             if save is not None:  # moves the model to the CPU: after the predictions
                 save(task.index, role, model, result)
 
-        pairs = []
+        pairs, sizes = [], {}
         for t in tasks:  # tasks are built one at a time
+            sizes[t.index] = (len(t.train_y), len(t.test_y))
             pairs.append(train_pair(recipe, source, t, cfg, rep, seed=cfg.seed, strong_factor=args.strong_baseline,
                                     on_trained=lambda role, m, res, t=t: on_trained(t, role, m, res)))
             if preds is not None:
                 preds.write()
         summary = summarize_pairs(pairs, args.target_acc)
+        summary["ledger"] = ledger_of(pairs, sizes, recipe, source, args, ds)
         strong = summarize_strong_baseline(pairs)
         if strong is not None:
             summary["strong_baseline"] = strong
@@ -327,7 +381,8 @@ def run(args: argparse.Namespace) -> int:
         diverged = diverged_record(rep, pairs, "train") if any(p.diverged for p in pairs) else ""
     print(format_pair_summary(summary))
     if strong is not None:
-        print(format_strong_baseline(strong))
+        print(format_strong_baseline(strong, summary["ledger"]["flops_per_image"]["train"]))
+    print(format_ledger_dict(summary["ledger"]))
     if diverged:
         print(f"error: {diverged}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -34,7 +34,7 @@ def plan_units(method: Method, cfg: CondenseConfig, family: str = "vit") -> int:
     """Number of progress units `condense` will report (for the Reporter's total)."""
     cfg = cfg.for_family(family)
     if method == "cka":
-        return cfg.pd_epochs + -(-cfg.images // cfg.probe_batch)
+        return cfg.pd_seeds * (cfg.pd_epochs + -(-cfg.images // cfg.probe_batch))
     if method == "auto":
         return cfg.pd_epochs + 1
     if method == "gradient":
@@ -66,6 +66,24 @@ def choose_layers(matrix: Any, row_names: list[str], family: str, *, select: str
         return scores, selected, {"how": "top-k", "rule": rule, "k": k, "contiguous": contiguous}
     selected = select_preset(select, n, family, row_names)
     return scores, selected, {"how": select, "rule": rule, "k": len(selected), "contiguous": False}
+
+
+def seed_scores(matrices: list[Any], row_names: list[str], family: str, **choice: Any) -> dict[str, Any]:
+    """Per-layer score over pseudo-descendant seeds: mean, 95% t-interval half-width, each seed's scores,
+    and how many seeds' matrices selected the layer (with the same selection as the result)."""
+    from scipy import stats
+
+    per_seed, counts = [], [0] * len(row_names)
+    for m in matrices:
+        scores, selected, _ = choose_layers(np.asarray(m), row_names, family, **choice)
+        per_seed.append(scores)
+        for i in selected:
+            counts[i] += 1
+    arr = np.asarray(per_seed)  # (seeds, layers)
+    n = arr.shape[0]
+    half = stats.t.ppf(0.975, n - 1) * arr.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(arr.shape[1], np.nan)
+    return {"n": n, "mean": arr.mean(axis=0).tolist(), "ci95": [float(h) for h in half],
+            "values": arr.tolist(), "selected_count": counts}
 
 
 def reselect(result: SimilarityResult, select: str = "top-k", k: int | None = None, contiguous: bool = False,
@@ -121,6 +139,9 @@ def condense(
                           "with load_checkpoint")
     family, names = family_of(ancestry), list(layer_view(ancestry).names)
     cfg = (config or CondenseConfig()).replace(**settings).for_family(family)
+    if cfg.pd_seeds > 1 and method != "cka":
+        raise ConfigError(f"--pd-seeds (several pseudo-descendants) is for the cka method; {method} trains none "
+                          "or its own; leave it at 1")
     choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
                   rule=rule)  # refuse a bad selection before the expensive part
     t0 = time.perf_counter()
@@ -130,6 +151,9 @@ def condense(
     out = _run_method(method, anc, ds, cfg, reporter, pd_cache)
     assert out.matrix.shape[0] == len(names), "a method returned a matrix whose rows are not the layers"
     scores, selected, selection = choose_layers(out.matrix, names, family, select=select, k=k,
+                                                contiguous=contiguous, rule=rule)
+    if "seed_matrices" in out.extras:
+        out.extras["seed_scores"] = seed_scores(out.extras.pop("seed_matrices"), names, family, select=select, k=k,
                                                 contiguous=contiguous, rule=rule)
     data_meta = {k: v for k, v in ds.meta.items() if isinstance(v, (int, float, str, bool))}
     result = SimilarityResult(

@@ -23,8 +23,11 @@ PD_DEFAULTS: dict[str, dict[str, Any]] = {
     # near chance: 11% on 16 classes after 10 epochs; lr 5e-4, batch 32: 16% after 4 epochs); the
     # ResNet-10 pseudo-descendant learns quickly at lr 2e-3, batch 64 (14% after 2 epochs, 21% after 3,
     # 38% after 4); 2 epochs keep the page's condense within 30 s in the browser beside a training job.
-    "vit": {"pd_epochs": 4, "pd_lr": 5e-4, "pd_batch_size": 32},
-    "cnn": {"pd_epochs": 2, "pd_lr": 2e-3, "pd_batch_size": 64},
+    # The epochs above are the first round of an adaptive budget: a pseudo-descendant that has not clearly
+    # learned by then trains on, round after round, until it has or its cap runs out (a few minutes, not
+    # tuned to any data set: on shapes the first round suffices and nothing changes).
+    "vit": {"pd_epochs": 4, "pd_lr": 5e-4, "pd_batch_size": 32, "pd_max_epochs": 80, "pd_max_seconds": 240.0},
+    "cnn": {"pd_epochs": 2, "pd_lr": 2e-3, "pd_batch_size": 64, "pd_max_epochs": 60, "pd_max_seconds": 240.0},
 }
 """The pseudo-descendant's training defaults by family (ViT, or a CNN)."""
 
@@ -48,6 +51,13 @@ class CondenseConfig:
         train_per_class: cap on open-world training images per class (None = all the rest).
         pd_epochs / pd_lr / pd_batch_size: training of the pseudo-descendant (cka, auto); None = the
             family's default (`PD_DEFAULTS`, measured to learn clearly within ~20 s of one CPU thread).
+        pd_max_epochs / pd_max_seconds: the adaptive budget of the pseudo-descendant: `pd_epochs` is one
+            round (one learning-rate schedule); after a round that leaves it short of clearly learned
+            (`learngene.train.budget.learning_state` of its held-out accuracy) it trains another, with a
+            restarted schedule, until it has learned, stops improving for 3 rounds, or reaches these
+            caps (None = the family's default). A `pd_epochs` given without either cap is a fixed budget.
+        pd_seeds: pseudo-descendants trained with seeds seed, seed+1, ... (cka): the matrix is their
+            mean, and each layer's score gets an interval and a count of how often it was selected.
         pd_depth: pseudo-descendant depth in integral layers (None = half the ancestry; see
             `learngene.condense.pseudo`).
         lam: λ of Auto-LG's matching loss (applied to the mean over the M·P layer pairs, so that
@@ -80,6 +90,9 @@ class CondenseConfig:
     pd_epochs: int | None = None
     pd_lr: float | None = None
     pd_batch_size: int | None = None
+    pd_max_epochs: int | None = None
+    pd_max_seconds: float | None = None
+    pd_seeds: int = 1
     pd_depth: int | None = None
     lam: float = 1.0
     match_norm: Literal["relative", "none"] = "relative"
@@ -113,7 +126,10 @@ class CondenseConfig:
     def for_family(self, family: str) -> CondenseConfig:
         """This config with the pseudo-descendant settings left at None filled in for `family`."""
         defaults = PD_DEFAULTS["vit" if family == "vit" else "cnn"]
-        return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.pd_epochs is not None and self.pd_max_epochs is None and self.pd_max_seconds is None:
+            filled.update(pd_max_epochs=self.pd_epochs, pd_max_seconds=None)  # epochs given alone: fixed
+        return self.replace(**filled)
 
     def validated(self) -> CondenseConfig:
         pos_int = ("images", "probe_batch", "holdout_per_class", "tasks", "n_way", "k_shot", "task_epochs",
@@ -122,7 +138,7 @@ class CondenseConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("train_per_class", "pd_depth", "pd_epochs", "pd_batch_size"):
+        for name in ("train_per_class", "pd_depth", "pd_epochs", "pd_batch_size", "pd_max_epochs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {v!r}")
@@ -132,7 +148,12 @@ class CondenseConfig:
                 continue
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        if self.pd_max_seconds is not None and (isinstance(self.pd_max_seconds, bool) or not isinstance(
+                self.pd_max_seconds, (int, float)) or not math.isfinite(self.pd_max_seconds) or self.pd_max_seconds <= 0):
+            raise ConfigError(f"pd_max_seconds must be a positive number of seconds or None, got {self.pd_max_seconds!r}")
         checks = [
+            (isinstance(self.pd_seeds, int) and not isinstance(self.pd_seeds, bool) and 1 <= self.pd_seeds <= 20,
+             f"pd_seeds must be from 1 to 20, got {self.pd_seeds!r}"),
             (self.probe_batch >= 4, "probe_batch must be at least 4 (the unbiased HSIC needs 4 samples)"),
             (self.images >= 4, "images must be at least 4"),
             (self.cka_of in ("output", "update"), "cka_of must be 'output' or 'update'"),

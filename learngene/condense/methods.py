@@ -92,24 +92,46 @@ def cka_similarity(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
                    reporter: Reporter | None = None, pd_cache: PDCache | None = None,
                    ds: ImageSet | None = None) -> MethodOutput:
     """Train a pseudo-descendant with cross-entropy (or take it from `pd_cache`), then CKA of every
-    layer pair on held-out images."""
-    pd, history, source = obtain_pseudo_descendant(ancestry, data, cfg, reporter, pd_cache, ds)
-    device = resolve_device(cfg.device)
+    layer pair on held-out images. With `cfg.pd_seeds` = N > 1, N pseudo-descendants (seeds seed ..
+    seed + N - 1) on the same probe images: the matrix is their mean, each one's is kept in
+    `extras["seed_matrices"]` (the caller turns them into score intervals and selection counts)."""
     probes = data.probes(cfg.images, cfg.seed)
+    matrices, runs = [], []
+    for i in range(cfg.pd_seeds):
+        seeded = cfg if i == 0 else cfg.replace(seed=cfg.seed + i)
+        pd, history, source = obtain_pseudo_descendant(ancestry, data, seeded, reporter, pd_cache, ds)
+        matrices.append(_cka_matrix(ancestry, pd, probes, cfg, reporter))
+        runs.append((history, source))
+    history, source = runs[0]
+    extras = {"pd_history": history, "pd_source": source,
+              **pd_quality(history[-1].get("test_acc"), len(data.classes), len(data.test_y), history)}
+    if cfg.pd_seeds > 1:
+        accs = [h[-1].get("test_acc") for h, _ in runs]
+        extras["pd_seeds"] = {"seeds": [cfg.seed + i for i in range(cfg.pd_seeds)], "sources": [s for _, s in runs],
+                              "per_seed": [pd_quality(a, len(data.classes), len(data.test_y), h)
+                                           for a, (h, _) in zip(accs, runs, strict=True)]}
+        extras["seed_matrices"] = [m.tolist() for m in matrices]
+        worst = min(extras["pd_seeds"]["per_seed"], key=lambda q: _RANK[q["pd_state"]])
+        extras.update({k: v for k, v in worst.items() if k != "pd_budget"})  # the gate judges the weakest
+    return MethodOutput(
+        np.mean(matrices, axis=0), list(layer_view(pd).names),
+        settings={"features": feature_label(family_of(ancestry), cfg), "images_used": len(probes),
+                  "pd_spec": pd.lg_spec.to_dict()},
+        extras=extras,
+    )
 
+
+_RANK = {"at chance": 0, "not clearly above chance": 1, "unknown": 2, "learned": 3}
+
+
+def _cka_matrix(ancestry: nn.Module, pd: nn.Module, probes: torch.Tensor, cfg: CondenseConfig,
+                reporter: Reporter | None) -> np.ndarray:
     def on_batch(b: int, n: int) -> None:
         _advance(reporter, {"phase": "cka", "batch": b + 1, "batches": n}, "CKA")
 
     matrix = cka_between(ancestry, pd, probes, batch=cfg.probe_batch, tokens=cfg.tokens, maps=cfg.maps,
-                         device=device, on_batch=on_batch, what=cfg.cka_of)
-    family = family_of(ancestry)
-    return MethodOutput(
-        matrix.numpy(), list(layer_view(pd).names),
-        settings={"features": feature_label(family, cfg), "images_used": len(probes),
-                  "pd_spec": pd.lg_spec.to_dict()},
-        extras={"pd_history": history, "pd_source": source,
-                **pd_quality(history[-1].get("test_acc"), len(data.classes), len(data.test_y))},
-    )
+                         device=resolve_device(cfg.device), on_batch=on_batch, what=cfg.cka_of)
+    return matrix.numpy()
 
 
 def _weight_params(module: nn.Module) -> list[nn.Parameter]:

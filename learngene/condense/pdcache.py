@@ -3,7 +3,8 @@
 Training the pseudo-descendant is most of a CKA run's time; the CKA itself takes a second or two.
 A trained pseudo-descendant depends only on the ancestry (its sha256: the pseudo-descendant's shape
 and seed-0 initialisation follow from it), the data (data set, its generation settings and the
-open-world classes) and its own training settings, so it is stored as a checkpoint under a key
+open-world classes) and its own training settings (an adaptive budget's caps too; a fixed budget,
+such as the shipped ones', keys as before budgets adapted), so it is stored as a checkpoint under a key
 hashed from exactly those, and reused when they all match. Changing the token treatment, the number
 of probe images, `cka_of` or the selection then costs seconds instead of a new training.
 
@@ -47,6 +48,8 @@ def pd_key(ancestry_sha256: str, ds: ImageSet, cfg: CondenseConfig, pd_spec: dic
              "train": {k: getattr(cfg, k) for k in PD_FIELDS}}
     if not cfg.flip:  # only when off, so the keys of the pseudo-descendants shipped before it stay valid
         ident["flip"] = False
+    if (cfg.pd_max_epochs or 0) > (cfg.pd_epochs or 0):  # an adaptive budget; a fixed one keeps the old keys
+        ident["budget"] = {"max_epochs": cfg.pd_max_epochs, "max_seconds": cfg.pd_max_seconds}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

@@ -27,6 +27,7 @@ from learngene.errors import ConfigError, DataError
 from learngene.models import ModelSpec, create_from_spec, family_of, layer_view
 from learngene.reporting import Reporter
 from learngene.train.accumulate import remap_labels
+from learngene.train.budget import Budget, judge, train_in_rounds
 from learngene.train.trainer import TrainConfig, Trainer
 
 
@@ -123,23 +124,48 @@ def build_pseudo_descendant(ancestry: nn.Module, num_classes: int, cfg: Condense
     return create_from_spec(pseudo_descendant_spec(ancestry, num_classes, cfg.pd_depth))
 
 
-def train_config(cfg: CondenseConfig, epochs: int, lr: float, batch_size: int) -> TrainConfig:
+def train_config(cfg: CondenseConfig, epochs: int, lr: float, batch_size: int, seed: int | None = None) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.05, device=cfg.device,
-                       seed=cfg.seed, eval_every=epochs, warmup_epochs=0, flip=cfg.flip)
+                       seed=cfg.seed if seed is None else seed, eval_every=epochs, warmup_epochs=0, flip=cfg.flip)
+
+
+def pd_budget(cfg: CondenseConfig) -> Budget:
+    """The pseudo-descendant's adaptive budget: rounds of `pd_epochs` until it has clearly learned."""
+    rounds = int(cfg.pd_epochs or 1)
+    return Budget(round_epochs=rounds, max_epochs=max(rounds, int(cfg.pd_max_epochs or rounds)),
+                  max_seconds=cfg.pd_max_seconds, until="learned")
 
 
 def train_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
                             reporter: Reporter | None = None) -> tuple[nn.Module, list[dict]]:
-    """Build and train the pseudo-descendant with plain cross-entropy on the open-world classes."""
+    """Build and train the pseudo-descendant with plain cross-entropy on the open-world classes, under
+    its adaptive budget (`pd_budget`): round 0 is exactly the fixed training of `pd_epochs`; later rounds
+    restart the schedule with seeds seed + round. What happened is the last record's "budget" entry."""
     pd = build_pseudo_descendant(ancestry, len(data.classes), cfg)
-    trainer = Trainer(pd, train_config(cfg, cfg.pd_epochs, cfg.pd_lr, cfg.pd_batch_size),
-                      data.train_x, data.train_y, data.test_x, data.test_y)
-    if reporter is not None:
-        def on_epoch(tr: Trainer, rec: dict) -> None:
+    chance, n_test = 1.0 / len(data.classes), len(data.test_y)
+
+    def make_trainer(r: int, epochs: int) -> Trainer:
+        tc = train_config(cfg, epochs, cfg.pd_lr, cfg.pd_batch_size, seed=cfg.seed + r)
+        return Trainer(pd, tc, data.train_x, data.train_y, data.test_x, data.test_y)
+
+    def on_epoch(rec: dict) -> None:
+        if reporter is not None:
             reporter.metric({"kind": "condense", "phase": "pseudo_descendant", **rec})
             reporter.advance(1, message="pseudo-descendant", train_loss=rec["train_loss"])
-        trainer.add_callback("on_epoch_end", on_epoch)
-    return pd, trainer.run()
+
+    history, outcome = train_in_rounds(make_trainer, pd_budget(cfg), lambda acc: judge(acc, n_test, chance)["state"],
+                                       on_epoch)
+    if history:
+        history[-1] = {**history[-1], "budget": outcome}
+    if reporter is not None:
+        reporter.metric({"kind": "condense", "phase": "pseudo_descendant_budget", **outcome})
+    return pd, history
+
+
+def budget_outcome(history: list[dict]) -> dict[str, Any] | None:
+    """What the adaptive budget did (None for a pseudo-descendant trained before budgets adapted)."""
+    out = history[-1].get("budget") if history else None
+    return out if isinstance(out, dict) else None
 
 
 def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: CondenseConfig,
@@ -168,28 +194,44 @@ def obtain_pseudo_descendant(ancestry: nn.Module, data: OpenWorld, cfg: Condense
     return pd, history, "trained"
 
 
-def pd_quality(test_acc: float | None, n_classes: int, n_test: int) -> dict[str, Any]:
-    """How well the pseudo-descendant learned, against chance (1 / classes), for results and warnings.
-
-    `pd_learned` is "clearly" (at least twice chance), "barely" (above chance by more than three
-    binomial standard deviations of the test set, but under twice chance), or "no".
-    """
+def pd_quality(test_acc: float | None, n_classes: int, n_test: int, history: list[dict] | None = None) -> dict[str, Any]:
+    """How well the pseudo-descendant learned, by the three-state rule (`learngene.train.budget`), for
+    results and warnings: `pd_state` ("learned", "not clearly above chance", "at chance", "unknown"),
+    `pd_line` (what was measured), `pd_budget` (what its adaptive budget did, when known), and the older
+    `pd_learned` ("clearly", "barely", "no", "unknown") read from the state."""
     chance = 1.0 / max(1, n_classes)
-    if test_acc is None:
-        return {"pd_test_acc": None, "pd_chance": chance, "pd_learned": "unknown"}
-    sd = (chance * (1 - chance) / max(1, n_test)) ** 0.5
-    learned = "clearly" if test_acc >= 2 * chance else ("barely" if test_acc > chance + 3 * sd else "no")
-    return {"pd_test_acc": float(test_acc), "pd_chance": chance, "pd_learned": learned}
+    verdict = judge(None if test_acc is None else float(test_acc), n_test, chance)
+    out = {"pd_test_acc": None if test_acc is None else float(test_acc), "pd_chance": chance, "pd_test_n": n_test,
+           "pd_state": verdict["state"], "pd_line": verdict["line"], "pd_learned": _OLD_NAMES[verdict["state"]]}
+    outcome = budget_outcome(history or [])
+    if outcome is not None:
+        out["pd_budget"] = outcome
+    return out
+
+
+_OLD_NAMES = {"learned": "clearly", "not clearly above chance": "barely", "at chance": "no", "unknown": "unknown"}
+
+
+def pd_state(extras: dict[str, Any]) -> str:
+    """The pseudo-descendant's `LearningState` from a result's extras (results made before the rule
+    carry only `pd_learned`)."""
+    if extras.get("pd_state"):
+        return str(extras["pd_state"])
+    return {v: k for k, v in _OLD_NAMES.items()}.get(extras.get("pd_learned"), "unknown")
 
 
 def pd_warning(extras: dict[str, Any]) -> str | None:
-    """A one-line warning when a result's pseudo-descendant did not clearly learn (None when it did)."""
-    learned, acc, chance = extras.get("pd_learned"), extras.get("pd_test_acc"), extras.get("pd_chance")
-    if learned not in ("barely", "no") or acc is None or chance is None:
+    """A one-line warning when a result's pseudo-descendant did not clearly learn (None when it did or
+    it is unknown)."""
+    state, acc, chance = pd_state(extras), extras.get("pd_test_acc"), extras.get("pd_chance")
+    if state in ("learned", "unknown") or acc is None or chance is None:
         return None
-    what = "is at chance" if learned == "no" else "barely learned"
-    return (f"the pseudo-descendant {what} ({acc:.1%} test accuracy, chance {chance:.1%}): the similarity mostly "
-            "compares the ancestry with a random network; train it longer (pd_epochs) before trusting the layers")
+    line = extras.get("pd_line") or f"{state}: {acc:.1%} held-out accuracy, chance {chance:.1%}"
+    budget = extras.get("pd_budget")
+    did = f"; its budget: {budget['line']}" if isinstance(budget, dict) and budget.get("line") else ""
+    return (f"the pseudo-descendant is {line}{did}: the similarity mostly compares the ancestry with a network "
+            "that has not learned; give it a larger budget (--set pd_max_seconds=600 --set pd_max_epochs=200) or "
+            "more open-world images before trusting the layers")
 
 
 def ancestry_copy(ancestry: nn.Module, num_classes: int, seed: int) -> nn.Module:

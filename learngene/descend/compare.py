@@ -226,27 +226,41 @@ def train_strong_baseline(
     reporter: Reporter | None = None, seed: int = 0, task_index: int = 0, tags: dict[str, Any] | None = None,
     on_trained: Callable[[str, nn.Module, RunResult], None] | None = None,
 ) -> dict[str, Any]:
-    """Train the random-init baseline for `factor` times `cfg.epochs` and compare it with `learngene`.
+    """Train the random-init baseline to its plateau (at most `factor` times `cfg.epochs`) and compare it
+    with `learngene`.
 
-    An equal budget is fair to the baseline only if it has converged; this reference says what more
-    training buys it. Returns its final and best accuracy, whether it diverged, and the first epoch at
-    which it reached the learngene descendant's final accuracy (None: never).
+    An equal budget is fair to the baseline only if it has converged. This one trains in rounds of
+    `cfg.epochs` (`learngene.train.budget.train_in_rounds`: round 0 is exactly the pair's baseline, later
+    rounds restart the schedule with seeds seed + round) until a round no longer improves its best
+    held-out accuracy by a point, or the cap. Returns its final and best accuracy, why it stopped, the
+    epochs it trained, and the first epoch at which it reached the learngene descendant's final
+    accuracy (None: not within the epochs it trained).
     """
     from learngene.errors import ConfigError
+    from learngene.train.budget import Budget, train_in_rounds
 
     if not 2 <= factor <= MAX_STRONG_FACTOR:
         raise ConfigError(f"--strong-baseline must be from 2 to {MAX_STRONG_FACTOR} (times the epochs), got {factor}")
-    long_cfg = replace(cfg, epochs=cfg.epochs * factor, warmup_epochs=cfg.warmup_epochs * factor).validated()
     model = build_descendant(recipe.with_classes(task.n_way).baseline(), source, seed)
-    run = train_one(model, long_cfg, task, make_logger(reporter, "baseline-long", task_index, dict(tags or {})),
-                    "baseline-long")
+    log = make_logger(reporter, "baseline-long", task_index, dict(tags or {}))
+
+    def make_trainer(r: int, epochs: int) -> Trainer:
+        return Trainer(model, replace(cfg, epochs=epochs, seed=cfg.seed + r).validated(), task.train_x, task.train_y,
+                       task.test_x, task.test_y)
+
+    budget = Budget(round_epochs=cfg.epochs, max_epochs=cfg.epochs * factor, until="plateau")
+    t0 = time.perf_counter()
+    history, outcome = train_in_rounds(make_trainer, budget, lambda acc: "unknown", log)
+    run = RunResult("baseline-long", history, outcome["stopped"] == "diverged", time.perf_counter() - t0)
     if on_trained is not None:
         on_trained("baseline-long", model, run)
     lg_final = learngene.final_acc(task.n_way)
     reached = epochs_to_target(run.history, lg_final) if lg_final is not None and not learngene.diverged else None
-    return {"factor": factor, "epochs": long_cfg.epochs, "final_acc": run.final_acc(task.n_way),
-            "best_acc": run.best_acc, "diverged": run.diverged, "wall_time": run.wall_time,
-            "learngene_final_acc": lg_final, "epoch_reaching_learngene": reached[0] if reached else None}
+    return {"factor": factor, "epochs": len(history), "max_epochs": budget.max_epochs, "stopped": outcome["stopped"],
+            "final_acc": run.final_acc(task.n_way), "best_acc": run.best_acc, "diverged": run.diverged,
+            "wall_time": run.wall_time, "n_train": len(task.train_y), "n_test": len(task.test_y),
+            "evals": sum(1 for r in history if r.get("test_acc") is not None), "learngene_final_acc": lg_final,
+            "epoch_reaching_learngene": reached[0] if reached else None}
 
 
 def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
@@ -255,7 +269,7 @@ def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
     (and the median epoch), and whether it learned (None: no pair trained one)."""
     from statistics import median
 
-    from learngene.descend.summary import above_chance
+    from learngene.descend.summary import above_chance, accuracy_line
 
     refs = [(p, p.extra["strong_baseline"]) for p in pairs if isinstance(p.extra.get("strong_baseline"), dict)]
     if not refs:
@@ -269,28 +283,47 @@ def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
         return sum(xs) / len(xs) if xs else None
 
     return {"factor": refs[0][1]["factor"], "epochs": refs[0][1]["epochs"], "tasks": len(refs),
+            "max_epochs": refs[0][1].get("max_epochs", refs[0][1]["epochs"]),
+            "epochs_trained": [s.get("epochs") for _, s in refs], "stopped": [s.get("stopped") for _, s in refs],
+            "reached_epochs": reached, "n_train": refs[0][1].get("n_train"),
             "final_acc": mean([b for _, b in both]), "learngene_final_acc": mean([a for a, _ in both]),
             "gain": mean([a - b for a, b in both]), "learngene_wins": sum(a > b for a, b in both),
             "reached": len(reached), "median_epoch_reaching_learngene": median(reached) if reached else None,
             "diverged": sum(bool(s["diverged"]) for _, s in refs), "chance": chance,
-            "learned": above_chance([b for _, b in both], chance)}
+            "learned": above_chance([b for _, b in both], chance),
+            "state": accuracy_line([b for _, b in both], chance)}
 
 
-def format_strong_baseline(s: dict[str, Any]) -> str:
-    """The stronger-reference block of `learngene train`'s printed summary."""
-    lines = [f"stronger reference: the random-init baseline trained {s['factor']}x longer ({s['epochs']} epochs), "
+STOPS = {"plateau": "stopped on its plateau", "epochs": "reached the cap", "seconds": "ran out of time",
+          "diverged": "diverged"}
+
+
+def format_strong_baseline(s: dict[str, Any], flops_per_image: int | None = None) -> str:
+    """The converged-baseline block of `learngene train`'s printed summary (with the FLOPs it needed to
+    reach the learngene's accuracy when `flops_per_image`, the training FLOPs of one image, is given)."""
+    trained = [e for e in s.get("epochs_trained") or [] if e is not None]
+    stops = [x for x in s.get("stopped") or [] if x]
+    how = (f"{min(trained)}-{max(trained)} epochs" if trained and min(trained) != max(trained)
+           else f"{trained[0] if trained else s['epochs']} epochs")
+    lines = [f"converged baseline: random init trained to its plateau, at most {s['factor']}x the epochs "
+             f"({s.get('max_epochs', s['epochs'])}); it trained {how} "
+             f"({', '.join(f'{stops.count(x)} {STOPS.get(x, x)}' for x in sorted(set(stops))) or 'n/a'}) on "
              f"{s['tasks']} task(s)",
              f"  final accuracy {s['final_acc']:.1%} vs the learngene's {s['learngene_final_acc']:.1%} "
              f"(gain {s['gain']:+.1%}; the learngene is better on {s['learngene_wins']}/{s['tasks']})"
              if s["final_acc"] is not None and s["learngene_final_acc"] is not None else "  no finished run to compare"]
     if s["reached"]:
-        lines.append(f"  it reached the learngene's final accuracy on {s['reached']}/{s['tasks']} task(s), at epoch "
-                     f"{s['median_epoch_reaching_learngene']:g} (median) of {s['epochs']}")
-    else:
-        lines.append(f"  it never reached the learngene's final accuracy in {s['epochs']} epochs")
-    if s["learned"] is False:
-        lines.append(f"  WARNING: even {s['factor']}x the epochs left it at chance ({s['chance']:.1%}): on this data "
-                     "a random-init model does not learn from these few images")
+        cost = ""
+        if flops_per_image and s.get("n_train"):
+            from learngene.descend.ledger import fmt_flops
+
+            cost = f", {fmt_flops(s['median_epoch_reaching_learngene'] * s['n_train'] * flops_per_image)} of training"
+        lines.append(f"  it reached the learngene's final accuracy on {s['reached']}/{s['tasks']} task(s), after "
+                     f"{s['median_epoch_reaching_learngene']:g} epochs (median){cost}")
+    if s["reached"] < s["tasks"]:
+        lines.append(f"  on {s['tasks'] - s['reached']} task(s) it did not reach it: not within "
+                     f"{max(trained) if trained else s['epochs']} epochs")
+    lines.append(f"  the converged baseline is {s.get('state') or ('learned' if s['learned'] else 'at chance')}")
     if s["diverged"]:
         lines.append(f"  {s['diverged']} of its runs diverged")
     return "\n".join(lines)

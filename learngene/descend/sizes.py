@@ -20,10 +20,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 INITS = ("learngene", "random", "weight-selection")
+EQUAL = "ws-equal"
+"""Weight selection at the learngene's budget: the first ancestry layers (and the stem) whose inherited
+parameters come closest to the learngene's, mapped into the size the same way (`SizeStudy.equal_budget`)."""
+INTERP = "learngene-interpolate"
+"""The learngene with its other slots TLEG-interpolated between inherited layers (`SizeStudy.interpolate_row`)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,12 @@ class SizeStudy:
     task_seed: int = 0
     fill: str = "random"
     placement: str = "original"
+    equal_budget: bool = False  # also train EQUAL: weight selection with the learngene's inherited parameters
+    interpolate_row: bool = False  # also train INTERP: the learngene with fill "interpolate"
+
+    @property
+    def inits(self) -> tuple[str, ...]:
+        return INITS + ((EQUAL,) if self.equal_budget else ()) + ((INTERP,) if self.interpolate_row else ())
 
 
 @dataclass
@@ -62,6 +73,7 @@ class SizeRow:
     learngene_params: int  # parameters of the learngene descendant initialised from the learngene
     accs: dict[str, list[float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    equal_params: int | None = None  # inherited parameters of EQUAL (when trained)
 
 
 def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
@@ -89,6 +101,30 @@ def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
     return {"learngene": lg, "random": lg.baseline(), "weight-selection": everything}
 
 
+def equal_budget_recipe(ancestry, size: Size, study: SizeStudy, target: int) -> tuple[Any, int]:
+    """(recipe, inherited parameters) of weight selection from the first m ancestry layers, the m whose
+    inherited parameters come closest to `target` (the learngene's)."""
+    from learngene.inherit.build import build_descendant, inherited_parameters
+    from learngene.inherit.recipe import Recipe
+    from learngene.inherit.resize import stages_of
+    from learngene.models import layer_view
+
+    view = layer_view(ancestry)
+    n = len(view)
+    depth = size.depth or n
+    stages = stages_of(ancestry.lg_spec)
+    common = dict(num_classes=study.n_way, width=size.width, io_shapes=view.io_shapes(), stages=stages, depth=depth)
+    best = None
+    for m in range(1, min(depth, n) + 1):
+        placement = {} if stages is not None else {"placement": "bottom"}
+        recipe = Recipe.from_layers(ancestry.lg_spec, n, list(range(m)), **placement, **common)
+        _, taken = inherited_parameters(build_descendant(recipe, ancestry, seed=study.seed))
+        if best is None or abs(taken - target) < abs(best[1] - target):
+            best = (recipe, taken)
+    assert best is not None
+    return best
+
+
 def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
                    log: Callable[[str], None] = print) -> list[SizeRow]:
     """Train every (size, task, initialisation); returns one row per size."""
@@ -109,16 +145,20 @@ def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
         recipes = _recipes(ancestry, size, study)
         probe = build_descendant(recipes["learngene"], ancestry, seed=study.seed)
         total, taken = inherited_parameters(probe)
-        row = SizeRow(size, total, taken, {k: [] for k in INITS}, {k: 0.0 for k in INITS})
+        row = SizeRow(size, total, taken, {k: [] for k in study.inits}, {k: 0.0 for k in study.inits})
+        if study.equal_budget:
+            recipes[EQUAL], row.equal_params = equal_budget_recipe(ancestry, size, study, taken)
+        if study.interpolate_row:
+            recipes[INTERP] = _recipes(ancestry, size, replace(study, fill="interpolate"))["learngene"]
         log(f"{size.label(n)}: {total:,} parameters, {taken:,} from the learngene")
         for task in tasks:
-            for init in INITS:
+            for init in study.inits:
                 model = build_descendant(recipes[init], ancestry, seed=study.seed)
                 t0 = time.perf_counter()
                 res = train_one(model, cfg, task)
                 row.seconds[init] += time.perf_counter() - t0
                 row.accs[init].append(final_accuracy(res.history, study.n_way))
-            log(f"  task {task.index}: " + ", ".join(f"{k} {row.accs[k][-1]:.1%}" for k in INITS))
+            log(f"  task {task.index}: " + ", ".join(f"{k} {row.accs[k][-1]:.1%}" for k in study.inits))
         rows.append(row)
     return rows
 
@@ -133,14 +173,20 @@ def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int) -> list[
                                "depth": row.size.depth or n_layers, "params": row.params,
                                "params_vs_ancestry": row.params / ancestry_params,
                                "learngene_params": row.learngene_params, "tasks": len(row.accs["random"])}
-        for init in INITS:
+        for init in row.accs:
             mean, half = mean_ci(row.accs[init])
             rec[init] = {"mean": mean, "ci95": half, "seconds": row.seconds[init]}
-        for init in ("learngene", "weight-selection"):
+        if row.equal_params is not None:
+            rec["ws-equal_params"] = row.equal_params
+        for init in [i for i in row.accs if i != "random"]:
             gains = [a - b for a, b in zip(row.accs[init], row.accs["random"], strict=True)]
             mean, half = mean_ci(gains)
             tests = paired_tests(gains)
             rec[f"{init}_gain"] = {"mean": mean, "ci95": half, "p": tests["t_p"], "wilcoxon_p": tests["wilcoxon_p"]}
+        if EQUAL in row.accs:  # the learngene against weight selection at its own budget, paired
+            diffs = [a - b for a, b in zip(row.accs["learngene"], row.accs[EQUAL], strict=True)]
+            mean, half = mean_ci(diffs)
+            rec["learngene_vs_equal"] = {"mean": mean, "ci95": half, "p": paired_tests(diffs)["t_p"]}
         out.append(rec)
     return out
 
@@ -163,6 +209,23 @@ def markdown(summary: list[dict[str, Any]], arch: str) -> str:
             f"{fmt_ci(r['weight-selection']['mean'], r['weight-selection']['ci95'])} | {gain(r['learngene_gain'])} | "
             f"{gain(r['weight-selection_gain'])} | {r['learngene']['seconds']:.0f} / {r['random']['seconds']:.0f} / "
             f"{r['weight-selection']['seconds']:.0f} |")
+    if any(INTERP in r for r in summary):
+        lines += ["", f"| {arch} size | learngene, other slots random | learngene, other slots interpolated | "
+                  "interpolated − random init |", "|---|---|---|---|"]
+        for r in summary:
+            if INTERP in r:
+                lines.append(f"| {r['size']} | {fmt_ci(r['learngene']['mean'], r['learngene']['ci95'])} | "
+                             f"{fmt_ci(r[INTERP]['mean'], r[INTERP]['ci95'])} | {gain(r[INTERP + '_gain'])} |")
+    if any(EQUAL in r for r in summary):
+        lines += ["", f"| {arch} size | learngene (its inherited params) | weight selection at that budget (params) | "
+                  "learngene − it |", "|---|---|---|---|"]
+        for r in summary:
+            if EQUAL not in r:
+                continue
+            diff = r.get("learngene_vs_equal")
+            lines.append(f"| {r['size']} | {fmt_ci(r['learngene']['mean'], r['learngene']['ci95'])} "
+                         f"({r['learngene_params']:,}) | {fmt_ci(r[EQUAL]['mean'], r[EQUAL]['ci95'])} "
+                         f"({r.get('ws-equal_params', 0):,}) | {gain(diff) if diff else 'n/a'} |")
     return "\n".join(lines)
 
 

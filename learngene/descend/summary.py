@@ -14,6 +14,10 @@ that ends at chance makes that target meaningless (`baseline_learned`, `chance_w
 summary also has the epochs of both models to two fixed targets (`fixed_targets`): 50% accuracy, and
 the midpoint between chance and the learngene descendant's final accuracy on the task.
 
+Whether each model learned is `learning_state`, the one three-state rule of the project (learned /
+not clearly above chance / at chance; defined in `learngene.train.budget`, where condensing can reach it,
+and re-exported here): `summarize_pairs` records `<role>_state` and a line saying what was measured.
+
 The paired gain comes with its paired t-test and Wilcoxon signed-rank p-values (`stats.paired_tests`);
 a final accuracy that is missing or not finite is left out of the means and counted as `dropped`.
 """
@@ -27,6 +31,16 @@ from typing import Any, Literal
 
 from learngene.descend.compare import ROLES, PairResult, epochs_to_target
 from learngene.descend.stats import finite, fmt_ci, fmt_p, mean_ci, paired_tests, std
+from learngene.train.budget import (  # noqa: F401 - the one three-state rule, re-exported for the comparisons
+    CHANCE_MARGIN,
+    STATES,
+    LearningState,
+    binomial_interval,
+    chance_margin,
+    describe_learning,
+    judge,
+    learning_state,
+)
 
 Target = float | Literal["baseline"] | None
 
@@ -68,18 +82,38 @@ def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: Target = 
     return out
 
 
-CHANCE_MARGIN = 0.05
-"""How far above chance (accuracy points) a model must end to count as having learned."""
+def accuracy_interval(accuracies: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """(mean, low, high) of final accuracies over tasks: the 95% t-interval from 3 values on; under 3 the
+    interval is undefined (None) and the rule reads the mean alone."""
+    xs = finite(accuracies)
+    if not xs:
+        return float("nan"), None, None
+    mean, half = mean_ci(xs)
+    if len(xs) < 3 or not math.isfinite(half):
+        return mean, None, None
+    return mean, mean - half, mean + half
+
+
+def accuracy_state(accuracies: Sequence[float], chance: float) -> LearningState:
+    """`learning_state` of final accuracies over tasks ("unknown" when there are none)."""
+    mean, lo, hi = accuracy_interval(accuracies)
+    return learning_state(mean if accuracies else None, lo, hi, chance)
+
+
+def accuracy_line(accuracies: Sequence[float], chance: float, what: str = "") -> str:
+    """`describe_learning` of final accuracies over tasks."""
+    mean, lo, hi = accuracy_interval(accuracies)
+    return describe_learning(mean if finite(accuracies) else None, lo, hi, chance, what)
 
 
 def above_chance(accuracies: Sequence[float], chance: float, margin: float = CHANCE_MARGIN) -> bool:
-    """Whether final accuracies are clearly above chance: the lower end of their 95% interval (the mean
-    itself under 3 values) is more than `margin` above `chance`."""
-    if not accuracies:
+    """Whether final accuracies clearly learned (`learning_state` is "learned"): the lower end of their
+    95% interval (the mean itself under 3 values) is more than the margin above `chance`."""
+    if not finite(accuracies):
         return False
-    mean, half = mean_ci(accuracies)
-    low = mean - half if len(accuracies) >= 3 and math.isfinite(half) else mean
-    return low > chance + margin
+    mean, lo, _ = accuracy_interval(accuracies)
+    low = mean if lo is None else lo
+    return low > chance + min(margin, chance)
 
 
 def _midpoint(p: PairResult) -> float | None:
@@ -124,24 +158,34 @@ def summarize_pairs(pairs: Sequence[PairResult], target_acc: Target = None) -> d
     if pairs:
         chance = sum(1.0 / p.n_way for p in pairs) / len(pairs)
         out["chance"] = chance
-        out["baseline_learned"] = above_chance(out["baseline"]["final_acc"]["values"], chance)
-        out["learngene_learned"] = above_chance(out["learngene"]["final_acc"]["values"], chance)
+        for role in ROLES:
+            finals = out[role]["final_acc"]["values"]
+            out[f"{role}_state"] = accuracy_state(finals, chance)
+            out[f"{role}_learned"] = out[f"{role}_state"] == "learned"
+            out[f"{role}_line"] = accuracy_line(finals, chance)
     return out
 
 
 def chance_warning(summary: dict[str, Any]) -> str | None:
-    """One line when a summary's baseline (or both models) stayed at chance; None when the baseline
-    learned or it is unknown."""
-    if summary.get("baseline_learned") is not False:
+    """One line when a summary's baseline did not clearly learn (the three-state rule,
+    `learning_state`): "stayed at chance" only when its interval reaches chance, else "not clearly above
+    chance" with what was measured. None when the baseline learned or it is unknown."""
+    state = summary.get("baseline_state")
+    if state is None and summary.get("baseline_learned") is False:  # a summary written before the rule
+        state = "at chance"
+    if state in (None, "learned", "unknown") or summary.get("chance") is None:
         return None
-    acc = summary["baseline"]["final_acc"]["mean"]
-    if summary.get("learngene_learned") is False:
+    acc, chance = summary["baseline"]["final_acc"]["mean"], summary["chance"]
+    if state == "at chance" and summary.get("learngene_state", "at chance") == "at chance" \
+            and summary.get("learngene_learned") is False:
         return (f"both models stayed at chance (baseline {acc:.1%}, learngene "
-                f"{summary['learngene']['final_acc']['mean']:.1%}, chance {summary['chance']:.1%}): no comparison "
+                f"{summary['learngene']['final_acc']['mean']:.1%}, chance {chance:.1%}): no comparison "
                 "can be read from this run; train longer or check the data")
-    return (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {summary['chance']:.1%}): epochs to "
-            "its final accuracy and the speed-up only measure how fast chance is reached; the accuracy gain and the "
-            "epochs to the fixed targets are the comparisons that count (train longer for a baseline that learns)")
+    what = (f"the baseline stayed at chance ({acc:.1%} final accuracy, chance {chance:.1%})" if state == "at chance"
+            else f"the baseline is {summary.get('baseline_line') or accuracy_line(summary['baseline']['final_acc'].get('values') or [acc], chance)}")
+    return (f"{what}: epochs to its final accuracy and the speed-up only measure how fast it got there; the "
+            "accuracy gain and the epochs to the fixed targets are the comparisons that count (train longer, or "
+            "--strong-baseline, for a baseline that learns)")
 
 
 def _target_cell(s: dict[str, Any]) -> str:
@@ -258,14 +302,15 @@ def summarize_sweep(pairs: Sequence[PairResult], target_acc: Target = None) -> d
 def format_sweep_summary(summary: dict[str, Any]) -> str:
     """Three plain-text tables: per setting, spread over the lr x wd grid, accuracy against K."""
     lines = ["final test accuracy % (mean ± 95% CI over tasks x seeds); p: paired t / Wilcoxon of the gain; "
-             "baseline: learned, or at chance",
+             "baseline: learned, not clear (not clearly above chance), or at chance",
              f"{'K':>3} {'lr':>9} {'wd':>8} {'learngene':>15} {'baseline':>15} {'gain':>15} {'p t / W':>15} "
              f"{'diverged':>9} {'baseline':>10}"]
     for s in summary["settings"]:
         lg, bl, g = s["learngene"]["final_acc"], s["baseline"]["final_acc"], s["gain"]
         div = f"{s['learngene']['diverged']}/{s['baseline']['diverged']}"
         p = f"{fmt_p(g.get('t_p'))} / {fmt_p(g.get('wilcoxon_p'))}"
-        learned = {True: "learned", False: "at chance"}.get(s.get("baseline_learned"), "n/a")
+        learned = {"learned": "learned", "at chance": "at chance", "not clearly above chance": "not clear"}.get(
+            s.get("baseline_state") or {True: "learned", False: "at chance"}.get(s.get("baseline_learned"), ""), "n/a")
         lines.append(f"{s['k_shot']:>3} {s['lr']:>9.2g} {s['weight_decay']:>8.2g} {fmt_ci(lg['mean'], lg['ci95']):>15} "
                      f"{fmt_ci(bl['mean'], bl['ci95']):>15} {fmt_ci(g['mean'], g['ci95']):>15} {p:>15} {div:>9} "
                      f"{learned:>10}")

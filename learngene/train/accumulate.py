@@ -101,9 +101,23 @@ def accumulate(
         trainer.add_callback("on_epoch_end", lambda tr, rec: report_epoch(reporter, rec))
     t0 = time.time()
     history = trainer.run()
+    seconds = time.time() - t0
+    extra = {"train_cost": train_cost_record(model, ds, history, len(x_train), len(x_test), seconds)}
+    if pretrained:
+        extra["pretrained"] = True
     return save_ancestry(model, ds, cfg, history, out, command=command, holdout_per_class=holdout_per_class,
-                         train_images=len(x_train), heldout_images=len(x_test), seconds=time.time() - t0,
-                         device=str(trainer.device), extra={"pretrained": True} if pretrained else None)
+                         train_images=len(x_train), heldout_images=len(x_test), seconds=seconds,
+                         device=str(trainer.device), extra=extra)
+
+
+def train_cost_record(model: torch.nn.Module, ds: ImageSet, history: list[dict[str, Any]], n_train: int,
+                      n_test: int, seconds: float) -> dict[str, Any]:
+    """What the ancestry's training cost (epochs, images seen, FLOPs, seconds), for its card: the
+    learngene's account carries it (`learngene.descend.ledger`)."""
+    from learngene.train.flops import flops_per_image, training_cost
+
+    evals = sum(1 for r in history if r.get("test_acc") is not None)
+    return training_cost(len(history), n_train, n_test, evals, flops_per_image(model, ds.image_size), round(seconds, 1))
 
 
 def report_epoch(reporter: Reporter, rec: dict[str, Any]) -> None:

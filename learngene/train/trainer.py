@@ -176,6 +176,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.step = 0
         self.diverged = False
+        self.stop_requested = False  # set by a callback (`request_stop`): the run ends after this epoch
         self.gpu_paths = gpu_paths(self.device)
         self.check_every_step = not self.gpu_paths  # else once per epoch (the summed loss and the weights)
         self._forward = model
@@ -188,6 +189,17 @@ class Trainer:
 
     def add_callback(self, event: Event, fn: Callable) -> None:
         self.callbacks[event].append(fn)
+
+    def evaluate_now(self) -> tuple[float, float] | None:
+        """(test loss, test accuracy) of the model as it is now; None without a test set."""
+        if self.test_x is None:
+            return None
+        return evaluate(self.model, self.test_x, self.test_y, batch_size=self.cfg.eval_batch_size, device=self.device,
+                        amp=self.cfg.amp)
+
+    def request_stop(self) -> None:
+        """End the run after the current epoch (an adaptive budget's callback calls it)."""
+        self.stop_requested = True
 
     def _fire(self, event: str, *args) -> None:
         for fn in self.callbacks[event]:
@@ -269,7 +281,7 @@ class Trainer:
         self._epoch += 1
         self.history.append(rec)
         self._fire("on_epoch_end", rec)
-        return not self.diverged and self._epoch < self.cfg.epochs
+        return not (self.diverged or self.stop_requested) and self._epoch < self.cfg.epochs
 
     def end(self) -> list[dict[str, Any]]:
         """Finish: the `on_train_end` callbacks, then `DivergedError` if the run diverged; the history."""
