@@ -4,7 +4,7 @@ import shlex
 
 import streamlit as st
 
-from app import descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
+from app import badges, descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
 
 st.title("Train")
 widgets.explain_ui("A fair race", """
@@ -24,6 +24,7 @@ anc = widgets.ancestry_ui()
 if anc is None:
     st.stop()
 s = state.get()
+allowed, force = badges.use_anyway_ui(badges.ancestry_verdict(anc), "train-use-anyway")  # an ancestry at chance
 layers = [i for i in s.layers if i < anc.n_layers]
 cfg = descendant.settings(s.recipe, anc)
 recipe = {**cfg, "depth": max(cfg["depth"], descendant.min_depth(layers, cfg["placement"]))}
@@ -37,11 +38,11 @@ with st.container(border=True):
     novel = len((anc.card_dict.get("split") or {}).get("novel") or []) or 20
     task, problems = forms.task_settings_ui(novel_classes=novel)
     argv = None
-    if not problems and layers:
+    if not problems and layers and allowed:
         with widgets.error_box("recipe"):
             descendant.build(anc, layers, {**recipe, "num_classes": task["n_way"]})  # refuse impossible recipes here
             lg_file = resources.learngene_file_for(layers)
-            argv = pipeline.train_argv(anc.path, layers, recipe, task, learngene_file=lg_file)
+            argv = pipeline.train_argv(anc.path, layers, recipe, task, learngene_file=lg_file) + force
             if lg_file:
                 st.caption(f"The learngene comes from the uploaded file `{lg_file}`.")
     why = "; ".join(problems.values()) or (None if layers else "choose the learngene layers first")
@@ -66,10 +67,10 @@ with st.expander("Sweep: sensitivity to the learning rate, sample efficiency aga
         grid_problems += [problem] if problem else []
     backend = widgets.backend_ui("sweep")
     sweep_argv = None
-    if not problems and not grid_problems and layers:
+    if not problems and not grid_problems and layers and allowed:
         with widgets.error_box("grid"):
             sweep_argv = pipeline.sweep_argv(anc.path, layers, recipe, task, grids["lrs"], grids["wds"],
-                                             grids["shots"]) + backend
+                                             grids["shots"]) + backend + force
             st.code("python -m learngene " + shlex.join(sweep_argv), language="bash")
     grid_text = {k: ", ".join(f"{v:g}" for v in vals) for k, vals in grids.items() if vals}
     widgets.start_job_ui("Start the sweep", sweep_argv or ["sweep"], kind="sweep", key="sweep-go",
@@ -85,9 +86,9 @@ with st.expander("Sizes: the learngene in narrower and wider descendants"):
     widths = st.multiselect("widths", list(descendant.WIDTHS), **widgets.kept(
         "sizes-widths", [0.5, 1.0], lambda v: isinstance(v, list) and set(v) <= set(descendant.WIDTHS)))
     sizes_argv = None
-    if widths and layers and not problems:
+    if widths and layers and not problems and allowed:
         sizes_argv = pipeline.sizes_argv(anc.path, layers, sorted(widths), task, depth=recipe["depth"],
-                                         fill=cfg["fill"])
+                                         fill=cfg["fill"]) + force
     widgets.start_job_ui("Train the sizes", sizes_argv or ["sizes"], kind="sizes", key="sizes-go",
                          device=task.get("device", "cpu"), disabled=sizes_argv is None,
                          help=None if sizes_argv else "choose layers, valid settings and at least one width",

@@ -375,3 +375,29 @@ def test_two_tabs_of_one_person_do_not_undo_each_others_changes(room):
     saved = saved_state(room, ANNA)
     assert saved["ui"].get("task-epochs") == 21 and saved["layers"] == [0, 3], saved
     assert open_page("train", person=ANNA).number_input(key="task-epochs").value == 21
+
+
+def test_train_page_holds_an_ancestry_at_chance_until_use_anyway(room, anc, monkeypatch, tmp_path):
+    """The Train page's start buttons wait for "use anyway" on an ancestry recorded at chance, then pass --force."""
+    import shutil
+
+    chancy = tmp_path / "chancy.safetensors"
+    shutil.copy(anc, chancy)
+    card = json.loads(anc.with_suffix(".json").read_text())
+    card["base_accuracy"], card["epochs"] = 1 / 64, 5  # trained, and at chance on 64 base classes
+    card.setdefault("extra", {})["holdout_per_class"] = 50
+    chancy.with_suffix(".json").write_text(json.dumps(card))
+    monkeypatch.setenv("LEARNGENE_ANCESTRY", str(chancy))
+    at = open_page("train", layers="0,1")
+    assert any("at chance" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="train-go").disabled
+    at.checkbox(key="train-use-anyway").check().run()
+    assert not at.button(key="train-go").disabled
+    at.button(key="train-go").click().run()
+    from learngene.jobs import JobManager
+
+    mgr = JobManager(room)
+    (info,) = mgr.list(kind="train")
+    assert "--force" in info.spec.argv
+    mgr.cancel(info.run_id)
+    mgr.wait(info.run_id, timeout=30)
