@@ -221,6 +221,7 @@ def remember(key: str, value: Any) -> StudioState:
         return state
     state.ui = {**state.ui, key: value}
     save_file(state, changed={}, ui={key: value})
+    _sync_query(state)  # the Runs page's selection is in the address too
     return state
 
 

@@ -178,6 +178,22 @@ def _stop(proc: subprocess.Popen, runs_dir: Path) -> None:
             proc.wait(timeout=10)
 
 
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    """One headless chromium for every browser test (one Playwright per process: a second one in the same
+    session would refuse to start inside the first's event loop)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS, headless=True)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def studio_server(chromium, tmp_path_factory) -> StudioServer:
     """`streamlit run app/main.py` on a free port (runs folder and default ancestry in tmp), stopped at the end."""

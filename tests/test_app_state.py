@@ -484,3 +484,10 @@ def test_a_live_train_run_says_which_task_is_training():
                {"kind": "epoch", "task": 1, "epoch": 2, "model": "baseline"}]
     assert live.task_now(records).startswith("task 2 of 3 is training: both models side by side, epoch 2")
     assert live.task_now(records[:1]) == ""
+
+
+def test_the_runs_selection_reaches_the_address(studio, done_runs):
+    (train_id,) = copy_runs(studio, done_runs, "train")
+    at = open_page("runs")
+    at.multiselect(key="runs-pick").set_value([train_id]).run()
+    assert train_id in str(at.query_params.get("runs", "")), dict(at.query_params)

@@ -34,8 +34,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run", "--disable-quic"]
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -50,15 +49,6 @@ PICKED_ROWS = (1, 3)  # ancestry layers clicked on the heatmap (the tiny ancestr
 
 # ------------------------------------------------------------------ browser plumbing
 
-
-@pytest.fixture(scope="session")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class Journey:

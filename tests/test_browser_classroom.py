@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, _stop, _wait_healthy, free_port, make_tiny_ancestry
-from tests.test_browser import LAUNCH_ARGS, VIEWPORT, Journey, browser  # noqa: F401 - browser: a fixture
+from tests.test_browser import VIEWPORT, Journey
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port
-from tests.test_browser import DEEP_LINK_PROBE, LAUNCH_ARGS, VIEWPORT, browser  # noqa: F401 - the fixture
+from tests.test_browser import DEEP_LINK_PROBE, VIEWPORT
 
 pytestmark = pytest.mark.browser
 LINEAGE = ("lineage.py", "Lineage", ":material/family_history:")

@@ -63,7 +63,8 @@ def test_row_settings_from_the_command_line_and_the_recorded_config(tmp_path):
                                "--k-shot", "5", "--epochs", "7", "--lr", "0.003"])
     row = dashboard.settings(info)
     assert row | {"grid": ""} == {"ancestry": "anc", "layers": "0,3", "placement": "top", "lr": 0.003, "wd": 0.05,
-                                  "K": 5.0, "epochs": 7.0, "tasks": 1.0, "device": "cpu", "grid": ""}
+                                  "N-way": 5.0, "K": 5.0, "seed": 0.0, "epochs": 7.0, "tasks": 1.0, "device": "cpu",
+                                  "grid": ""}
     recorded = {"train": {"lr": 0.01, "weight_decay": 0.1, "epochs": 9}, "tasks": {"k_shot": 20, "tasks": 3},
                 "recipe": {"placement": "bottom"}}
     row = dashboard.settings(info, recorded)

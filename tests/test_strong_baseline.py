@@ -41,13 +41,13 @@ def test_train_strong_baseline_trains_a_longer_reference_and_reports_it(
                  "--images-per-class", "24", "--k-shot", "4", "--test-per-class", "8", "--epochs", "2",
                  "--strong-baseline", "3", "--run-dir", str(run)]) == 0
     printed = capsys.readouterr().out
-    assert "stronger reference: the random-init baseline trained 3x longer (6 epochs)" in printed
+    assert "converged baseline: random init trained to its plateau, at most 3x the epochs (6)" in printed
     summary = json.loads((run / "outputs" / "summary.json").read_text())
     strong = summary["summary"]["strong_baseline"]
-    assert strong["epochs"] == 6 and strong["tasks"] == 1
+    assert strong.get("max_epochs", strong["epochs"]) == 6 and strong["tasks"] == 1
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     long_epochs = [r["epoch"] for r in epochs if r.get("kind") == "epoch" and r.get("model") == "baseline-long"]
-    assert long_epochs == [1, 2, 3, 4, 5, 6]
+    assert 1 <= len(long_epochs) <= 6 and long_epochs == list(range(1, len(long_epochs) + 1))  # to its plateau
     ref = summary["pairs"][0]["extra"]["strong_baseline"]
     assert ref["final_acc"] == pytest.approx(strong["final_acc"])
 
