@@ -281,6 +281,9 @@ def probe_read_only_runs(ctx: Ctx) -> Outcome:
 
         run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1", "--interval", "0"]))
         mgr.wait(run_id, timeout=60)
+        from learngene.jobs.warm import stop_server
+
+        stop_server(runs)  # the runs folder's fork server keeps its socket open there: the mount would be busy
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
         annotate = ctx.cli("jobs", "annotate", run_id, "--name", "x", runs=runs)
         delete = ctx.cli("jobs", "delete", run_id, runs=runs)
