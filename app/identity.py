@@ -43,6 +43,21 @@ def store() -> people.PersonStore:
     return people.PersonStore(server.studio_dir(config.runs_dir()) / "people")
 
 
+def all_names() -> dict[str, str]:
+    """Public id -> display name of everyone with a record; read again only when a record was written (each write
+    renames a file into the folder, which changes the folder's modification time)."""
+    try:
+        stamp = (store().folder / ".").stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _names(str(config.runs_dir()), stamp)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _names(runs_dir: str, stamp: int) -> dict[str, str]:
+    return store().names()
+
+
 def _token() -> str:
     token = st.session_state.get(SESSION_TOKEN)
     if people.valid_token(token):
@@ -222,7 +237,7 @@ def may_act(info: Any) -> bool:
 
 def name_of(owner: str, owner_name: Any = "", names: dict[str, str] | None = None) -> str:
     """A person's display name: their current one, else the one their run recorded, else `guest-xxxx`."""
-    names = names if names is not None else store().names()
+    names = names if names is not None else all_names()
     return names.get(owner) or people.clean_name(owner_name or "") or people.default_name(owner)
 
 

@@ -39,7 +39,7 @@ def row(info: Any) -> dict[str, Any]:
 def frame(infos: list[Any]) -> pd.DataFrame:
     df = dashboard.runs_frame([row(i) for i in infos])
     df.insert(df.columns.get_loc("state") + 1, "progress", [_progress(i) for i in infos])
-    names = identity.store().names()
+    names = identity.all_names()
     df.insert(df.columns.get_loc("name") + 1, "by", [identity.owner_label(i, names) for i in infos])
     return df
 

@@ -25,7 +25,7 @@ how often the class chose it.
 def shared_rows(ancestry: str, tick: int) -> list[dict]:
     """Everyone's train runs on `ancestry`, read once per server per poll interval (`tick`), not once per person."""
     infos = [i for i in resources.jobs().list(kind="train") if board.same_ancestry(i, Path(ancestry))]
-    names = identity.store().names()
+    names = identity.all_names()
     rows = []
     for info in infos:
         owner = info.spec.owner
@@ -95,7 +95,7 @@ if person.host:
         if st.button("Hide the answer key" if revealed else "Reveal the answer key", key="board-reveal"):
             server.set_flag(runs_dir, "reveal_answer", not revealed)
             st.rerun()
-        names = identity.store().names()
+        names = identity.all_names()
         for info in resources.jobs().list():  # everyone who started a run, with or without a saved record
             if info.spec.owner and info.spec.owner not in names:
                 names[info.spec.owner] = identity.name_of(info.spec.owner, info.spec.owner_name, names)
