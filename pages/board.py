@@ -22,7 +22,7 @@ how often the class chose it.
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def shared_rows(ancestry: str, tick: int) -> list[dict]:
+def shared_rows(ancestry: str, runs_dir: str, tick: int) -> list[dict]:
     """Everyone's train runs on `ancestry`, read once per server per poll interval (`tick`), not once per person."""
     infos = [i for i in resources.jobs().list(kind="train") if board.same_ancestry(i, Path(ancestry))]
     names = identity.all_names()
@@ -47,7 +47,7 @@ with widgets.error_box("class board"):
         return any(r["state"] in ("queued", "running") for r in rows)
 
     def _board(was_live: bool) -> None:
-        rows = shared_rows(str(chosen), int(time.time() // POLL_S))
+        rows = shared_rows(str(chosen), str(runs_dir), int(time.time() // POLL_S))
         if _live(rows) != was_live:
             st.rerun()  # poll fast while a run on the board is live, slowly otherwise: register again
         me = identity.pub()
@@ -86,7 +86,7 @@ with widgets.error_box("class board"):
                      column_config={"measured gain": st.column_config.NumberColumn(format="percent"),
                                     "± 95%": st.column_config.NumberColumn(format="percent")})
 
-    live_now = _live(shared_rows(str(chosen), int(time.time() // POLL_S)))
+    live_now = _live(shared_rows(str(chosen), str(runs_dir), int(time.time() // POLL_S)))
     st.fragment(run_every=POLL_S if live_now else IDLE_POLL_S)(_board)(live_now)
 
 if person.host:
