@@ -147,6 +147,9 @@ def _from_query(state: StudioState, params: Any) -> tuple[StudioState, list[str]
         too_big = [i for i in layers if n is not None and i >= n]
         state.layers = [i for i in layers if i not in too_big]
         if dropped or too_big:
+            from app.messages import md
+
+            dropped = [md(d, 12) for d in dropped]  # a link's text shown as text: no markdown image to fetch
             said.append(f"The link's layers {', '.join(dropped + [str(i) for i in too_big])} were ignored: the "
                         f"ancestry has layers 0 to {(n or 1) - 1}." if n else
                         f"The link's layers {', '.join(dropped)} were ignored: layers are whole numbers from 0.")

@@ -401,3 +401,10 @@ def test_train_page_holds_an_ancestry_at_chance_until_use_anyway(room, anc, monk
     assert "--force" in info.spec.argv
     mgr.cancel(info.run_id)
     mgr.wait(info.run_id, timeout=30)
+
+
+def test_a_links_layer_text_is_shown_as_text(room):
+    at = new_session(BOB, layers="![](//e.co),1")
+    at.run()
+    said = " ".join(i.value for i in at.info)
+    assert "ignored" in said and "![](" not in said, said
