@@ -58,6 +58,21 @@ def _names(runs_dir: str, stamp: int) -> dict[str, str]:
     return store().names()
 
 
+def secrets_now() -> dict[str, Any]:
+    """The server's settings (`app.server`), read again only when the file changed: every script run asks
+    several times (who is host, joined, which limits)."""
+    try:
+        stamp = server.settings_path(config.runs_dir()).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return dict(_secrets(str(config.runs_dir()), stamp))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _secrets(runs_dir: str, stamp: int) -> dict[str, Any]:
+    return server.read(runs_dir)
+
+
 def _token() -> str:
     token = st.session_state.get(SESSION_TOKEN)
     if people.valid_token(token):
@@ -104,10 +119,10 @@ def pub() -> str:
 
 def me() -> Person:
     """This person. Host and joined hold for the secrets the server has now (a restart makes new ones)."""
-    rec, secrets_now = record(), server.read(config.runs_dir())
+    rec, settings = record(), secrets_now()
     name = people.clean_name(rec.get("name")) or people.default_name(pub())
-    host = bool(secrets_now.get("host_key_sha256")) and rec.get("host") == secrets_now.get("host_key_sha256")
-    joined = bool(secrets_now.get("join_code_sha256")) and rec.get("joined") == secrets_now.get("join_code_sha256")
+    host = bool(settings.get("host_key_sha256")) and rec.get("host") == settings.get("host_key_sha256")
+    joined = bool(settings.get("join_code_sha256")) and rec.get("joined") == settings.get("join_code_sha256")
     return Person(pub(), name, host, joined or host)
 
 
@@ -119,7 +134,7 @@ def set_name(name: str) -> str:
 
 def claim_host(key: str) -> bool:
     """Become host if `key` is the host key; True on success."""
-    stored = server.read(config.runs_dir()).get("host_key_sha256")
+    stored = secrets_now().get("host_key_sha256")
     if not server.matches(key, stored):
         return False
     save_record({**record(), "host": stored})
@@ -128,7 +143,7 @@ def claim_host(key: str) -> bool:
 
 def join(code: str) -> bool:
     """Join this server if `code` is its join code; True on success."""
-    stored = server.read(config.runs_dir()).get("join_code_sha256")
+    stored = secrets_now().get("join_code_sha256")
     if not server.matches(code, stored):
         return False
     save_record({**record(), "joined": stored})
@@ -138,7 +153,7 @@ def join(code: str) -> bool:
 def ensure_secrets() -> None:
     """A server started without the launcher makes its host key on the first page view and prints it."""
     runs = config.runs_dir()
-    if server.read(runs).get("host_key_sha256"):
+    if secrets_now().get("host_key_sha256"):
         return
     made = server.new_secrets(runs, join=not server.is_loopback(st.get_option("server.address")))
     print(f"Learngene Studio host key: {made['host_key']}", file=sys.stderr, flush=True)

@@ -89,23 +89,6 @@ def _start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited before answering")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"no answer from {url}")
-
-
 IDLE_JS = """() => {
     const app = document.querySelector('[data-test-script-state]');
     const idle = app && app.getAttribute('data-test-script-state') !== 'running'
@@ -233,14 +216,14 @@ def _isolation(people: list[Person]) -> tuple[int, int]:
 def run_class(n: int, demo_people: int, wait_jobs_s: float, stagger: float = 0.5) -> dict[str, Any]:
     """One class of `n` people on a fresh server; returns the row of figures."""
     from bench._common import kill_processes_naming
-    from tests.conftest import free_port
+    from tests.conftest import _wait_healthy, free_port
 
     with tempfile.TemporaryDirectory(prefix="lg-classroom-") as tmp:
         runs, port = Path(tmp) / "runs", free_port()
         proc = _start_server(runs, port, Path(tmp) / "server.log")
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(url, proc)
+            _wait_healthy(url, proc, Path(tmp) / "server.log", timeout=240)
             warm = asyncio.run(_class(url, 1, 0, warm_up=True))  # imports, model and shipped results loaded once
             cpu0, t0 = _proc_cpu_s(proc.pid), time.monotonic()
             people = asyncio.run(_class(url, n, demo_people, stagger=stagger))

@@ -1,4 +1,4 @@
-"""`condense`: one entry point from an ancestry model to a `SimilarityResult` (DESIGN.md §1)."""
+"""`condense`: one entry point from an ancestry model to a `SimilarityResult`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Training a learngene descendant against its random-init baseline on few-shot tasks.
 
-The comparison is fair by construction (DESIGN.md §1): the baseline is `recipe.baseline()` (same
+The comparison is fair by construction: the baseline is `recipe.baseline()` (same
 architecture, every slot and the stem random), built with the same seed (so the random parts of the
 two models start equal), trained with the same `TrainConfig` (so the same data order and
 augmentation: the Trainer draws them from `cfg.seed` alone) on the same task.

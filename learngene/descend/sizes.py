@@ -1,4 +1,4 @@
-"""The size study (issue 14): descendants narrower, shallower or as large as the ancestry, initialised three
+"""The size study: descendants narrower, shallower or as large as the ancestry, initialised three
 ways, on the same novel tasks.
 
 For every size (a width multiple and a depth) and every task, three descendants of that size are

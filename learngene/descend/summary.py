@@ -1,4 +1,4 @@
-"""Summaries of descendant-vs-baseline runs: the four claims of DESIGN.md §1, as numbers.
+"""Summaries of descendant-vs-baseline runs: the four claims of the method (docs/design.md), as numbers.
 
 1. faster convergence: epochs (and seconds) to reach a target test accuracy;
 2. less sensitive to hyperparameters: spread (max - min, std) of final accuracy over an lr x wd grid;
