@@ -347,6 +347,41 @@ def _fmt(v: Any) -> str:
     return "" if v is None else f"{v:.0f}"
 
 
+def _table(rows: list[dict[str, Any]], has_before: bool) -> str:
+    head = ["process", "RSS now MiB", "peak RSS MiB", "peak PSS with its workers MiB", "limit MiB", "met"]
+    if has_before:
+        head.insert(2, "before: peak RSS MiB")
+    body_rows = []
+    for r in rows:
+        limit = r.get("limit_mib")
+        row = [r["process"], _fmt(r.get("rss_mib")), _fmt(r["peak_mib"]), _fmt(r.get("pss_mib")), _fmt(limit),
+               "" if limit is None else ("yes" if r["peak_mib"] <= limit else "NO")]
+        if has_before:
+            row.insert(2, _fmt(r.get("before_mib")) if "before_mib" in r else "")
+        body_rows.append(row)
+    return md_table(head, body_rows)
+
+
+def _body(args: argparse.Namespace, ancestry: Path, before: Path | None, rows: list[dict[str, Any]],
+          table: str) -> str:
+    cmds = "\n".join(f"- {r['process']}: `{r['command']}`" for r in rows if "command" in r)
+    folder_note = (f"The {args.folder_images:,}-image folder is made for the run from the embedded shapes images "
+                   "(100 classes, PNG files of 32 px) in a temporary folder, with a fresh cache (`LEARNGENE_CACHE`) "
+                   "shared by its rows in order: the first `data info` indexes it (checks every file's header), "
+                   "later commands read the index; a streamed folder decodes only the images a command uses, "
+                   "into its decoded-image cache on disk. " if args.folder_images else "")
+    before_note = (f"*before*: the same command run from the checkout `{args.before}` (commit "
+                   f"{_commit(before)}), with its own fresh cache. " if before is not None else "")
+    return (f"Ancestry `{ancestry}`; peak resident set size of each process from `wait4` (MiB = 2^20 bytes), and "
+            "the peak proportional set size of the process and its DataLoader workers together, sampled every "
+            "0.1 s (shared pages shared out). *limit*: the most the process may use: 1,024 MiB for a `train` "
+            "worker on the shapes set, 1,536 MiB (1.5 GiB) for a command on the folder (memory grows with the "
+            "batch, not with the data set). With torch's CUDA wheel, a process's last moments (the CUDA "
+            "libraries' static destructors) map about 125 MiB of library pages: the `wait4` peak of a short "
+            "command is often its exit. " + folder_note + before_note +
+            f"\n\n{table}\n\nCommands:\n{cmds}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from learngene.inherit.choose import default_ancestry_path
 
@@ -384,38 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  before: {exc}")
                 else:
                     print(f"  before ({before}): peak {rows[-1]['before_mib']:.0f} MiB")
-    has_before = before is not None
-    head = ["process", "RSS now MiB", "peak RSS MiB", "peak PSS with its workers MiB", "limit MiB", "met"]
-    if has_before:
-        head.insert(2, "before: peak RSS MiB")
-    body_rows = []
-    for r in rows:
-        limit = r.get("limit_mib")
-        row = [r["process"], _fmt(r.get("rss_mib")), _fmt(r["peak_mib"]), _fmt(r.get("pss_mib")), _fmt(limit),
-               "" if limit is None else ("yes" if r["peak_mib"] <= limit else "NO")]
-        if has_before:
-            row.insert(2, _fmt(r.get("before_mib")) if "before_mib" in r else "")
-        body_rows.append(row)
-    table = md_table(head, body_rows)
+    table = _table(rows, before is not None)
     print("\n" + table)
     info = machine_info(device)
     write_csv(f"{args.out}/memory-{device.type}.csv", [{**r, "ancestry": str(ancestry), **info} for r in rows])
-    cmds = "\n".join(f"- {r['process']}: `{r['command']}`" for r in rows if "command" in r)
-    folder_note = (f"The {args.folder_images:,}-image folder is made for the run from the embedded shapes images "
-                   "(100 classes, PNG files of 32 px) in a temporary folder, with a fresh cache (`LEARNGENE_CACHE`) "
-                   "shared by its rows in order: the first `data info` indexes it (checks every file's header), "
-                   "later commands read the index; a streamed folder decodes only the images a command uses, "
-                   "into its decoded-image cache on disk. " if args.folder_images else "")
-    before_note = (f"*before*: the same command run from the checkout `{args.before}` (commit "
-                   f"{_commit(before)}), with its own fresh cache. " if has_before else "")
-    body = (f"Ancestry `{ancestry}`; peak resident set size of each process from `wait4` (MiB = 2^20 bytes), and "
-            "the peak proportional set size of the process and its DataLoader workers together, sampled every "
-            "0.1 s (shared pages shared out). *limit*: the most the process may use: 1,024 MiB for a `train` "
-            "worker on the shapes set, 1,536 MiB (1.5 GiB) for a command on the folder (memory grows with the "
-            "batch, not with the data set). With torch's CUDA wheel, a process's last moments (the CUDA "
-            "libraries' static destructors) map about 125 MiB of library pages: the `wait4` peak of a short "
-            "command is often its exit. " + folder_note + before_note +
-            f"\n\n{table}\n\nCommands:\n{cmds}")
+    body = _body(args, ancestry, before, rows, table)
     key = f"memory-{device.type}"
     if args.workers_only:
         body += kept_server_rows(Path(args.docs), key)

@@ -130,9 +130,40 @@ def scaling(local: dict[str, float], ray: dict[str, float], workers: int, pairs:
                   "efficiency_free_cores": eff, **{f"study_min_{n}_workers": m for n, m in est.items()}}
 
 
+def _on_ray(w: int, args: argparse.Namespace, device: Any, job: tuple, local: Any, local_s: float,
+            rows: list[list[Any]], csv_rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, float]], bool]:
+    """The sweep on a local Ray of `w` CPUs, cold then warm, each checked against the local runs; appends the
+    table and CSV rows. Returns the timings per kind and whether every run agreed with its local twin."""
+    from learngene.cluster.backend import RayBackend
+    from learngene.descend.sweep import run_sweep
+
+    recipe, ancestry, ds, sweep, cfg = job
+    with timed(device) as t_start:
+        backend = RayBackend(None, num_cpus=1, local_cpus=w, log=print).__enter__()
+    ok, startup, timings = True, t_start["s"], {}
+    try:
+        for kind in ("cold", "warm"):
+            with timed(device) as t:
+                got = run_sweep(recipe, ancestry, ds, sweep, cfg, backend=backend)
+            timings[kind] = {"wall": t["s"], "train": train_seconds(got)}
+            agree = agreement(local, got)
+            same = agree["loss_rel_diff_max"] < 1e-4
+            ok &= same
+            rows.append([f"ray x{w}, {kind} workers", w, f"{startup:.1f}" if kind == "cold" else "-",
+                         f"{t['s']:.1f}", f"{timings[kind]['train']:.1f}", f"{local_s / t['s']:.2f}x",
+                         f"{agree['loss_rel_diff_max']:.1e}", f"{100 * agree['final_acc_diff_max']:.1f}"])
+            csv_rows.append({"backend": "ray", "workers": w, "kind": kind, "startup_s": startup,
+                             "seconds": t["s"], "train_seconds": timings[kind]["train"],
+                             "speedup": local_s / t["s"], **agree, "agree": same})
+            print(f"ray x{w} ({kind} workers): {t['s']:.1f} s (+{startup:.1f} s start-up), "
+                  f"{local_s / t['s']:.2f}x; {agree}")
+    finally:
+        backend.__exit__(None, None, None)
+    return timings, ok
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.sweep_speed import source_and_recipe
-    from learngene.cluster.backend import RayBackend
     from learngene.data import load_dataset
     from learngene.descend.sweep import run_sweep
 
@@ -155,29 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                  "train_seconds": local_times["train"], "speedup": 1.0}]
     ok, paragraph = True, ""
     for w in args.workers:
-        with timed(device) as t_start:
-            backend = RayBackend(None, num_cpus=1, local_cpus=w, log=print).__enter__()
-        try:
-            startup = t_start["s"]
-            timings = {}
-            for kind in ("cold", "warm"):
-                with timed(device) as t:
-                    got = run_sweep(recipe, ancestry, ds, sweep, cfg, backend=backend)
-                timings[kind] = {"wall": t["s"], "train": train_seconds(got)}
-                agree = agreement(local, got)
-                same = agree["loss_rel_diff_max"] < 1e-4
-                ok &= same
-                rows.append([f"ray x{w}, {kind} workers", w, f"{startup:.1f}" if kind == "cold" else "-",
-                             f"{t['s']:.1f}", f"{timings[kind]['train']:.1f}", f"{local_s / t['s']:.2f}x",
-                             f"{agree['loss_rel_diff_max']:.1e}",
-                             f"{100 * agree['final_acc_diff_max']:.1f}"])
-                csv_rows.append({"backend": "ray", "workers": w, "kind": kind, "startup_s": startup,
-                                 "seconds": t["s"], "train_seconds": timings[kind]["train"],
-                                 "speedup": local_s / t["s"], **agree, "agree": same})
-                print(f"ray x{w} ({kind} workers): {t['s']:.1f} s (+{startup:.1f} s start-up), "
-                      f"{local_s / t['s']:.2f}x; {agree}")
-        finally:
-            backend.__exit__(None, None, None)
+        timings, same = _on_ray(w, args, device, (recipe, ancestry, ds, sweep, cfg), local, local_s, rows, csv_rows)
+        ok &= same
         if w == max(args.workers):
             paragraph, est = scaling(local_times, timings["warm"], w, pairs, machine_info(device).get("load_avg_1m"))
             csv_rows[-1].update(est)

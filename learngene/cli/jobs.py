@@ -43,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--runs-dir", default=argparse.SUPPRESS, help="runs folder")
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
+    _add_run_actions(sub, common)
+    _add_record_actions(sub, common)
 
+
+def _add_run_actions(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """list, show, start, cancel, tail, delete."""
     p = sub.add_parser("list", parents=[common], help="list runs, newest first")
     p.add_argument("--state", choices=STATES)
     p.add_argument("--kind")
@@ -74,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("delete", parents=[common], help="delete a finished run's folder")
     p.add_argument("run_id")
 
+
+
+def _add_record_actions(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """annotate, export, forkserver."""
     p = sub.add_parser("annotate", parents=[common],
                        help="rename, tag or note a run (kept in its folder as annotations.json); prints them")
     p.add_argument("run_id")

@@ -110,6 +110,23 @@ def _run_method(method: str, ancestry: nn.Module, ds: ImageSet, cfg: CondenseCon
     return fn(ancestry, data, cfg, reporter)
 
 
+def _checked(ancestry: nn.Module, method: str, config: CondenseConfig | None,
+             settings: dict[str, Any]) -> tuple[Any, str, list[str], CondenseConfig]:
+    """The ancestry's spec, family and layer names and the settings, or a `ConfigError` before any work."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown condensing method {method!r}; choose one of {', '.join(METHODS)}")
+    spec = getattr(ancestry, "lg_spec", None)
+    if spec is None:
+        raise ConfigError("the ancestry has no lg_spec; build it with learngene.models.create_model or load it "
+                          "with load_checkpoint")
+    family, names = family_of(ancestry), list(layer_view(ancestry).names)
+    cfg = (config or CondenseConfig()).replace(**settings).for_family(family)
+    if cfg.pd_seeds > 1 and method != "cka":
+        raise ConfigError(f"--pd-seeds (several pseudo-descendants) is for the cka method; {method} trains none "
+                          "or its own; leave it at 1")
+    return spec, family, names, cfg
+
+
 def condense(
     ancestry: nn.Module, ds: ImageSet, method: Method = "cka", *, config: CondenseConfig | None = None,
     select: str = "top-k", k: int | None = None, contiguous: bool = False, rule: ScoreRule | None = None,
@@ -130,18 +147,8 @@ def condense(
         pd_cache: where a trained pseudo-descendant is reused from and stored (cka); None = always
             train it (see `learngene.condense.pdcache`).
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown condensing method {method!r}; choose one of {', '.join(METHODS)}")
+    spec, family, names, cfg = _checked(ancestry, method, config, settings)
     rule = rule or DEFAULT_RULE[method]
-    spec = getattr(ancestry, "lg_spec", None)
-    if spec is None:
-        raise ConfigError("the ancestry has no lg_spec; build it with learngene.models.create_model or load it "
-                          "with load_checkpoint")
-    family, names = family_of(ancestry), list(layer_view(ancestry).names)
-    cfg = (config or CondenseConfig()).replace(**settings).for_family(family)
-    if cfg.pd_seeds > 1 and method != "cka":
-        raise ConfigError(f"--pd-seeds (several pseudo-descendants) is for the cka method; {method} trains none "
-                          "or its own; leave it at 1")
     choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
                   rule=rule)  # refuse a bad selection before the expensive part
     t0 = time.perf_counter()
@@ -162,9 +169,9 @@ def condense(
         settings={**cfg.to_dict(), **out.settings, "dataset": ds.name, "data_meta": data_meta,
                   "open_world": list(ds.split.open_world),
                   "device": str(resolve_device(cfg.device)), "torch": torch.__version__},
-        ancestry={"arch": spec.arch, "family": family, "num_classes": spec.num_classes,
-                  "overrides": spec.overrides, "img_size": spec.img_size,
-                  "path": None if ancestry_path is None else str(ancestry_path), "sha256": ancestry_sha256},
+        ancestry={"arch": spec.arch, "family": family, "num_classes": spec.num_classes, "overrides": spec.overrides,
+                  "img_size": spec.img_size, "path": None if ancestry_path is None else str(ancestry_path),
+                  "sha256": ancestry_sha256},
         elapsed_s=round(time.perf_counter() - t0, 2), extras=out.extras,
     )
     if reporter is not None:

@@ -385,27 +385,33 @@ def _read_folder_cache(path: Path, names: list[str]) -> tuple[torch.Tensor, torc
         return None
 
 
-def _write_folder_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, names: list[str],
-                        bad: list[str]) -> None:
-    """Write atomically; a cache that cannot be written is silently not used."""
+def _cache_write(path: Path, mode: str, write: Callable[[Any], None], keep: str, entries: int) -> None:
+    """Write a cache entry atomically with `write(file)`, then keep only the newest `entries` files matching
+    `keep` in its folder (a folder that changed leaves its old entry behind). A cache that cannot be
+    written is silently not used."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"images": images, "labels": labels, "names": names, "skipped": bad,
-                        "checksum": _checksum(images)}, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
         os.replace(tmp, path)
     except (OSError, RuntimeError):
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         return
-    try:  # keep the newest few: a folder that changed leaves its old entry behind
-        entries = sorted(path.parent.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in entries[FOLDER_CACHE_ENTRIES:]:
-            stale.unlink(missing_ok=True)
+    try:
+        stale = sorted(path.parent.glob(keep), key=lambda p: p.stat().st_mtime, reverse=True)[entries:]
+        for old in stale:
+            old.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def _write_folder_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, names: list[str],
+                        bad: list[str]) -> None:
+    record = {"images": images, "labels": labels, "names": names, "skipped": bad, "checksum": _checksum(images)}
+    _cache_write(path, "wb", lambda f: torch.save(record, f), "*.pt", FOLDER_CACHE_ENTRIES)
 
 
 INDEX_VERSION = 2  # bump when the streamed-folder index changes what it records
@@ -423,20 +429,8 @@ def _read_index(path: Path, names: list[str]) -> tuple[list[str], list[int], lis
 
 
 def _write_index(path: Path, names: list[str], files: list[str], labels: list[int], bad: list[str]) -> None:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": INDEX_VERSION, "names": names, "files": files, "labels": labels,
-                       "skipped": bad}, f)
-        os.replace(tmp, path)
-        entries = sorted(path.parent.glob("*.index.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in entries[INDEX_ENTRIES:]:
-            stale.unlink(missing_ok=True)
-    except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    record = {"version": INDEX_VERSION, "names": names, "files": files, "labels": labels, "skipped": bad}
+    _cache_write(path, "w", lambda f: json.dump(record, f), "*.index.json", INDEX_ENTRIES)
 
 
 def _read_classes(root: Path, classes: dict[str, list[Path]], images_per_class: int | None,
@@ -538,6 +532,28 @@ def load_folder(
     return ImageSet(f"folder:{root.name}", stacked, label_t, names, placeholder, len(bad), meta, reader=reader)
 
 
+def _load_shapes_spec(seed: int, images_per_class: int | None, image_size: int, cache: bool) -> ImageSet:
+    low, high = SHAPES_IMAGE_SIZES
+    if not low <= image_size <= high:
+        raise ConfigError(f"{_name('image_size')} must be from {low} to {high} for the shapes data set (it is "
+                          f"drawn at those sizes; folder: and cifar100 data take {MIN_IMAGE_SIZE} to "
+                          f"{MAX_IMAGE_SIZE}), got {image_size}")
+    check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
+    return load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
+
+
+def _load_cifar_spec(root: str | None, download: bool, images_per_class: int | None, image_size: int) -> ImageSet:
+    native = 32
+    check_memory(100 * min(600, images_per_class or 600), min(image_size, native))
+    ds = load_cifar100(root=root, download=download, images_per_class=images_per_class)
+    if image_size > native:  # kept at 32 px in memory, resized when read
+        ds.images = ResizedImages(ds.images, image_size)
+        ds.meta["streamed"] = True
+    else:
+        ds.images = resize_images(ds.images, image_size)
+    return ds
+
+
 def load_dataset(
     spec: str = "shapes",
     *,
@@ -574,22 +590,9 @@ def load_dataset(
     parts = _split_parts(split_file, _split_json(split_file)) if split_file is not None else None  # before any work
     kind = spec.strip()
     if kind.lower() == "shapes":
-        low, high = SHAPES_IMAGE_SIZES
-        if not low <= image_size <= high:
-            raise ConfigError(f"{_name('image_size')} must be from {low} to {high} for the shapes data set (it is "
-                              f"drawn at those sizes; folder: and cifar100 data take {MIN_IMAGE_SIZE} to "
-                              f"{MAX_IMAGE_SIZE}), got {image_size}")
-        check_memory(NUM_CLASSES * (images_per_class or DEFAULT_IMAGES_PER_CLASS), image_size)
-        ds = load_shapes(seed=seed, images_per_class=images_per_class, image_size=image_size, cache=cache)
+        ds = _load_shapes_spec(seed, images_per_class, image_size, cache)
     elif kind.lower() in ("cifar100", "cifar-100"):
-        native = 32
-        check_memory(100 * min(600, images_per_class or 600), min(image_size, native))
-        ds = load_cifar100(root=root, download=download, images_per_class=images_per_class)
-        if image_size > native:  # kept at 32 px in memory, resized when read
-            ds.images = ResizedImages(ds.images, image_size)
-            ds.meta["streamed"] = True
-        else:
-            ds.images = resize_images(ds.images, image_size)
+        ds = _load_cifar_spec(root, download, images_per_class, image_size)
     elif kind.lower().startswith("folder:") and kind[7:].strip():
         ds = load_folder(kind[7:].strip(), image_size=image_size, images_per_class=images_per_class,
                          cache=cache, stream=stream)

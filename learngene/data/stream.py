@@ -56,7 +56,7 @@ def decode_or_reason(path: Path, size: int) -> torch.Tensor | str:
     """Decode one image file to uint8 (3, size, size): every Pillow mode made 8-bit RGB (see
     `learngene.data._decode`), centre-cropped square, resized once from the file's native resolution to
     `size` (bilinear). A string saying why when it cannot be (truncated, a decompression bomb, a mode refused)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     from learngene.data._decode import to_rgb
 
@@ -71,13 +71,20 @@ def decode_or_reason(path: Path, size: int) -> torch.Tensor | str:
             left, top = (w - side) // 2, (h - side) // 2
             rgb = rgb.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
             data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-    except UnidentifiedImageError:
-        return "not an image Pillow can read"
-    except Image.DecompressionBombError:
-        return "too many pixels (a decompression bomb?)"
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        return f"cannot be decoded: {' '.join(str(exc).split())[:80] or type(exc).__name__}"
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        return _failure(exc, "cannot be decoded")
     return data.view(size, size, 3).permute(2, 0, 1).contiguous()
+
+
+def _failure(exc: Exception, what: str) -> str:
+    """The reason, in a few words, that Pillow could not read a file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too many pixels (a decompression bomb?)"
+    return f"{what}: {' '.join(str(exc).split())[:80] or type(exc).__name__}"
 
 
 def decode_image(path: Path, size: int) -> torch.Tensor | None:
@@ -93,7 +100,7 @@ _TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}
 def header_or_reason(path: Path) -> str | None:
     """Why `path` cannot be used as an image, from its header and (JPEG, PNG, GIF) whether the file is
     complete; None when it looks fine. Cheap: no pixels decoded."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -107,12 +114,8 @@ def header_or_reason(path: Path) -> str | None:
                 f.seek(max(0, os.fstat(f.fileno()).st_size - 1024))
                 if trailer not in f.read():
                     return f"a truncated {fmt} file (it does not end as a complete one)"
-    except UnidentifiedImageError:
-        return "not an image Pillow can read"
-    except Image.DecompressionBombError:
-        return "too many pixels (a decompression bomb?)"
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        return f"cannot be opened: {' '.join(str(exc).split())[:80] or type(exc).__name__}"
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        return _failure(exc, "cannot be opened")
     return None
 
 

@@ -164,39 +164,17 @@ def train_in_rounds(make_trainer: Callable[[int, int], Any], budget: Budget, jud
         (history over all rounds, outcome {"stopped", "state", "epochs", "seconds", "rounds",
         "best_acc", "line"}); the history's records carry "round".
     """
-    from learngene.errors import DivergedError
-
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     best, rounds_flat, rounds, stopped = -1.0, 0, 0, "epochs"
     while len(history) < budget.max_epochs:
         epochs = min(budget.round_length(rounds), budget.max_epochs - len(history))
-        trainer = make_trainer(rounds, epochs)
-        offset, start = len(history), time.perf_counter() - t0
-
-        def record(tr: Any, rec: dict[str, Any], offset: int = offset, start: float = start,
-                   r: int = rounds) -> None:
-            rec = {**rec, "epoch": offset + rec["epoch"], "time": start + rec["time"], "round": r}
-            history.append(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                tr.request_stop()
-
-        trainer.add_callback("on_epoch_end", record)
-        try:
-            trainer.run()
-        except DivergedError:
+        if not _run_round(make_trainer(rounds, epochs), rounds, history, budget, t0, on_epoch):
             stopped = "diverged"
             break
         rounds += 1
-        if history and history[-1].get("test_acc") is None and hasattr(trainer, "evaluate_now"):
-            measured = trainer.evaluate_now()  # stopped by the time cap before its round's evaluation
-            if measured is not None:
-                history[-1].update(test_loss=measured[0], test_acc=measured[1])
         acc = _last_acc(history)
-        state = judge_acc(acc)
-        if budget.until == "learned" and state == "learned":
+        if budget.until == "learned" and judge_acc(acc) == "learned":
             stopped = "learned"
             break
         gained = acc is not None and acc > best + budget.min_gain
@@ -208,6 +186,40 @@ def train_in_rounds(make_trainer: Callable[[int, int], Any], budget: Budget, jud
         if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
             stopped = "seconds"
             break
+    return history, _outcome(history, stopped, rounds, budget, judge_acc, t0)
+
+
+def _run_round(trainer: Any, r: int, history: list[dict[str, Any]], budget: Budget, t0: float,
+               on_epoch: Callable[[dict[str, Any]], None] | None) -> bool:
+    """Run one round's trainer, appending its epoch records (epochs and times counted from the first
+    round) to `history`; False when it diverged. A round stopped by the time cap before its evaluation
+    is evaluated once more so that its last record carries an accuracy."""
+    from learngene.errors import DivergedError
+
+    offset, start = len(history), time.perf_counter() - t0
+
+    def record(tr: Any, rec: dict[str, Any]) -> None:
+        rec = {**rec, "epoch": offset + rec["epoch"], "time": start + rec["time"], "round": r}
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
+            tr.request_stop()
+
+    trainer.add_callback("on_epoch_end", record)
+    try:
+        trainer.run()
+    except DivergedError:
+        return False
+    if history and history[-1].get("test_acc") is None and hasattr(trainer, "evaluate_now"):
+        measured = trainer.evaluate_now()
+        if measured is not None:
+            history[-1].update(test_loss=measured[0], test_acc=measured[1])
+    return True
+
+
+def _outcome(history: list[dict[str, Any]], stopped: str, rounds: int, budget: Budget,
+             judge_acc: Callable[[float | None], str], t0: float) -> dict[str, Any]:
     acc = _last_acc(history)
     out = {"stopped": stopped, "state": judge_acc(acc), "epochs": len(history),
            "seconds": round(time.perf_counter() - t0, 1), "rounds": rounds, "final_acc": acc,
@@ -215,7 +227,7 @@ def train_in_rounds(make_trainer: Callable[[int, int], Any], budget: Budget, jud
            "budget": {"round_epochs": budget.round_epochs, "max_epochs": budget.max_epochs,
                       "max_seconds": budget.max_seconds, "until": budget.until}}
     out["line"] = outcome_line(out)
-    return history, out
+    return out
 
 
 def _last_acc(history: list[dict[str, Any]]) -> float | None:
