@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.resources import Ancestry
+from learngene.inherit.options import RECIPE_DEFAULTS
 
-RECIPE_DEFAULTS: dict[str, Any] = {"placement": "original", "depth": None, "stem": "inherit", "num_classes": 5,
-                                   "width": 1.0, "fill": "random"}
 WIDTHS = (0.25, 0.33, 0.5, 0.67, 0.75, 1.0, 1.5, 2.0)  # offered on the Learngene page (x the ancestry's width)
 FILL_HELP = {
     "random": "new random layers",
@@ -62,15 +61,12 @@ def min_depth(layers: list[int], placement: str) -> int:
 
 def build(anc: Ancestry, layers: list[int], cfg: dict[str, Any]) -> Any:
     """The `Recipe` for these layers and settings (raises `ConfigError` when impossible)."""
-    from learngene.inherit.recipe import Recipe
-    from learngene.inherit.resize import stages_of
+    from learngene.inherit.options import recipe_for_spec
     from learngene.models import ModelSpec, layer_view
 
     spec = ModelSpec.from_dict(anc.card_dict.get("spec") or {})
-    return Recipe.from_layers(spec, anc.n_layers, list(layers), placement=cfg["placement"], depth=cfg["depth"],
-                              stem=cfg["stem"], num_classes=cfg["num_classes"], width=cfg.get("width", 1.0),
-                              fill=cfg.get("fill", "random"), io_shapes=layer_view(anc.model).io_shapes(),
-                              stages=stages_of(spec))
+    return recipe_for_spec(spec, anc.n_layers, layers, layer_view(anc.model).io_shapes(),
+                           **{k: cfg[k] for k in RECIPE_DEFAULTS if k in cfg})
 
 
 def stack_slots(recipe: Any, anc: Ancestry) -> list[dict[str, Any]]:

@@ -58,16 +58,14 @@ def add_recipe_options(p: argparse.ArgumentParser, from_file: bool = False) -> N
 
 
 def recipe_kwargs(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    """placement/depth/stem/width/fill from the arguments, falling back to a stored recipe, then the defaults."""
-    stored = stored or {}
-    if args.depth is not None and not 1 <= args.depth <= MAX_DEPTH:
-        raise ConfigError(f"--depth must be from 1 to {MAX_DEPTH} layers, got {args.depth}")
-    depth = args.depth if args.depth is not None else (len(stored["slots"]) if "slots" in stored else None)
-    width = getattr(args, "width", None)
-    return {"placement": args.placement or (stored.get("placement") if stored.get("placement") != "custom" else None)
-            or "original", "depth": depth, "stem": args.stem or stored.get("stem") or "inherit",
-            "width": width if width is not None else stored.get("width", 1.0),
-            "fill": getattr(args, "fill", None) or stored.get("fill") or "random"}
+    """placement/depth/stem/width/fill from the arguments, falling back to a stored recipe, then the defaults
+    (`learngene.inherit.options`)."""
+    from learngene.inherit.options import recipe_options
+
+    given = {k: getattr(args, k, None) for k in ("placement", "depth", "stem", "width", "fill")}
+    out = recipe_options(given, stored)
+    out.pop("num_classes")
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -89,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from learngene.inherit.build import build_descendant, inherited_parameters
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
-    from learngene.inherit.recipe import Recipe
-    from learngene.inherit.resize import describe_width, stages_of
+    from learngene.inherit.options import recipe_for
+    from learngene.inherit.resize import describe_width
     from learngene.models import layer_view
 
     if not 2 <= args.n_way <= MAX_NUM_CLASSES:
@@ -106,9 +104,7 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
-    recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=args.n_way,
-                                io_shapes=view.io_shapes(), stages=stages_of(ancestry.lg_spec),
-                                **recipe_kwargs(args))
+    recipe = recipe_for(ancestry, choice.layers, num_classes=args.n_way, **recipe_kwargs(args))
     descendant = build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
     total, taken = inherited_parameters(descendant)
     ancestry_params = sum(p.numel() for p in ancestry.parameters())

@@ -264,8 +264,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
     from learngene.errors import ConfigError
     from learngene.inherit.choose import choose_layers, load_ancestry
     from learngene.inherit.learngene_file import load_learngene
-    from learngene.inherit.recipe import Recipe
-    from learngene.inherit.resize import stages_of
+    from learngene.inherit.options import recipe_for, recipe_for_spec
     from learngene.models import layer_view
 
     if args.learngene:
@@ -274,9 +273,8 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
                               "--preset/--similarity (or drop --learngene)")
         lg = load_learngene(args.learngene)
         stored = lg.extra.get("recipe") if isinstance(lg.extra.get("recipe"), dict) else None
-        recipe = Recipe.from_layers(lg.spec, lg.n_layers, list(lg.layers), num_classes=n_way,
-                                    io_shapes=[tuple(s) for s in lg.io_shapes], stages=stages_of(lg.spec),
-                                    **recipe_kwargs(args, stored))
+        recipe = recipe_for_spec(lg.spec, lg.n_layers, lg.layers, [tuple(s) for s in lg.io_shapes],
+                                 num_classes=n_way, **recipe_kwargs(args, stored))
         names = [f"layer {i}" for i in range(lg.n_layers)]
         for i, name in zip(lg.layers, lg.layer_names, strict=True):
             names[i] = name
@@ -288,8 +286,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
     choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
-    recipe = Recipe.from_layers(ancestry.lg_spec, len(view), choice.layers, num_classes=n_way,
-                                io_shapes=view.io_shapes(), stages=stages_of(ancestry.lg_spec), **recipe_kwargs(args))
+    recipe = recipe_for(ancestry, choice.layers, num_classes=n_way, **recipe_kwargs(args))
     return (ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})",
             bound_of_card(card, path))
 

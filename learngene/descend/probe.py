@@ -284,14 +284,13 @@ class _Runner:
     """Builds and trains the probe's models, reporting per epoch and per finished model."""
 
     def __init__(self, ancestry, tasks, config: ProbeConfig, reporter, log: Callable[[str], None]):
-        from learngene.inherit.recipe import Recipe
+        from learngene.inherit.options import recipe_for
         from learngene.models import layer_view
 
         self.ancestry, self.tasks, self.config, self.rep, self.log = ancestry, tasks, config, reporter, log
         self.n = len(layer_view(ancestry))
         self.cfg = config.train_config()
-        self.recipe = lambda m: Recipe.from_layers(ancestry.lg_spec, self.n, list(m.layers), placement="original",
-                                                   stem=m.stem, num_classes=config.n_way)
+        self.recipe = lambda m: recipe_for(ancestry, m.layers, stem=m.stem, num_classes=config.n_way)
 
     def model(self, job: _Job):
         from learngene.inherit.build import build_descendant
