@@ -4,8 +4,9 @@ The job manager launches one detached supervisor per run (its own session, so it
 server). The supervisor:
 
 1. holds `<run>/.supervisor.lock` for its whole life (readers probe it to see that it lives);
-2. waits, status "queued", until its run is the oldest live waiter for its device and a device slot
-   is free (see `learngene.jobs.slots`);
+2. waits, status "queued", until its run's turn has come for its device (the oldest live waiter whose
+   owner has the fewest runs going, see `learngene.jobs.fairqueue`) and a device slot is free (see
+   `learngene.jobs.slots`);
 3. starts the worker `python -m learngene <argv>` in a new process group, output to `<run>/log.txt`,
    passing it the slot lock so the slot stays taken while any process of the run lives: forked by the
    runs folder's fork server when the run asks for a warm start (`config["warm"]`) and the server is
@@ -46,7 +47,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from learngene.jobs import procs, slots, warm
+from learngene.jobs import fairqueue, procs, slots, warm
 from learngene.jobs.health import DEFAULT_STALE_AFTER_S, dequeue_run, reconcile
 from learngene.jobs.runs import (
     CANCEL_FILE,
@@ -102,6 +103,7 @@ class Supervisor:
         self.dir_id = _identity(os.fstat(self.dir_fd))
         self.slot: tuple[int, Path] | None = None  # (descriptor, lock path) of the device slot once held
         self.lost: str | None = None  # why the run can no longer work where it started, once found
+        self.running = fairqueue.RunningCounts(self.runs_dir, self.device)
 
     # -- where the run lives ----------------------------------------------------------------------
     def check_place(self) -> str | None:
@@ -215,22 +217,31 @@ class Supervisor:
 
     # -- queue ------------------------------------------------------------------------------------
     def first_in_line(self) -> bool:
-        """True when no older run still waits for this device (stale queue files are cleared)."""
+        """True when this run's turn has come (`learngene.jobs.fairqueue`: the owner with the fewest runs going
+        first, then the oldest ticket); stale queue files are cleared on the way."""
         me = (self.ticket, self.run_dir.name)
+        others = []
         for entry in slots.waiting(self.runs_dir, self.device):
-            if entry >= me:
-                return True
-            other = self.runs_dir / entry[1]
-            cfg = read_config(other)
-            if cfg is not None:
-                status = reconcile(other, cfg, read_status(other), self.stale_after_s)
-                if status.get("state") == UNREADABLE:  # nothing to judge by but its supervisor's lock
-                    if slots.is_locked(other / SUPERVISOR_LOCK):
-                        return False
-                elif status.get("state") not in TERMINAL_STATES:
-                    return False
-            slots.dequeue(self.runs_dir, self.device, *entry)
-        return True
+            if entry == me:
+                continue
+            cfg = read_config(self.runs_dir / entry[1])
+            if self._waits(entry[1], cfg):
+                others.append((entry[0], fairqueue.owner_of(cfg)))
+            else:
+                slots.dequeue(self.runs_dir, self.device, *entry)
+        if not others:
+            return True
+        return fairqueue.my_turn(me, fairqueue.owner_of(self.config), others, self.running.get())
+
+    def _waits(self, name: str, cfg: dict[str, Any] | None) -> bool:
+        """Whether another run's queue file stands for a run still waiting (its supervisor lives)."""
+        if cfg is None:
+            return False
+        other = self.runs_dir / name
+        status = reconcile(other, cfg, read_status(other), self.stale_after_s)
+        if status.get("state") == UNREADABLE:  # nothing to judge by but its supervisor's lock
+            return slots.is_locked(other / SUPERVISOR_LOCK)
+        return status.get("state") not in TERMINAL_STATES
 
     def check_holders(self) -> None:
         """Judge the running runs of this device, so that one whose supervisor died is recorded as failed
