@@ -1,5 +1,5 @@
 """Export runs from the Runs page: TensorBoard event files and an MLflow store, as downloads (zip) or
-written into folders on this machine (`learngene.export`; CLI twin `python -m learngene jobs export`)."""
+written into folders on this machine (`learngene.jobs.export`; CLI twin `python -m learngene jobs export`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from app import config, identity, messages, server, widgets
 
 
 def export_zip(run_dirs: list[Path], what: str) -> bytes:
-    """The runs exported and zipped (`learngene.export.export_zip`): "tensorboard", "mlflow" (file store) or
+    """The runs exported and zipped (`learngene.jobs.export.export_zip`): "tensorboard", "mlflow" (file store) or
     "mlflow-sqlite"; MLflow's own client reads the unzipped store."""
-    from learngene.export import export_zip as _zip
+    from learngene.jobs.export import export_zip as _zip
 
     return _zip(run_dirs, what)
 
@@ -56,7 +56,7 @@ def export_ui(picked: list[Any]) -> None:
         argv = ["jobs", "export", *ids, "--tensorboard", str(tb_dir or ""), "--mlflow", str(ml_dest or "")]
         st.code("python -m learngene " + shlex.join(argv), language="bash")
     if st.button("Export into these folders", key="export-go", icon=":material/upload:"):
-        from learngene.export import export_runs, mlflow_uri
+        from learngene.jobs.export import export_runs, mlflow_uri
 
         with widgets.error_box("export"), st.spinner("exporting…"):
             tb_dir, ml_dest = export_targets(root, tb, ml, identity.me().host)

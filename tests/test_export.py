@@ -124,7 +124,7 @@ def test_the_mlflow_download_reads_back_after_unzipping(runs, tmp_path, monkeypa
         require_module("alembic")
     from mlflow.tracking import MlflowClient
 
-    from learngene.export import export_zip
+    from learngene.jobs.export import export_zip
 
     folder, train, sweep = runs
     data = export_zip([folder / train, folder / sweep], what)

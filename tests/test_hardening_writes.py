@@ -93,7 +93,7 @@ def test_a_failed_jobs_reason_carries_the_workers_error_line(tmp_path):
 
 
 def test_an_mlflow_address_nothing_answers_at_fails_within_seconds(tmp_path):
-    from learngene.export import ExportedRun, to_mlflow
+    from learngene.jobs.export import ExportedRun, to_mlflow
 
     run = ExportedRun("20260101-000000-train-abcdef", "x", "train", "done", 0.0, None, None)
     t0 = time.perf_counter()

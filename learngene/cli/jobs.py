@@ -247,7 +247,7 @@ def _forkserver(mgr: JobManager, args: argparse.Namespace) -> int:
 
 
 def _export(mgr: JobManager, args: argparse.Namespace) -> None:
-    from learngene.export import export_runs
+    from learngene.jobs.export import export_runs
 
     ids = list(args.run_ids)
     if args.group:

@@ -38,12 +38,12 @@ def _train_loop(config: dict[str, Any]) -> None:
     import torch
     import torch.distributed as dist
 
-    from learngene.cluster.work import _exit_with_parent
+    from learngene.cluster.work import exit_with_parent
     from learngene.models import create_model
     from learngene.train.config import TrainConfig
     from learngene.train.trainer import Trainer
 
-    _exit_with_parent()
+    exit_with_parent()
     torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -84,45 +84,39 @@ def _train_loop(config: dict[str, Any]) -> None:
         queue.put(("done", state, trainer.history, str(device)))
 
 
-def accumulate_ray(
-    ds, arch: str, cfg, out: str | Path, *, workers: int, backend: RayBackend, overrides: dict[str, Any] | None = None,
-    holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None,
-) -> tuple[Path, Any]:
-    """Train `arch` on the base classes of `ds` with `workers` DDP processes on Ray (`backend`, open);
-    save it with its model card exactly as `learngene.train.accumulate.accumulate` does."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.util.queue import Empty, Queue
-
-    from learngene.train.accumulate import base_data, new_ancestry, report_epoch, save_ancestry
-    from learngene.train.trainer import resolve_device
-
-    x_train, y_train, x_test, y_test = base_data(ds, cfg, holdout_per_class)
-    model = new_ancestry(ds, arch, cfg, overrides)  # here first: a bad architecture is reported in one line
+def _shares(cfg, n_images: int, workers: int) -> tuple[int, int]:
+    """(batch, training images) of each of `workers` processes; refuses a batch or a set too small to share."""
     per_batch = cfg.batch_size // workers
     if per_batch < 1:
         raise ConfigError(f"--batch-size {cfg.batch_size} cannot be shared by {workers} workers; use at least "
                           f"{workers} (each worker takes batch-size / workers images per step)")
-    per_worker = len(x_train) // workers
+    per_worker = n_images // workers
     if per_worker < 1:
-        raise ConfigError(f"{len(x_train)} training images cannot be shared by {workers} workers")
-    gpu = resolve_device(cfg.device).type == "cuda"
-    threads = max(1, int(backend.num_cpus))
-    ray = backend.ray
-    queue = Queue(actor_options={"num_cpus": 0})
-    config = {"data": ray.put((x_train, y_train, x_test, y_test)), "queue": queue, "cfg": cfg.to_dict(),
-              "arch": arch, "overrides": dict(overrides or {}), "num_classes": len(ds.split.base),
-              "img_size": ds.image_size, "per_worker_batch": per_batch, "per_worker_images": per_worker,
-              "threads": threads}
-    storage = tempfile.mkdtemp(prefix="learngene-ray-train-")
-    trainer = TorchTrainer(
+        raise ConfigError(f"{n_images} training images cannot be shared by {workers} workers")
+    return per_batch, per_worker
+
+
+def _torch_trainer(config: dict[str, Any], arch: str, workers: int, threads: int, gpu: bool, storage: str):
+    """Ray Train's `TorchTrainer` running `_train_loop` in `workers` DDP processes."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(
         _train_loop, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu, resources_per_worker={"CPU": threads}),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         run_config=RunConfig(name=f"accumulate-{arch}", storage_path=storage),
     )
-    backend.log(f"Ray Train: {workers} DDP workers ({'nccl' if gpu else 'gloo'}), {per_worker} training images "
-                f"and a batch of {per_batch} each ({per_batch * workers} per step)")
+
+
+def _fit_and_follow(trainer, queue, reporter: Reporter | None) -> tuple:
+    """Fit `trainer` in a thread while this one writes the epoch records process 0 sends through `queue`;
+    returns its final message ("done", weights, history, device). A failure in the fit, or a divergence
+    the processes agreed on, is raised here."""
+    from ray.util.queue import Empty
+
+    from learngene.train.accumulate import report_epoch
+
     failure: list[BaseException] = []
 
     def fit() -> None:
@@ -131,33 +125,60 @@ def accumulate_ray(
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             failure.append(exc)
 
-    t0 = time.time()
     thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
     thread.start()
-    final = None
+    while True:
+        try:
+            item = queue.get(timeout=1.0)
+        except Empty:
+            if not thread.is_alive():
+                if failure:
+                    raise failure[0] from None
+                raise RuntimeError("Ray Train finished without sending the trained weights") from None
+            continue
+        if item[0] == "epoch":
+            if reporter is not None:
+                report_epoch(reporter, item[1])
+        elif item[0] == "diverged":
+            raise DivergedError(item[1])
+        else:
+            break
+    thread.join()
+    if failure:
+        raise failure[0]
+    return item
+
+
+def accumulate_ray(
+    ds, arch: str, cfg, out: str | Path, *, workers: int, backend: RayBackend, overrides: dict[str, Any] | None = None,
+    holdout_per_class: int = 100, command: str = "", reporter: Reporter | None = None,
+) -> tuple[Path, Any]:
+    """Train `arch` on the base classes of `ds` with `workers` DDP processes on Ray (`backend`, open);
+    save it with its model card exactly as `learngene.train.accumulate.accumulate` does."""
+    from ray.util.queue import Queue
+
+    from learngene.train.accumulate import base_data, new_ancestry, save_ancestry
+    from learngene.train.trainer import resolve_device
+
+    x_train, y_train, x_test, y_test = base_data(ds, cfg, holdout_per_class)
+    model = new_ancestry(ds, arch, cfg, overrides)  # here first: a bad architecture is reported in one line
+    per_batch, per_worker = _shares(cfg, len(x_train), workers)
+    gpu = resolve_device(cfg.device).type == "cuda"
+    threads = max(1, int(backend.num_cpus))
+    queue = Queue(actor_options={"num_cpus": 0})
+    config = {"data": backend.ray.put((x_train, y_train, x_test, y_test)), "queue": queue, "cfg": cfg.to_dict(),
+              "arch": arch, "overrides": dict(overrides or {}), "num_classes": len(ds.split.base),
+              "img_size": ds.image_size, "per_worker_batch": per_batch, "per_worker_images": per_worker,
+              "threads": threads}
+    storage = tempfile.mkdtemp(prefix="learngene-ray-train-")
+    trainer = _torch_trainer(config, arch, workers, threads, gpu, storage)
+    backend.log(f"Ray Train: {workers} DDP workers ({'nccl' if gpu else 'gloo'}), {per_worker} training images "
+                f"and a batch of {per_batch} each ({per_batch * workers} per step)")
+    t0 = time.time()
     try:
-        while final is None:
-            try:
-                item = queue.get(timeout=1.0)
-            except Empty:
-                if not thread.is_alive():
-                    if failure:
-                        raise failure[0] from None
-                    raise RuntimeError("Ray Train finished without sending the trained weights") from None
-                continue
-            if item[0] == "epoch":
-                if reporter is not None:
-                    report_epoch(reporter, item[1])
-            elif item[0] == "diverged":
-                raise DivergedError(item[1])
-            else:
-                final = item
-        thread.join()
-        if failure:
-            raise failure[0]
+        _, state, history, device = _fit_and_follow(trainer, queue, reporter)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    _, state, history, device = final
     model.load_state_dict(state)
     extra = {"backend": "ray", "workers": workers, "per_worker_batch": per_batch,
              "per_worker_images": per_worker}

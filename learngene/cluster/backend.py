@@ -1,7 +1,8 @@
 """A driver's connection to Ray: start or join a cluster, run tasks, cancel them on SIGTERM.
 
-The driver (the `sweep` / `advantages` job process) submits one Ray task per planned run and reads
-the results as they finish; only the driver writes the run folder, its metrics and the journal.
+The driver (a job's process, e.g. a `sweep` or an `advantages` study) submits its units of work as
+Ray tasks and reads the results as they finish; only the driver writes the run folder, its metrics
+and the journal.
 Tasks run `learngene.cluster.work.pinned`, which sets torch's thread count to the task's CPUs first,
 so a task on one CPU trains exactly as a local run with `--threads 1` does.
 
@@ -60,6 +61,22 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def reachable(address: str, timeout: float = 3.0) -> None:
+    """Refuse at once an address nothing answers at (joining would wait for minutes)."""
+    import socket
+
+    if address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"a Ray address is HOST:PORT (or 'auto'), got {address!r}")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"nothing answers at {address} ({exc.strerror or type(exc).__name__}); is the Ray head "
+                          "running there?") from None
+
+
 class Cancelled(KeyboardInterrupt):
     """SIGTERM reached the driver while its Ray tasks ran.
 
@@ -103,8 +120,6 @@ class RayBackend:
             if ray.is_initialized():
                 pass
             elif self.address:
-                from learngene.cluster.info import reachable
-
                 reachable(self.address)  # an address nothing answers at: at once, not after Ray's long retries
                 ray.init(address=self.address, logging_level="warning", log_to_driver=True)
                 self.owned = True

@@ -22,7 +22,7 @@ def resources(address: str | None = None) -> dict[str, Any]:
             gpus = 0
         return {"where": "a local Ray started by each job on this machine", "cpus": local_cpus(), "gpus": gpus,
                 "nodes": 1}
-    from learngene.cluster.backend import require_ray
+    from learngene.cluster.backend import reachable, require_ray
     from learngene.errors import ConfigError
 
     reachable(address)
@@ -43,21 +43,3 @@ def resources(address: str | None = None) -> dict[str, Any]:
 def describe(info: dict[str, Any]) -> str:
     return (f"{info['where']}: {info['cpus']} CPU(s), {info['gpus']} GPU(s)"
             + (f" on {info['nodes']} node(s)" if info["nodes"] != 1 else ""))
-
-
-def reachable(address: str, timeout: float = 3.0) -> None:
-    """Refuse at once an address nothing answers at (joining would wait for minutes)."""
-    import socket
-
-    from learngene.errors import ConfigError
-
-    if address == "auto":
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"a Ray address is HOST:PORT (or 'auto'), got {address!r}")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise ConfigError(f"nothing answers at {address} ({exc.strerror or type(exc).__name__}); is the Ray head "
-                          "running there?") from None

@@ -1,8 +1,9 @@
-"""What a Ray task runs: plain functions of the library, called in a Ray worker process.
+"""What every Ray task runs first, in the Ray worker process, around the function it was given.
 
-Each function here is pickled by reference (`learngene.cluster.work.NAME`), so every worker must have
-this package installed (on a single machine it has: the workers use the driver's Python). None of
-them writes a file or a metric: they return results, which the driver records.
+A task runs `pinned(threads, fn, *args)`: `fn` is a module-level function of the library, pickled by
+reference, so every worker must have this package installed (on a single machine it has: the workers
+use the driver's Python). What `fn` is (a sweep's pair, a study's run) is its caller's business; it
+returns results, which the driver records.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def pinned(threads: int, fn: Callable, *args: Any) -> Any:
     otherwise train on, orphaned, until it next talks to Ray."""
     import torch
 
-    _exit_with_parent()
+    exit_with_parent()
     torch.set_num_threads(threads)
     return fn(*args)
 
@@ -30,7 +31,7 @@ def pinned(threads: int, fn: Callable, *args: Any) -> Any:
 _WATCHED: list[int] = []
 
 
-def _exit_with_parent(every_s: float = 0.5) -> None:
+def exit_with_parent(every_s: float = 0.5) -> None:
     """Start (once per process) a thread that exits this process when its parent process changes."""
     if _WATCHED:
         return
@@ -43,39 +44,3 @@ def _exit_with_parent(every_s: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-raylet", daemon=True).start()
-
-
-def sweep_unit(recipe, source, jobs: list, batched: bool) -> list:
-    """Train the pairs of `jobs` (`learngene.descend.sweep._Job`): one pair, or one batched group."""
-    from learngene.descend.compare import train_pair
-    from learngene.descend.sweep import _train_group_batched
-
-    if batched:
-        return _train_group_batched(recipe, source, jobs, None)
-    return [train_pair(recipe, source, job.task, job.cfg, None, seed=job.seed, tags=job.tags) for job in jobs]
-
-
-_WARM: set[str] = set()  # keys of the study contexts this worker process has warmed up
-
-
-def study_unit(context, runs: list, batched: bool) -> list[tuple[list[int], list, float, str, str]]:
-    """Train runs of a study (`learngene.descend.advantages.Run`) with `context` (its `RunContext`):
-    one run, or a group to train as one batched model. Returns, per part trained together,
-    (positions in `runs`, histories, wall seconds, timing label, rate kind); a group that cannot be
-    batched is trained one run after another, as the local study does.
-
-    A worker's first run of a study is preceded by one untimed epoch, as the local study does once,
-    so that no timed run pays for first-call costs."""
-    if context.key not in _WARM:
-        context.warm_up()
-        _WARM.add(context.key)
-    if batched and len(runs) > 1:
-        out = context.train_batched(runs)
-        if not isinstance(out, str):
-            histories, wall = out
-            return [(list(range(len(runs))), histories, wall, f"batched x{len(runs)} (amortised, ray)", "batched")]
-    parts = []
-    for i, run in enumerate(runs):
-        history, wall = context.train_one(run)
-        parts.append(([i], [history], wall, "sequential (ray)", "sequential"))
-    return parts

@@ -182,7 +182,7 @@ def _cost(run: Run, study: Study) -> float:
 class RunContext:
     """What training one run of a study needs, and nothing else (picklable): the ancestry, the rows'
     recipes, the tasks, the study and the device. The `Engine` trains with it here; the Ray backend
-    (`learngene.cluster.study`) ships it once to the cluster and trains with it in Ray tasks."""
+    (`learngene.descend.ray_units`) ships it once to the cluster and trains with it in Ray tasks."""
 
     def __init__(self, ancestry, layers: dict[str, list[int]], ds, study: Study, device):
         import uuid
@@ -370,14 +370,14 @@ def execute(engine: Engine, runs: list[Run], label: str, backend=None) -> None:
 
     `backend`: None trains here, one run after another; a `learngene.cluster.backend.RayBackend`
     trains each run (or batched group) as a Ray task, recorded here as it finishes."""
-    if backend is not None:
-        from learngene.cluster.study import execute_ray
-
-        execute_ray(engine, runs, label, backend)
-        return
     study = engine.study
     batched = use_batched(engine)
     main, chunks = work_units(engine, runs)
+    if backend is not None:
+        from learngene.descend.ray_units import execute_study
+
+        execute_study(engine, runs, main, chunks, batched, label, backend)
+        return
     t0 = time.perf_counter()
     done = len(runs) - len(main) - sum(map(len, chunks))
     if done:

@@ -269,7 +269,7 @@ def summarize_strong_baseline(pairs: list[PairResult]) -> dict[str, Any] | None:
     (and the median epoch), and whether it learned (None: no pair trained one)."""
     from statistics import median
 
-    from learngene.descend.summary import above_chance, accuracy_line
+    from learngene.descend.accuracy import above_chance, accuracy_line
 
     refs = [(p, p.extra["strong_baseline"]) for p in pairs if isinstance(p.extra.get("strong_baseline"), dict)]
     if not refs:

@@ -29,6 +29,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from learngene.descend.accuracy import (  # noqa: F401 - the rule over tasks, re-exported with the summaries
+    above_chance,
+    accuracy_interval,
+    accuracy_line,
+    accuracy_state,
+)
 from learngene.descend.compare import ROLES, PairResult, epochs_to_target
 from learngene.descend.stats import finite, fmt_ci, fmt_p, mean_ci, paired_tests, std
 from learngene.train.budget import (  # noqa: F401 - the one three-state rule, re-exported for the comparisons
@@ -80,40 +86,6 @@ def summarize_role(pairs: Sequence[PairResult], role: str, target_acc: Target = 
             "epochs": _ci([h[0] for h in reached]), "seconds": _ci([h[1] for h in reached]),
         }
     return out
-
-
-def accuracy_interval(accuracies: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """(mean, low, high) of final accuracies over tasks: the 95% t-interval from 3 values on; under 3 the
-    interval is undefined (None) and the rule reads the mean alone."""
-    xs = finite(accuracies)
-    if not xs:
-        return float("nan"), None, None
-    mean, half = mean_ci(xs)
-    if len(xs) < 3 or not math.isfinite(half):
-        return mean, None, None
-    return mean, mean - half, mean + half
-
-
-def accuracy_state(accuracies: Sequence[float], chance: float) -> LearningState:
-    """`learning_state` of final accuracies over tasks ("unknown" when there are none)."""
-    mean, lo, hi = accuracy_interval(accuracies)
-    return learning_state(mean if accuracies else None, lo, hi, chance)
-
-
-def accuracy_line(accuracies: Sequence[float], chance: float, what: str = "") -> str:
-    """`describe_learning` of final accuracies over tasks."""
-    mean, lo, hi = accuracy_interval(accuracies)
-    return describe_learning(mean if finite(accuracies) else None, lo, hi, chance, what)
-
-
-def above_chance(accuracies: Sequence[float], chance: float, margin: float = CHANCE_MARGIN) -> bool:
-    """Whether final accuracies clearly learned (`learning_state` is "learned"): the lower end of their
-    95% interval (the mean itself under 3 values) is more than the margin above `chance`."""
-    if not finite(accuracies):
-        return False
-    mean, lo, _ = accuracy_interval(accuracies)
-    low = mean if lo is None else lo
-    return low > chance + min(margin, chance)
 
 
 def _midpoint(p: PairResult) -> float | None:

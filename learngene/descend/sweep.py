@@ -162,6 +162,15 @@ def _units(ds: ImageSet, sweep: SweepConfig, settings: list[tuple[TrainConfig, i
             yield group
 
 
+def sweep_unit(recipe: Recipe, source: Source, jobs: list[_Job], batched: bool,
+               reporter: Reporter | None = None) -> list[PairResult]:
+    """Train the pairs of `jobs`: one batched group (same K), or pairs one after another. Run here, or
+    as a task of a distributed executor (`learngene.descend.ray_units`), which records the results."""
+    if batched:
+        return _train_group_batched(recipe, source, jobs, reporter)
+    return [train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed, tags=job.tags) for job in jobs]
+
+
 def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, cfg: TrainConfig,
               reporter: Reporter | None = None, backend=None) -> list[PairResult]:
     """Train every combination of the sweep for the learngene descendant and its baseline.
@@ -182,14 +191,10 @@ def run_sweep(recipe: Recipe, source: Source, ds: ImageSet, sweep: SweepConfig, 
     settings = _settings(sweep, cfg)
     units = _units(ds, sweep, settings, batched)
     if backend is not None:
-        from learngene.cluster.sweep import run_units
+        from learngene.descend.ray_units import run_sweep_units
 
-        return run_units(recipe, source, units, batched, reporter, backend)
+        return run_sweep_units(sweep_unit, recipe, source, units, batched, reporter, backend)
     results: list[PairResult] = []
     for group in units:
-        if batched:
-            results += _train_group_batched(recipe, source, group, reporter)
-        else:
-            job = group[0]
-            results.append(train_pair(recipe, source, job.task, job.cfg, reporter, seed=job.seed, tags=job.tags))
+        results += sweep_unit(recipe, source, group, batched, reporter)
     return results

@@ -105,8 +105,9 @@ def _ready(ready_w: int) -> None:
     os.close(ready_w)
 
 
-def worker(req: dict[str, Any], log_fd: int, slot_fd: int, ready_w: int) -> None:
-    """Become the run's worker and run `python -m learngene <argv>`; exits with its code."""
+def worker(req: dict[str, Any], log_fd: int, slot_fd: int, ready_w: int, entry: Any) -> None:
+    """Become the run's worker and run `python -m learngene <argv>` (`entry`: that module, loaded by the
+    fork server, with its `main(argv)`); exits with its code."""
 
     def body() -> int:
         reset_process(req, log_fd, req["derived"])
@@ -117,10 +118,8 @@ def worker(req: dict[str, Any], log_fd: int, slot_fd: int, ready_w: int) -> None
         torch.manual_seed(torch.initial_seed())  # the state a cold process starts from
         os.set_inheritable(slot_fd, True)  # as `pass_fds`: processes the worker starts keep the slot
         _ready(ready_w)
-        from learngene import cli
-
-        sys.argv = [str(Path(cli.__file__).parents[1] / "__main__.py"), *req["argv"]]
-        return cli.main(list(req["argv"]))
+        sys.argv = [entry.__file__, *req["argv"]]
+        return entry.main(list(req["argv"]))
 
     run_and_exit(body)
 
@@ -169,13 +168,14 @@ def _wait_ready(pid: int, ready_r: int) -> dict[str, Any]:
     return {"ok": True, "pid": pid, "start": procs.start_ticks(pid)}
 
 
-def keeper(conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int) -> int:
-    """Fork the worker, report it, wait for it, report its exit code; reap it after the client's ack."""
+def keeper(conn: socket.socket, req: dict[str, Any], log_fd: int, slot_fd: int, entry: Any) -> int:
+    """Fork the worker (running `entry.main`), report it, wait for it, report its exit code; reap it
+    after the client's ack."""
     os.setsid()
 
     def child(ready_w: int) -> None:
         conn.close()
-        worker(req, log_fd, slot_fd, ready_w)
+        worker(req, log_fd, slot_fd, ready_w, entry)
 
     pid, ready_r = _fork(child)
     os.close(log_fd)

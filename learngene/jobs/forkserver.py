@@ -1,4 +1,4 @@
-"""The fork server: `python -m learngene.jobs.forkserver RUNS_DIR [--idle-exit S]`.
+"""The fork server: `python -m learngene.jobs.forkserver RUNS_DIR [--entry MODULE] [--idle-exit S]`.
 
 One process per runs folder, started on demand by the job manager (or `learngene jobs forkserver
 start`), never inside the web server. It loads torch, timm, every learngene module and the shipped data
@@ -18,8 +18,9 @@ Forking a loaded interpreter is safe only under conditions it keeps:
   only accepts and forks; if it dies, running jobs and their exit codes are unaffected.
 - **A worker is a cold worker.** It gets its own session (process group), the run's log as
   stdout/stderr, /dev/null as stdin, the slot lock, the request's working directory and exactly the
-  request's environment; default signal handlers; fresh numpy and torch random states; then
-  `learngene.cli.main(argv)` and `os._exit` with its code after the exit handlers.
+  request's environment; default signal handlers; fresh numpy and torch random states; then the
+  entry point's `main(argv)` (that of `python -m learngene`, whose module the server is told by its
+  starter: `--entry`, `warm.ENTRY`) and `os._exit` with its code after the exit handlers.
 - **Proof of identity.** `/proc/<pid>/environ` shows the environment a process was *started* with, which
   for a forked worker is the server's. The server starts with `LEARNGENE_RUN_TOKEN` set to a placeholder
   of a token's length, and each worker overwrites the placeholder in its own copy of that memory with
@@ -46,6 +47,7 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,24 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def preload() -> dict[str, Any]:
-    """Import what jobs use and read the shipped data; raises RuntimeError if that left state a fork
-    cannot carry (extra threads, CUDA)."""
+def load_entry(name: str) -> Any:
+    """The module `python -m NAME` runs (a package's `__main__`); it must offer `main(argv)` (a job's
+    command line, its exit code) and `commands()` (the command names a request may ask for)."""
+    import importlib
+
+    module = importlib.import_module(name)
+    if hasattr(module, "__path__"):
+        module = importlib.import_module(f"{name}.__main__")
+    missing = [f for f in ("main", "commands") if not callable(getattr(module, f, None))]
+    if missing:
+        raise RuntimeError(f"the entry point {module.__name__} has no {' and no '.join(missing)}()")
+    return module
+
+
+def preload(entry_name: str) -> tuple[dict[str, Any], Any]:
+    """Import what jobs use, with the entry point `entry_name` (see `load_entry`), and read the shipped
+    data; returns (what loading took, the entry module). Raises RuntimeError if loading left state a
+    fork cannot carry (extra threads, CUDA)."""
     t0 = time.perf_counter()
     import numpy  # noqa: F401
     import timm  # noqa: F401
@@ -77,15 +94,15 @@ def preload() -> dict[str, Any]:
 
     baseline = _threads()
     skipped = _import_library()
-    from learngene.cli import commands
-
-    commands()  # read once here, found read by every job
+    entry = load_entry(entry_name)
+    entry.commands()  # read once here, found read by every job
     data = _read_shipped_data()
     if _threads() > baseline:
         raise RuntimeError(f"loading started threads ({_threads()} against {baseline} after importing torch)")
     if torch.cuda.is_initialized() or _gpu_driver_open():
         raise RuntimeError("loading initialised CUDA (or opened the GPU driver), which a fork cannot carry")
-    return {"seconds": round(time.perf_counter() - t0, 2), "threads": baseline, "skipped": skipped, "data": data}
+    loaded = {"seconds": round(time.perf_counter() - t0, 2), "threads": baseline, "skipped": skipped, "data": data}
+    return loaded, entry
 
 
 def _gpu_driver_open() -> bool:
@@ -129,9 +146,8 @@ def _read_shipped_data() -> str:
 # ------------------------------------------------------------------ requests
 
 
-def check_argv(argv: Any) -> None:
-    """Refuse anything but a learngene command line (checked like `JobSpec`, the command known)."""
-    from learngene.cli import commands
+def check_argv(argv: Any, commands: Container[str]) -> None:
+    """Refuse anything but a learngene command line (checked like `JobSpec`, the command one of `commands`)."""
     from learngene.errors import ConfigError
     from learngene.jobs.runs import JobSpec
 
@@ -141,7 +157,7 @@ def check_argv(argv: Any) -> None:
         JobSpec(argv=argv).validated()
     except ConfigError as exc:
         raise Refused(str(exc)) from None
-    if argv[0] not in commands():
+    if argv[0] not in commands:
         raise Refused(f"{argv[0]!r} is not a learngene command")
 
 
@@ -155,8 +171,9 @@ def check_run_folder(path: Any, runs_dir: Path) -> None:
 
 
 def check_request(raw: bytes, fds: list[int], runs_dir: Path, base_env: dict[str, str],
-                  derived: dict[str, str]) -> dict[str, Any]:
-    """The validated request; raises Refused. `base_env`: the server's environment when it started;
+                  derived: dict[str, str], commands: Container[str]) -> dict[str, Any]:
+    """The validated request; raises Refused. `commands`: the command names a worker may run;
+    `base_env`: the server's environment when it started;
     `derived`: the variables loading set (e.g. torch's compile cache folder), which a cold worker sets the
     same way when it imports the same modules, so a request may carry them or not."""
     try:
@@ -169,7 +186,7 @@ def check_request(raw: bytes, fds: list[int], runs_dir: Path, base_env: dict[str
     if "supervise" in req:
         check_run_folder(req["supervise"], runs_dir)
     else:
-        check_argv(req["argv"])
+        check_argv(req["argv"], commands)
     wanted = 1 if "supervise" in req else 2
     if len(fds) != wanted:
         raise Refused(f"expected {wanted} descriptor(s) (log{', slot lock' if wanted == 2 else ''}), got {len(fds)}")
@@ -212,6 +229,8 @@ class Server:
         self.derived: dict[str, str] = {}  # variables that loading set (see `check_request`)
         self.code = ""
         self.stop = False
+        self.entry: Any = None  # the loaded entry point (`load_entry`)
+        self.commands: frozenset[str] = frozenset()
 
     def lock(self) -> bool:
         import fcntl
@@ -274,7 +293,7 @@ class Server:
             raw, fds, flags, _ = socket.recv_fds(conn, warm.MAX_MESSAGE, 2)
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 raise Refused("the request is too large or has too many descriptors")
-            req = check_request(raw, fds, self.runs_dir, self.base_env, self.derived)
+            req = check_request(raw, fds, self.runs_dir, self.base_env, self.derived, self.commands)
             if warm.code_fingerprint() != self.code:
                 forked.send(conn, {"ok": False, "reason": "the fork server's code changed on disk; it exits"})
                 return False
@@ -302,7 +321,7 @@ class Server:
                 if "supervise" in req:
                     code = forked.launcher(conn, req, fds[0])
                 else:
-                    code = forked.keeper(conn, req, fds[0], fds[1])
+                    code = forked.keeper(conn, req, fds[0], fds[1], self.entry)
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -338,6 +357,8 @@ def _reap_keepers() -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m learngene.jobs.forkserver", description=__doc__.split("\n\n")[0])
     p.add_argument("runs_dir", type=Path)
+    p.add_argument("--entry", default=warm.ENTRY,
+                   help=f"the module a job's command runs, as `python -m MODULE` (default {warm.ENTRY})")
     p.add_argument("--idle-exit", type=float, default=DEFAULT_IDLE_EXIT_S,
                    help=f"exit after this many seconds without a request (default {DEFAULT_IDLE_EXIT_S:g})")
     args = p.parse_args(argv)
@@ -357,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        loaded = preload()
+        loaded, server.entry = preload(args.entry)
+        server.commands = frozenset(server.entry.commands())
         server.derived = {k: v for k, v in os.environ.items() if server.base_env.get(k) != v}
         server.bind()
         server.state("ready", loaded=loaded)

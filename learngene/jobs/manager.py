@@ -97,7 +97,7 @@ class JobManager:
         self._reap()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         run_id, run_dir = self._new_run_dir(spec.kind)
-        command = [sys.executable, "-m", "learngene", *spec.argv]
+        command = [sys.executable, "-m", warm.ENTRY, *spec.argv]
         if spec.pass_run_dir:
             command += ["--run-dir", str(run_dir)]
         config = {

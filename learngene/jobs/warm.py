@@ -44,6 +44,10 @@ from typing import Any
 from learngene.jobs import forked, procs, slots
 from learngene.runlog import RUN_DIR_ENV, atomic_write_json, read_json
 
+ENTRY = "learngene"
+"""The module a job's command runs: `python -m learngene ARGV` cold. The fork server is told it when it
+starts (`--entry`) and loads its `__main__`, whose `main(argv)` a forked worker runs and whose
+`commands()` names the commands a request may ask for; the job runner itself imports no command."""
 WARM_ENV = "LEARNGENE_WARM_START"  # "0": every job of a manager that is not told otherwise starts cold
 PRIVATE_DIR = "forkserver"  # under the runs folder's `.locks`
 SOCKET_NAME = "fork.sock"
@@ -133,7 +137,7 @@ def start_server(runs_dir: str | os.PathLike, env: dict[str, str], cwd: str | No
     if is_running(runs_dir):
         return None
     folder = ensure_private_dir(runs_dir)
-    command = [sys.executable, "-m", "learngene.jobs.forkserver", str(Path(runs_dir).absolute())]
+    command = [sys.executable, "-m", "learngene.jobs.forkserver", str(Path(runs_dir).absolute()), "--entry", ENTRY]
     if idle_exit_s is not None:
         command += ["--idle-exit", f"{idle_exit_s:g}"]
     with open(folder / LOG_NAME, "ab") as log:
@@ -188,7 +192,7 @@ def socket_address(folder_fd: int) -> str:
 
 def worker_argv(command: list[str]) -> list[str] | None:
     """The learngene argv of a run's command `[python, -m, learngene, ...]` started by this interpreter."""
-    if len(command) > 3 and command[0] == sys.executable and command[1:3] == ["-m", "learngene"]:
+    if len(command) > 3 and command[0] == sys.executable and command[1:3] == ["-m", ENTRY]:
         return list(command[3:])
     return None
 
