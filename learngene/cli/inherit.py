@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from learngene.data.binding import card_split_record
     from learngene.descend.quality import gate_ancestry
     from learngene.inherit.build import build_descendant, inherited_parameters
-    from learngene.inherit.choose import choose_layers, load_ancestry
+    from learngene.inherit.choose import layer_choice, load_ancestry
     from learngene.inherit.learngene_file import load_learngene, save_learngene, size_report
     from learngene.inherit.options import recipe_for
     from learngene.inherit.resize import describe_width
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir(args.run_dir, "--run-dir")
     ancestry, card, anc_path = load_ancestry(args.ancestry)
     quality = gate_ancestry(card, anc_path, force=args.force)  # recorded in the file, for `train --learngene`
-    choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
+    choice = layer_choice(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = recipe_for(ancestry, choice.layers, num_classes=args.n_way, **recipe_kwargs(args))

@@ -262,7 +262,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
     """
     from learngene.data.binding import bound_of, bound_of_card
     from learngene.errors import ConfigError
-    from learngene.inherit.choose import choose_layers, load_ancestry
+    from learngene.inherit.choose import layer_choice, load_ancestry
     from learngene.inherit.learngene_file import load_learngene
     from learngene.inherit.options import recipe_for, recipe_for_spec
     from learngene.models import layer_view
@@ -283,7 +283,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
         return lg, recipe, names, f"learngene {args.learngene} (layers {list(lg.layers)}, {lg.method})", bound
     ancestry, card, path = load_ancestry(args.ancestry)
     args.ancestry_card = (card, path)  # for its quality gate (`gate_source`), once the data are loaded
-    choice = choose_layers(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
+    choice = layer_choice(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
     recipe = recipe_for(ancestry, choice.layers, num_classes=n_way, **recipe_kwargs(args))

@@ -2,14 +2,14 @@
 
 Public API:
 
-* `condense`, `CondenseConfig`, `plan_units`, `reselect`, `choose_layers`, `DEFAULT_RULE`
+* `condense`, `CondenseConfig`, `plan_units`, `reselect`, `score_and_select`, `DEFAULT_RULE`
 * `SimilarityResult` (JSON save/load)
 * `layer_scores`, `select_layers`, `select_preset` (independent of the methods)
 * `linear_cka`, `unbiased_hsic`, `MinibatchCKA`, `cka_between`
 * `pseudo_descendant_spec`
 """
 
-from learngene.condense.api import DEFAULT_RULE, choose_layers, condense, plan_units, reselect
+from learngene.condense.api import DEFAULT_RULE, condense, plan_units, reselect, score_and_select
 from learngene.condense.cka import MinibatchCKA, linear_cka, unbiased_hsic
 from learngene.condense.config import CondenseConfig
 from learngene.condense.methods import cka_between
@@ -25,7 +25,6 @@ __all__ = [
     "CondenseConfig",
     "MinibatchCKA",
     "SimilarityResult",
-    "choose_layers",
     "cka_between",
     "condense",
     "layer_scores",
@@ -33,6 +32,7 @@ __all__ = [
     "plan_units",
     "pseudo_descendant_spec",
     "reselect",
+    "score_and_select",
     "select_layers",
     "select_preset",
     "unbiased_hsic",

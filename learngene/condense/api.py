@@ -42,7 +42,7 @@ def plan_units(method: Method, cfg: CondenseConfig, family: str = "vit") -> int:
     return cfg.ft_epochs
 
 
-def choose_layers(matrix: Any, row_names: list[str], family: str, *, select: str = "top-k",
+def score_and_select(matrix: Any, row_names: list[str], family: str, *, select: str = "top-k",
                   k: int | None = None, contiguous: bool = False,
                   rule: ScoreRule = "row_max") -> tuple[list[float], list[int], dict[str, Any]]:
     """Scores, selected indices and the selection record for a matrix.
@@ -75,7 +75,7 @@ def seed_scores(matrices: list[Any], row_names: list[str], family: str, **choice
 
     per_seed, counts = [], [0] * len(row_names)
     for m in matrices:
-        scores, selected, _ = choose_layers(np.asarray(m), row_names, family, **choice)
+        scores, selected, _ = score_and_select(np.asarray(m), row_names, family, **choice)
         per_seed.append(scores)
         for i in selected:
             counts[i] += 1
@@ -91,7 +91,7 @@ def reselect(result: SimilarityResult, select: str = "top-k", k: int | None = No
     """A copy of `result` with new scores/selection (the matrix is not recomputed)."""
     rule = rule or result.selection.get("rule") or DEFAULT_RULE[result.method]
     family = result.ancestry.get("family", "vit")
-    scores, selected, selection = choose_layers(result.array, result.row_names, family, select=select, k=k,
+    scores, selected, selection = score_and_select(result.array, result.row_names, family, select=select, k=k,
                                                 contiguous=contiguous, rule=rule)
     out = copy.deepcopy(result)
     out.scores, out.selected, out.selection = scores, selected, selection
@@ -140,7 +140,7 @@ def condense(
         ds: the data set; its open-world classes are the pseudo-descendant task.
         method: `auto` (Auto-LG), `cka`, `gradient` (Heur-LG) or `weights` (weight drift).
         config: settings; keyword `settings` override single fields (e.g. `pd_epochs=1`).
-        select / k / contiguous / rule: the selection (see `choose_layers`); `rule` defaults per
+        select / k / contiguous / rule: the selection (see `score_and_select`); `rule` defaults per
             method (`DEFAULT_RULE`).
         reporter: progress and metrics sink.
         ancestry_path / ancestry_sha256: recorded in the result.
@@ -149,7 +149,7 @@ def condense(
     """
     spec, family, names, cfg = _checked(ancestry, method, config, settings)
     rule = rule or DEFAULT_RULE[method]
-    choose_layers(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
+    score_and_select(np.zeros((len(names), 1)), names, family, select=select, k=k, contiguous=contiguous,
                   rule=rule)  # refuse a bad selection before the expensive part
     t0 = time.perf_counter()
     anc = copy.deepcopy(ancestry).to(resolve_device(cfg.device)).eval()
@@ -157,7 +157,7 @@ def condense(
         reporter.metric({"kind": "condense", "phase": "start", "method": method, "settings": cfg.to_dict()})
     out = _run_method(method, anc, ds, cfg, reporter, pd_cache)
     assert out.matrix.shape[0] == len(names), "a method returned a matrix whose rows are not the layers"
-    scores, selected, selection = choose_layers(out.matrix, names, family, select=select, k=k,
+    scores, selected, selection = score_and_select(out.matrix, names, family, select=select, k=k,
                                                 contiguous=contiguous, rule=rule)
     if "seed_matrices" in out.extras:
         out.extras["seed_scores"] = seed_scores(out.extras.pop("seed_matrices"), names, family, select=select, k=k,

@@ -5,11 +5,11 @@ Public API:
 * `Recipe`, `Slot`, `PLACEMENTS`: which ancestry layers a descendant inherits and where.
 * `build_descendant`: a descendant from a recipe and an ancestry model or a `LearngeneFile`.
 * `save_learngene`, `load_learngene`, `LearngeneFile`, `size_report`, `SizeReport`: the learngene file.
-* `load_ancestry`, `default_ancestry_path`, `choose_layers`, `LayerChoice`: where a learngene comes from.
+* `load_ancestry`, `default_ancestry_path`, `layer_choice`, `LayerChoice`: where a learngene comes from.
 """
 
 from learngene.inherit.build import build_descendant, check_shapes, descendant_spec
-from learngene.inherit.choose import LayerChoice, choose_layers, default_ancestry_path, load_ancestry
+from learngene.inherit.choose import LayerChoice, default_ancestry_path, layer_choice, load_ancestry
 from learngene.inherit.learngene_file import (
     LearngeneFile,
     SizeReport,
@@ -30,9 +30,9 @@ __all__ = [
     "Slot",
     "build_descendant",
     "check_shapes",
-    "choose_layers",
     "default_ancestry_path",
     "descendant_spec",
+    "layer_choice",
     "learngene_from_model",
     "load_ancestry",
     "load_learngene",

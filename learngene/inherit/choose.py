@@ -59,7 +59,7 @@ class LayerChoice:
     source: str = ""
 
 
-def choose_layers(
+def layer_choice(
     ancestry: nn.Module, *, layers: str | list[int] | None = None, preset: str | None = None,
     similarity: str | os.PathLike | None = None, ancestry_sha256: str = "",
 ) -> LayerChoice:
