@@ -113,3 +113,62 @@ def test_the_sizes_ledger_counts_every_initialisation_at_every_size(tmp_path, tr
         assert led["amortised"][0]["flops"] == pytest.approx(calls[0]["flops"] + _ancestry_flops(vit))
     assert summary[0]["ledger"]["arms"][0]["flops"] < summary[1]["ledger"]["arms"][0]["flops"]  # narrower: cheaper
     assert "cost ledger" in (out / "sizes.md").read_text()
+
+
+# ------------------------------------------------------------------ score noise in the score-vs-gain interval
+
+
+def _shipped_probe() -> dict:
+    from learngene.runlog import read_json
+    from tests.conftest import ROOT
+
+    return read_json(ROOT / "assets" / "lg_resnet_mini.probe.json")
+
+
+def test_the_score_vs_gain_interval_takes_in_the_pseudo_descendant_seeds():
+    """Scores that rank the layers as the measured gains do: with seeds that agree (or one seed) the interval
+    is the tasks-only one; with seeds that disagree about the order it widens."""
+    from learngene.descend.probe_report import correlation_interval, interval_noise, seed_score_values
+
+    probe = _shipped_probe()
+    scores = [row["gain"]["mean"] for row in probe["single"]]  # rho = +1 on the mean gains
+    tasks_only = correlation_interval(scores, probe, resamples=400)
+    assert tasks_only is not None and tasks_only[1] == pytest.approx(1.0)
+    same = [list(scores)] * 3
+    assert correlation_interval(scores, probe, seed_scores=same, resamples=400) == tasks_only
+    assert correlation_interval(scores, probe, seed_scores=[scores], resamples=400) == tasks_only
+    g = torch.Generator().manual_seed(0)
+    spread = max(scores) - min(scores)
+    disagree = [[s + float(e) for s, e in zip(scores, spread * torch.randn(len(scores), generator=g), strict=True)]
+                for _ in range(3)]
+    low, high = correlation_interval(scores, probe, seed_scores=disagree, resamples=400)
+    assert low < tasks_only[0] - 0.2 and high <= 1.0  # wider at its lower end: the seeds reorder the layers
+    # what the table says the interval includes, from a similarity result's extras
+    extras = {"seed_scores": {"n": 3, "values": disagree}}
+    assert seed_score_values(extras, len(scores)) == disagree and seed_score_values({}, len(scores)) is None
+    assert seed_score_values(extras, len(scores) + 1) is None  # scores of another ancestry: not used
+    assert interval_noise(disagree) == "tasks + 3 pseudo-descendant seeds" and interval_noise(None) == "tasks"
+
+
+def test_the_score_vs_gain_table_says_which_noise_each_interval_holds(tmp_path, capsys):
+    """A saved condense result of a shipped ancestry with several seeds' layer scores gets its own row, whose
+    interval resamples the seeds too; the shipped rows (one seed) resample the tasks only."""
+    from bench import score_vs_gain
+    from learngene.condense import SimilarityResult
+    from learngene.condense.select import layer_scores
+    from tests.conftest import ROOT
+
+    sim = SimilarityResult.load(ROOT / "assets" / "similarity" / "lg_resnet_mini-cka.json")
+    scores = layer_scores(sim.array, sim.selection.get("rule", "row_max"))
+    seeded = [list(scores), list(reversed(scores)), list(scores)]  # the second seed orders the layers the other way
+    sim.extras["seed_scores"] = {"n": 3, "values": seeded}
+    sim.save(tmp_path / "seeded.json")
+    assert score_vs_gain.main(["--similarity", str(tmp_path / "seeded.json"), "--out", str(tmp_path / "out")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| lg_resnet_mini | cka")]
+    shipped = next(r for r in rows if r.startswith("| lg_resnet_mini | cka |"))
+    mine = next(r for r in rows if "seeded.json" in r)
+    assert "| tasks |" in shipped and "| tasks + 3 pseudo-descendant seeds |" in mine
+    cells = lambda row: [c.strip() for c in row.strip("|").split("|")]  # noqa: E731
+    assert cells(shipped)[5] == cells(mine)[5]  # the same scores: the same rho
+    low_shipped, low_mine = (float(cells(r)[6].split(" to ")[0]) for r in (shipped, mine))
+    assert low_mine < low_shipped  # the seeds that disagree widen it
