@@ -16,6 +16,8 @@ CKA over three pseudo-descendant seeds made with the shipped settings (`assets/s
 
     python -m learngene condense --ancestry assets/lg_resnet_mini.safetensors --method cka --pd-epochs 10 \
         --pd-seeds 3 --threads 1 --out lg_resnet_mini-cka-3seeds.json
+
+(`docs/lg_resnet_mini-cka-3seeds.json`, the one in docs/results.md, was made so: 3 min on 2 CPU cores.)
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
               "seeds' layer scores too (*interval resamples* says which); one that spans 0 means the ranking is "
               "not told apart from chance. Views: `cka` (outputs), `cka-update` (what each "
               "layer adds), `auto` (Auto-LG), `gradient` (Heur-LG), `weights` (weight drift), each as shipped "
-              "(`assets/similarity.sh`); gains from `learngene probe` (`assets/reproduce.sh`).")
+              "(`assets/similarity.sh`), and a view named with a file: a saved `condense` result given with "
+              "`--similarity` (its settings are in the file); gains from `learngene probe` (`assets/reproduce.sh`).")
     print(text)
     finish(args, "probe", section("probe", "Which similarity to trust: layer scores vs measured gains", text,
                                   command_line("bench.score_vs_gain"), machine_info()))
