@@ -100,10 +100,11 @@ def fmt_flops(x: float | None) -> str:
 def format_ledger(arms: Sequence[ArmCost], ancestry: dict[str, Any] | None = None,
                   amortised_rows: Sequence[dict[str, Any]] = (), descendant: str = "learngene descendant") -> str:
     """The ledger as plain text (per arm, then the ancestry and the amortised account)."""
+    w = max([20, *(len(a.arm) for a in arms)])
     lines = ["cost ledger (per arm, summed over its runs; FLOPs counted by torch's FlopCounterMode)",
-             f"{'arm':<20} {'runs':>4} {'epochs':>7} {'images seen':>12} {'FLOPs':>12} {'wall s':>8}"]
+             f"{'arm':<{w}} {'runs':>4} {'epochs':>7} {'images seen':>12} {'FLOPs':>12} {'wall s':>8}"]
     for a in arms:
-        lines.append(f"{a.arm:<20} {a.runs:>4} {a.epochs:>7} {a.images_seen:>12,} {fmt_flops(a.flops):>12} "
+        lines.append(f"{a.arm:<{w}} {a.runs:>4} {a.epochs:>7} {a.images_seen:>12,} {fmt_flops(a.flops):>12} "
                      f"{a.seconds:>8.1f}")
     if ancestry is not None:
         sec = ancestry.get("seconds")
