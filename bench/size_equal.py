@@ -34,11 +34,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _with_ledger(table: str, ledgers: str) -> str:
+    """The size table, then the cost ledger of each size (`learngene.descend.ledger`) where the run recorded it."""
+    return table + (f"\n\nCost ledger per size (FLOPs counted by torch's FlopCounterMode):\n\n{ledgers}" if ledgers else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     from learngene.cli.sizes import default_layers, parse_sizes
     from learngene.condense.select import select_preset
     from learngene.data.binding import bound_of_card, load_bound
-    from learngene.descend.sizes import SizeStudy, markdown, run_size_study, summarize, to_json
+    from learngene.descend.ledger import ancestry_account
+    from learngene.descend.sizes import (
+        SizeStudy,
+        ledger_markdown,
+        markdown,
+        run_size_study,
+        summarize,
+        to_json,
+    )
     from learngene.inherit.choose import load_ancestry
     from learngene.models import family_of, layer_view
 
@@ -51,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(file).read_text())
         tasks, epochs = data["study"]["tasks"], data["study"]["epochs"]
         tables.append(f"**{stem}**, learngene {which} (layers {data['study']['layers']})\n\n"
-                      + markdown(data["sizes"], stem))
+                      + _with_ledger(markdown(data["sizes"], stem), ledger_markdown(data["sizes"], stem)))
     for stem, which in [] if args.from_json else [(s, w) for s in args.ancestry or SIZES
                                                for w in args.learngenes.split(",")]:
         ancestry, card, path = load_ancestry(ROOT / "assets" / f"{stem}.safetensors")
@@ -62,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         study = SizeStudy(sizes=parse_sizes(SIZES[stem]), layers=tuple(layers), tasks=tasks, epochs=epochs,
                           test_per_class=20 if args.quick else 100, equal_budget=True, interpolate_row=True)
         rows = run_size_study(ancestry, ds, study, device.type)
-        summary = summarize(rows, len(layer_view(ancestry)), sum(p.numel() for p in ancestry.parameters()))
+        summary = summarize(rows, len(layer_view(ancestry)), sum(p.numel() for p in ancestry.parameters()),
+                            ancestry_account(card, ancestry, ds.image_size))
         (Path(args.out) / f"{stem}-{which}-sizes-equal.json").write_text(json.dumps({"study": to_json(study),
                                                                                      "sizes": summary}, indent=1))
-        tables.append(f"**{stem}**, learngene {which} (layers {layers})\n\n" + markdown(summary, stem))
+        tables.append(f"**{stem}**, learngene {which} (layers {layers})\n\n"
+                      + _with_ledger(markdown(summary, stem), ledger_markdown(summary, stem)))
     body = (f"{tasks} novel 5-way 10-shot tasks per size, {epochs} epochs (lr 1e-3, wd 0.05, batch 10), final "
             "accuracy mean ± 95% t-interval, differences paired over the same tasks (paired t-test p). *Weight "
             "selection at that budget*: the first m ancestry layers and the stem, m chosen so that the inherited "

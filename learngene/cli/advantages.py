@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
             result = run_study(paths, study, out, device, given=given, figures_dir=args.figures_dir,
                                log=rep.write, on_runs=on_runs, journal_dir=args.journal_dir, backend=backend)
         rep.metric({"kind": "result", "csv": str(result.csv_path), "markdown": str(out / "advantages.md"),
-                    "figures": [str(f) for f in result.figures], "seconds": round(result.seconds, 1)})
+                    "figures": [str(f) for f in result.figures], "seconds": round(result.seconds, 1),
+                    "ledgers": [{"ancestry": r.path, "arch": r.arch, "ledger": r.ledger} for r in result.results]})
     print("\n" + result.markdown)
     print(f"\nraw rows: {result.csv_path}; tables: {out / 'advantages.md'}; figures in {result.figures[0].parent}"
           if result.figures else f"\nraw rows: {result.csv_path}")

@@ -78,7 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from learngene.cli.condense import _ancestry_path
     from learngene.cli.train import gate
     from learngene.data.binding import bound_of_card
-    from learngene.descend.sizes import SizeStudy, figure, markdown, run_size_study, summarize, to_json
+    from learngene.descend.ledger import ancestry_account
+    from learngene.descend.sizes import (
+        SizeStudy,
+        figure,
+        ledger_markdown,
+        markdown,
+        run_size_study,
+        summarize,
+        to_json,
+    )
     from learngene.inherit.choose import load_ancestry, parse_int_list
     from learngene.models import layer_view
     from learngene.reporting import Reporter
@@ -104,10 +113,11 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else (rep.outputs_dir or Path("size-study"))
         out.mkdir(parents=True, exist_ok=True)
         rows = run_size_study(ancestry, ds, study, device.type, log=rep.write)
-        summary = summarize(rows, n, sum(p.numel() for p in ancestry.parameters()))
+        summary = summarize(rows, n, sum(p.numel() for p in ancestry.parameters()),
+                            ancestry_account(card, ancestry, ds.image_size))
         (out / "sizes.json").write_text(json.dumps({"ancestry": str(path), "arch": card.spec.arch,
                                                     "study": to_json(study), "sizes": summary}, indent=1))
-        table = markdown(summary, card.spec.arch)
+        table = markdown(summary, card.spec.arch) + "\n\nCost ledger per size:\n\n" + ledger_markdown(summary, card.spec.arch)
         (out / "sizes.md").write_text(table + "\n")
         figure({card.spec.arch: summary}, out / "sizes.svg")
         rep.metric({"kind": "result", "sizes": summary})

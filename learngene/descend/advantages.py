@@ -414,6 +414,28 @@ def execute(engine: Engine, runs: list[Run], label: str, backend=None) -> None:
         progress(f"K={chunk[0].k}, {len(chunk)} runs")
 
 
+def study_ledger(engine: Engine, runs: list[Run], card, img_size: int) -> dict[str, Any]:
+    """The cost ledger of one ancestry's runs (`learngene.descend.ledger`): per model row, every run it
+    trained (main cell, grid, K) with its task's training and test images; FLOPs per image of the rows'
+    architecture (one for every row: same size, only the inherited weights differ); the ancestry's own
+    cost amortised over one descendant = a main-cell run of an inheriting row (every row but the baseline)."""
+    from learngene.descend.ledger import ancestry_account, runs_ledger
+    from learngene.train.flops import flops_per_image
+
+    fpi = flops_per_image(engine.model(runs[0]), img_size)
+    per_run = [(r.model, r.history, len(engine.tasks[r.k][r.task].train_y), len(engine.tasks[r.k][r.task].test_y),
+                r.wall_s, r.main and r.model != "baseline") for r in runs]
+    return runs_ledger(per_run, fpi, ancestry_account(card, engine.ancestry, img_size), arms=engine.study.models,
+                       descendant_label=f"an inheriting row's descendant (main cell, K={engine.study.k_main})")
+
+
+def write_study_json(path: Path, study: Study, machine: dict[str, Any] | None,
+                     results: list[report.AncestryResult]) -> None:
+    """`advantages-study.json`: the settings, the machine and each ancestry's cost ledger."""
+    ledgers = [{"ancestry": r.path, "arch": r.arch, "ledger": r.ledger} for r in results]
+    path.write_text(json.dumps({"study": asdict(study), "machine": machine or {}, "ledgers": ledgers}, indent=1))
+
+
 def sized_recipe(ancestry, view, layers: list[int], study: Study):
     """The recipe of one model row at the study's descendant size (`width`, `depth`).
 
@@ -507,7 +529,7 @@ def run_study(
 ) -> StudyOutput:
     """Train every run of `study` for each ancestry in `paths` and write the report into `out`.
 
-    Writes `advantages.csv` (one row per run), `advantages-study.json` (settings + `machine`),
+    Writes `advantages.csv` (one row per run), `advantages-study.json` (settings, `machine`, cost ledgers),
     `advantages.md` (the tables) and three SVG figures per ancestry (in `figures_dir`, default
     `<out>/figures`); finished runs go to `journal_dir` (default `<out>/journal`) as they finish, and
     runs found there (same ancestry, settings and layers) are not trained again: studies that share
@@ -546,14 +568,14 @@ def run_study(
                                        runs)
         execute(engine, runs, card.spec.arch, backend)
         trained = sum(r.wall_s for r in runs if math.isfinite(r.wall_s))
-        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained, restored))
+        ledger = study_ledger(engine, runs, card, ds.image_size)
+        results.append(report.AncestryResult(str(path), card.spec.arch, layers, runs, trained, restored, ledger))
         specs.append(str(ds.meta.get("spec", ds.name)))
     total = sum(r.seconds for r in results)
     log(f"\nstudy finished in {(time.perf_counter() - t_all) / 60:.1f} min ({total / 60:.1f} min of training)")
     rows = report.csv_rows(results, study)
     csv_path = write_csv(out / "advantages.csv", [{**r, "device": str(device)} for r in rows])
-    (out / "advantages-study.json").write_text(json.dumps({"study": asdict(study), "machine": machine or {}},
-                                                          indent=1))
+    write_study_json(out / "advantages-study.json", study, machine, results)
     figures = report.write_figures(results, study, Path(figures_dir) if figures_dir else out / "figures")
     shown = study if set(specs) <= {"shapes"} else replace(study, dataset=", ".join(dict.fromkeys(specs)))
     body = report.markdown(results, shown, figures, Path(docs_dir) if docs_dir else out, total)

@@ -41,6 +41,7 @@ class AncestryResult:
     runs: list[Any]  # learngene.descend.advantages.Run
     seconds: float  # training time: the sum of the runs' wall times (runs restored from a journal included)
     restored: int = 0  # runs taken from the journal (trained by an earlier invocation), not trained now
+    ledger: dict[str, Any] | None = None  # the cost ledger (`advantages.study_ledger`); None from a CSV
 
 
 def grid_rows(study) -> tuple[str, ...]:
@@ -309,36 +310,49 @@ def k_line(res: AncestryResult, study) -> str:
     return line
 
 
-def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir: Path, seconds: float,
-             source: str | None = None) -> str:
-    """The study's report: settings, then per ancestry the baseline's status and three tables, then the
-    column notes and the figures. `source` (e.g. "regenerated from docs/advantages.csv") replaces the
-    per-ancestry note on runs restored from the journal."""
+def _settings_line(study, seconds: float) -> str:
+    """The study's settings in one paragraph."""
     grid = f"{len(study.lrs)} lr ({', '.join(f'{v:g}' for v in study.lrs)}) x {len(study.wds)} wd " \
            f"({', '.join(f'{v:g}' for v in study.wds)})"
     data = getattr(study, "dataset", None)
     data = f"the data set `{data}`" if data else "the embedded `shapes` data"
-    parts = [f"{study.n_tasks} novel {study.n_way}-way tasks of {data}, test sets capped at "
-             f"{study.test_per_class} images per class; every model {study.epochs} epochs, batch {study.batch_size}, "
-             f"AdamW with cosine schedule, seed {study.seed} (same initialisation of the random parts, same data "
-             f"order). Main cell K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}; sensitivity grid {grid} at "
-             f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
-             f"over the runs: {seconds / 60:.1f} min.", ""]
-    if source:
-        parts += [source, ""]
-    for res in results:
-        shown = os.path.relpath(res.path) if not os.path.relpath(res.path).startswith("..") else res.path
-        again = (f" ({res.restored} restored from the journal: trained by an earlier run of the command, whose "
-                 "machine line may differ from the one above)") if res.restored and not source else ""
-        parts += [f"### {res.arch} (`{shown}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training{again}", "",
-                  baseline_line(res, study), "",
-                  f"Performance and convergence (K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}):", "",
-                  table(res, study), "",
-                  "Sensitivity and sample efficiency:", "", grid_k_table(res, study), "", k_line(res, study), "",
-                  f"Accuracy % per grid cell (K={study.k_main}, mean over the tasks):", "",
-                  grid_table(res, study), ""]
+    return (f"{study.n_tasks} novel {study.n_way}-way tasks of {data}, test sets capped at "
+            f"{study.test_per_class} images per class; every model {study.epochs} epochs, batch {study.batch_size}, "
+            f"AdamW with cosine schedule, seed {study.seed} (same initialisation of the random parts, same data "
+            f"order). Main cell K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}; sensitivity grid {grid} at "
+            f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
+            f"over the runs: {seconds / 60:.1f} min.")
+
+
+def ledger_block(res: AncestryResult) -> list[str]:
+    """The ancestry's cost ledger (`learngene.descend.ledger`) as markdown lines; none without a ledger (a
+    report rebuilt from the CSV, which holds no FLOPs)."""
+    from learngene.descend.ledger import format_ledger_dict
+
+    if res.ledger is None:
+        return []
+    return ["Cost ledger (every run of each row: main cell, grid and K):", "", "```text",
+            format_ledger_dict(res.ledger), "```", ""]
+
+
+def _ancestry_parts(res: AncestryResult, study, source: str | None) -> list[str]:
+    """One ancestry's section: heading, the baseline's status, the three tables and the cost ledger."""
+    shown = os.path.relpath(res.path) if not os.path.relpath(res.path).startswith("..") else res.path
+    again = (f" ({res.restored} restored from the journal: trained by an earlier run of the command, whose "
+             "machine line may differ from the one above)") if res.restored and not source else ""
+    return [f"### {res.arch} (`{shown}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training{again}", "",
+            baseline_line(res, study), "",
+            f"Performance and convergence (K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}):", "",
+            table(res, study), "",
+            "Sensitivity and sample efficiency:", "", grid_k_table(res, study), "", k_line(res, study), "",
+            f"Accuracy % per grid cell (K={study.k_main}, mean over the tasks):", "",
+            grid_table(res, study), "", *ledger_block(res)]
+
+
+def _columns_note(study) -> str:
+    """What every column of the tables means."""
     c = 100 * chance(study)
-    parts += [
+    return (
         "Columns: *acc* final test accuracy, mean ± 95% t-interval over tasks; *gain* paired difference to the "
         "baseline on the same tasks; *p* two-sided p-values that the gain is 0: paired t-test / Wilcoxon "
         "signed-rank test (scipy), over n tasks; *epochs / s to X* first evaluated epoch (every "
@@ -357,20 +371,38 @@ def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir
         f"the final accuracy lies more than {100 * CHANCE_MARGIN:.0f} points above chance (else *at chance*). "
         "Rows: heur = Heur-LG's last 3 "
         "layers; auto-paper = the seed paper's published choice; auto / cka = the layers `condense` selects with "
-        "that method; finetune = every layer and the stem inherited (the upper reference).", ""]
+        "that method; finetune = every layer and the stem inherited (the upper reference).")
+
+
+def _figure_links(figures: list[Path], docs_dir: Path) -> str:
+    """'Figures: ![..](..) ...', relative to `docs_dir` where the figure lies below it."""
+    links = []
+    for f in figures:
+        try:
+            rel = os.path.relpath(f.resolve(), docs_dir.resolve())
+        except ValueError:
+            rel = str(f)
+        links.append(f"![{f.stem}]({rel})" if not rel.startswith("..") else f"`{f}`")
+    return "Figures: " + " ".join(links)
+
+
+def markdown(results: list[AncestryResult], study, figures: list[Path], docs_dir: Path, seconds: float,
+             source: str | None = None) -> str:
+    """The study's report: settings, then per ancestry the baseline's status, three tables and the cost
+    ledger, then the column notes and the figures. `source` (e.g. "regenerated from docs/advantages.csv")
+    replaces the per-ancestry note on runs restored from the journal."""
+    parts = [_settings_line(study, seconds), ""]
+    if source:
+        parts += [source, ""]
+    for res in results:
+        parts += _ancestry_parts(res, study, source)
+    parts += [_columns_note(study), ""]
     outside = [m for m in study.models if m not in grid_rows(study)]
     if outside:
         parts += [f"Rows {', '.join(outside)} were trained in the main cell only (`--grid-models "
                   f"{','.join(grid_rows(study))}`): n/a in the grid and K columns.", ""]
     if figures:
-        links = []
-        for f in figures:
-            try:
-                rel = os.path.relpath(f.resolve(), docs_dir.resolve())
-            except ValueError:
-                rel = str(f)
-            links.append(f"![{f.stem}]({rel})" if not rel.startswith("..") else f"`{f}`")
-        parts += ["Figures: " + " ".join(links), ""]
+        parts += [_figure_links(figures, docs_dir), ""]
     return "\n".join(parts)
 
 

@@ -10,7 +10,7 @@ argument of the learngene papers is that this cost is paid once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +62,17 @@ def ancestry_cost(card: Any, fpi: dict[str, int] | None = None) -> dict[str, Any
                          derived=True)
 
 
+def ancestry_account(card: Any, ancestry: Any, img_size: int) -> dict[str, Any] | None:
+    """`ancestry_cost` of `card`: its record, else derived with the FLOPs per image of `ancestry` (the
+    model itself, counted at `img_size`); None when the card records no training."""
+    from learngene.train.flops import flops_per_image
+
+    recorded = ancestry_cost(card)
+    if recorded is not None or ancestry is None or int(card.epochs or 0) < 1:
+        return recorded
+    return ancestry_cost(card, flops_per_image(ancestry, img_size))
+
+
 def amortised(ancestry: dict[str, Any] | None, per_descendant: ArmCost,
               over: Sequence[int] = AMORTISE_OVER) -> list[dict[str, Any]]:
     """The learngene descendant's cost with the ancestry's shared among `n` descendants, for each n."""
@@ -87,21 +98,23 @@ def fmt_flops(x: float | None) -> str:
 
 
 def format_ledger(arms: Sequence[ArmCost], ancestry: dict[str, Any] | None = None,
-                  amortised_rows: Sequence[dict[str, Any]] = ()) -> str:
+                  amortised_rows: Sequence[dict[str, Any]] = (), descendant: str = "learngene descendant") -> str:
     """The ledger as plain text (per arm, then the ancestry and the amortised account)."""
-    lines = ["cost ledger (per arm, summed over its tasks; FLOPs counted by torch's FlopCounterMode)",
-             f"{'arm':<20} {'runs':>4} {'epochs':>7} {'images seen':>12} {'FLOPs':>12} {'wall s':>8}"]
+    w = max([20, *(len(a.arm) for a in arms)])
+    lines = ["cost ledger (per arm, summed over its runs; FLOPs counted by torch's FlopCounterMode)",
+             f"{'arm':<{w}} {'runs':>4} {'epochs':>7} {'images seen':>12} {'FLOPs':>12} {'wall s':>8}"]
     for a in arms:
-        lines.append(f"{a.arm:<20} {a.runs:>4} {a.epochs:>7} {a.images_seen:>12,} {fmt_flops(a.flops):>12} "
+        lines.append(f"{a.arm:<{w}} {a.runs:>4} {a.epochs:>7} {a.images_seen:>12,} {fmt_flops(a.flops):>12} "
                      f"{a.seconds:>8.1f}")
     if ancestry is not None:
         sec = ancestry.get("seconds")
         lines.append(f"the ancestry's own training: {ancestry['epochs']} epochs, {ancestry['images_seen']:,} images "
                      f"seen, {fmt_flops(ancestry['flops'])}, {'n/a' if sec is None else f'{sec:.0f} s'}"
                      + (" (derived from its card)" if ancestry.get("derived_from_card") else ""))
-        for row in amortised_rows:
-            lines.append(f"  learngene descendant + the ancestry shared by {row['descendants']:>3}: "
-                         f"{fmt_flops(row['flops'])}, {row['seconds']:.1f} s per descendant")
+        for row in amortised_rows:  # without the ancestry's wall time, only FLOPs are amortised
+            secs = "wall time n/a" if sec is None else f"{row['seconds']:.1f} s"
+            lines.append(f"  {descendant} + the ancestry shared by {row['descendants']:>3}: "
+                         f"{fmt_flops(row['flops'])}, {secs} per descendant")
     else:
         lines.append("the ancestry's own training: not recorded in its card")
     return "\n".join(lines)
@@ -130,10 +143,47 @@ def pair_ledger(pairs: Sequence[Any], sizes: dict[int, tuple[int, int]], fpi: di
             arm = arms.setdefault("baseline-converged", ArmCost("baseline-converged"))
             arm.add(int(strong["epochs"]), n_train, int(strong.get("evals", strong["epochs"])), n_test, fpi,
                     float(strong.get("wall_time") or 0.0))
-    return {"arms": [a.to_dict() for a in arms.values()], "flops_per_image": fpi, "ancestry": ancestry,
-            "amortised": amortised(ancestry, arms["learngene"])}
+    return ledger_dict(list(arms.values()), fpi, ancestry, arms["learngene"])
+
+
+def ledger_dict(arms: Sequence[ArmCost], fpi: dict[str, int] | None, ancestry: dict[str, Any] | None,
+                descendant: ArmCost | None, descendant_label: str = "") -> dict[str, Any]:
+    """A ledger as JSON: the arms, the FLOPs per image they were counted with, the ancestry's cost and
+    the cost of one descendant (`descendant`'s mean per run) with the ancestry's amortised over 1/10/100.
+    `descendant_label` names what that descendant is when it is not `train`'s learngene arm."""
+    out = {"arms": [a.to_dict() for a in arms], "flops_per_image": fpi, "ancestry": ancestry,
+           "amortised": [] if descendant is None else amortised(ancestry, descendant)}
+    if descendant_label:
+        out["descendant"] = descendant_label
+    return out
+
+
+def runs_ledger(runs: Iterable[tuple[str, Sequence[dict[str, Any]], int, int, float, bool]], fpi: dict[str, int],
+                ancestry: dict[str, Any] | None, arms: Sequence[str] = (),
+                descendant_label: str = "learngene descendant") -> dict[str, Any]:
+    """The ledger of a study's runs (`advantages`, `sizes`), all of one architecture.
+
+    Args:
+        runs: per run (arm, history, training images, test images, wall seconds, whether it is one of the
+            descendants the ancestry's cost is amortised over); epochs and evaluations come from the
+            history (`history_cost`), a non-finite wall time counts 0 s.
+        fpi: FLOPs per image of the architecture (`learngene.train.flops.flops_per_image`).
+        ancestry: the ancestry's training cost (`ancestry_cost`), or None.
+        arms: the order of the arms (others follow in the order met).
+        descendant_label: what one descendant of the amortised account is.
+    """
+    costs = {a: ArmCost(a) for a in arms}
+    mean = ArmCost(descendant_label)
+    for arm, history, n_train, n_test, seconds, is_descendant in runs:
+        epochs, evals = history_cost(history)
+        seconds = seconds if math.isfinite(seconds) else 0.0
+        costs.setdefault(arm, ArmCost(arm)).add(epochs, n_train, evals, n_test, fpi, seconds)
+        if is_descendant:
+            mean.add(epochs, n_train, evals, n_test, fpi, seconds)
+    return ledger_dict(list(costs.values()), fpi, ancestry, mean if mean.runs else None, descendant_label)
 
 
 def format_ledger_dict(ledger: dict[str, Any]) -> str:
-    """`format_ledger` of a `pair_ledger` (or a ledger read back from JSON)."""
-    return format_ledger([ArmCost(**a) for a in ledger["arms"]], ledger.get("ancestry"), ledger.get("amortised", ()))
+    """`format_ledger` of a `pair_ledger` or `runs_ledger` (or a ledger read back from JSON)."""
+    return format_ledger([ArmCost(**a) for a in ledger["arms"]], ledger.get("ancestry"), ledger.get("amortised", ()),
+                         ledger.get("descendant") or "learngene descendant")

@@ -1,10 +1,11 @@
 """Reading a probe (`learngene.descend.probe`): rank correlation (Spearman, scipy) of layer scores with the
-measured gains, its bootstrap interval over tasks, and the plain table the CLI prints."""
+measured gains, its bootstrap interval over tasks (and over the pseudo-descendant's seeds where the scores
+come from several), and the plain table the CLI prints."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from learngene.descend.probe import ProbeResult
@@ -41,12 +42,20 @@ def score_gain_correlation(scores: Sequence[float | None], probe: ProbeResult | 
 
 
 def correlation_interval(scores: Sequence[float | None], probe: ProbeResult | dict[str, Any], *,
+                         seed_scores: Sequence[Sequence[float | None]] | None = None,
                          resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """A 95% bootstrap interval of `score_gain_correlation` over the probe's tasks.
+    """A 95% bootstrap interval of `score_gain_correlation` over the probe's tasks (and the pseudo-
+    descendant's seeds, when given).
 
     The tasks are resampled with replacement (the same draw for every layer, as the gains are paired
     per task), the gains re-averaged and rho recomputed; the interval is the 2.5 and 97.5 percentiles.
     It says whether a correlation over a handful of layers is more than noise. None when undefined.
+
+    `seed_scores`: each pseudo-descendant seed's layer scores (`condense --pd-seeds N`, see
+    `seed_score_values`). With two or more, each draw also resamples the seeds with replacement and
+    moves `scores` by how far the drawn seeds' mean lies from the mean of all seeds, so the interval
+    holds the noise of the scores as well as that of the gains. One seed, or seeds that agree, give the
+    tasks-only interval (the task draws do not depend on the seeds).
     """
     import random
 
@@ -55,16 +64,55 @@ def correlation_interval(scores: Sequence[float | None], probe: ProbeResult | di
     n = len(per_task[0]) if per_task else 0
     if n < 2 or len(scores) != len(per_task):
         return None
+    seeds = _seed_draws(scores, seed_scores, random.Random(seed + 1_000_003))
     rng, rhos = random.Random(seed), []
     for _ in range(resamples):
         pick = [rng.randrange(n) for _ in range(n)]
-        rho = spearman(list(scores), [sum(g[i] for i in pick) / n for g in per_task])
+        rho = spearman(next(seeds), [sum(g[i] for i in pick) / n for g in per_task])
         if rho is not None:
             rhos.append(rho)
     if len(rhos) < resamples // 2:
         return None
     rhos.sort()
     return rhos[int(0.025 * (len(rhos) - 1))], rhos[int(0.975 * (len(rhos) - 1))]
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _seed_draws(scores: Sequence[float | None], seed_scores: Sequence[Sequence[float | None]] | None,
+                rng: Any) -> Iterator[list[float | None]]:
+    """Endless score vectors for the bootstrap: `scores` itself without two or more seeds, else `scores`
+    plus (mean of len(seeds) seeds drawn with replacement - mean of all seeds), per layer."""
+    base = list(scores)
+    values = [[_num(v) for v in row] for row in seed_scores or []]
+    if len(values) < 2:
+        while True:
+            yield base
+    if any(len(row) != len(base) for row in values):
+        raise ConfigError(f"seed scores of {sorted({len(r) for r in values})} layers for {len(base)} layer scores")
+    k = len(values)
+    centre = [sum(col) / k for col in zip(*values, strict=True)]
+    while True:
+        drawn = [values[rng.randrange(k)] for _ in range(k)]
+        yield [None if s is None else float(s) + sum(col) / k - c
+               for s, col, c in zip(base, zip(*drawn, strict=True), centre, strict=True)]
+
+
+def seed_score_values(extras: dict[str, Any] | None, n_layers: int) -> list[list[float]] | None:
+    """Each pseudo-descendant seed's layer scores from a similarity result's extras (`condense --pd-seeds
+    N` records them in `seed_scores`), or None when it holds fewer than two seeds of `n_layers` scores."""
+    block = (extras or {}).get("seed_scores")
+    values = block.get("values") if isinstance(block, dict) else None
+    if not isinstance(values, list) or len(values) < 2 or any(len(row) != n_layers for row in values):
+        return None
+    return values
+
+
+def interval_noise(seed_values: Sequence[Sequence[float]] | None) -> str:
+    """What a `correlation_interval` resamples, in words: 'tasks' or 'tasks + 3 pseudo-descendant seeds'."""
+    return "tasks" if not seed_values or len(seed_values) < 2 else f"tasks + {len(seed_values)} pseudo-descendant seeds"
 
 
 def _pp(block: dict[str, Any]) -> str:

@@ -12,7 +12,10 @@ start:
   smaller model initialised from a larger one). At the ancestry's own size this is plain fine-tuning.
 
 Reported per size: parameters, the learngene's share of them, mean final accuracy ± 95% t-interval of
-each initialisation, paired gains over random init (with the paired t-test's p-value), training time.
+each initialisation, paired gains over random init (with the paired t-test's p-value), training time,
+and the cost ledger (`learngene.descend.ledger`): per initialisation the epochs, images seen, FLOPs
+(counted by `learngene.train.flops`) and wall time, and the ancestry's own cost amortised over the
+learngene descendants it serves.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class SizeRow:
     accs: dict[str, list[float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     equal_params: int | None = None  # inherited parameters of EQUAL (when trained)
+    flops_per_image: dict[str, int] | None = None  # of this size's architecture (every init shares it)
+    costs: list[tuple] = field(default_factory=list)  # per run: `ledger.runs_ledger`'s entry
 
 
 def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
@@ -133,6 +138,7 @@ def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
     from learngene.inherit.build import build_descendant, inherited_parameters
     from learngene.models import layer_view
     from learngene.train.config import TrainConfig
+    from learngene.train.flops import flops_per_image
 
     n = len(layer_view(ancestry))
     cfg = TrainConfig(epochs=study.epochs, batch_size=study.batch_size, lr=study.lr,
@@ -146,6 +152,7 @@ def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
         probe = build_descendant(recipes["learngene"], ancestry, seed=study.seed)
         total, taken = inherited_parameters(probe)
         row = SizeRow(size, total, taken, {k: [] for k in study.inits}, {k: 0.0 for k in study.inits})
+        row.flops_per_image = flops_per_image(probe, ds.image_size)
         if study.equal_budget:
             recipes[EQUAL], row.equal_params = equal_budget_recipe(ancestry, size, study, taken)
         if study.interpolate_row:
@@ -156,15 +163,20 @@ def run_size_study(ancestry, ds, study: SizeStudy, device: str = "cpu",
                 model = build_descendant(recipes[init], ancestry, seed=study.seed)
                 t0 = time.perf_counter()
                 res = train_one(model, cfg, task)
-                row.seconds[init] += time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
+                row.seconds[init] += seconds
+                row.costs.append((init, res.history, len(task.train_y), len(task.test_y), seconds, init == "learngene"))
                 row.accs[init].append(final_accuracy(res.history, study.n_way))
             log(f"  task {task.index}: " + ", ".join(f"{k} {row.accs[k][-1]:.1%}" for k in study.inits))
         rows.append(row)
     return rows
 
 
-def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int) -> list[dict[str, Any]]:
-    """JSON-ready per-size summaries: mean ± 95% interval per init, paired gains over random with p."""
+def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int,
+              ancestry_cost: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """JSON-ready per-size summaries: mean ± 95% interval per init, paired gains over random with p, and
+    the size's cost ledger (`ledger`; `ancestry_cost`: the ancestry's, `ledger.ancestry_account`)."""
+    from learngene.descend.ledger import runs_ledger
     from learngene.descend.stats import mean_ci, paired_tests
 
     out = []
@@ -187,6 +199,9 @@ def summarize(rows: list[SizeRow], n_layers: int, ancestry_params: int) -> list[
             diffs = [a - b for a, b in zip(row.accs["learngene"], row.accs[EQUAL], strict=True)]
             mean, half = mean_ci(diffs)
             rec["learngene_vs_equal"] = {"mean": mean, "ci95": half, "p": paired_tests(diffs)["t_p"]}
+        if row.flops_per_image is not None:
+            rec["ledger"] = runs_ledger(row.costs, row.flops_per_image, ancestry_cost, arms=list(row.accs),
+                                        descendant_label="learngene descendant (this size)")
         out.append(rec)
     return out
 
@@ -227,6 +242,15 @@ def markdown(summary: list[dict[str, Any]], arch: str) -> str:
                          f"({r['learngene_params']:,}) | {fmt_ci(r[EQUAL]['mean'], r[EQUAL]['ci95'])} "
                          f"({r.get('ws-equal_params', 0):,}) | {gain(diff) if diff else 'n/a'} |")
     return "\n".join(lines)
+
+
+def ledger_markdown(summary: list[dict[str, Any]], arch: str) -> str:
+    """The cost ledger of each size that has one (`summarize`), as fenced text; "" when none has."""
+    from learngene.descend.ledger import format_ledger_dict
+
+    blocks = [f"{arch}, {r['size']}:\n\n```text\n{format_ledger_dict(r['ledger'])}\n```" for r in summary
+              if r.get("ledger")]
+    return "\n\n".join(blocks)
 
 
 def figure(summaries: dict[str, list[dict[str, Any]]], path) -> None:
