@@ -70,7 +70,7 @@ def sweep_settings(args: argparse.Namespace, device) -> tuple[Any, Any]:
     from learngene.train.config import TrainConfig
 
     sweep = SweepConfig(lrs=args.lrs, wds=[0.05], shots=[args.shots], seeds=list(range(args.seeds)),
-                        n_tasks=args.tasks, test_per_class=args.test_per_class, batched="off")
+                        tasks=args.tasks, test_per_class=args.test_per_class, batched="off")
     cfg = TrainConfig(epochs=args.epochs, batch_size=10, lr=args.lrs[0], weight_decay=0.05, warmup_epochs=0,
                       eval_every=1, device=device.type)
     return sweep, cfg
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = sweep.runs
     print(f"{what}\n{pairs} pairs ({2 * pairs} trainings): {args.tasks} task(s) x {len(args.lrs)} lr x {args.seeds} "
           f"seed(s), {args.shots}-shot 5-way, {args.epochs} epochs, batch 10")
-    run_sweep(recipe, ancestry, ds, replace(sweep, n_tasks=1, seeds=[0], lrs=args.lrs[:1]), replace(cfg, epochs=1))
+    run_sweep(recipe, ancestry, ds, replace(sweep, tasks=1, seeds=[0], lrs=args.lrs[:1]), replace(cfg, epochs=1))
     with timed(device) as t:
         local = run_sweep(recipe, ancestry, ds, sweep, cfg)
     local_s = t["s"]

@@ -102,7 +102,7 @@ def run_both(args, ancestry, recipe, ds, k: int, cfg, reps: int = 1) -> dict[str
 
     out: dict[str, Any] = {}
     for mode in ("off", "on"):
-        sweep = SweepConfig(seeds=list(range(k // 2)), shots=[args.shots], n_tasks=1,
+        sweep = SweepConfig(seeds=list(range(k // 2)), shots=[args.shots], tasks=1,
                             test_per_class=args.test_per_class, batched=mode, max_batch=max(k, 2))
         with timed(cfg.device) as t:
             pairs = run_sweep(recipe, ancestry, ds, sweep, cfg)

@@ -122,8 +122,8 @@ def test_study_defaults_satisfy_the_issue():
     from learngene.descend.advantages import Study
 
     s = Study()
-    assert s.n_tasks >= 10 and len(s.lrs) >= 4 and len(s.wds) >= 2 and set(s.shots) == {1, 5, 10, 20}
-    assert (s.lr, s.wd) in [(a, b) for a in s.lrs for b in s.wds] and s.k_main == 10
+    assert s.tasks >= 10 and len(s.lrs) >= 4 and len(s.wds) >= 2 and set(s.shots) == {1, 5, 10, 20}
+    assert (s.lr, s.weight_decay) in [(a, b) for a in s.lrs for b in s.wds] and s.k_shot == 10
     assert {"baseline", "heur", "auto-paper", "auto", "cka", "finetune"} <= set(s.models)
 
 

@@ -246,7 +246,7 @@ def test_sweep_sequential_and_batched_agree(vit):
     ds = ImageSet("tiny", torch.randint(0, 256, (1200, 3, 32, 32), generator=g, dtype=torch.uint8), labels,
                   [f"c{i}" for i in range(100)], _split())
     cfg = TrainConfig(epochs=2, batch_size=6, device="cpu")
-    sweep = SweepConfig(lrs=[1e-3, 3e-3], wds=[0.0], shots=[2, 4], seeds=[0], n_tasks=1, n_way=3,
+    sweep = SweepConfig(lrs=[1e-3, 3e-3], wds=[0.0], shots=[2, 4], seeds=[0], tasks=1, n_way=3,
                         test_per_class=4, batched="off")
     sink = _Sink()
     seq = run_sweep(recipe, vit, ds, sweep, cfg, sink)

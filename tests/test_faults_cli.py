@@ -321,7 +321,7 @@ def test_sweep_builds_each_task_when_it_reaches_it(shapes30, monkeypatch, batche
     monkeypatch.setattr(sweep_module, "train_pair", fake_pair)
     monkeypatch.setattr(sweep_module, "_train_group_batched", fake_group)
     monkeypatch.setattr(sweep_module, "use_batched", lambda *a: (batched == "on", ""))
-    sweep = SweepConfig(lrs=[1e-3, 2e-3], seeds=[0, 1], shots=[2], n_tasks=3, test_per_class=5, batched=batched,
+    sweep = SweepConfig(lrs=[1e-3, 2e-3], seeds=[0, 1], shots=[2], tasks=3, test_per_class=5, batched=batched,
                         max_batch=8)
     results = run_sweep(None, None, shapes30, sweep, TrainConfig(device="cpu", epochs=1))
     grid = [(lr, seed) for lr in (1e-3, 2e-3) for seed in (0, 1)]

@@ -21,7 +21,7 @@ from learngene.descend.advantages import Run, Study
 from learngene.descend.stats import mean_ci, paired_tests, t_quantile
 
 LR, LR_HI, WD = 1e-3, 1e-2, 0.0
-STUDY = Study(n_tasks=3, n_way=4, k_main=2, shots=(1, 2), lrs=(LR, LR_HI), wds=(WD,), lr=LR, wd=WD, epochs=4,
+STUDY = Study(tasks=3, n_way=4, k_shot=2, shots=(1, 2), lrs=(LR, LR_HI), wds=(WD,), lr=LR, weight_decay=WD, epochs=4,
               eval_every=1, models=("baseline", "heur"), target_acc="baseline")
 CHANCE = 0.25
 
@@ -218,8 +218,8 @@ def test_a_study_csv_gives_back_the_same_report(tmp_path):
     res = _result()
     path = write_csv(tmp_path / "advantages.csv", [{**r, "device": "cpu"} for r in report.csv_rows([res], STUDY)])
     (again,), study = report.load_csv(path)
-    assert (study.models, study.k_main, study.shots, study.lrs, study.wds, study.n_way, study.target_acc) == \
-        (STUDY.models, STUDY.k_main, STUDY.shots, STUDY.lrs, STUDY.wds, STUDY.n_way, "baseline")
+    assert (study.models, study.k_shot, study.shots, study.lrs, study.wds, study.n_way, study.target_acc) == \
+        (STUDY.models, STUDY.k_shot, STUDY.shots, STUDY.lrs, STUDY.wds, STUDY.n_way, "baseline")
     assert report.table(again, study) == report.table(res, STUDY)
     assert report.grid_k_table(again, study) == report.grid_k_table(res, STUDY)
     assert report.grid_table(again, study) == report.grid_table(res, STUDY)

@@ -77,7 +77,7 @@ def study_from_args(args: argparse.Namespace):
         return values
 
     return study_from_options(
-        args.quick, n_tasks=args.tasks, shots=nums(args.shots, int, "--shots"), lrs=nums(args.lrs, float, "--lrs"),
+        args.quick, tasks=args.tasks, shots=nums(args.shots, int, "--shots"), lrs=nums(args.lrs, float, "--lrs"),
         wds=nums(args.wds, float, "--wds"), epochs=args.epochs,
         target_acc=None if args.target_acc in (None, "baseline") else args.target_acc,
         test_per_class=args.test_per_class, max_batch=args.max_batch, models=nums(args.models, str, "--models"),

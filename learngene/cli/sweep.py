@@ -73,7 +73,7 @@ def sweep_config(args: argparse.Namespace):
         "wds": _floats(args.wds, "--wds") if args.wds else [args.weight_decay],
         "shots": parse_int_list(args.shots, "--shots"),
         "seeds": parse_int_list(args.seeds, "--seeds") if args.seeds else [args.seed],
-        "n_tasks": args.tasks, "n_way": args.n_way, "task_seed": args.task_seed,
+        "tasks": args.tasks, "n_way": args.n_way, "task_seed": args.task_seed,
         "test_per_class": args.test_per_class or None, "batched": args.batched, "max_batch": args.max_batch,
     })
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     batched, why = use_batched(sweep, recipe, source, cfg, sweep.runs)
     print(what)
     print(recipe.describe(names))
-    print(f"{sweep.runs} pairs ({2 * sweep.runs} trainings): {len(sweep.shots)} K x {sweep.n_tasks} task(s) x "
+    print(f"{sweep.runs} pairs ({2 * sweep.runs} trainings): {len(sweep.shots)} K x {sweep.tasks} task(s) x "
           f"{len(sweep.lrs)} lr x {len(sweep.wds)} wd x {len(sweep.seeds)} seed(s); "
           f"{'batched' if batched else 'one after another: ' + why}")
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),

@@ -8,12 +8,12 @@ transfers everything). Every row is the same architecture at full depth, built w
 trained with the same recipe on the same tasks in the same data order; only the inherited weights
 differ. Runs are shared between the studies where they coincide:
 
-* main cell, K = `k_main` (10) at the default lr / wd: **performance** (final accuracy, mean ± 95%
+* main cell, K = `k_shot` (10) at the default lr / wd: **performance** (final accuracy, mean ± 95%
   t-interval over the tasks, and the paired gain over the baseline) and **convergence** (first
   evaluated epoch reaching the target accuracy and its wall time; the target defaults, as in
   `learngene train`, to the baseline's final accuracy on the same task). Evaluated every epoch and
   trained one after another, so the wall times are a single model's;
-* the lr x wd grid at K = `k_main`: **sensitivity** (mean, max - min and std over the grid cells of
+* the lr x wd grid at K = `k_shot`: **sensitivity** (mean, max - min and std over the grid cells of
   the per-cell mean final accuracy; a diverged run counts as chance);
 * K in `shots` at the default lr / wd: **sample efficiency** (mean accuracy per K, and the smallest
   K whose accuracy matches the baseline's at the largest K).
@@ -41,6 +41,7 @@ from typing import Any
 from learngene.descend import advantages_report as report
 from learngene.descend.journal import RunJournal
 from learngene.tables import write_csv
+from learngene.train.settings import TaskTraining, batched_wanted, renamed
 
 
 def _say(text: str) -> None:
@@ -50,25 +51,16 @@ def _say(text: str) -> None:
 MODELS = ("baseline", "heur", "auto-paper", "auto", "cka", "finetune")
 
 
-@dataclass
-class Study:
-    """Settings of the study (defaults: 10 novel 5-way tasks, a 4 lr x 2 wd grid, K = 1, 5, 10, 20)."""
+@dataclass(kw_only=True)
+class Study(TaskTraining):
+    """Settings of the study (`TaskTraining`: 10 novel 5-way tasks, the main cell at K = `k_shot` (10), lr,
+    weight decay; and a 4 lr x 2 wd grid, K = 1, 5, 10, 20)."""
 
-    n_tasks: int = 10
-    n_way: int = 5
-    k_main: int = 10
     shots: tuple[int, ...] = (1, 5, 10, 20)
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
     wds: tuple[float, ...] = (0.05, 0.5)
-    lr: float = 1e-3
-    wd: float = 0.05
-    epochs: int = 40
-    batch_size: int = 10
     eval_every: int = 1
-    test_per_class: int = 100
     target_acc: float | str = "baseline"
-    task_seed: int = 0
-    seed: int = 0
     images_per_class: int | None = None
     models: tuple[str, ...] = MODELS
     grid_models: tuple[str, ...] | None = None  # rows also trained in the grid and K cells (None: every row)
@@ -88,7 +80,7 @@ class Study:
     depth: int | None = None
 
 
-QUICK = Study(n_tasks=2, shots=(1, 5, 10), lrs=(1e-3, 3e-3), wds=(0.05,), epochs=6, test_per_class=20,
+QUICK = Study(tasks=2, shots=(1, 5, 10), lrs=(1e-3, 3e-3), wds=(0.05,), epochs=6, test_per_class=20,
               images_per_class=60, max_batch=16,
               condense={"pd_epochs": 1, "images": 64, "probe_batch": 32, "train_per_class": 20, "holdout_per_class": 16})
 
@@ -163,12 +155,12 @@ def model_layers(ancestry, card, ds, study: Study, out: Path, given: dict[str, s
 def plan(study: Study) -> list[Run]:
     """Every run: the main cell (sequential, evaluated every `eval_every` epochs), then grid and K cells."""
     n = len(study.models)
-    runs = [Run(study.models[(t + i) % n], t, study.k_main, study.lr, study.wd, study.eval_every, main=True)
-            for t in range(study.n_tasks) for i in range(n)]  # order rotates per task: drift hits no model alone
-    cells = [(study.k_main, lr, wd) for lr in study.lrs for wd in study.wds if (lr, wd) != (study.lr, study.wd)]
-    cells += [(k, study.lr, study.wd) for k in study.shots if k != study.k_main]
+    runs = [Run(study.models[(t + i) % n], t, study.k_shot, study.lr, study.weight_decay, study.eval_every, main=True)
+            for t in range(study.tasks) for i in range(n)]  # order rotates per task: drift hits no model alone
+    cells = [(study.k_shot, lr, wd) for lr in study.lrs for wd in study.wds if (lr, wd) != (study.lr, study.weight_decay)]
+    cells += [(k, study.lr, study.weight_decay) for k in study.shots if k != study.k_shot]
     rows = report.grid_rows(study)
-    runs += [Run(m, t, k, lr, wd, study.epochs) for k, lr, wd in cells for t in range(study.n_tasks)
+    runs += [Run(m, t, k, lr, wd, study.epochs) for k, lr, wd in cells for t in range(study.tasks)
              for m in study.models if m in rows]
     return runs
 
@@ -197,8 +189,8 @@ class RunContext:
         for name, lay in layers.items():
             full = sized_recipe(ancestry, view, lay or list(range(n)), study)
             self.recipes[name] = full.baseline() if name == "baseline" else full
-        self.tasks = {k: sample_tasks(ds, study.n_tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
-                      for k in sorted({study.k_main, *study.shots})}
+        self.tasks = {k: sample_tasks(ds, study.tasks, "novel", study.n_way, k, study.task_seed, study.test_per_class)
+                      for k in sorted({study.k_shot, *study.shots})}
         self.flip = bool(ds.meta.get("flip", True))
         self.key = uuid.uuid4().hex  # names this context in the processes it is shipped to
 
@@ -218,7 +210,7 @@ class RunContext:
         """One untimed epoch of one model, so that no timed run pays for first-call costs."""
         from learngene.descend.compare import train_one
 
-        run = Run(self.study.models[0], 0, self.study.k_main, self.study.lr, self.study.wd, 1)
+        run = Run(self.study.models[0], 0, self.study.k_shot, self.study.lr, self.study.weight_decay, 1)
         train_one(self.model(run), replace(self.config(run), epochs=1), self.tasks[run.k][0])
 
     def train_one(self, run: Run) -> tuple[list[dict[str, Any]], float]:
@@ -349,7 +341,7 @@ class Engine:
 def use_batched(engine: Engine) -> bool:
     """Whether the grid and K runs train as batched groups (`--batched`; auto: on a GPU)."""
     study = engine.study
-    return study.batched == "on" or (study.batched == "auto" and engine.device.type == "cuda")
+    return batched_wanted(study.batched, engine.device.type)
 
 
 def work_units(engine: Engine, runs: list[Run]) -> tuple[list[Run], list[list[Run]]]:
@@ -426,7 +418,7 @@ def study_ledger(engine: Engine, runs: list[Run], card, img_size: int) -> dict[s
     per_run = [(r.model, r.history, len(engine.tasks[r.k][r.task].train_y), len(engine.tasks[r.k][r.task].test_y),
                 r.wall_s, r.main and r.model != "baseline") for r in runs]
     return runs_ledger(per_run, fpi, ancestry_account(card, engine.ancestry, img_size), arms=engine.study.models,
-                       descendant_label=f"an inheriting row's descendant (main cell, K={engine.study.k_main})")
+                       descendant_label=f"an inheriting row's descendant (main cell, K={engine.study.k_shot})")
 
 
 def write_study_json(path: Path, study: Study, machine: dict[str, Any] | None,
@@ -444,17 +436,17 @@ def sized_recipe(ancestry, view, layers: list[int], study: Study):
     stacks them from the bottom.
     """
     from learngene.errors import ConfigError
-    from learngene.inherit.recipe import Recipe
+    from learngene.inherit.options import recipe_for_spec
     from learngene.inherit.resize import stages_of
 
-    common = dict(num_classes=study.n_way, width=study.width, depth=study.depth, io_shapes=view.io_shapes(),
-                  stages=stages_of(ancestry.lg_spec))
+    common = dict(num_classes=study.n_way, width=study.width, depth=study.depth)
     try:
-        return Recipe.from_layers(ancestry.lg_spec, len(view), layers, **common)
+        return recipe_for_spec(ancestry.lg_spec, len(view), layers, view.io_shapes(), **common)
     except ConfigError:
-        if common["stages"] is not None or study.depth is None:
+        if stages_of(ancestry.lg_spec) is not None or study.depth is None:
             raise
-        return Recipe.from_layers(ancestry.lg_spec, len(view), layers[:study.depth], placement="bottom", **common)
+        return recipe_for_spec(ancestry.lg_spec, len(view), layers[:study.depth], view.io_shapes(),
+                               placement="bottom", **common)
 
 
 def _data_id(ds) -> dict[str, Any] | None:
@@ -482,23 +474,25 @@ def default_ancestries() -> list[Path]:
 
 def study_from_options(quick: bool = False, **changes: Any) -> Study:
     """The default (or `quick`) study with `changes` (None values ignored), made consistent: the main
-    lr / wd is a grid cell, K = `k_main` is one of the shots and the baseline row is present."""
+    lr / wd is a grid cell, K = `k_shot` is one of the shots and the baseline row is present."""
     from learngene.errors import ConfigError
 
     s = QUICK if quick else Study()
+    changes = renamed(changes)
     unknown = set(changes) - set(Study.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown study settings: {sorted(unknown)}")
     s = replace(s, **{k: v for k, v in changes.items() if v is not None})
-    if s.n_tasks < 1 or s.epochs < 1 or not s.shots or not s.lrs or not s.wds or min(s.shots) < 1:
+    s.check_training()
+    if s.tasks < 1 or s.epochs < 1 or not s.shots or not s.lrs or not s.wds or min(s.shots) < 1:
         raise ConfigError("a study needs at least 1 task, 1 epoch, and non-empty shots (each >= 1), lrs and wds")
     bad = set(s.models) - set(MODELS)
     if bad:
         raise ConfigError(f"unknown model rows {sorted(bad)}; choose from {', '.join(MODELS)}")
-    if (s.lr, s.wd) not in [(a, b) for a in s.lrs for b in s.wds]:
-        s = replace(s, lr=s.lrs[len(s.lrs) // 2], wd=s.wds[0])
-    if s.k_main not in s.shots:
-        s = replace(s, k_main=sorted(s.shots)[len(s.shots) // 2])
+    if (s.lr, s.weight_decay) not in [(a, b) for a in s.lrs for b in s.wds]:
+        s = replace(s, lr=s.lrs[len(s.lrs) // 2], weight_decay=s.wds[0])
+    if s.k_shot not in s.shots:
+        s = replace(s, k_shot=sorted(s.shots)[len(s.shots) // 2])
     if "baseline" not in s.models:
         s = replace(s, models=("baseline", *s.models))
     if s.grid_models is not None:
@@ -549,8 +543,8 @@ def run_study(
         raise ConfigError(f"saved similarity results are given as auto=PATH or cka=PATH, got {sorted(given)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    log(f"study: {study.n_tasks} tasks x {len(study.models)} models; grid {len(study.lrs)} lr x {len(study.wds)} wd "
-        f"at K={study.k_main}; K in {list(study.shots)}; {study.epochs} epochs, batch {study.batch_size}; "
+    log(f"study: {study.tasks} tasks x {len(study.models)} models; grid {len(study.lrs)} lr x {len(study.wds)} wd "
+        f"at K={study.k_shot}; K in {list(study.shots)}; {study.epochs} epochs, batch {study.batch_size}; "
         f"{len(plan(study))} runs per ancestry; device {device}")
     results, specs = [], []
     t_all = time.perf_counter()

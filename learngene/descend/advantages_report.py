@@ -70,13 +70,13 @@ def _cell(res: AncestryResult, model: str, k: int, lr: float, wd: float) -> list
 
 def _main(res: AncestryResult, model: str, study) -> dict[int, Any]:
     """The main cell's runs of `model`, by task."""
-    return {r.task: r for r in _cell(res, model, study.k_main, study.lr, study.wd)}
+    return {r.task: r for r in _cell(res, model, study.k_shot, study.lr, study.weight_decay)}
 
 
 def targets_of(res: AncestryResult, study) -> dict[int, float]:
     """Convergence target per task: fixed, or ("baseline", as `learngene train`/`sweep`) the baseline's final
     accuracy on that task, which the baseline always reaches."""
-    base = _cell(res, "baseline", study.k_main, study.lr, study.wd)
+    base = _cell(res, "baseline", study.k_shot, study.lr, study.weight_decay)
     if study.target_acc == "baseline":
         return {r.task: _final(r, study.n_way) for r in base}
     return {r.task: float(study.target_acc) for r in base}
@@ -139,11 +139,11 @@ def cell_status(res: AncestryResult, study, model: str, k: int, lr: float, wd: f
 
 def baseline_status(res: AncestryResult, study) -> dict[str, Any]:
     """Whether the random-init baseline learned, in every setting the study trained it in: the main cell,
-    each lr x wd grid cell (K = k_main) and each K (main lr / wd)."""
-    st = {"main": cell_status(res, study, "baseline", study.k_main, study.lr, study.wd)}
-    st["grid"] = {(lr, wd): cell_status(res, study, "baseline", study.k_main, lr, wd)
+    each lr x wd grid cell (K = k_shot) and each K (main lr / wd)."""
+    st = {"main": cell_status(res, study, "baseline", study.k_shot, study.lr, study.weight_decay)}
+    st["grid"] = {(lr, wd): cell_status(res, study, "baseline", study.k_shot, lr, wd)
                   for lr in study.lrs for wd in study.wds}
-    st["by_k"] = {k: cell_status(res, study, "baseline", k, study.lr, study.wd) for k in study.shots}
+    st["by_k"] = {k: cell_status(res, study, "baseline", k, study.lr, study.weight_decay) for k in study.shots}
     return st
 
 
@@ -161,12 +161,12 @@ def summarize(res: AncestryResult, study) -> dict[str, dict[str, Any]]:
         main = _main(res, model, study)
         finals = [_final(r, n_way) for r in main.values()]
         gains = [_final(r, n_way) - base_finals.get(t, nan) for t, r in main.items()]
-        by_k = {k: mean_ci([_final(r, n_way) for r in _cell(res, model, k, study.lr, study.wd)]) for k in study.shots}
+        by_k = {k: mean_ci([_final(r, n_way) for r in _cell(res, model, k, study.lr, study.weight_decay)]) for k in study.shots}
         if model in grid_rows(study):
-            cells = [mean_ci([_final(r, n_way) for r in _cell(res, model, study.k_main, lr, wd)])[0]
+            cells = [mean_ci([_final(r, n_way) for r in _cell(res, model, study.k_shot, lr, wd)])[0]
                      for lr in study.lrs for wd in study.wds]
             ok = finite(cells)
-            grid_runs = [r for lr in study.lrs for wd in study.wds for r in _cell(res, model, study.k_main, lr, wd)]
+            grid_runs = [r for lr in study.lrs for wd in study.wds for r in _cell(res, model, study.k_shot, lr, wd)]
             grid = {"cells": cells, "mean": sum(ok) / len(ok) if ok else nan,
                     "worst": min(ok, default=nan), "spread": max(ok) - min(ok) if ok else nan,
                     "std": std(ok), "diverged": sum(_diverged(r) for r in grid_runs)}
@@ -195,7 +195,7 @@ def csv_rows(results: list[AncestryResult], study) -> list[dict[str, Any]]:
     for res in results:
         targets = targets_of(res, study)
         for r in sorted(res.runs, key=lambda r: (r.k, r.lr, r.wd, r.task, study.models.index(r.model))):
-            main = (r.k, r.lr, r.wd) == (study.k_main, study.lr, study.wd)
+            main = (r.k, r.lr, r.wd) == (study.k_shot, study.lr, study.weight_decay)
             hit = epochs_to_target(r.history, targets[r.task]) if main else None
             rows.append({
                 "ancestry": res.path, "arch": res.arch, "model": r.model,
@@ -209,7 +209,7 @@ def csv_rows(results: list[AncestryResult], study) -> list[dict[str, Any]]:
                 "epochs_to_target": hit[0] if hit else "",
                 "seconds_to_target": round(hit[1], 3) if hit else "",
                 "studies": "performance convergence sensitivity samples" if main else
-                ("sensitivity" if r.k == study.k_main else "samples"),
+                ("sensitivity" if r.k == study.k_shot else "samples"),
                 "test_acc_curve": json.dumps(_curve(r)),
             })
     return rows
@@ -237,7 +237,7 @@ def _learned(st: dict[str, Any]) -> str:
 def baseline_line(res: AncestryResult, study) -> str:
     """One sentence: did the baseline learn in the main cell (final accuracy vs chance)?"""
     st, c = baseline_status(res, study)["main"], chance(study)
-    where = f"K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}"
+    where = f"K={study.k_shot}, lr {study.lr:g}, wd {study.weight_decay:g}"
     if not st["n"]:
         return f"Baseline (random init, {where}): no final accuracy."
     acc = f"{fmt_ci(st['mean'], st['ci'])}% final accuracy against chance {100 * c:.1f}%"
@@ -254,7 +254,7 @@ def table(res: AncestryResult, study) -> str:
     s = summarize(res, study)
     t = target_label(study)
     at_chance = not baseline_status(res, study)["main"]["learned"]
-    headers = ["model", "layers", f"acc % K={study.k_main}", "gain (points)", "p: paired t / Wilcoxon (n tasks)",
+    headers = ["model", "layers", f"acc % K={study.k_shot}", "gain (points)", "p: paired t / Wilcoxon (n tasks)",
                f"epochs to {t}", f"s to {t}", "speed-up (epochs)", f"epochs to {100 * FIXED_TARGET:.0f}%",
                "epochs to midpoint: model / baseline", "runs", "diverged", "dropped"]
     rows = []
@@ -277,23 +277,23 @@ def grid_k_table(res: AncestryResult, study) -> str:
     s = summarize(res, study)
     k_ref = max(study.shots)
     headers = ["model", "grid mean %", "grid worst %", "grid spread", "grid std"]
-    headers += [f"K={k} %" for k in study.shots if k != study.k_main] + [f"K matching baseline K={k_ref}"]
+    headers += [f"K={k} %" for k in study.shots if k != study.k_shot] + [f"K matching baseline K={k_ref}"]
     rows = []
     for model in study.models:
         m, g = s[model], s[model]["grid"]
         row = [model, fmt(g["mean"], 1, 100), fmt(g["worst"], 1, 100), fmt(g["spread"], 1, 100), fmt(g["std"], 1, 100)]
-        row += [fmt(m["by_k"][k][0], 1, 100) for k in study.shots if k != study.k_main]
+        row += [fmt(m["by_k"][k][0], 1, 100) for k in study.shots if k != study.k_shot]
         row.append("-" if m["match_k"] is None else str(m["match_k"]))
         rows.append(row)
     return md_table(headers, rows)
 
 
 def grid_table(res: AncestryResult, study) -> str:
-    """Mean final accuracy % of each grid row in every lr x wd cell (K = k_main): where sensitivity comes from;
+    """Mean final accuracy % of each grid row in every lr x wd cell (K = k_shot): where sensitivity comes from;
     the last row says whether the baseline learned in the cell."""
     cells = [(lr, wd) for wd in study.wds for lr in study.lrs]
     headers = ["model"] + [f"lr {lr:g} wd {wd:g}" for lr, wd in cells]
-    rows = [[m] + [fmt(mean_ci([_final(r, study.n_way) for r in _cell(res, m, study.k_main, lr, wd)])[0], 1, 100)
+    rows = [[m] + [fmt(mean_ci([_final(r, study.n_way) for r in _cell(res, m, study.k_shot, lr, wd)])[0], 1, 100)
                    for lr, wd in cells] for m in grid_rows(study)]
     status = baseline_status(res, study)["grid"]
     rows.append(["baseline learned?"] + [_learned(status[c]) for c in cells])
@@ -316,11 +316,11 @@ def _settings_line(study, seconds: float) -> str:
            f"({', '.join(f'{v:g}' for v in study.wds)})"
     data = getattr(study, "dataset", None)
     data = f"the data set `{data}`" if data else "the embedded `shapes` data"
-    return (f"{study.n_tasks} novel {study.n_way}-way tasks of {data}, test sets capped at "
+    return (f"{study.tasks} novel {study.n_way}-way tasks of {data}, test sets capped at "
             f"{study.test_per_class} images per class; every model {study.epochs} epochs, batch {study.batch_size}, "
             f"AdamW with cosine schedule, seed {study.seed} (same initialisation of the random parts, same data "
-            f"order). Main cell K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}; sensitivity grid {grid} at "
-            f"K={study.k_main}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
+            f"order). Main cell K={study.k_shot}, lr {study.lr:g}, wd {study.weight_decay:g}; sensitivity grid {grid} at "
+            f"K={study.k_shot}; sample efficiency K in {list(study.shots)} at the main lr/wd. Training time, summed "
             f"over the runs: {seconds / 60:.1f} min.")
 
 
@@ -342,10 +342,10 @@ def _ancestry_parts(res: AncestryResult, study, source: str | None) -> list[str]
              "machine line may differ from the one above)") if res.restored and not source else ""
     return [f"### {res.arch} (`{shown}`): {len(res.runs)} runs, {res.seconds / 60:.1f} min of training{again}", "",
             baseline_line(res, study), "",
-            f"Performance and convergence (K={study.k_main}, lr {study.lr:g}, wd {study.wd:g}):", "",
+            f"Performance and convergence (K={study.k_shot}, lr {study.lr:g}, wd {study.weight_decay:g}):", "",
             table(res, study), "",
             "Sensitivity and sample efficiency:", "", grid_k_table(res, study), "", k_line(res, study), "",
-            f"Accuracy % per grid cell (K={study.k_main}, mean over the tasks):", "",
+            f"Accuracy % per grid cell (K={study.k_shot}, mean over the tasks):", "",
             grid_table(res, study), "", *ledger_block(res)]
 
 
@@ -466,19 +466,19 @@ def write_figures(results: list[AncestryResult], study, folder: Path) -> list[Pa
     c = ("chance", 100 * chance(study))
     for res in results:
         s = summarize(res, study)
-        conv = [(m, *_mean_curve(_cell(res, m, study.k_main, study.lr, study.wd))) for m in study.models]
+        conv = [(m, *_mean_curve(_cell(res, m, study.k_shot, study.lr, study.weight_decay))) for m in study.models]
         shots = [(m, [float(k) for k in study.shots], [100 * s[m]["by_k"][k][0] for k in study.shots])
                  for m in grid_rows(study)]
         lrs = [(m, list(study.lrs), [100 * mean_ci([_final(r, study.n_way)
-                                                      for r in _cell(res, m, study.k_main, lr, study.wd)])[0]
+                                                      for r in _cell(res, m, study.k_shot, lr, study.weight_decay)])[0]
                                      for lr in study.lrs]) for m in grid_rows(study)]
         charts = {
-            "convergence": line_chart(conv, title=f"{res.arch}: test accuracy while training (K={study.k_main})",
+            "convergence": line_chart(conv, title=f"{res.arch}: test accuracy while training (K={study.k_shot})",
                                       x_label="epoch", y_label="test accuracy % (mean over tasks)", dashed=["baseline"],
                                       hlines=[c, (f"{100 * FIXED_TARGET:.0f}% target", 100 * FIXED_TARGET)]),
             "shots": line_chart(shots, title=f"{res.arch}: accuracy against K", x_label="K (images per class)",
                                 y_label="final test accuracy %", log_x=True, dashed=["baseline"], hlines=[c]),
-            "lr": line_chart(lrs, title=f"{res.arch}: accuracy against lr (wd {study.wd:g}, K={study.k_main})",
+            "lr": line_chart(lrs, title=f"{res.arch}: accuracy against lr (wd {study.weight_decay:g}, K={study.k_shot})",
                              x_label="learning rate", y_label="final test accuracy %", log_x=True, dashed=["baseline"],
                              hlines=[c]),
         }
@@ -542,7 +542,7 @@ def load_csv(path: str | os.PathLike, study=None) -> tuple[list[AncestryResult],
     follows_baseline = all(abs(float(r["target_acc"]) - float(bases[(r["ancestry"], r["task"])])) < 1e-5
                            for r in main if r["target_acc"] and (r["ancestry"], r["task"]) in bases)
     target: float | str = "baseline" if follows_baseline or len(fixed) != 1 else float(fixed.pop())
-    study = replace(base, n_tasks=len({r["task"] for r in main}), k_main=k_main, shots=shots, lr=lr, wd=wd,
+    study = replace(base, tasks=len({r["task"] for r in main}), k_shot=k_main, shots=shots, lr=lr, weight_decay=wd,
                     lrs=tuple(sorted({float(r["lr"]) for r in grid})), wds=tuple(sorted({float(r["weight_decay"])
                                                                                          for r in grid})),
                     epochs=int(m0["epochs"]), eval_every=int(m0["eval_every"]), seed=int(m0["seed"]),

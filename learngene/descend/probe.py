@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from learngene.errors import CheckpointError, ConfigError
+from learngene.train.settings import TaskTraining, batched_wanted, check_batched
 
 FORMAT = "learngene.probe/1"
 SETTINGS_KEYS = ("n_way", "k_shot", "tasks", "epochs", "lr", "weight_decay", "batch_size", "test_per_class", "seed",
@@ -45,34 +46,25 @@ DEFAULT_EPOCHS = 20
 # ------------------------------------------------------------------ settings and the models to train
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    """Settings of one probe (the task, training and execution side)."""
+@dataclass(kw_only=True)
+class ProbeConfig(TaskTraining):
+    """Settings of one probe: the tasks and training (`TaskTraining`; its tasks are drawn with `seed`, the
+    seed of the models too) and how the models run."""
 
-    n_way: int = 5
-    k_shot: int = 10
     tasks: int = 10
     epochs: int = DEFAULT_EPOCHS
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    batch_size: int = 10
-    test_per_class: int = 100  # 0 = every held-back image
-    seed: int = 0  # model initialisation, data order and the task draw
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batched: Literal["auto", "on", "off"] = "auto"  # auto: vmap-batched on CUDA, one by one on a CPU
     max_batch: int = 64  # models per batched group
     flip: bool = True  # horizontal-flip augmentation (off for data whose mirror images are other classes)
 
     def validated(self) -> ProbeConfig:
-        checks = [(self.tasks >= 2, f"a probe needs at least 2 tasks for its intervals, got --tasks {self.tasks}"),
-                  (self.n_way >= 2, f"--n-way must be at least 2, got {self.n_way}"),
-                  (self.k_shot >= 1, f"--k-shot must be at least 1, got {self.k_shot}"),
-                  (self.test_per_class >= 0, f"--test-per-class must be >= 0, got {self.test_per_class}"),
-                  (self.batched in ("auto", "on", "off"), f"batched must be auto, on or off, got {self.batched!r}"),
-                  (self.max_batch >= 1, f"max_batch must be at least 1, got {self.max_batch}")]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        if isinstance(self.tasks, int) and self.tasks < 2:
+            raise ConfigError(f"a probe needs at least 2 tasks for its intervals, got --tasks {self.tasks}")
+        self.check_training()
+        check_batched(self.batched)
+        if self.max_batch < 1:
+            raise ConfigError(f"max_batch must be at least 1, got {self.max_batch}")
         self.train_config()
         return self
 
@@ -372,7 +364,7 @@ def run_probe(ancestry, ds, config: ProbeConfig, chosen: Sequence[int] = (), *, 
     tasks = sample_tasks(ds, config.tasks, "novel", config.n_way, config.k_shot, config.seed,
                          config.test_per_class or None)
     device = resolve_device(config.device)
-    use_batch = config.batched == "on" or (config.batched == "auto" and device.type == "cuda")
+    use_batch = batched_wanted(config.batched, device.type)
     runner = _Runner(ancestry, tasks, config, reporter, log)
     jobs = [_Job(t, g) for t in range(config.tasks) for g in groups]
     all_batched = use_batch

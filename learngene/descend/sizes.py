@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from learngene.train.settings import TaskTraining
+
 INITS = ("learngene", "random", "weight-selection")
 EQUAL = "ws-equal"
 """Weight selection at the learngene's budget: the first ancestry layers (and the stem) whose inherited
@@ -45,20 +47,12 @@ class Size:
         return f"width {self.width:g}x, depth {self.depth or n_layers}"
 
 
-@dataclass
-class SizeStudy:
+@dataclass(kw_only=True)
+class SizeStudy(TaskTraining):
+    """The size study: `TaskTraining` (its tasks, epochs, lr...) at each of `sizes`, with `layers` inherited."""
+
     sizes: tuple[Size, ...]
     layers: tuple[int, ...]  # the learngene (ancestry layer indices)
-    tasks: int = 10
-    n_way: int = 5
-    k_shot: int = 10
-    epochs: int = 40
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    batch_size: int = 10
-    test_per_class: int = 100
-    seed: int = 0
-    task_seed: int = 0
     fill: str = "random"
     placement: str = "original"
     equal_budget: bool = False  # also train EQUAL: weight selection with the learngene's inherited parameters
@@ -82,27 +76,24 @@ class SizeRow:
 
 
 def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
-    from learngene.inherit.recipe import Recipe
+    from learngene.inherit.options import recipe_for
     from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
-    view = layer_view(ancestry)
-    n, io = len(view), view.io_shapes()
+    n = len(layer_view(ancestry))
     depth = size.depth or n
-    stages = stages_of(ancestry.lg_spec)
-    common = dict(num_classes=study.n_way, width=size.width, io_shapes=io, stages=stages)
+    restaged = stages_of(ancestry.lg_spec) is not None
+    common = dict(num_classes=study.n_way, width=size.width, depth=depth)
     placement = study.placement
-    if placement == "original" and depth < max(study.layers) + 1 and stages is None:
+    if placement == "original" and depth < max(study.layers) + 1 and not restaged:
         placement = "bottom"  # a shallower ViT: the learngene layers stacked from the bottom
-    lg = Recipe.from_layers(ancestry.lg_spec, n, list(study.layers), placement=placement, depth=depth,
-                            fill=study.fill, **common)
+    lg = recipe_for(ancestry, study.layers, placement=placement, fill=study.fill, **common)
     # weight selection: every ancestry layer, in order, as many as the descendant has (a shallower ViT
     # takes the first `depth`; a restaged ResNet keeps each stage's first blocks), and the stem
-    if stages is not None:
-        everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(n)), depth=depth, **common)
+    if restaged:
+        everything = recipe_for(ancestry, range(n), **common)
     else:
-        everything = Recipe.from_layers(ancestry.lg_spec, n, list(range(min(depth, n))), placement="bottom",
-                                        depth=depth, **common)
+        everything = recipe_for(ancestry, range(min(depth, n)), placement="bottom", **common)
     return {"learngene": lg, "random": lg.baseline(), "weight-selection": everything}
 
 
@@ -110,19 +101,16 @@ def equal_budget_recipe(ancestry, size: Size, study: SizeStudy, target: int) -> 
     """(recipe, inherited parameters) of weight selection from the first m ancestry layers, the m whose
     inherited parameters come closest to `target` (the learngene's)."""
     from learngene.inherit.build import build_descendant, inherited_parameters
-    from learngene.inherit.recipe import Recipe
+    from learngene.inherit.options import recipe_for
     from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
-    view = layer_view(ancestry)
-    n = len(view)
+    n = len(layer_view(ancestry))
     depth = size.depth or n
-    stages = stages_of(ancestry.lg_spec)
-    common = dict(num_classes=study.n_way, width=size.width, io_shapes=view.io_shapes(), stages=stages, depth=depth)
+    placement = {} if stages_of(ancestry.lg_spec) is not None else {"placement": "bottom"}
     best = None
     for m in range(1, min(depth, n) + 1):
-        placement = {} if stages is not None else {"placement": "bottom"}
-        recipe = Recipe.from_layers(ancestry.lg_spec, n, list(range(m)), **placement, **common)
+        recipe = recipe_for(ancestry, range(m), num_classes=study.n_way, width=size.width, depth=depth, **placement)
         _, taken = inherited_parameters(build_descendant(recipe, ancestry, seed=study.seed))
         if best is None or abs(taken - target) < abs(best[1] - target):
             best = (recipe, taken)

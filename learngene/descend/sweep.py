@@ -23,27 +23,30 @@ from learngene.errors import ConfigError
 from learngene.inherit.build import Source
 from learngene.inherit.recipe import Recipe
 from learngene.reporting import Reporter
+from learngene.train.settings import TaskSettings, batched_wanted, check_batched, renamed
 from learngene.train.trainer import TrainConfig, resolve_device
 
 
-@dataclass
-class SweepConfig:
-    """The grid of a sweep; each list is one axis."""
+@dataclass(kw_only=True)
+class SweepConfig(TaskSettings):
+    """The grid of a sweep, each list one axis, on `tasks` tasks (`TaskSettings`; `shots` None: [k_shot])."""
 
     lrs: list[float] = field(default_factory=lambda: [1e-3])
     wds: list[float] = field(default_factory=lambda: [0.05])
-    shots: list[int] = field(default_factory=lambda: [10])
+    shots: list[int] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
-    n_tasks: int = 1
-    n_way: int = 5
-    task_seed: int = 0
-    test_per_class: int | None = 100
+    tasks: int = 1
     part: Literal["base", "open", "novel"] = "novel"
     batched: Literal["auto", "on", "off"] = "auto"
     max_batch: int = 32  # models per batched group
 
+    def __post_init__(self) -> None:
+        if self.shots is None:
+            self.shots = [self.k_shot]
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
+        d = renamed(d)
         refuse_unknown(cls, d, "sweep")
         return cls(**d).validated()
 
@@ -51,6 +54,7 @@ class SweepConfig:
         return asdict(self)
 
     def validated(self) -> SweepConfig:
+        self.check_tasks()
         for name in ("lrs", "wds", "shots", "seeds"):
             if not getattr(self, name):
                 raise ConfigError(f"the sweep needs at least one value in {name}")
@@ -58,21 +62,18 @@ class SweepConfig:
             (all(v > 0 for v in self.lrs), "every learning rate must be positive"),
             (all(v >= 0 for v in self.wds), "every weight decay must be >= 0"),
             (all(v >= 1 for v in self.shots), "every K (shots) must be at least 1"),
-            (self.n_tasks >= 1, "n_tasks must be at least 1"),
-            (self.n_way >= 2, "n_way must be at least 2"),
-            (self.test_per_class is None or self.test_per_class >= 1, "test_per_class must be at least 1"),
-            (self.batched in ("auto", "on", "off"), "batched must be 'auto', 'on' or 'off'"),
             (self.max_batch >= 2, "max_batch must be at least 2"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        check_batched(self.batched)
         return self
 
     @property
     def runs(self) -> int:
         """Number of pairs the sweep trains."""
-        return len(self.lrs) * len(self.wds) * len(self.shots) * len(self.seeds) * self.n_tasks
+        return len(self.lrs) * len(self.wds) * len(self.shots) * len(self.seeds) * self.tasks
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _settings(sweep: SweepConfig, base: TrainConfig) -> list[tuple[TrainConfig, 
 def _jobs(ds: ImageSet, sweep: SweepConfig, settings: list[tuple[TrainConfig, int]], k: int) -> Iterator[_Job]:
     """The runs of one K, task by task: each task is built when the sweep reaches it (a lazy `TaskList`),
     so a sweep holds the images of the tasks it is training, not of all of them."""
-    tasks = sample_tasks(ds, sweep.n_tasks, sweep.part, sweep.n_way, k, sweep.task_seed, sweep.test_per_class)
+    tasks = sample_tasks(ds, sweep.tasks, sweep.part, sweep.n_way, k, sweep.task_seed, sweep.test_per_class or None)
     for task in tasks:
         for cfg, seed in settings:
             yield _Job(task, cfg, seed)
@@ -136,10 +137,9 @@ def _train_group_batched(recipe: Recipe, source: Source, jobs: list[_Job],
 
 def use_batched(sweep: SweepConfig, recipe: Recipe, source: Source, cfg: TrainConfig, n_jobs: int) -> tuple[bool, str]:
     """Whether to train batched, and why not when not."""
-    if sweep.batched == "off":
-        return False, "batched training is off"
-    if sweep.batched == "auto" and resolve_device(cfg.device).type != "cuda":
-        return False, "on a CPU runs go one after another (use --batched on to batch anyway)"
+    if not batched_wanted(sweep.batched, resolve_device(cfg.device).type):
+        return False, ("batched training is off" if sweep.batched == "off" else
+                       "on a CPU runs go one after another (use --batched on to batch anyway)")
     if n_jobs < 1:
         return False, "nothing to batch"
     from learngene.descend.batched import can_batch
