@@ -170,6 +170,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also train a stronger random-init reference on each task: the baseline given FACTOR times "
                         f"the epochs (2 to {MAX_STRONG_FACTOR}), so the learngene is compared with a baseline that "
                         "had time to converge, not only with an equal budget (default: 0 = off)")
+    p.add_argument("--batched", choices=("auto", "on", "off"), default="auto",
+                   help="train each descendant and its baseline as one vmap-batched model (auto: on a GPU, where "
+                        "it is faster; on a CPU the two train in lockstep, one epoch of each in turn)")
     p.add_argument("--save-models", default=None, metavar="DIR",
                    help="save every trained model (learngene descendant and baseline of each task) as "
                         "DIR/task<i>-<role>.safetensors with a model card (default: not saved)")
@@ -326,6 +329,21 @@ def ledger_of(pairs: list, sizes: dict[int, tuple[int, int]], recipe, source, ar
     return pair_ledger(pairs, sizes, fpi, cost, test_images=test)
 
 
+def pair_batching(args: argparse.Namespace, recipe, source, cfg) -> bool:
+    """Whether each pair trains as one batched model (`--batched`); "on" refuses a pair that cannot be."""
+    from learngene.descend.compare import can_batch_pair
+    from learngene.errors import ConfigError
+    from learngene.train.settings import batched_wanted
+    from learngene.train.trainer import resolve_device
+
+    if not batched_wanted(args.batched, resolve_device(cfg.device).type):
+        return False
+    ok, why = can_batch_pair(recipe, source, args.n_way, cfg)
+    if not ok and args.batched == "on":
+        raise ConfigError(f"cannot train the pairs batched: {why}")
+    return ok
+
+
 def run(args: argparse.Namespace) -> int:
     from learngene.data import sample_tasks
     from learngene.descend.compare import format_strong_baseline, summarize_strong_baseline, train_pair
@@ -347,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
     config = {"command": command_line(), "source": what, "recipe": recipe.to_dict(), "train": cfg.to_dict(),
               "tasks": {"n_way": args.n_way, "k_shot": args.k_shot, "tasks": args.tasks, "task_seed": args.task_seed,
                         "test_per_class": args.test_per_class, "dataset": ds.meta.get("spec", args.dataset)},
-              "data": data_config(args, ds), "target_acc": args.target_acc, "ancestry_quality": quality}
+              "data": data_config(args, ds), "target_acc": args.target_acc, "ancestry_quality": quality,
+              "batched": pair_batching(args, recipe, source, cfg)}
     with Reporter(args.run_dir, total=(2 + args.strong_baseline) * cfg.epochs * len(tasks), desc="train") as rep:
         rep.metric({"kind": "config", **config})
         save = model_saver(args.save_models, recipe, cfg, ds.name, config["command"])
@@ -363,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
         for t in tasks:  # tasks are built one at a time
             sizes[t.index] = (len(t.train_y), len(t.test_y))
             pairs.append(train_pair(recipe, source, t, cfg, rep, seed=cfg.seed, strong_factor=args.strong_baseline,
-                                    on_trained=lambda role, m, res, t=t: on_trained(t, role, m, res)))
+                                    on_trained=lambda role, m, res, t=t: on_trained(t, role, m, res),
+                                    batched=config["batched"]))
             if preds is not None:
                 preds.write()
         summary = summarize_pairs(pairs, args.target_acc)

@@ -162,6 +162,31 @@ def train_lockstep(models: list[nn.Module], cfg: TrainConfig, task: Task,
     return out
 
 
+def train_batched_pair(models: list[nn.Module], cfg: TrainConfig, task: Task,
+                       logs: list[Callable[[dict[str, Any]], None]]) -> list[RunResult]:
+    """The learngene descendant and its baseline trained as one vmap-batched model
+    (`learngene.descend.batched`): the same steps as in lockstep, in one set of kernels, so their epoch
+    records arrive together. The two share every kernel, so each run's wall time is the pair's (its
+    `paths` say `"batched": 2`)."""
+    from learngene.descend.batched import train_batched
+
+    data = (task.train_x, task.train_y, task.test_x, task.test_y)
+    t0 = time.perf_counter()
+    histories = train_batched(models, [cfg, cfg], [data, data], callback=lambda k, rec: logs[k](rec))
+    wall = time.perf_counter() - t0
+    return [RunResult(role, h, bool(h and h[-1].get("diverged")), wall, {"batched": len(models)})
+            for role, h in zip(ROLES, histories, strict=True)]
+
+
+def can_batch_pair(recipe: Recipe, source: Source, n_way: int, cfg: TrainConfig) -> tuple[bool, str]:
+    """Whether a descendant of `recipe` and its baseline can train as one batched model, and why not."""
+    from learngene.descend.batched import can_batch
+
+    models = list(build_pair(recipe, source, n_way, 0))
+    probe = (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), None, None)
+    return can_batch(models, [cfg, cfg], [probe, probe])
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """int64 (N,) predicted task labels of uint8 images `x` (N, 3, H, W), as `evaluate` scores them."""
@@ -186,6 +211,7 @@ def train_pair(
     recipe: Recipe, source: Source, task: Task, cfg: TrainConfig, reporter: Reporter | None = None,
     seed: int = 0, task_index: int | None = None, tags: dict[str, Any] | None = None,
     on_trained: Callable[[str, nn.Module, RunResult], None] | None = None, strong_factor: int = 0,
+    batched: bool = False,
 ) -> PairResult:
     """Train the learngene descendant of `recipe` and its random-init baseline on `task`.
 
@@ -202,12 +228,17 @@ def train_pair(
         strong_factor: when at least 2, also train a stronger random-init reference ("baseline-long"):
             the baseline given `strong_factor` times the epochs (same lr schedule stretched, same data
             order draw), summarised in ``extra["strong_baseline"]`` (its history goes to the reporter).
+        batched: train the two as one vmap-batched model (`train_batched_pair`) instead of in lockstep;
+            see `can_batch_pair` for when they can be.
     """
     index = task.index if task_index is None else task_index
     tags = dict(tags or {})
     models = build_pair(recipe, source, task.n_way, seed)
     logs = [make_logger(reporter, role, index, tags) for role in ROLES]
-    runs = train_lockstep(list(models), cfg, task, logs, list(ROLES))
+    if batched:
+        runs = train_batched_pair(list(models), cfg, task, logs)
+    else:
+        runs = train_lockstep(list(models), cfg, task, logs, list(ROLES))
     if on_trained is not None:
         for model, run in zip(models, runs, strict=True):
             on_trained(run.role, model, run)

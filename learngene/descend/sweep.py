@@ -14,11 +14,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-import torch
-
 from learngene._config import refuse_unknown
 from learngene.data import ImageSet, Task, sample_tasks
-from learngene.descend.compare import ROLES, PairResult, RunResult, build_pair, make_logger, train_pair
+from learngene.descend.compare import (
+    ROLES,
+    PairResult,
+    RunResult,
+    build_pair,
+    can_batch_pair,
+    make_logger,
+    train_pair,
+)
 from learngene.errors import ConfigError
 from learngene.inherit.build import Source
 from learngene.inherit.recipe import Recipe
@@ -142,11 +148,7 @@ def use_batched(sweep: SweepConfig, recipe: Recipe, source: Source, cfg: TrainCo
                        "on a CPU runs go one after another (use --batched on to batch anyway)")
     if n_jobs < 1:
         return False, "nothing to batch"
-    from learngene.descend.batched import can_batch
-
-    models = list(build_pair(recipe, source, sweep.n_way, 0))
-    probe = (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, dtype=torch.long), None, None)
-    ok, why = can_batch(models, [cfg, cfg], [probe, probe])
+    ok, why = can_batch_pair(recipe, source, sweep.n_way, cfg)
     if not ok and sweep.batched == "on":
         raise ConfigError(f"cannot train this sweep batched: {why}")
     return ok, why
