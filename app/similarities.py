@@ -74,11 +74,11 @@ def entries(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
 
 def describe(sim: Any) -> str:
     """The method with what it compared, e.g. `cka (layer updates)`, and a warning mark when its
-    pseudo-descendant did not clearly learn (`app.badges`), e.g. `cka · pseudo-descendant at chance`."""
-    from app import badges
+    pseudo-descendant did not clearly learn (`app.verdicts`), e.g. `cka · pseudo-descendant at chance`."""
+    from app import verdicts
 
     text = sim.method + (" (layer updates)" if sim.settings.get("cka_of") == "update" else "")
-    state = badges.pd_verdict(sim.extras)["state"] if sim.extras.get("pd_test_acc") is not None else "unknown"
+    state = verdicts.pd_verdict(sim.extras)["state"] if sim.extras.get("pd_test_acc") is not None else "unknown"
     return text + (f" · pseudo-descendant {state}" if state in ("at chance", "not clearly above chance") else "")
 
 

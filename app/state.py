@@ -24,6 +24,7 @@ import streamlit as st
 
 from app import config, identity
 
+_FLASH = "_flash"
 _SESSION_KEY = "_studio_state"
 _NOTHING = object()
 MAX_PUT_ASIDE = 20  # ancestries whose learngene is kept while another one is in use
@@ -187,6 +188,17 @@ def _sync_query(state: StudioState) -> None:
             del st.query_params[key]
 
 
+def flash(message: str) -> None:
+    """Say `message` at the top of the next page drawn (after an `st.rerun` or a page switch; see
+    `app.widgets.flash_ui`)."""
+    st.session_state[_FLASH] = message
+
+
+def take_flash() -> str | None:
+    """The message `flash` left, once."""
+    return st.session_state.pop(_FLASH, None)
+
+
 def get() -> StudioState:
     """The session's state: loaded from the file and the URL on the first call of a session."""
     if _SESSION_KEY not in st.session_state:
@@ -196,9 +208,7 @@ def get() -> StudioState:
             save_file(state)
         st.session_state[_SESSION_KEY] = state
         if said:
-            from app import widgets
-
-            widgets.flash(" ".join(said))
+            flash(" ".join(said))
     state: StudioState = st.session_state[_SESSION_KEY]
     _sync_query(state)
     return state

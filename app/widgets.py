@@ -18,7 +18,6 @@ from learngene.errors import LearngeneError
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
                "failed": ":material/error:", "cancelled": ":material/stop_circle:", "diverged": ":material/warning:",
                "unreadable": ":material/help:"}  # unreadable: the run's status.json failed validation (the reason says why)
-_FLASH = "_flash"
 
 
 def error_ui(message: str, detail: str | None = None) -> None:
@@ -45,14 +44,9 @@ def error_box(what: str = "") -> Iterator[None]:
         error_ui(f"{prefix}unexpected {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
 
 
-def flash(message: str) -> None:
-    """Say `message` at the top of the next page drawn (after an `st.rerun` or a page switch)."""
-    st.session_state[_FLASH] = message
-
-
 def flash_ui() -> None:
-    """Show the message `flash` left, once."""
-    message = st.session_state.pop(_FLASH, None)
+    """Show the message `state.flash` left, once."""
+    message = state.take_flash()
     if message:
         st.info(message, icon=":material/info:")
 

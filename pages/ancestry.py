@@ -37,7 +37,7 @@ with shipped:
         else:
             choice = st.selectbox("checkpoint", list(options), key="anc-pick")
             if st.button("Use this ancestry", key="anc-use", type="primary"):
-                widgets.flash(ancestries.use(options[choice]))
+                state.flash(ancestries.use(options[choice]))
                 st.rerun()
 
 with timm_tab:
@@ -47,7 +47,7 @@ with timm_tab:
     pretrained = st.toggle("pretrained weights (online)", value=True, key="timm-pre")
     if st.button("Import", key="timm-go"):
         with widgets.error_box(f"could not import {arch}"), st.spinner(f"building {arch}…"):
-            widgets.flash(ancestries.use(ancestries.import_timm(arch, pretrained)))
+            state.flash(ancestries.use(ancestries.import_timm(arch, pretrained)))
             st.rerun()
 
 with upload_tab:
@@ -61,7 +61,7 @@ with upload_tab:
     up_size = c[2].number_input("input size", 8, 1024, 32, key="up-size")
     if st.button("Use uploaded checkpoint", key="anc-upload-go", disabled=not files):
         with widgets.error_box("the uploaded checkpoint cannot be used"):
-            widgets.flash(ancestries.use(ancestries.import_upload(files, up_arch, up_classes, up_size)))
+            state.flash(ancestries.use(ancestries.import_upload(files, up_arch, up_classes, up_size)))
             st.rerun()
 
 with train_tab:
@@ -113,5 +113,5 @@ with train_tab:
             info = resources.jobs().get(watch)
             ckpt = pipeline.output_path(info, "ancestry.safetensors")
             if info.state == "done" and ckpt.is_file() and st.button("Use the trained ancestry", key="acc-use"):
-                widgets.flash(ancestries.use(ckpt))
+                state.flash(ancestries.use(ckpt))
                 st.rerun()
