@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app import config, identity, pipeline, resources, state
+from app import config, identity, resources, state
+from app.results import output_path
 from learngene.errors import CheckpointError, ConfigError
 from learngene.text import printable
 
@@ -156,7 +157,7 @@ def trained_ancestries() -> list[tuple[str, Path]]:
     except (OSError, ValueError):
         return out
     for info in runs:
-        path = pipeline.output_path(info, "ancestry.safetensors")
+        path = output_path(info, "ancestry.safetensors")
         if path.is_file():
             out.append((f"{info.spec.name} ({info.run_id})", path))
     return out

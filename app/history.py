@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from app import pipeline
+from app.results import read_output_json
 from learngene.runlog import read_jsonl
 from learngene.text import printable
 
@@ -63,7 +63,7 @@ def metrics_csv(infos: list[Any]) -> bytes:
 
 def sweep_summary(info: Any) -> dict | None:
     """The summary of a finished sweep run (None when it has none)."""
-    data = pipeline.read_output_json(info, "summary.json") or {}
+    data = read_output_json(info, "summary.json") or {}
     summary = data.get("summary")
     return summary if isinstance(summary, dict) and "settings" in summary else None
 

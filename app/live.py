@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app import demo, figures, messages, pipeline, resources, runnames, state, widgets
+from app.results import read_output_json
 from learngene.errors import LearngeneError
 
 POLL_S = 1.5
@@ -152,7 +153,7 @@ def run_target(info: Any) -> float | None:
     """The accuracy target of a train run, once known: a fixed target from its config record, or (for the
     baseline's final accuracy) the mean per-task target from its summary when it is done."""
     if info.state == "done":
-        data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
+        data = (read_output_json(info, "summary.json") or {}).get("summary")
         if isinstance(data, dict):
             return demo.target_value(data)
     for rec in metrics(info.run_id):
@@ -171,7 +172,7 @@ def common_target(infos: list[Any]) -> float | None:
 def summary_ui(info: Any, name: str | None = None) -> None:
     """Final accuracies, epochs to target and the speed-up of a finished train run (headed by `name`, the
     run's label on the chart)."""
-    data = (pipeline.read_output_json(info, "summary.json") or {}).get("summary")
+    data = (read_output_json(info, "summary.json") or {}).get("summary")
     if isinstance(data, dict) and "learngene" in data:
         summary_view_ui(data, f"Summary of {messages.md(name or info.label)}")
 

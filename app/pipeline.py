@@ -21,8 +21,8 @@ from app.commands import (  # noqa: F401  (re-exported: the pages build their jo
     train_argv,
 )
 from app.demo import DEMO_CONDENSE, DEMO_TRAIN  # noqa: F401  (re-exported)
+from app.results import output_path
 from learngene.errors import LearngeneError
-from learngene.runlog import read_json
 
 STUDY_MODELS = ("heur", "auto-paper", "auto", "cka", "finetune")  # rows of the study besides the baseline
 
@@ -44,19 +44,6 @@ def advantages_argv(ancestries: list[Path], *, quick: bool, tasks: int | None = 
     return argv + _options({"quick": quick, "tasks": tasks, "epochs": epochs, "models": models or None,
                             "device": device, "journal_dir": str(study_journal_dir()),
                             "dataset": (dataset or "").strip() or None})
-
-
-def output_path(info: Any, name: str) -> Path:
-    return Path(info.path) / "outputs" / name
-
-
-def read_output_json(info: Any, name: str) -> dict | None:
-    """A JSON output of a run (None when missing or unreadable)."""
-    try:
-        data = read_json(output_path(info, name))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # ------------------------------------------------------------------ the one-click demo

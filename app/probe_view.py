@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import figures, pipeline, resources, widgets
+from app import figures, resources, widgets
+from app.results import output_path
 
 GAIN, LOO = "#3d5a80", "#81b29a"
 
@@ -41,7 +42,7 @@ def find_probe(anc: resources.Ancestry) -> tuple[str, dict] | None:
     sha = (anc.card_dict or {}).get("sha256")
     candidates: list[tuple[str, Path]] = []
     for info in resources.jobs().list(kind="probe", state="done"):
-        candidates.append((f"probe run {info.run_id}", pipeline.output_path(info, "probe.json")))
+        candidates.append((f"probe run {info.run_id}", output_path(info, "probe.json")))
     candidates.append(("shipped with the ancestry", probe_path(anc.path)))
     for label, path in candidates:
         if not path.is_file():

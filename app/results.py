@@ -139,3 +139,16 @@ def labelled_rows(tiles: list[np.ndarray], labels: list[int], n_classes: int) ->
     blank = np.full_like(tiles[0], 255) if tiles else None
     ordered = [t for c in kept for t in rows[c] + [blank] * (cols - len(rows[c]))]
     return tile_grid(ordered, cols), kept
+
+
+def output_path(info: Any, name: str) -> Path:
+    return Path(info.path) / "outputs" / name
+
+
+def read_output_json(info: Any, name: str) -> dict | None:
+    """A JSON output of a run (None when missing or unreadable)."""
+    try:
+        data = read_json(output_path(info, name))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app import pipeline, resources, state
+from app import resources, state
+from app.results import output_path
 
 SHIPPED = "shipped:"
 
@@ -55,7 +56,7 @@ def runs(anc: resources.Ancestry) -> list[tuple[Source, Any]]:
     """Finished condense runs of this ancestry, newest first (a damaged result is skipped)."""
     out = []
     for info in resources.jobs().list(kind="condense", state="done"):
-        path = pipeline.output_path(info, "similarity.json")
+        path = output_path(info, "similarity.json")
         if not path.is_file():
             continue
         try:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import ancestries, badges, config, forms, inputs, live, pipeline, resources, state, widgets
+from app.results import output_path
 
 st.title("Ancestry")
 widgets.explain_ui("What is the ancestry?", """
@@ -111,7 +112,7 @@ with train_tab:
             watch = watch if watch in {i.run_id for i in resources.jobs().list(kind="accumulate")} else runs[0].run_id
             live.watch_ui([watch], key="acc", summary=False)
             info = resources.jobs().get(watch)
-            ckpt = pipeline.output_path(info, "ancestry.safetensors")
+            ckpt = output_path(info, "ancestry.safetensors")
             if info.state == "done" and ckpt.is_file() and st.button("Use the trained ancestry", key="acc-use"):
                 state.flash(ancestries.use(ckpt))
                 st.rerun()

@@ -21,6 +21,7 @@ from app import (
     state,
     widgets,
 )
+from app.results import read_output_json
 from learngene.jobs import STATES
 
 st.title("Runs")
@@ -128,7 +129,7 @@ with widgets.error_box("runs"):
             results_ui.predictions_ui(info, key=f"pred-{info.run_id}")
 
     with sweeps:
-        sized = [(i, pipeline.read_output_json(i, "sizes.json")) for i in picked if i.spec.kind == "sizes"]
+        sized = [(i, read_output_json(i, "sizes.json")) for i in picked if i.spec.kind == "sizes"]
         for info, result in [(i, r) for i, r in sized if r and r.get("sizes")]:
             st.markdown(f"**{messages.md(info.label)}** · {info.run_id}: final accuracy against descendant parameters")
             fig = figures.size_figure(result["sizes"])

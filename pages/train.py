@@ -5,6 +5,7 @@ import shlex
 import streamlit as st
 
 from app import badges, descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
+from app.results import read_output_json
 
 st.title("Train")
 widgets.explain_ui("A fair race", """
@@ -96,7 +97,7 @@ with st.expander("Sizes: the learngene in narrower and wider descendants"):
                          tags={"layers": layers, "ancestry": str(anc.path)})
     with widgets.error_box("sizes"):
         done = resources.jobs().list(kind="sizes", state="done")
-        result = pipeline.read_output_json(done[0], "sizes.json") if done else None
+        result = read_output_json(done[0], "sizes.json") if done else None
         if result and result.get("sizes"):
             fig = figures.size_figure(result["sizes"], title=f"{done[0].label}: accuracy against size")
             st.plotly_chart(fig, key="sizes-chart")
