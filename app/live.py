@@ -67,7 +67,7 @@ CURVE_DEFAULTS = {"x": "epoch", "smooth": 0.6, "log": True}
 
 def curve_controls_ui(key: str) -> dict[str, Any]:
     """x-axis, smoothing and log-scale choices for the training curves (kept across pages and reloads)."""
-    c = st.columns([2, 3, 2])
+    c = st.columns([3, 3, 2])  # the x-axis choice needs room for "epoch | wall-clock" in half the page's width
     x = c[0].segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
         f"{key}-x", CURVE_DEFAULTS["x"], lambda v: v in ("epoch", "wall-clock", None))) or "epoch"
     smoothing = c[1].slider("smoothing (EMA)", 0.0, 0.95, step=0.05,
@@ -180,6 +180,28 @@ def _pct(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
 
 
+def _num_text(value: Any, fmt: str, missing: str = "n/a") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and value == value else missing
+
+
+def summary_table(data: dict[str, Any], h: dict[str, Any]) -> pd.DataFrame:
+    """A train run's summary as a table with one column per model and one row per measure (two narrow columns
+    fit half the page: a row per model with a column per measure hid some behind a scroll bar)."""
+    ci_words = " ± 95% CI" if h["show_ci"] else ""
+    cols = {}
+    for role in ("learngene", "baseline"):
+        s = data.get(role) or {}
+        acc = s.get("final_acc") or {}
+        final = _num_text(acc.get("mean"), ".1%")
+        if h["show_ci"] and isinstance(acc.get("ci95"), (int, float)):
+            final += f" ± {acc['ci95']:.1%}"
+        cols[role] = [final, _num_text(h["epochs"][role], ".1f", "not reached"), h["reached"][role] or "n/a",
+                      _num_text((s.get("train_seconds") or {}).get("mean"), ".1f"), _num_text(s.get("diverged"), ".0f")]
+    index = [f"final accuracy (mean{ci_words})", "epochs to target (mean)", "tasks that reached the target",
+             "train seconds (mean)", "diverged tasks"]
+    return pd.DataFrame(cols, index=pd.Index(index, name="over the tasks"))
+
+
 def summary_view_ui(data: dict[str, Any], title: str) -> None:
     """A train run's `summary` (learngene.descend.summary): a table per model, then the headline numbers.
 
@@ -187,21 +209,7 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
     """
     h = demo.headline(data)
     st.markdown(f"**{title}**")
-    rows = []
-    for role in ("learngene", "baseline"):
-        s = data.get(role) or {}
-        acc = s.get("final_acc") or {}
-        row = {"model": role, "final accuracy": acc.get("mean")}
-        if h["show_ci"]:
-            row["± 95% CI"] = acc.get("ci95")
-        row |= {"epochs to target": h["epochs"][role], "reached": h["reached"][role],
-                "train seconds": (s.get("train_seconds") or {}).get("mean"), "diverged": s.get("diverged")}
-        rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "final accuracy": st.column_config.NumberColumn(format="percent", help="mean over the tasks"),
-        "± 95% CI": st.column_config.NumberColumn(format="percent", help="half-width of the 95% t-interval"),
-        "epochs to target": st.column_config.NumberColumn(format="%.1f", help="mean over the tasks that reached it"),
-        "train seconds": st.column_config.NumberColumn(format="%.1f")})
+    st.dataframe(summary_table(data, h), width="stretch")
     gain, ci = h["gain"], h["gain_ci"]
     gain_text = "n/a" if gain is None else f"{gain * 100:+.1f}" + (f" ± {ci * 100:.1f}" if ci is not None else "")
     c = st.columns(2)
