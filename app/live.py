@@ -67,14 +67,15 @@ CURVE_DEFAULTS = {"x": "epoch", "smooth": 0.6, "log": True}
 
 def curve_controls_ui(key: str) -> dict[str, Any]:
     """x-axis, smoothing and log-scale choices for the training curves (kept across pages and reloads)."""
-    c = st.columns([3, 3, 2])  # the x-axis choice needs room for "epoch | wall-clock" in half the page's width
-    x = c[0].segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
+    # One row that wraps where it does not fit (half the page on Home): columns of fixed shares cut the labels.
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    x = row.segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
         f"{key}-x", CURVE_DEFAULTS["x"], lambda v: v in ("epoch", "wall-clock", None))) or "epoch"
-    smoothing = c[1].slider("smoothing (EMA)", 0.0, 0.95, step=0.05,
-                            help="bold line: exponential moving average; faint line: the raw values",
-                            **widgets.kept(f"{key}-smooth", CURVE_DEFAULTS["smooth"], lambda v: 0 <= float(v) <= 0.95))
-    log = c[2].toggle("log-scale loss", **widgets.kept(f"{key}-log", CURVE_DEFAULTS["log"],
-                                                       lambda v: isinstance(v, bool)))
+    smoothing = row.slider("smoothing (EMA)", 0.0, 0.95, step=0.05, width=220,
+                           help="bold line: exponential moving average; faint line: the raw values",
+                           **widgets.kept(f"{key}-smooth", CURVE_DEFAULTS["smooth"], lambda v: 0 <= float(v) <= 0.95))
+    log = row.toggle("log-scale loss", **widgets.kept(f"{key}-log", CURVE_DEFAULTS["log"],
+                                                      lambda v: isinstance(v, bool)))
     return {"x": "time" if x == "wall-clock" else "epoch", "smoothing": smoothing, "log_loss": log}
 
 
