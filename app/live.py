@@ -203,6 +203,14 @@ def summary_table(data: dict[str, Any], h: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=pd.Index(index, name="over the tasks"))
 
 
+def baseline_badge(data: dict[str, Any]) -> str:
+    """The speed-up's note for a baseline that did not clearly learn, in the words of its warning (the three
+    states of `learngene.descend.summary.learning_state`)."""
+    if data.get("baseline_state") == "not clearly above chance":
+        return "baseline not clearly above chance"
+    return "baseline at chance"
+
+
 def summary_view_ui(data: dict[str, Any], title: str) -> None:
     """A train run's `summary` (learngene.descend.summary): a table per model, then the headline numbers.
 
@@ -218,7 +226,7 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
                 help="learngene − baseline final accuracy in percentage points, paired per task, mean"
                      + (" ± 95% t-interval" if h["show_ci"] else ""))
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}×"
-    c[1].metric("speed-up to target", speed, "baseline at chance" if h["chance_warning"] else None,
+    c[1].metric("speed-up to target", speed, baseline_badge(data) if h["chance_warning"] else None,
                 delta_color="off", delta_arrow="off",
                 help="baseline epochs to target ÷ learngene epochs to target")
     c = st.columns(2)

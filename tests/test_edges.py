@@ -128,7 +128,7 @@ def _texts(node) -> list[str]:
     return out
 
 
-def test_every_page_spells_open_world_one_way(env):
+def test_every_page_spells_open_world_one_way(env):  # noqa: F811 - the imported fixture
     at = None
     seen = []
     for page in PAGES:
@@ -149,7 +149,7 @@ def _runs_table(at) -> tuple[list[str], list[int], str]:
     return list(el.value["run"]), ticked, el.proto.id
 
 
-def test_a_links_runs_are_ticked_in_the_runs_table(env):
+def test_a_links_runs_are_ticked_in_the_runs_table(env):  # noqa: F811 - the imported fixture
     summary = {**TRAIN_SUMMARY, "train": {"lr": 1e-3, "epochs": 4}, "tasks": {"n_way": 5, "k_shot": 10}}
     ids = make_runs(env, *[{"kind": "train", "name": f"run {i}", "outputs": {"summary.json": summary},
                             "metrics": epoch_records()} for i in range(3)])
@@ -167,3 +167,23 @@ def test_a_links_runs_are_ticked_in_the_runs_table(env):
     again.run()
     runs, ticked, _ = _runs_table(open_page("runs", again))
     assert [runs[r] for r in ticked] == [ids[1]]
+
+
+# ------------------------------------------------------------------ the speed-up's note says what the warning says
+
+
+def test_the_speed_ups_note_names_a_baseline_not_clearly_above_chance(env):  # noqa: F811 - the imported fixture
+    """A baseline whose interval reaches chance but whose mean is above it is "not clearly above chance" in the
+    warning; the note under the speed-up says the same (it said "baseline at chance")."""
+    import copy
+
+    summary = copy.deepcopy(TRAIN_SUMMARY)
+    summary["summary"].update(chance=0.2, baseline_state="not clearly above chance", learngene_state="learned",
+                              baseline_line="not clearly above chance: 32.3%, interval down to 19.8%, chance 20.0%")
+    (run_id,) = make_runs(env, {"kind": "train", "name": "a train run", "outputs": {"summary.json": summary},
+                                "metrics": epoch_records()})
+    at = open_page("train", watch=run_id)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("not clearly above chance: 32.3%" in w.value for w in at.warning)
+    speed = next(m for m in at.metric if m.label == "speed-up to target")
+    assert speed.delta == "baseline not clearly above chance"
