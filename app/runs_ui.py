@@ -99,7 +99,7 @@ def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.Da
     st.dataframe(df, hide_index=True, width="stretch", key=table_key, on_select=from_table,
                  selection_mode="multi-row", column_config=COLUMN_CONFIG,
                  column_order=[c for c in dashboard.differing_first(df) if c != "note"],
-                 selection_default={"selection": {"rows": ticked}})
+                 selection_default={"selection": {"rows": ticked}}, placeholder="")  # no result yet: a blank cell
     names = labels(shown)
     picked = st.multiselect("selected runs", ids, key=pick_key, format_func=lambda r: with_id(names[r], r),
                             on_change=lambda: st.session_state.update({f"{key}-gen": _generation(key) + 1}))

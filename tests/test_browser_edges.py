@@ -4,7 +4,8 @@ The live app runs on the shipped assets (so Home shows the shipped reference run
 holds one finished demo run of the person at the browser (their cookie names them): Home then shows the
 reference run and "your run" side by side, each half the page wide, with the curves' controls and a summary
 table. Checked: the x-axis choice "epoch | wall-clock" is not cut ("wall-c"), and no summary table hides columns
-behind a horizontal scroll bar.
+behind a horizontal scroll bar. And the Runs page opened from a shared link shows the link's runs ticked in its
+table.
 """
 
 from __future__ import annotations
@@ -68,13 +69,22 @@ def _demo_run(runs: Path, token: str) -> str:
     return run_id
 
 
+def _other_run(runs: Path) -> str:
+    from learngene.jobs import JobManager, JobSpec
+
+    mgr = JobManager(runs)
+    run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind="train", name="another run"))
+    assert mgr.wait(run_id, timeout=120).state == "done", mgr.log_tail(run_id)
+    return run_id
+
+
 @pytest.fixture(scope="module")
 def home_server(chromium, tmp_path_factory):
     from app.people import new_token
 
     runs = tmp_path_factory.mktemp("edges-studio") / "runs"
     token = new_token()
-    _demo_run(runs, token)
+    ids = [_demo_run(runs, token), _other_run(runs)]
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "streamlit-edges-server.log"
     port = free_port()
@@ -90,7 +100,7 @@ def home_server(chromium, tmp_path_factory):
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log_path, timeout=240)
-        yield url, token
+        yield url, token, ids
     finally:
         _stop(proc, runs)
 
@@ -108,7 +118,7 @@ def test_home_fits_1400_px(browser, home_server):  # noqa: F811 - the conftest f
     from playwright.sync_api import expect
 
     expect.set_options(timeout=120_000)  # a loaded 2-core machine renders slowly
-    url, token = home_server
+    url, token, _ = home_server
     context = browser.new_context(viewport=VIEWPORT)
     context.add_cookies([{"name": "lg_person", "value": token, "url": url}])
     page = context.new_page()
@@ -128,5 +138,27 @@ def test_home_fits_1400_px(browser, home_server):  # noqa: F811 - the conftest f
         assert len(widths) == 2 and all(full <= shown + 1 for full, shown in widths), \
             f"a summary table hides columns behind a scroll bar (column widths vs shown: {widths})"
         assert not errors, errors
+    finally:
+        context.close()
+
+
+TICKED_JS = """() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"] [role="row"][aria-selected]'))
+    // the table's rows (its accessible grid beside the canvas): [first cell's text, ticked]
+    .map(r => [r.querySelector('[role="gridcell"]')?.innerText || '', r.getAttribute('aria-selected') === 'true'])"""
+
+
+def test_a_shared_link_ticks_its_runs_in_the_table(browser, home_server):  # noqa: F811 - the conftest fixture
+    """Someone else opens a link naming one of the two runs: that run's row is ticked, the other's is not."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=120_000)
+    url, _, (demo_run, other) = home_server
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        page.goto(f"{url}/runs?runs={other}")
+        expect(page.locator(".st-key-runs-pick")).to_contain_text(other.rsplit("-", 1)[-1])
+        page.wait_for_function(f"() => ({TICKED_JS})().length === 2")
+        assert sorted(page.evaluate(TICKED_JS)) == [["another run", True], ["demo · learngene vs baseline", False]]
     finally:
         context.close()

@@ -169,6 +169,16 @@ def test_a_links_runs_are_ticked_in_the_runs_table(env):  # noqa: F811 - the imp
     assert [runs[r] for r in ticked] == [ids[1]]
 
 
+def test_the_runs_table_leaves_missing_numbers_blank(env):  # noqa: F811 - the imported fixture
+    """A run without results (a condense run has no accuracies) shows blank cells, not "None" (Streamlit's
+    default text for a missing number)."""
+    make_runs(env, {"kind": "condense", "name": "no accuracies"})
+    at = open_page("runs")
+    el = next(d for d in at.dataframe if "run" in d.value.columns and "gain" in d.value.columns)
+    assert el.value["gain"].isna().all()
+    assert el.proto.HasField("placeholder") and el.proto.placeholder == "", "a missing number is a blank cell"
+
+
 # ------------------------------------------------------------------ the speed-up's note says what the warning says
 
 
