@@ -24,9 +24,11 @@ def _dataset(path: str, stamp: tuple[float, int]) -> tuple[Any, str]:
 
 
 def dataset(anc: resources.Ancestry) -> tuple[Any, str]:
-    """The ancestry's data under its card's split, as `train` loads it (every image), and the split line."""
+    """The ancestry's data under its card's split, as `train` loads it (every image), and the split line (the
+    part named as the pages spell it: "open-world"; the command line's key `open_world` stays in files and flags)."""
     ds, line = _dataset(str(anc.path.resolve()), resources.file_stamp(anc.path))
-    return ds, line.replace(str(anc.path.resolve()), anc.path.name).replace(str(anc.path), anc.path.name)
+    line = line.replace(str(anc.path.resolve()), anc.path.name).replace(str(anc.path), anc.path.name)
+    return ds, line.replace("open_world", "open-world")
 
 
 def as_hwc(grid: Any) -> np.ndarray:

@@ -121,16 +121,25 @@ def score_bars(names: Sequence[str], scores: Sequence[float], *, selected: Seque
     """Per-ancestry-layer score bars, selected layers highlighted, optional significance overlay.
 
     The overlay is drawn on a second y-axis (its own scale), as markers joined by a line.
-    Each bar's `customdata` is its layer index, so a click on a bar can select the layer.
+    Each bar's `customdata` is its layer index, so a click on a bar can select the layer. Each bar is labelled
+    with its rank (#1: the highest score), and the score axis is scaled to the scores where an axis from 0 would
+    draw bars of one height (`score_axis_range`; the axis title says where it starts).
     """
-    names = [str(x) for x in names]
+    names, scores = [str(x) for x in names], [_finite(v) for v in scores]
     sel = set(selected)
     colors = [SELECTED if i in sel else UNSELECTED for i in range(len(names))]
+    ranks = score_ranks(scores)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=names, y=list(scores), marker_color=colors, name=score_label,
-                         customdata=list(range(len(names))),
-                         hovertemplate="%{x}<br>" + score_label + ": %{y:.4g}<extra></extra>"),
+    fig.add_trace(go.Bar(x=names, y=scores, marker_color=colors, name=score_label,
+                         customdata=list(range(len(names))), text=[f"#{r}" if r else "" for r in ranks],
+                         textposition="outside", cliponaxis=False,
+                         hovertemplate="%{x}<br>" + score_label + ": %{y:.4g}<br>rank %{text} of "
+                                       + str(sum(r > 0 for r in ranks)) + "<extra></extra>"),
                   secondary_y=False)
+    axis = score_axis_range(scores)
+    if axis is not None:  # all scores high and close: an axis from 0 would draw bars of one height
+        fig.update_yaxes(range=list(axis), secondary_y=False)
+        score_label += f" (axis from {axis[0]:.3g})"
     if significance is not None:
         fig.add_trace(go.Scatter(x=names, y=list(significance), mode="lines+markers", name=significance_label,
                                  line=dict(color=OVERLAY), marker=dict(size=8),
@@ -140,6 +149,34 @@ def score_bars(names: Sequence[str], scores: Sequence[float], *, selected: Seque
     fig.update_yaxes(title_text=score_label, secondary_y=False)
     fig.update_xaxes(title_text="ancestry layer")
     return _layout(fig, title, height=320)
+
+
+def _finite(v: float | None) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def score_ranks(scores: Sequence[float | None]) -> list[int]:
+    """1 for the highest score, 2 for the next, ...; 0 for a missing score (ties keep the layers' order)."""
+    order = sorted((i for i, v in enumerate(scores) if v is not None), key=lambda i: -scores[i])
+    ranks = [0] * len(scores)
+    for rank, i in enumerate(order, start=1):
+        ranks[i] = rank
+    return ranks
+
+
+def score_axis_range(scores: Sequence[float | None]) -> tuple[float, float] | None:
+    """A value axis scaled to the scores, from a quarter of their spread below the lowest to as much above the
+    highest, when they are all positive and lie far from 0 (the lowest above their spread: CKA 0.79-0.99, weight
+    cosines 0.978-0.996); None (an axis from 0) otherwise, where bars from 0 still tell the layers apart."""
+    values = [v for v in scores if v is not None]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    spread = hi - lo
+    if lo <= 0 or lo <= spread:
+        return None
+    pad = max(spread * 0.25, abs(hi) * 1e-4)
+    return lo - pad, hi + pad
 
 
 def seed_score_bars(names: Sequence[str], seed_scores: Mapping, *, selected: Sequence[int] = (),

@@ -68,14 +68,15 @@ CURVE_DEFAULTS = {"x": "epoch", "smooth": 0.6, "log": True}
 
 def curve_controls_ui(key: str) -> dict[str, Any]:
     """x-axis, smoothing and log-scale choices for the training curves (kept across pages and reloads)."""
-    c = st.columns([2, 3, 2])
-    x = c[0].segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
+    # One row that wraps where it does not fit (half the page on Home): columns of fixed shares cut the labels.
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    x = row.segmented_control("x-axis", ["epoch", "wall-clock"], **widgets.kept(
         f"{key}-x", CURVE_DEFAULTS["x"], lambda v: v in ("epoch", "wall-clock", None))) or "epoch"
-    smoothing = c[1].slider("smoothing (EMA)", 0.0, 0.95, step=0.05,
-                            help="bold line: exponential moving average; faint line: the raw values",
-                            **widgets.kept(f"{key}-smooth", CURVE_DEFAULTS["smooth"], lambda v: 0 <= float(v) <= 0.95))
-    log = c[2].toggle("log-scale loss", **widgets.kept(f"{key}-log", CURVE_DEFAULTS["log"],
-                                                       lambda v: isinstance(v, bool)))
+    smoothing = row.slider("smoothing (EMA)", 0.0, 0.95, step=0.05, width=220,
+                           help="bold line: exponential moving average; faint line: the raw values",
+                           **widgets.kept(f"{key}-smooth", CURVE_DEFAULTS["smooth"], lambda v: 0 <= float(v) <= 0.95))
+    log = row.toggle("log-scale loss", **widgets.kept(f"{key}-log", CURVE_DEFAULTS["log"],
+                                                      lambda v: isinstance(v, bool)))
     return {"x": "time" if x == "wall-clock" else "epoch", "smoothing": smoothing, "log_loss": log}
 
 
@@ -181,6 +182,36 @@ def _pct(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
 
 
+def _num_text(value: Any, fmt: str, missing: str = "n/a") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and value == value else missing
+
+
+def summary_table(data: dict[str, Any], h: dict[str, Any]) -> pd.DataFrame:
+    """A train run's summary as a table with one column per model and one row per measure (two narrow columns
+    fit half the page: a row per model with a column per measure hid some behind a scroll bar)."""
+    ci_words = " ± 95% CI" if h["show_ci"] else ""
+    cols = {}
+    for role in ("learngene", "baseline"):
+        s = data.get(role) or {}
+        acc = s.get("final_acc") or {}
+        final = _num_text(acc.get("mean"), ".1%")
+        if h["show_ci"] and isinstance(acc.get("ci95"), (int, float)):
+            final += f" ± {acc['ci95']:.1%}"
+        cols[role] = [final, _num_text(h["epochs"][role], ".1f", "not reached"), h["reached"][role] or "n/a",
+                      _num_text((s.get("train_seconds") or {}).get("mean"), ".1f"), _num_text(s.get("diverged"), ".0f")]
+    index = [f"final accuracy (mean{ci_words})", "epochs to target (mean)", "tasks that reached the target",
+             "train seconds (mean)", "diverged tasks"]
+    return pd.DataFrame(cols, index=pd.Index(index, name="over the tasks"))
+
+
+def baseline_badge(data: dict[str, Any]) -> str:
+    """The speed-up's note for a baseline that did not clearly learn, in the words of its warning (the three
+    states of `learngene.descend.summary.learning_state`)."""
+    if data.get("baseline_state") == "not clearly above chance":
+        return "baseline not clearly above chance"
+    return "baseline at chance"
+
+
 def summary_view_ui(data: dict[str, Any], title: str) -> None:
     """A train run's `summary` (learngene.descend.summary): a table per model, then the headline numbers.
 
@@ -188,21 +219,7 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
     """
     h = demo.headline(data)
     st.markdown(f"**{title}**")
-    rows = []
-    for role in ("learngene", "baseline"):
-        s = data.get(role) or {}
-        acc = s.get("final_acc") or {}
-        row = {"model": role, "final accuracy": acc.get("mean")}
-        if h["show_ci"]:
-            row["± 95% CI"] = acc.get("ci95")
-        row |= {"epochs to target": h["epochs"][role], "reached": h["reached"][role],
-                "train seconds": (s.get("train_seconds") or {}).get("mean"), "diverged": s.get("diverged")}
-        rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "final accuracy": st.column_config.NumberColumn(format="percent", help="mean over the tasks"),
-        "± 95% CI": st.column_config.NumberColumn(format="percent", help="half-width of the 95% t-interval"),
-        "epochs to target": st.column_config.NumberColumn(format="%.1f", help="mean over the tasks that reached it"),
-        "train seconds": st.column_config.NumberColumn(format="%.1f")})
+    st.dataframe(summary_table(data, h), width="stretch")
     gain, ci = h["gain"], h["gain_ci"]
     gain_text = "n/a" if gain is None else f"{gain * 100:+.1f}" + (f" ± {ci * 100:.1f}" if ci is not None else "")
     c = st.columns(2)
@@ -210,7 +227,7 @@ def summary_view_ui(data: dict[str, Any], title: str) -> None:
                 help="learngene − baseline final accuracy in percentage points, paired per task, mean"
                      + (" ± 95% t-interval" if h["show_ci"] else ""))
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}×"
-    c[1].metric("speed-up to target", speed, "baseline at chance" if h["chance_warning"] else None,
+    c[1].metric("speed-up to target", speed, baseline_badge(data) if h["chance_warning"] else None,
                 delta_color="off", delta_arrow="off",
                 help="baseline epochs to target ÷ learngene epochs to target")
     c = st.columns(2)

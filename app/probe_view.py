@@ -100,7 +100,14 @@ def gain_figure(probe: dict, scores: list[float | None], score_label: str, selec
     return figures._layout(fig, height=340)
 
 
+def loo_layers(probe: dict) -> list[int]:
+    """The layer set a probe's leave-one-out was measured for (its `chosen`, else the layers of its rows)."""
+    chosen = probe.get("chosen") or [r.get("layer") for r in probe.get("leave_one_out") or []]
+    return sorted({int(i) for i in chosen if isinstance(i, int) and not isinstance(i, bool)})
+
+
 def loo_figure(probe: dict) -> go.Figure | None:
+    """Accuracy lost when each layer of the measured set is left out; the title names that set."""
     rows = probe.get("leave_one_out") or []
     if not rows:
         return None
@@ -110,7 +117,26 @@ def loo_figure(probe: dict) -> go.Figure | None:
                            hovertemplate="%{x}<br>lost when left out: %{y:+.1f} points<extra></extra>"))
     fig.add_hline(y=0, line_color="#888", line_width=1)
     fig.update_yaxes(title_text="accuracy lost when left out (points)")
-    return figures._layout(fig, height=260)
+    fig.update_xaxes(title_text="layer left out")
+    words = ", ".join(map(str, loo_layers(probe)))
+    return figures._layout(fig, f"Leave-one-out on layers {words} (the set this probe measured)", height=300)
+
+
+def loo_ui(probe: dict, selected: list[int]) -> None:
+    """The leave-one-out chart, named by the set it was measured for, and a note when that set is not the
+    current learngene (whose own leave-one-out the probe launcher below measures)."""
+    fig = loo_figure(probe)
+    if fig is None:
+        return
+    measured, mine = loo_layers(probe), sorted(set(selected))
+    st.markdown("**Leave-one-out:** accuracy lost when each layer of the measured set is left out.")
+    st.plotly_chart(fig, key="probe-loo", config={"displayModeBar": False})
+    widgets.download_figure_ui(fig, "leave-one-out", "probe-loo")
+    if measured != mine:
+        yours = f"layers {', '.join(map(str, mine))}" if mine else "no layers chosen yet"
+        st.info(f"This differs from your current learngene ({yours}): the chart was measured for layers "
+                f"{', '.join(map(str, measured))}. **Measure the gains** below measures the leave-one-out of your "
+                "current learngene.", icon=":material/info:")
 
 
 def correlation_table(probe: dict, results: list[tuple[str, Any]]) -> pd.DataFrame:
@@ -210,12 +236,7 @@ def ground_truth_ui(anc: resources.Ancestry, scores: list[float | None], rule: s
         st.caption(f"The stem-only reference ends near chance ({(acc.get('stem') or {}).get('mean', 0):.0%}, chance "
                    f"{chance:.0%}) after {s.get('epochs', '?')} epochs: each gain says how far one inherited layer lifts "
                    "a model that otherwise learns little on so few images.")
-    fig = loo_figure(probe)
-    if fig is not None:
-        chosen = ", ".join(map(str, probe.get("chosen", [])))
-        st.markdown(f"**Leave-one-out on the chosen set {chosen}:** accuracy lost when each layer is left out.")
-        st.plotly_chart(fig, key="probe-loo", config={"displayModeBar": False})
-        widgets.download_figure_ui(fig, "leave-one-out", "probe-loo")
+    loo_ui(probe, selected)
     table = correlation_table(probe, others)
     if not table.empty:
         st.markdown("**Which similarity to trust:** rank correlation of each result's layer scores with the gains.")

@@ -6,6 +6,7 @@ Data comes from `app.dashboard` (no Streamlit there); each `*_ui` draws and retu
 from __future__ import annotations
 
 import shlex
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,9 @@ COLUMN_CONFIG = {
 def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.DataFrame]:
     """The runs table (sortable by its headers; select rows with its checkboxes) plus a multiselect of the
     same choice; returns the picked runs and the table. The choice is kept across page changes, reloads
-    and in the URL (`runs=`)."""
+    and in the URL (`runs=`): the table opens with the chosen runs ticked (a shared link's runs too)."""
     ids = [i.run_id for i in shown]
-    pick_key, table_key = f"{key}-pick", f"{key}-table"
+    pick_key, table_key = f"{key}-pick", table_widget_key(key, ids)
     st.session_state[f"{key}-shown"] = ids
 
     def from_table() -> None:
@@ -94,16 +95,31 @@ def runs_table_ui(shown: list[Any], key: str = "runs") -> tuple[list[Any], pd.Da
         st.session_state[pick_key] = saved if isinstance(saved, list) else []
     st.session_state[pick_key] = [r for r in st.session_state.get(pick_key, []) if r in ids]  # filters changed
     df = frame(shown)
+    ticked = [ids.index(r) for r in st.session_state[pick_key]]
     st.dataframe(df, hide_index=True, width="stretch", key=table_key, on_select=from_table,
                  selection_mode="multi-row", column_config=COLUMN_CONFIG,
-                 column_order=[c for c in dashboard.differing_first(df) if c != "note"])
+                 column_order=[c for c in dashboard.differing_first(df) if c != "note"],
+                 selection_default={"selection": {"rows": ticked}}, placeholder="")  # no result yet: a blank cell
     names = labels(shown)
-    picked = st.multiselect("selected runs", ids, key=pick_key, format_func=lambda r: with_id(names[r], r))
+    picked = st.multiselect("selected runs", ids, key=pick_key, format_func=lambda r: with_id(names[r], r),
+                            on_change=lambda: st.session_state.update({f"{key}-gen": _generation(key) + 1}))
     # Saved (and put in the URL) here, in the script run, not in a widget callback: an address changed by a
     # callback did not always reach the browser.
     state.remember(pick_key, list(picked))
     by_id = {i.run_id: i for i in shown}
     return [by_id[r] for r in picked], df
+
+
+def _generation(key: str) -> int:
+    return int(st.session_state.get(f"{key}-gen", 0))
+
+
+def table_widget_key(key: str, ids: list[str]) -> str:
+    """The runs table's widget key: new when its rows change (other runs shown) or the list beside it changed the
+    choice, so the table is drawn afresh with the chosen runs ticked (Streamlit applies a table's ticks given by
+    the script only when it first draws it; rows are ticked by position)."""
+    rows = zlib.crc32("\n".join(ids).encode("utf-8"))
+    return f"{key}-table-{rows:08x}-{_generation(key)}"
 
 
 def with_id(label: str, run_id: str) -> str:
