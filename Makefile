@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 # The launcher prints the host link (and, beyond loopback, the join link), then runs `streamlit run app/main.py`.
 app: $(STAMP)
-	$(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
+	$(BIN)/python -m app.shared.serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check learngene app pages tests bench

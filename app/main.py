@@ -12,7 +12,8 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only app/ on the path
 
 import streamlit as st  # noqa: E402
 
-from app import identity, widgets  # noqa: E402
+from app.person import identity  # noqa: E402
+from app.ui import widgets  # noqa: E402
 
 PAGES = [  # (file, title, icon)
     ("home.py", "Home", ":material/home:"),

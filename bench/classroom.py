@@ -79,7 +79,7 @@ def _hwm_mb(pid: int) -> float:
 
 def _start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
     env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
-    subprocess.run([sys.executable, "-m", "app.serve", "--port", str(port), "--print-only"], cwd=ROOT, env=env,
+    subprocess.run([sys.executable, "-m", "app.shared.serve", "--port", str(port), "--print-only"], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",

@@ -1,8 +1,8 @@
 """Condensing speed: the Similarity page's default CKA condense, click to heatmap, alone and beside a job.
 
 For each shipped ancestry, the default CKA condense is started exactly as the Similarity page starts
-it (the same argv from `app.commands.condense_argv`, through the same job manager with one CPU slot
-more than the default, `app.demo.interactive_manager`), with an empty
+it (the same argv from `app.logic.commands.condense_argv`, through the same job manager with one CPU slot
+more than the default, `app.logic.demo.interactive_manager`), with an empty
 pseudo-descendant cache, so the pseudo-descendant is trained as for an uploaded ancestry. Timed:
 from the job's start to its `similarity.json` (what the page waits for; the page polls every 1.5 s
 on top). Measured twice: on its own, and beside a training job (the Train page's default
@@ -87,7 +87,7 @@ def _overlap(a: list[int], b: list[int]) -> float:
 def measure(path: Path, mgr: Any, trainer: Any, seeds: int, quick: bool) -> dict[str, Any]:
     """`mgr` starts the condense jobs as the Similarity page does (one CPU slot more than the default),
     `trainer` the training job as the Train page does (the default manager of the same runs folder)."""
-    from app.commands import condense_argv, train_argv
+    from app.logic.commands import condense_argv, train_argv
     from learngene.condense.shipped import shipped_similarity
     from learngene.jobs import JobSpec
     from learngene.models import layer_view, load_checkpoint
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from learngene.models import shipped_checkpoints
 
     paths = [Path(p) for p in args.ancestry] if args.ancestry else shipped_checkpoints(ROOT / "assets")
-    from app.demo import interactive_manager
+    from app.logic.demo import interactive_manager
 
     runs = Path(tempfile.mkdtemp(prefix="lg-bench-runs-"))
     mgr, trainer = interactive_manager(str(runs)), JobManager(runs)

@@ -1,7 +1,7 @@
 """Demo speed: the Home page's one-click demo, timed from the click to its summary.
 
-Starts the demo's exact jobs the way the app does (`app.demo.train_spec` through
-`app.demo.interactive_manager`, in a fresh temporary runs folder): the train job with the `.selected`
+Starts the demo's exact jobs the way the app does (`app.logic.demo.train_spec` through
+`app.logic.demo.interactive_manager`, in a fresh temporary runs folder): the train job with the `.selected`
 layers of the ancestry's shipped linear-CKA result, or, for an ancestry without one, the demo's
 condense job first and the train job when it is done. It polls the run folders and reports the
 seconds from the start (the click) to the first curve point (the first epoch record in
@@ -39,7 +39,7 @@ from bench._common import (
     write_csv,
 )
 
-# The Train page's default settings (app/forms.py TASK_DEFAULTS, not imported: it needs Streamlit),
+# The Train page's default settings (app/ui/forms.py TASK_DEFAULTS, not imported: it needs Streamlit),
 # with 3 tasks so the job outlasts the demo.
 BESIDE_TASK = {"n_way": 5, "k_shot": 10, "tasks": 3, "epochs": 40, "lr": 1e-3, "weight_decay": 0.05,
                "batch_size": 10, "optimizer": "adamw", "seed": 0, "device": "cpu", "target_acc": 0.6}
@@ -50,7 +50,7 @@ POLL_S = 0.2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from app.config import default_ancestry
+    from app.shared.config import default_ancestry
 
     p = argparse.ArgumentParser(prog="python -m bench.demo_speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--ancestry", default=None, help=f"ancestry checkpoint (default: {default_ancestry()})")
@@ -97,7 +97,7 @@ def _wait(mgr: Any, run_id: str, timeout: float, t0: float, marks: dict[str, flo
 
 def demo_layers(args: argparse.Namespace, runs: Path, t0: float) -> tuple[list[int], str, float | None]:
     """(layers, similarity id, condense seconds): the shipped CKA result's, else a condense job's as in the app."""
-    from app import demo
+    from app.logic import demo
     from learngene.condense import SimilarityResult
     from learngene.models import read_card
 
@@ -120,14 +120,14 @@ def demo_layers(args: argparse.Namespace, runs: Path, t0: float) -> tuple[list[i
 def start_beside_job(args: argparse.Namespace, runs: Path) -> tuple[Any, str]:
     """A person's training job (the Train page's defaults, the shipped CKA layers or the first half)
     through the app's default manager; returns once it has written its first epoch."""
-    from app.commands import train_argv
-    from app.demo import DEMO_RECIPE, shipped_result
+    from app.logic.commands import train_argv
+    from app.logic.demo import DEMO_RECIPE, shipped_result
     from learngene.jobs import JobManager, JobSpec
     from learngene.models import read_card
 
     shipped = shipped_result(args.ancestry, read_card(args.ancestry).sha256)
     layers = list(shipped.selected) if shipped is not None else [0, 1]
-    mgr = JobManager(runs)  # as `app.resources.jobs()`: the default CPU slots
+    mgr = JobManager(runs)  # as `app.person.resources.jobs()`: the default CPU slots
     run_id = mgr.start(JobSpec(argv=train_argv(args.ancestry, layers, DEMO_RECIPE, BESIDE_TASK), kind="train",
                                name="a person's train run"))
     deadline, offset = time.perf_counter() + args.timeout, 0
@@ -144,7 +144,7 @@ def start_beside_job(args: argparse.Namespace, runs: Path) -> tuple[Any, str]:
 
 def measure_once(args: argparse.Namespace, runs: Path) -> dict[str, Any]:
     """One demo from the click to its summary (beside a training job with --beside-job)."""
-    from app import demo
+    from app.logic import demo
     from learngene.runlog import read_json
 
     beside = start_beside_job(args, runs) if args.beside_job else None
@@ -176,7 +176,7 @@ def _s(value: float | None) -> str:
 
 
 def save_reference(args: argparse.Namespace, res: dict[str, Any], info: dict[str, Any], argv: list[str] | None) -> Path:
-    from app import demo
+    from app.logic import demo
     from learngene.models import read_card
 
     meta = {"recorded": info["date"].split()[0], "machine": f"a {info['cores']}-core {info['cpu']} CPU",
@@ -192,7 +192,7 @@ def save_reference(args: argparse.Namespace, res: dict[str, Any], info: dict[str
 def report(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[str, Any],
            argv: list[str] | None) -> None:
     """Print the table, write the CSV and the docs section `demo-cpu-<stem>[-beside]`."""
-    from app import demo
+    from app.logic import demo
 
     mode = "beside a training job" if args.beside_job else "alone"
     budget = BUDGET_S[args.beside_job]
@@ -213,7 +213,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[s
     beside = "; it holds little of the job beside the demo, which had started seconds before" if args.beside_job else ""
     note = (f"\n\n*The machine was loaded by other processes at the start* (1-minute load average {load}{beside})."
             if load >= 0.5 else "")
-    body = (f"`{args.ancestry.name}`; the demo's train job as the Home page starts it (`app.demo.train_spec`, "
+    body = (f"`{args.ancestry.name}`; the demo's train job as the Home page starts it (`app.logic.demo.train_spec`, "
             f"{demo.DEMO_TRAIN['tasks']} tasks x 2 models x {demo.DEMO_TRAIN['epochs']} epochs, "
             f"{demo.DEMO_TRAIN['n_way']}-way {demo.DEMO_TRAIN['k_shot']}-shot, batch {demo.DEMO_TRAIN['batch_size']}, "
             f"{demo.DEMO_TRAIN['test_per_class']} test images per class, 1 torch thread, target = the baseline's "
@@ -228,7 +228,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], info: dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app import demo
+    from app.logic import demo
     from learngene.descend.summary import format_pair_summary
 
     args = parse_args(argv)

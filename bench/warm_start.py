@@ -41,7 +41,7 @@ from bench._common import (
 )
 from learngene.runlog import read_json
 
-# The Train page's defaults (app/forms.py TASK_DEFAULTS, not imported: it needs Streamlit).
+# The Train page's defaults (app/ui/forms.py TASK_DEFAULTS, not imported: it needs Streamlit).
 TRAIN_TASK = {"n_way": 5, "k_shot": 10, "tasks": 2, "epochs": 40, "optimizer": "adamw", "lr": 1e-3,
               "weight_decay": 0.05, "batch_size": 10, "seed": 0, "device": "cpu", "target_acc": 0.6}
 RECIPE = {"placement": "original", "stem": "inherit"}
@@ -51,7 +51,7 @@ POLL_S = 0.05
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from app.config import default_ancestry
+    from app.shared.config import default_ancestry
 
     p = argparse.ArgumentParser(prog="python -m bench.warm_start", description=__doc__.split("\n\n")[0])
     p.add_argument("--ancestry", default=None, help=f"ancestry checkpoint (default: {default_ancestry()})")
@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def jobs(ancestry: Path) -> dict[str, dict[str, Any]]:
     """name -> {spec, marks: what to time, each a predicate on (records so far, run folder)}."""
-    from app import demo
-    from app.commands import condense_argv, train_argv
+    from app.logic import demo
+    from app.logic.commands import condense_argv, train_argv
     from learngene.jobs import JobSpec
     from learngene.models import layer_view, load_checkpoint, read_card
 

@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from app import ancestries, badges, config, forms, inputs, live, pipeline, resources, state, widgets
-from app.results import output_path
+from app.logic import inputs
+from app.logic.results import output_path
+from app.person import ancestries, pipeline, resources, state
+from app.shared import config
+from app.ui import badges, forms, live, widgets
 
 st.title("Ancestry")
 widgets.explain_ui("What is the ancestry?", """

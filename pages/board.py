@@ -5,7 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import board, config, figures, identity, messages, resources, runs_ui, server, widgets
+from app.logic import board, figures, messages
+from app.person import identity, resources
+from app.shared import config, server
+from app.ui import runs_ui, widgets
 
 POLL_S = 5.0  # while a run on the board is queued or running
 IDLE_POLL_S = 30.0  # otherwise: new runs still appear

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import data_view, widgets
+from app.ui import data_view, widgets
 
 st.title("Data")
 widgets.explain_ui("Which images go where?", """

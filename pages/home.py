@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from app import demo, descendant, figures, live, pipeline, state, widgets
+from app.logic import demo, figures
+from app.person import descendant, pipeline, state
+from app.ui import live, widgets
 
 st.title("Learngene Studio")
 st.markdown(

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from app import badges, descendant, figures, resources, selection, similarities, state, widgets
+from app.logic import figures
+from app.person import descendant, resources, similarities, state
+from app.ui import badges, selection, widgets
 
 st.title("Learngene")
 widgets.explain_ui("From layers to a descendant", """

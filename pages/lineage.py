@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import lineage_view, widgets
+from app.ui import lineage_view, widgets
 
 st.title("Lineage")
 widgets.explain_ui("Reading the family tree", """

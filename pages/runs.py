@@ -6,22 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import (
-    config,
-    export_ui,
-    figures,
-    history,
-    identity,
-    live,
-    messages,
-    pipeline,
-    resources,
-    results_ui,
-    runs_ui,
-    state,
-    widgets,
-)
-from app.results import read_output_json
+from app.logic import figures, history, messages
+from app.logic.results import read_output_json
+from app.person import identity, pipeline, resources, state
+from app.shared import config
+from app.ui import export_ui, live, results_ui, runs_ui, widgets
 from learngene.jobs import STATES
 
 st.title("Runs")

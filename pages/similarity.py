@@ -2,19 +2,9 @@
 
 import streamlit as st
 
-from app import (
-    badges,
-    figures,
-    forms,
-    live,
-    messages,
-    pipeline,
-    probe_view,
-    selection,
-    similarities,
-    state,
-    widgets,
-)
+from app.logic import figures, messages
+from app.person import pipeline, similarities, state
+from app.ui import badges, forms, live, probe_view, selection, widgets
 
 st.title("Similarity")
 widgets.explain_ui("How condensing finds the learngene", """

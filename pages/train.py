@@ -4,8 +4,10 @@ import shlex
 
 import streamlit as st
 
-from app import badges, descendant, figures, forms, live, pipeline, resources, runnames, state, widgets
-from app.results import read_output_json
+from app.logic import figures, runnames
+from app.logic.results import read_output_json
+from app.person import descendant, pipeline, resources, state
+from app.ui import badges, forms, live, widgets
 
 st.title("Train")
 widgets.explain_ui("A fair race", """

@@ -20,8 +20,9 @@ from tests.conftest import require_module
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app import figures, selection  # noqa: E402
-from app.state import StudioState, parse_layers  # noqa: E402
+from app.logic import figures  # noqa: E402
+from app.person.state import StudioState, parse_layers  # noqa: E402
+from app.ui import selection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "app" / "main.py"
@@ -92,7 +93,7 @@ def copy_runs(env: Path, finished: dict, *names: str) -> list[str]:
 
 def own(run_dir: Path, person: str = PERSON) -> None:
     """Make `person` the owner of a run (as if they had started it in the app)."""
-    from app.people import public_id
+    from app.person.people import public_id
 
     path = run_dir / "config.json"
     cfg = json.loads(path.read_text())
@@ -101,14 +102,14 @@ def own(run_dir: Path, person: str = PERSON) -> None:
 
 
 def person_file(runs: Path, person: str = PERSON) -> Path:
-    from app.people import public_id
+    from app.person.people import public_id
 
     return runs / ".studio" / "people" / f"{public_id(person)}.json"
 
 
 def new_session(person: str = PERSON, **query) -> AppTest:
     """A new browser session of `person` (a reload), opened on the URL's query."""
-    from app.identity import SESSION_TOKEN
+    from app.person.identity import SESSION_TOKEN
 
     at = AppTest.from_file(MAIN, default_timeout=90)
     at.session_state[SESSION_TOKEN] = person
@@ -150,7 +151,7 @@ def make_runs(runs: Path, *specs: dict) -> list[str]:
 
     Each spec: kind, and optionally outputs {file name: JSON}, metrics [records], name, sleep, wait, tags.
     """
-    from app.people import public_id
+    from app.person.people import public_id
     from learngene.jobs import JobManager, JobSpec
 
     mgr = JobManager(runs, max_cpu_jobs=4)  # several at once: each worker takes seconds to import torch
@@ -588,8 +589,8 @@ def test_stack_sizes_and_sweep_figures():
 
 
 def test_every_job_command_line_parses_with_the_cli():
-    from app import pipeline
-    from app.forms import TASK_DEFAULTS
+    from app.person import pipeline
+    from app.ui.forms import TASK_DEFAULTS
     from learngene.cli import build_parser
 
     parser = build_parser()

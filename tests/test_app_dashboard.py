@@ -94,7 +94,7 @@ def test_runs_table_has_settings_and_results_of_every_run(studio, two_trains):
 
 
 def test_runs_table_leads_with_the_settings_that_differ_and_shows_blank_cells(studio, two_trains):
-    from app import dashboard
+    from app.logic import dashboard
 
     a, b = copy_in(studio, two_trains)
     at = open_page("runs")
@@ -244,7 +244,7 @@ def test_export_tab_writes_tensorboard_and_mlflow_and_shows_the_command(studio, 
     require_module("mlflow")
     a, b = copy_in(studio, two_trains)
     monkeypatch.setenv("LEARNGENE_EXPORT_ROOT", str(tmp_path / "exports"))
-    from app.people import public_id
+    from app.person.people import public_id
     from tests.test_app import PERSON
 
     mine = tmp_path / "exports" / public_id(PERSON)  # every export the app writes goes into the person's folder
@@ -270,7 +270,7 @@ def test_export_tab_writes_tensorboard_and_mlflow_and_shows_the_command(studio, 
     import io
     import zipfile
 
-    from app.export_ui import export_zip
+    from app.ui.export_ui import export_zip
 
     names = zipfile.ZipFile(io.BytesIO(export_zip([studio / a], "tensorboard"))).namelist()
     assert len(names) == 1 and names[0].startswith(f"{a}/events.out.tfevents."), names
@@ -293,7 +293,7 @@ def test_figure_png_renders_with_kaleido():
 
     require_module("kaleido")
     require_chromium()  # kaleido drives it; skipped without it on a developer machine, fails under CI
-    from app import figures, history
+    from app.logic import figures, history
 
     fig = figures.training_curves(figures.curves_frame(epoch_records(3)))
     png = history.figure_png(fig)

@@ -1,7 +1,7 @@
 """The app as a teacher uses it live: state that stays across page changes and
 reloads, runs that never share a curve, inputs that never lie, one run per double click, readable
 charts and plain error text. AppTest tests on the tiny ancestry of tests/test_app.py, plus unit tests of
-the Streamlit-free helpers (`app.inputs`, `app.launch`, `app.runnames`, `app.messages`)."""
+the Streamlit-free helpers (`app.logic.inputs`, `app.shared.launch`, `app.logic.runnames`, `app.logic.messages`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tests.conftest import require_module
 
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 
-from app import figures, inputs, launch, messages, runnames  # noqa: E402
+from app.logic import figures, inputs, messages, runnames  # noqa: E402
+from app.shared import launch  # noqa: E402
 from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: fixtures, used through `request`
     PERSON,  # noqa: E402
     ROOT,
@@ -36,7 +37,7 @@ from tests.test_app import (  # noqa: E402,F401 - env, finished, tiny_ancestry: 
     tiny_ancestry,
 )
 
-OWNER = __import__("app.people", fromlist=["public_id"]).public_id(PERSON)
+OWNER = __import__("app.person.people", fromlist=["public_id"]).public_id(PERSON)
 
 
 @pytest.fixture
@@ -365,7 +366,7 @@ def test_sweep_title_and_legend_do_not_overlap():
 
 
 def test_similarity_heatmap_cells_are_clicked_and_boxes_flip(studio, done_runs):
-    from app import selection
+    from app.ui import selection
 
     copy_runs(studio, done_runs, "condense")
     at = open_page("similarity")
@@ -378,7 +379,8 @@ def test_similarity_heatmap_cells_are_clicked_and_boxes_flip(studio, done_runs):
 def _flip_script() -> None:
     import streamlit as st
 
-    from app import selection, state
+    from app.person import state
+    from app.ui import selection
 
     state.update(layers=[0, 1])
     selection.apply_rows([1, 2])  # a box over rows 1 and 2
@@ -406,7 +408,7 @@ def test_a_finished_condense_run_is_not_waiting_for_an_epoch(studio, done_runs):
 
 
 def test_state_icons_are_material_icons(studio, done_runs):
-    from app import widgets
+    from app.ui import widgets
 
     assert all(icon.startswith(":material/") for icon in widgets.STATE_ICONS.values())
     (run_id,) = copy_runs(studio, done_runs, "train")
@@ -468,7 +470,7 @@ def test_plain_messages():
 def test_heatmap_axis_names_what_its_columns_are():
     import numpy as np
 
-    from app import selection
+    from app.ui import selection
 
     for method, words in (("gradient", "epoch"), ("weights", "cosine"), ("cka", "pseudo-descendant layer")):
         fig = figures.similarity_heatmap(np.ones((2, 3)), ["a", "b"], ["1", "2", "3"],
@@ -477,7 +479,7 @@ def test_heatmap_axis_names_what_its_columns_are():
 
 
 def test_a_live_train_run_says_which_task_is_training():
-    from app import live
+    from app.ui import live
 
     records = [{"kind": "config", "tasks": {"tasks": 3}},
                {"kind": "epoch", "task": 0, "epoch": 1, "model": "learngene"},

@@ -470,7 +470,7 @@ def test_home_demo_reference_then_live_run(journey: Journey):
     demo live beside it, and when it ends both summaries (with numeric speed-ups) are on the page."""
     from playwright.sync_api import expect
 
-    from app import demo
+    from app.logic import demo
     from learngene.models import read_card
     from tests.test_demo import fake_run_dir, ship_cka
 

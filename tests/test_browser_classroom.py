@@ -24,8 +24,8 @@ pytestmark = pytest.mark.browser
 
 def person_of(context) -> str:
     """The public id of the person a browser context is (from its cookie)."""
-    from app.identity import COOKIE
-    from app.people import public_id
+    from app.person.identity import COOKIE
+    from app.person.people import public_id
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the page's script sets it once the first run is drawn
@@ -97,7 +97,7 @@ def test_each_browser_keeps_its_own_choices_across_reloads(two):
 
 
 def test_only_the_owner_or_the_host_may_cancel_and_a_start_beyond_the_limit_is_refused(two):
-    from app import server
+    from app.shared import server
     from learngene.jobs import JobManager
 
     a, b = two
@@ -178,7 +178,7 @@ def open_server(chromium, tmp_path):
     log_path = tmp_path / "server.log"
     env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), LEARNGENE_ASSETS_DIR=str(assets), PYTHONUNBUFFERED="1")
     env.pop("LEARNGENE_ANCESTRY", None)
-    launcher = subprocess.run([sys.executable, "-m", "app.serve", "--host", "0.0.0.0", "--port", str(port),
+    launcher = subprocess.run([sys.executable, "-m", "app.shared.serve", "--host", "0.0.0.0", "--port", str(port),
                                "--print-only"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     code = launcher.stdout.split("?join=")[1].split()[0]
     cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",

@@ -52,7 +52,7 @@ HIDDEN_COLUMNS_JS = """() => Array.from(document.querySelectorAll('[data-testid=
 def _demo_run(runs: Path, token: str) -> str:
     """A finished demo train run of the person with browser `token`: the shipped reference run's records and
     summary in a run folder made by the job manager (its `selftest` worker), as if they had clicked the demo."""
-    from app.people import public_id
+    from app.person.people import public_id
     from learngene.jobs import JobManager, JobSpec
 
     mgr = JobManager(runs)
@@ -80,7 +80,7 @@ def _other_run(runs: Path) -> str:
 
 @pytest.fixture(scope="module")
 def home_server(chromium, tmp_path_factory):
-    from app.people import new_token
+    from app.person.people import new_token
 
     runs = tmp_path_factory.mktemp("edges-studio") / "runs"
     token = new_token()

@@ -1,7 +1,7 @@
 """One server, a whole class: per-person choices, run ownership and the host, fair limits, writes that stay
 inside, links that name only what a person could pick, and the Class board. AppTest tests on the tiny
 ancestry of tests/test_app.py (each `person` token is one browser), plus unit tests of the Streamlit-free
-parts (`app.people`, `app.server`, `app.launch`)."""
+parts (`app.person.people`, `app.shared.server`, `app.shared.launch`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from tests.conftest import require_module
 
 require_module("streamlit")  # fails under CI when the app's stack is missing
 
-from app import launch, people, server  # noqa: E402
+from app.person import people  # noqa: E402
+from app.shared import launch, server  # noqa: E402
 from tests.test_app import (  # noqa: E402,F401 - env, tiny_ancestry: fixtures, used through `request`
     PERSON,
     TRAIN_SUMMARY,
@@ -199,7 +200,7 @@ def test_host_raises_a_persons_limit_on_the_board(room):
 
 
 def test_an_export_path_outside_the_export_root_is_refused(tmp_path):
-    from app.export_ui import export_targets
+    from app.ui.export_ui import export_targets
     from learngene.errors import ConfigError
 
     root = tmp_path / "exports" / "me"
@@ -217,7 +218,7 @@ def test_an_export_path_outside_the_export_root_is_refused(tmp_path):
 
 
 def test_an_upload_over_the_size_bound_is_refused(room, monkeypatch):
-    from app import ancestries
+    from app.person import ancestries
     from learngene.errors import ConfigError
 
     class Upload:
@@ -321,7 +322,7 @@ def test_is_loopback():
 
 
 def test_launcher_prints_host_and_join_links_and_stores_only_hashes(tmp_path, monkeypatch, capsys):
-    from app import serve
+    from app.shared import serve
 
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
     assert serve.main(["--host", "0.0.0.0", "--port", "8765", "--print-only"]) == 0
@@ -342,7 +343,7 @@ def test_an_upload_whose_card_lies_is_refused_before_anything_is_built(room, anc
     """A hostile card (a huge head) or a card of other weights: refused from the shapes and the hash alone."""
     import resource
 
-    from app import ancestries
+    from app.person import ancestries
     from learngene.errors import CheckpointError
 
     class Upload:

@@ -57,7 +57,7 @@ def test_jobs_annotate_cli_twin(tmp_path, capsys):
 
 
 def test_row_settings_from_the_command_line_and_the_recorded_config(tmp_path):
-    from app import dashboard
+    from app.logic import dashboard
 
     info = fake_run(tmp_path, ["train", "--ancestry", "a/anc.safetensors", "--layers", "0,3", "--placement", "top",
                                "--k-shot", "5", "--epochs", "7", "--lr", "0.003"])

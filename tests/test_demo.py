@@ -20,8 +20,8 @@ from tests.conftest import require_module
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app import demo  # noqa: E402
-from app.people import public_id  # noqa: E402
+from app.logic import demo  # noqa: E402
+from app.person.people import public_id  # noqa: E402
 from tests.test_app import PERSON, new_session, person_file, save_state, saved_state  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -59,7 +59,7 @@ def _scores(stem: str, rule: str = "row_max") -> tuple[list[str], list[float]]:
 def test_score_bars_of_high_scores_do_not_start_at_zero(stem):
     """CKA 0.79-0.99 and weight cosines 0.978-0.996: from 0 every bar looks the same height. The axis starts just
     below the lowest score, so the highest bar stands at least twice as tall as the lowest; ranks are written."""
-    from app import figures
+    from app.logic import figures
 
     names, scores = _scores(stem)
     fig = figures.score_bars(names, scores)
@@ -73,7 +73,7 @@ def test_score_bars_of_high_scores_do_not_start_at_zero(stem):
 
 def test_score_bars_of_spread_scores_keep_zero():
     """Scores from near 0 to high (the shipped ResNet gradient view: 0.10-0.90) keep an axis from 0."""
-    from app import figures
+    from app.logic import figures
 
     fig = figures.score_bars(["a", "b", "c"], [0.1, 0.5, 0.9])
     assert fig.layout.yaxis.range is None

@@ -208,7 +208,8 @@ def test_invalid_statuses_show_as_unreadable_and_hide_no_other_run(mgr):
     shown = json.loads(out.stdout)
     assert shown["state"] == "unreadable" and shown["reason"] == f"status.json: {why}"
 
-    from app import history, widgets
+    from app.logic import history
+    from app.ui import widgets
 
     table = history.runs_table(list(infos.values()))
     assert (table["state"] == "unreadable").sum() == len(broken)
@@ -259,7 +260,7 @@ def test_invalid_progress_is_ignored(mgr):
     info = mgr.get(run_id)
     assert info.state == "done" and info.progress is None
 
-    from app import history
+    from app.logic import history
 
     assert history.runs_table([info]).iloc[0]["progress"] == 1.0
 

@@ -133,7 +133,7 @@ def test_a_hostile_job_name_reaches_neither_the_terminal_nor_the_runs_table(mgr)
     assert row.endswith(" evil name") and not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in listing.stdout
                                                   if c != "\n"), repr(listing.stdout)
 
-    from app import history
+    from app.logic import history
 
     table = history.runs_table(mgr.list())
     assert list(table["name"]) == ["evil name"]
@@ -238,7 +238,7 @@ def uploads(tmp_path, monkeypatch):
     """The app's uploads folder on tmp_path, every import stamped with the same second, and good weights."""
     from safetensors.torch import save_file
 
-    from app import ancestries
+    from app.person import ancestries
     from learngene.models import create_model
 
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
@@ -268,7 +268,7 @@ def test_a_250_character_upload_name_is_shortened_with_its_suffix(uploads):
 
 
 def test_learngene_uploads_get_their_own_short_names(tmp_path, monkeypatch):
-    from app import descendant
+    from app.person import descendant
 
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(time, "strftime", lambda *_: "20250101-120000")

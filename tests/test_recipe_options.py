@@ -31,7 +31,7 @@ def test_bad_options_are_refused_before_anything_is_built():
 
 
 def test_the_cli_and_the_studio_use_the_library_defaults():
-    from app import descendant
+    from app.person import descendant
     from learngene.cli.inherit import recipe_kwargs
 
     assert descendant.RECIPE_DEFAULTS is RECIPE_DEFAULTS

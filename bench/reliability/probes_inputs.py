@@ -139,7 +139,7 @@ def probe_upload_same_second(ctx: Ctx) -> Outcome:
     runs = ctx.scratch("upload-same") / "runs"
     good = _good_weights()
     with ctx.in_process(runs):
-        from app import ancestries
+        from app.person import ancestries
 
         t0 = time.strftime("%Y%m%d-%H%M%S")
         first = ancestries.import_upload([_Upload("model.safetensors", good)], "lg_resnet_mini", 8, 32)
@@ -163,7 +163,7 @@ def probe_upload_long_name(ctx: Ctx) -> Outcome:
     runs = ctx.scratch("upload-long") / "runs"
     name = "m" * 238 + ".safetensors"  # 250 characters
     with ctx.in_process(runs):
-        from app import ancestries
+        from app.person import ancestries
 
         try:
             path = ancestries.import_upload([_Upload(name, _good_weights())], "lg_resnet_mini", 8, 32)
@@ -196,7 +196,8 @@ def probe_pickle_upload(ctx: Ctx) -> Outcome:
     runs = ctx.scratch("upload-pickle") / "runs"
     data = _evil_pth(ctx.scratch("upload-pickle") / "evil.pth", _CallsCode()).read_bytes()
     with ctx.in_process(runs):
-        from app import ancestries, config
+        from app.person import ancestries
+        from app.shared import config
         from learngene.errors import LearngeneError
 
         try:

@@ -143,7 +143,7 @@ def probe_mistyped_status_show(ctx: Ctx) -> Outcome:
     show = ctx.cli("jobs", "show", ids[1], runs=runs)
     shown = json.loads(show.stdout) if show.returncode == 0 else {}
     with ctx.in_process(runs):
-        from app import history  # the table of the app's Runs page
+        from app.logic import history  # the table of the app's Runs page
 
         table = history.runs_table(mgr.list())
     return _judged([(show.returncode == 0 and shown.get("state") == "unreadable", "`jobs show` exit 0, unreadable"),

@@ -24,7 +24,7 @@ BOB = "probe-bob-0000000000000000000000000000000000"
 def _session(runs: Path, ckpt: Path, person: str, page: str | None = None, **query):
     from streamlit.testing.v1 import AppTest
 
-    from app.identity import SESSION_TOKEN
+    from app.person.identity import SESSION_TOKEN
 
     os.environ["LEARNGENE_ANCESTRY"] = str(ckpt)
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
@@ -59,7 +59,7 @@ def probe_link_paths(ctx: Ctx) -> Outcome:
             for path in ("/etc/passwd", "/root/.ssh/id_rsa", "/no/such/file.safetensors"):
                 at = _session(runs, ctx.checkpoint(), BOB, ancestry=path)
                 said.append(tuple(i.value for i in at.info))
-            from app import state  # noqa: F401 - the app's modules are loaded by the sessions above
+            from app.person import state  # noqa: F401 - the app's modules are loaded by the sessions above
         finally:
             _restore(saved)
     same = len(set(said)) == 1 and bool(said[0])
@@ -89,7 +89,7 @@ def probe_run_name_markdown(ctx: Ctx) -> Outcome:
     with ctx.in_process(runs):
         saved = _with_ancestry(ctx, runs)
         try:
-            from app.people import public_id
+            from app.person.people import public_id
 
             mgr = JobManager(runs, max_cpu_jobs=2)
             run_id = mgr.start(JobSpec(argv=["selftest", "--records", "1"], kind="train", owner=public_id(BOB),
@@ -121,7 +121,7 @@ def probe_choices_isolated(ctx: Ctx) -> Outcome:
 
 
 def probe_export_outside(ctx: Ctx) -> Outcome:
-    from app.export_ui import export_targets
+    from app.ui.export_ui import export_targets
     from learngene.errors import ConfigError
 
     root = ctx.scratch("export-root") / "exports" / "person"

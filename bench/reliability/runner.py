@@ -196,7 +196,7 @@ class Ctx:
             dry = subprocess.run(["make", "-n", "app", f"PORT={port}"], cwd=ROOT, capture_output=True, text=True,
                                  timeout=60)
             lines = dry.stdout.replace("\\\n", " ").splitlines()
-            command = next((line for line in lines if "streamlit run" in line or "-m app.serve" in line), None)
+            command = next((line for line in lines if "streamlit run" in line or "-m app.shared.serve" in line), None)
             if command is None:
                 raise RuntimeError(f"`make -n app` shows no app command: {dry.stdout[-300:]}{dry.stderr[-300:]}")
             proc = subprocess.Popen(shlex.split(command), cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,

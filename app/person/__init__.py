@@ -1,0 +1,1 @@
+"""One person's studio: who they are (a cookie), their record in the person store, their choices, and what acts on them (the ancestry they opened, its descendant recipe, the jobs they start, the similarity results they look at)."""

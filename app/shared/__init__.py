@@ -1,0 +1,1 @@
+"""What belongs to the server: where things live, its settings, keys and limits, and its launcher."""
