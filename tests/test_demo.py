@@ -377,3 +377,18 @@ def test_every_shipped_ancestry_has_a_reference_run_of_its_shipped_layers():
         assert h["speedup"] is not None and h["gain"] > 0
         checked += 1
     assert checked, "no shipped ancestry with a shipped CKA result"
+
+
+def test_the_headline_names_the_baselines_state_as_the_rule_does():
+    from learngene.descend.summary import summarize_pairs
+
+    summary = summarize_pairs(pairs(5), "baseline")
+    summary["chance"] = 0.2
+    summary["baseline"]["final_acc"]["mean"] = 0.223
+    for state, words in (("not clearly above chance", "; the baseline is not clearly above chance"),
+                         ("at chance", "; the baseline stayed at chance")):
+        summary.update(baseline_state=state, baseline_line=f"{state}: 22.3%")
+        text = demo.headline_text(summary)
+        assert text.endswith(words), text
+    summary.update(baseline_state="learned")
+    assert "baseline stayed" not in demo.headline_text(summary) and "chance" not in demo.headline_text(summary)

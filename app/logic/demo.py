@@ -161,7 +161,10 @@ def headline_text(summary: dict[str, Any]) -> str:
     speed = "n/a" if h["speedup"] is None else f"{h['speedup']:.1f}x"
     text = (f"gain {gain} points over {h['tasks']} tasks; epochs to {h['target_words'] or 'target'}: learngene "
             f"{ep['learngene']}, baseline {ep['baseline']} (speed-up {speed})")
-    return text + ("; the baseline stayed at chance" if h["chance_warning"] else "")
+    if not h["chance_warning"]:
+        return text
+    state = summary.get("baseline_state") or "at chance"  # a summary written before the rule: at chance
+    return text + ("; the baseline stayed at chance" if state == "at chance" else f"; the baseline is {state}")
 
 
 # ------------------------------------------------------------------ the shipped reference run
