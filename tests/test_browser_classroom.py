@@ -9,6 +9,7 @@ join code is given.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,6 +78,8 @@ def live_run(runs: Path, owner: str, name: str) -> str:
 
 
 def test_each_browser_keeps_its_own_choices_across_reloads(two):
+    from playwright.sync_api import expect
+
     a, b = two
     open_home(a, "?layers=1,2")
     assert "layers 1, 2" in sidebar_text(a)
@@ -87,9 +90,11 @@ def test_each_browser_keeps_its_own_choices_across_reloads(two):
     open_home(a)  # F5 on a bare address: A's own choices come back from A's record
     assert "layers 1, 2" in sidebar_text(a)
     a.nav("Train")
-    assert a.widget("task-epochs").locator("input").input_value() == "13"
+    # the number field is first drawn empty (0) and then given its value: wait for the value, not a moment
+    expect(a.widget("task-epochs").locator("input")).to_have_value("13")
     open_home(b, "?layers=0")
     b.nav("Train")
+    expect(b.widget("task-epochs").locator("input")).to_have_value(re.compile(r"^[1-9][0-9]*$"))  # B's default
     assert b.widget("task-epochs").locator("input").input_value() != "13"
     open_home(a)
     assert "layers 1, 2" in sidebar_text(a), "B's link changed A's choices"
