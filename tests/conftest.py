@@ -194,6 +194,30 @@ def browser(chromium):
         b.close()
 
 
+def studio_env(runs: Path, assets: Path | None = None) -> dict[str, str]:
+    """This process's environment for a studio on `runs`: with `assets` its own shipped-assets folder, else the
+    repository's (and its default ancestry either way)."""
+    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
+    env.pop("LEARNGENE_ANCESTRY", None)
+    if assets is None:
+        env.pop("LEARNGENE_ASSETS_DIR", None)
+    else:
+        env["LEARNGENE_ASSETS_DIR"] = str(assets)
+    return env
+
+
+def launch_streamlit(script: str | Path, env: dict[str, str], log_path: Path, port: int,
+                     address: str = "127.0.0.1") -> subprocess.Popen:
+    """`streamlit run SCRIPT` headless on `port` in its own session, its output in `log_path`; no file
+    watcher: other people edit this checkout while the tests run, and their saves must not rerun the app."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", address, "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log_path, "w") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 @pytest.fixture(scope="session")
 def studio_server(chromium, tmp_path_factory) -> StudioServer:
     """`streamlit run app/main.py` on a free port (runs folder and default ancestry in tmp), stopped at the end."""
@@ -204,15 +228,8 @@ def studio_server(chromium, tmp_path_factory) -> StudioServer:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "streamlit-server.log"
     port = free_port()
-    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), LEARNGENE_ASSETS_DIR=str(assets), PYTHONUNBUFFERED="1")
-    env.pop("LEARNGENE_ANCESTRY", None)  # the default ancestry is <assets>/lg_vit_tiny.safetensors, as shipped
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           # other people edit this checkout while the tests run: no reruns or banners on their saves
-           "--server.fileWatcherType", "none"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    env = studio_env(runs, assets)  # the default ancestry is <assets>/lg_vit_tiny.safetensors, as shipped
+    proc = launch_streamlit("app/main.py", env, log_path, port)
     try:
         ancestry = make_tiny_ancestry(assets / "lg_vit_tiny.safetensors")  # while streamlit starts
         url = f"http://127.0.0.1:{port}"

@@ -8,7 +8,6 @@ join code is given.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, _stop, _wait_healthy, free_port, make_tiny_ancestry
+from tests.conftest import (
+    ROOT,
+    _stop,
+    _wait_healthy,
+    free_port,
+    launch_streamlit,
+    make_tiny_ancestry,
+    studio_env,
+)
 from tests.test_browser import VIEWPORT, Journey
 
 pytestmark = pytest.mark.browser
@@ -181,17 +188,11 @@ def open_server(chromium, tmp_path):
     assets.mkdir()
     port = free_port()
     log_path = tmp_path / "server.log"
-    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), LEARNGENE_ASSETS_DIR=str(assets), PYTHONUNBUFFERED="1")
-    env.pop("LEARNGENE_ANCESTRY", None)
+    env = studio_env(runs, assets)
     launcher = subprocess.run([sys.executable, "-m", "app.shared.serve", "--host", "0.0.0.0", "--port", str(port),
                                "--print-only"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     code = launcher.stdout.split("?join=")[1].split()[0]
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "0.0.0.0", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = launch_streamlit("app/main.py", env, log_path, port, address="0.0.0.0")
     try:
         make_tiny_ancestry(assets / "lg_vit_tiny.safetensors")
         url = f"http://127.0.0.1:{port}"

@@ -11,14 +11,11 @@ table.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port
+from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port, launch_streamlit, studio_env
 from tests.test_browser import VIEWPORT
 
 pytestmark = pytest.mark.browser
@@ -88,15 +85,8 @@ def home_server(chromium, tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "streamlit-edges-server.log"
     port = free_port()
-    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
-    for name in ("LEARNGENE_ANCESTRY", "LEARNGENE_ASSETS_DIR"):  # the shipped assets and default ancestry
-        env.pop(name, None)
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    env = studio_env(runs)  # the shipped assets and default ancestry
+    proc = launch_streamlit("app/main.py", env, log_path, port)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log_path, timeout=240)

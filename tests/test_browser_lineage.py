@@ -9,15 +9,12 @@ assets and a runs folder in tmp holding one real (tiny) train run.
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port
+from tests.conftest import ARTIFACTS, ROOT, _stop, _wait_healthy, free_port, launch_streamlit, studio_env
 from tests.test_browser import DEEP_LINK_PROBE, VIEWPORT
 
 pytestmark = pytest.mark.browser
@@ -54,15 +51,8 @@ def lineage_server(chromium, tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "streamlit-lineage-server.log"
     port = free_port()
-    env = dict(os.environ, LEARNGENE_RUNS_DIR=str(runs), PYTHONUNBUFFERED="1")
-    for name in ("LEARNGENE_ANCESTRY", "LEARNGENE_ASSETS_DIR"):  # the shipped assets and default ancestry
-        env.pop(name, None)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(_router(base / "router.py")), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    env = studio_env(runs)  # the shipped assets and default ancestry
+    proc = launch_streamlit(_router(base / "router.py"), env, log_path, port)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log_path, timeout=240)

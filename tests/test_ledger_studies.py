@@ -17,12 +17,7 @@ from learngene.train.flops import flops_per_image
 ANCESTRY_EPOCHS, ANCESTRY_TRAIN, ANCESTRY_HELDOUT = 3, 100, 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
