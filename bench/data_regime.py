@@ -126,18 +126,25 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]
 
 
 def crossover(cells: dict[int, dict[str, Any]]) -> str:
-    """Where the learngene's advantage vanishes: the first K, after one with a positive gain, whose paired
-    gain over random init reaches 0 (its interval's lower end; the mean with fewer than 3 tasks)."""
-    seen_gain = False
+    """Where the learngene's advantage vanishes: the first K, after one with a positive gain, from which the
+    paired gain over random init reaches 0 at every larger K measured too (its interval's lower end; the
+    mean with fewer than 3 tasks). A K in between whose interval reaches 0 while a larger K's gain is
+    clearly positive again is named as unclear, not as the crossover: a few tasks make wide intervals."""
+    lows = []
     for k, cell in cells.items():
         g = cell.get("gain")
-        if g is None:
-            continue
-        low = g["lo"] if g["lo"] is not None else g["mean"]
-        if seen_gain and low <= 0:
-            return f"K = {k}"
-        seen_gain = seen_gain or low > 0
-    return f"none up to K = {max(cells)}: the gain stays positive" if seen_gain else "no gain at any K measured"
+        if g is not None:
+            lows.append((k, g["lo"] if g["lo"] is not None else g["mean"]))
+    first = next((i for i, (_, low) in enumerate(lows) if low > 0), None)
+    if first is None:
+        return "no gain at any K measured"
+    after = lows[first + 1:]
+    vanish = next((k for i, (k, _) in enumerate(after) if all(low <= 0 for _, low in after[i:])), None)
+    unclear = [k for k, low in after if low <= 0 and (vanish is None or k < vanish)]
+    text = f"K = {vanish}" if vanish is not None else f"none up to K = {max(cells)}: the gain is clearly positive there"
+    if unclear:
+        text += f"; not clear at K = {', '.join(map(str, unclear))}, where the gain's interval reaches 0"
+    return text
 
 
 def markdown(summary: dict[str, dict[int, dict[str, Any]]]) -> str:

@@ -146,3 +146,16 @@ def test_docs_sections_replace_only_their_own(tmp_path):
     other.write_text(_common.section("cka-cuda", "CKA GPU", "BODY-4", "cmd", {**info, "device": "cuda"}))
     assert docs.main([str(other), "--docs", str(path)]) == 0
     assert "BODY-4" in path.read_text() and "BODY-3" in path.read_text()
+
+
+def test_the_data_regime_crossover_is_where_the_gain_stays_gone():
+    from bench.data_regime import crossover
+
+    def cells(*lows):
+        return {k: {"gain": {"lo": low, "mean": low + 0.1}} for k, low in zip((1, 5, 10, 20, 50), lows, strict=False)}
+
+    assert crossover(cells(0.05, -0.1, 0.2, 0.3)) == ("none up to K = 20: the gain is clearly positive there; "
+                                                      "not clear at K = 5, where the gain's interval reaches 0")
+    assert crossover(cells(0.05, 0.1, -0.1, -0.2)).startswith("K = 10")
+    assert crossover(cells(-0.1, 0.1, 0.2)) == "none up to K = 10: the gain is clearly positive there"
+    assert crossover(cells(-0.1, -0.2)) == "no gain at any K measured"
