@@ -243,6 +243,15 @@ def studio_server(chromium, tmp_path_factory) -> StudioServer:
 # ------------------------------------------------------------------ small shared fixtures
 
 
+def cancel_runs(runs_dir: Path) -> None:
+    """Cancel every live run of a runs folder and wait for each to stop (a fixture's teardown)."""
+    from learngene.jobs import JobManager
+
+    mgr = JobManager(runs_dir)
+    for run_id in mgr.cancel_all():
+        mgr.wait(run_id, timeout=15)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run the test with one torch thread (as the CLI commands do by default), restored afterwards."""

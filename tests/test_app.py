@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import require_module
+from tests.conftest import cancel_runs, require_module
 
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -52,11 +52,7 @@ def env(tmp_path, tiny_ancestry, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("LEARNGENE_ASSETS_DIR", str(tiny_ancestry.parent))
     monkeypatch.setenv("LEARNGENE_CACHE", str(tmp_path_factory.getbasetemp() / "data-cache"))
     yield runs
-    from learngene.jobs import JobManager
-
-    mgr = JobManager(runs)
-    for run_id in mgr.cancel_all():
-        mgr.wait(run_id, timeout=15)
+    cancel_runs(runs)
 
 
 @pytest.fixture(scope="session")

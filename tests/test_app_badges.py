@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_module
+from tests.conftest import cancel_runs, require_module
 
 require_module("streamlit")
 
@@ -41,11 +41,7 @@ def flat_ancestry(tmp_path, tiny_ancestry, monkeypatch):  # noqa: F811
     monkeypatch.setenv("LEARNGENE_ANCESTRY", str(ckpt))
     monkeypatch.setenv("LEARNGENE_ASSETS_DIR", str(assets))
     yield tmp_path / "runs"
-    from learngene.jobs import JobManager
-
-    mgr = JobManager(tmp_path / "runs")
-    for run_id in mgr.cancel_all():
-        mgr.wait(run_id, timeout=15)
+    cancel_runs(tmp_path / "runs")
 
 
 def test_an_ancestry_at_chance_is_badged_and_condensing_waits_for_use_anyway(flat_ancestry):

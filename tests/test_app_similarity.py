@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_module
+from tests.conftest import cancel_runs, require_module
 
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 
@@ -58,11 +58,7 @@ def shipped(tmp_path, tiny_ancestry, monkeypatch):  # noqa: F811
     monkeypatch.setenv("LEARNGENE_ANCESTRY", str(ckpt))
     monkeypatch.setenv("LEARNGENE_ASSETS_DIR", str(assets))
     yield tmp_path / "runs"
-    from learngene.jobs import JobManager
-
-    mgr = JobManager(tmp_path / "runs")
-    for run_id in mgr.cancel_all():
-        mgr.wait(run_id, timeout=15)
+    cancel_runs(tmp_path / "runs")
 
 
 def test_the_shipped_result_shows_without_a_job(shipped):

@@ -32,6 +32,8 @@ from urllib.parse import quote
 
 import pytest
 
+from bench.classroom import IDLE_JS  # the load test waits for a page the same way
+
 pytestmark = pytest.mark.browser
 
 
@@ -84,15 +86,7 @@ class Journey:
 
     def idle(self, timeout: float = 120) -> None:
         """Wait until no script run is in progress (twice in a row, 300 ms apart)."""
-        self.page.wait_for_function(
-            """() => {
-                const app = document.querySelector('[data-test-script-state]');
-                const idle = app && app.getAttribute('data-test-script-state') !== 'running'
-                    && !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]');
-                if (!idle) { window.__lgIdleSince = null; return false; }
-                window.__lgIdleSince = window.__lgIdleSince || Date.now();
-                return Date.now() - window.__lgIdleSince > 300;
-            }""", timeout=timeout * 1000, polling=100)
+        self.page.wait_for_function(IDLE_JS, timeout=timeout * 1000, polling=100)
 
     def nav(self, title: str) -> None:
         """Click the page's link in the sidebar navigation (a page switch inside the same session)."""

@@ -15,13 +15,7 @@ from learngene.models import ModelCard, create_model
 from learngene.train.budget import Budget, train_in_rounds
 from learngene.train.flops import flops_per_image
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as the commands train
 
 
 def test_the_adaptive_budget_gets_a_pseudo_descendant_past_chance_where_the_fixed_default_does_not():

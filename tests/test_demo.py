@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_module
+from tests.conftest import cancel_runs, require_module
 
 require_module("streamlit")  # skipped without streamlit on a developer machine; fails under CI
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -133,11 +133,7 @@ def _env(tmp_path, monkeypatch, tmp_path_factory, ckpt: Path) -> Path:
 
 
 def _cancel_all(runs: Path) -> None:
-    from learngene.jobs import JobManager
-
-    mgr = JobManager(runs)
-    for run_id in mgr.cancel_all():
-        mgr.wait(run_id, timeout=15)
+    cancel_runs(runs)
 
 
 @pytest.fixture

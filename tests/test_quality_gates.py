@@ -21,13 +21,7 @@ from learngene.errors import CheckpointError
 from learngene.models import ModelCard, create_model, save_checkpoint
 from learngene.train.budget import binomial_interval, judge
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as the commands train
 
 
 # -- the rule -------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     choice = layer_choice(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
-    recipe = recipe_for(ancestry, choice.layers, num_classes=args.n_way, **recipe_kwargs(args))
+    recipe = recipe_for(ancestry, choice.layers, view, num_classes=args.n_way, **recipe_kwargs(args))
     descendant = build_descendant(recipe, ancestry, seed=0)  # refuses a recipe whose shapes do not line up
     total, taken = inherited_parameters(descendant)
     ancestry_params = sum(p.numel() for p in ancestry.parameters())

@@ -289,7 +289,7 @@ def resolve_source(args: argparse.Namespace, n_way: int) -> tuple[Any, Any, list
     choice = layer_choice(ancestry, layers=args.layers, preset=args.preset, similarity=args.similarity,
                            ancestry_sha256=card.sha256)
     view = layer_view(ancestry)
-    recipe = recipe_for(ancestry, choice.layers, num_classes=n_way, **recipe_kwargs(args))
+    recipe = recipe_for(ancestry, choice.layers, view, num_classes=n_way, **recipe_kwargs(args))
     return (ancestry, recipe, view.names, f"ancestry {path} (layers {choice.layers}, {choice.method})",
             bound_of_card(card, path))
 
@@ -331,17 +331,9 @@ def ledger_of(pairs: list, sizes: dict[int, tuple[int, int]], recipe, source, ar
 
 def pair_batching(args: argparse.Namespace, recipe, source, cfg) -> bool:
     """Whether each pair trains as one batched model (`--batched`); "on" refuses a pair that cannot be."""
-    from learngene.descend.compare import can_batch_pair
-    from learngene.errors import ConfigError
-    from learngene.train.settings import batched_wanted
-    from learngene.train.trainer import resolve_device
+    from learngene.descend.compare import pair_batching as decide
 
-    if not batched_wanted(args.batched, resolve_device(cfg.device).type):
-        return False
-    ok, why = can_batch_pair(recipe, source, args.n_way, cfg)
-    if not ok and args.batched == "on":
-        raise ConfigError(f"cannot train the pairs batched: {why}")
-    return ok
+    return decide(args.batched, recipe, source, args.n_way, cfg)[0]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -187,6 +187,23 @@ def can_batch_pair(recipe: Recipe, source: Source, n_way: int, cfg: TrainConfig)
     return can_batch(models, [cfg, cfg], [probe, probe])
 
 
+def pair_batching(choice: str, recipe: Recipe, source: Source, n_way: int, cfg: TrainConfig,
+                  what: str = "the pairs") -> tuple[bool, str]:
+    """Whether pairs of `recipe` train as batched models under `--batched` `choice` (auto: on a GPU), and
+    why not when not; "on" refuses pairs that cannot be batched (`ConfigError`, naming `what`)."""
+    from learngene.errors import ConfigError
+    from learngene.train.settings import batched_wanted
+    from learngene.train.trainer import resolve_device
+
+    if not batched_wanted(choice, resolve_device(cfg.device).type):
+        return False, ("batched training is off" if choice == "off" else
+                       "on a CPU runs go one after another (use --batched on to batch anyway)")
+    ok, why = can_batch_pair(recipe, source, n_way, cfg)
+    if not ok and choice == "on":
+        raise ConfigError(f"cannot train {what} batched: {why}")
+    return ok, why
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """int64 (N,) predicted task labels of uint8 images `x` (N, 3, H, W), as `evaluate` scores them."""

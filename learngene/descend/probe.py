@@ -280,9 +280,10 @@ class _Runner:
         from learngene.models import layer_view
 
         self.ancestry, self.tasks, self.config, self.rep, self.log = ancestry, tasks, config, reporter, log
-        self.n = len(layer_view(ancestry))
+        view = layer_view(ancestry)
+        self.n = len(view)
         self.cfg = config.train_config()
-        self.recipe = lambda m: recipe_for(ancestry, m.layers, stem=m.stem, num_classes=config.n_way)
+        self.recipe = lambda m: recipe_for(ancestry, m.layers, view, stem=m.stem, num_classes=config.n_way)
 
     def model(self, job: _Job):
         from learngene.inherit.build import build_descendant

@@ -80,10 +80,11 @@ def _recipes(ancestry, size: Size, study: SizeStudy) -> dict[str, Any]:
     from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
-    n = len(layer_view(ancestry))
+    view = layer_view(ancestry)
+    n = len(view)
     depth = size.depth or n
     restaged = stages_of(ancestry.lg_spec) is not None
-    common = dict(num_classes=study.n_way, width=size.width, depth=depth)
+    common = dict(num_classes=study.n_way, width=size.width, depth=depth, view=view)
     placement = study.placement
     if placement == "original" and depth < max(study.layers) + 1 and not restaged:
         placement = "bottom"  # a shallower ViT: the learngene layers stacked from the bottom
@@ -105,12 +106,14 @@ def equal_budget_recipe(ancestry, size: Size, study: SizeStudy, target: int) -> 
     from learngene.inherit.resize import stages_of
     from learngene.models import layer_view
 
-    n = len(layer_view(ancestry))
+    view = layer_view(ancestry)
+    n = len(view)
     depth = size.depth or n
     placement = {} if stages_of(ancestry.lg_spec) is not None else {"placement": "bottom"}
     best = None
     for m in range(1, min(depth, n) + 1):
-        recipe = recipe_for(ancestry, range(m), num_classes=study.n_way, width=size.width, depth=depth, **placement)
+        recipe = recipe_for(ancestry, range(m), view, num_classes=study.n_way, width=size.width, depth=depth,
+                            **placement)
         _, taken = inherited_parameters(build_descendant(recipe, ancestry, seed=study.seed))
         if best is None or abs(taken - target) < abs(best[1] - target):
             best = (recipe, taken)

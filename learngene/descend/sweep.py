@@ -21,8 +21,8 @@ from learngene.descend.compare import (
     PairResult,
     RunResult,
     build_pair,
-    can_batch_pair,
     make_logger,
+    pair_batching,
     train_pair,
 )
 from learngene.errors import ConfigError
@@ -142,16 +142,10 @@ def _train_group_batched(recipe: Recipe, source: Source, jobs: list[_Job],
 
 
 def use_batched(sweep: SweepConfig, recipe: Recipe, source: Source, cfg: TrainConfig, n_jobs: int) -> tuple[bool, str]:
-    """Whether to train batched, and why not when not."""
-    if not batched_wanted(sweep.batched, resolve_device(cfg.device).type):
-        return False, ("batched training is off" if sweep.batched == "off" else
-                       "on a CPU runs go one after another (use --batched on to batch anyway)")
-    if n_jobs < 1:
+    """Whether to train batched, and why not when not (`compare.pair_batching`)."""
+    if n_jobs < 1 and batched_wanted(sweep.batched, resolve_device(cfg.device).type):
         return False, "nothing to batch"
-    ok, why = can_batch_pair(recipe, source, sweep.n_way, cfg)
-    if not ok and sweep.batched == "on":
-        raise ConfigError(f"cannot train this sweep batched: {why}")
-    return ok, why
+    return pair_batching(sweep.batched, recipe, source, sweep.n_way, cfg, "this sweep")
 
 
 def _units(ds: ImageSet, sweep: SweepConfig, settings: list[tuple[TrainConfig, int]],

@@ -52,9 +52,10 @@ def recipe_for_spec(spec: Any, n_layers: int, layers: Sequence[int], io_shapes: 
                               fill=opts["fill"], io_shapes=io_shapes, stages=stages_of(spec))
 
 
-def recipe_for(ancestry: Any, layers: Sequence[int], **options: Any) -> Any:
-    """`recipe_for_spec` for a built ancestry model (its spec, layers and their shapes read from it)."""
+def recipe_for(ancestry: Any, layers: Sequence[int], view: Any = None, **options: Any) -> Any:
+    """`recipe_for_spec` for a built ancestry model: its spec, and its layers and their shapes from `view`
+    (its `layer_view`, made here when not given; a caller building many recipes passes it once made)."""
     from learngene.models import layer_view
 
-    view = layer_view(ancestry)
+    view = layer_view(ancestry) if view is None else view
     return recipe_for_spec(ancestry.lg_spec, len(view), layers, view.io_shapes(), **options)
